@@ -1,0 +1,40 @@
+"""Exceptions that carry a message meant for the user.
+
+Anything derived from ``SftSweepError`` is a user-facing problem (bad config, bad data,
+wrong checkpoint): entry points print its message and exit non-zero instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SftSweepError(Exception):
+    """Base class for errors whose message is written for the user."""
+
+
+class ConfigError(SftSweepError):
+    """A configuration value is invalid."""
+
+
+class DataError(SftSweepError):
+    """A data file or record is malformed. Names the file, record index and field."""
+
+    def __init__(self, message: str, *, path: str | None = None, record: int | None = None,
+                 field: str | None = None) -> None:
+        where = []
+        if path is not None:
+            where.append(f"file {path}")
+        if record is not None:
+            where.append(f"record {record}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        prefix = (", ".join(where) + ": ") if where else ""
+        super().__init__(prefix + message)
+        self.path, self.record, self.field = path, record, field
+
+
+class CheckpointError(SftSweepError):
+    """A checkpoint is missing, corrupt, or belongs to another configuration."""
+
+
+class NonFiniteLossError(SftSweepError):
+    """Training produced a NaN or infinite loss."""

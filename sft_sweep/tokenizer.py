@@ -1,0 +1,78 @@
+"""Byte-level tokenizer: ids 0-255 are raw UTF-8 bytes, special tokens follow.
+
+Ordinary text never yields a special id: ``encode`` works on bytes only, so a user who
+types ``<|im_end|>`` gets ten byte ids. Special ids enter a sequence only through an
+explicit call (``special(...)`` or the named ``*_id`` attributes), which is what makes
+chat templates safe against prompt text that imitates their markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+N_BYTES = 256
+
+# Order fixes the ids (256, 257, ...); append new tokens at the end so old checkpoints stay valid.
+SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|pad|>",
+)
+
+
+class ByteTokenizer:
+    """Bytes plus a fixed list of special tokens."""
+
+    def __init__(self) -> None:
+        self.special_tokens: dict[str, int] = {
+            name: N_BYTES + i for i, name in enumerate(SPECIAL_TOKENS)
+        }
+        self._special_names = {i: name for name, i in self.special_tokens.items()}
+        self.vocab_size = N_BYTES + len(SPECIAL_TOKENS)
+        self.eot_id = self.special_tokens["<|endoftext|>"]
+        self.im_start_id = self.special_tokens["<|im_start|>"]
+        self.im_end_id = self.special_tokens["<|im_end|>"]
+        self.pad_id = self.special_tokens["<|pad|>"]
+
+    def encode(self, text: str) -> list[int]:
+        """UTF-8 bytes of ``text`` as ids; never returns a special id."""
+        if not isinstance(text, str):
+            raise TypeError(f"ByteTokenizer.encode expects str, got {type(text).__name__}")
+        return list(text.encode("utf-8"))
+
+    def special(self, name: str) -> int:
+        """The id of a special token by its text, e.g. ``special("<|im_end|>")``."""
+        try:
+            return self.special_tokens[name]
+        except KeyError:
+            known = ", ".join(self.special_tokens)
+            raise KeyError(f"unknown special token {name!r}; known: {known}") from None
+
+    def is_special(self, token_id: int) -> bool:
+        return token_id in self._special_names
+
+    def decode(self, ids: Iterable[int], skip_special: bool = False) -> str:
+        """Text of ``ids``. Special ids render as their names unless ``skip_special``.
+
+        Byte runs are decoded together so multi-byte characters survive; an invalid
+        UTF-8 run (a model can emit one) becomes U+FFFD rather than an exception.
+        """
+        parts: list[str] = []
+        run = bytearray()
+        for raw in ids:
+            i = int(raw)
+            if 0 <= i < N_BYTES:
+                run.append(i)
+                continue
+            if run:
+                parts.append(run.decode("utf-8", errors="replace"))
+                run = bytearray()
+            if i in self._special_names:
+                if not skip_special:
+                    parts.append(self._special_names[i])
+            else:
+                raise ValueError(f"token id {i} is outside the vocabulary (0..{self.vocab_size - 1})")
+        if run:
+            parts.append(run.decode("utf-8", errors="replace"))
+        return "".join(parts)
