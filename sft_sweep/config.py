@@ -1,0 +1,255 @@
+"""Structured configs: the schema every composed Hydra config must fit.
+
+Registered in Hydra's ConfigStore as ``sft_sweep_schema``; ``conf/config.yaml`` lists it first in
+its defaults, so group files (``conf/model/mini.yaml`` ...) merge into typed nodes. A misspelt key
+or a value of the wrong type therefore fails at composition time, before any work starts.
+Value checks that types cannot express (lr > 0, heads divide width, ...) live in ``validate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from .errors import ConfigError
+
+
+@dataclass
+class ModelConf:
+    name: str = "mini"
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    n_mlp: int = 512
+    block_size: int = 128
+    init_std: float = 0.02
+
+
+@dataclass
+class DatasetConf:
+    """One instruction-data file (used when ``data.source`` is ``files``)."""
+
+    path: str = MISSING
+    format: str = "auto"  # auto | alpaca | sharegpt | messages | chatml
+    role_map: dict[str, str] = field(default_factory=dict)
+    on_bad_record: str = "error"  # error | skip
+
+
+@dataclass
+class QualityConf:
+    min_response_chars: int = 1
+    max_response_chars: int = 0  # 0: no limit
+    min_response_to_prompt_ratio: float = 0.0
+    min_token_diversity: float = 0.0
+    dedup: bool = True
+
+
+@dataclass
+class DataConf:
+    name: str = "world"
+    source: str = "world"  # world: the built-in synthetic world | files: datasets below
+    # Settings of the synthetic world (sft_sweep.data.WorldConfig fields), e.g. world.n_countries=40.
+    world: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, DatasetConf] = field(default_factory=dict)
+    # Raw text (.txt / .jsonl with "text") for pre-training, replay and the forgetting metric when
+    # source=files; null uses the synthetic world's prose.
+    pretrain_text: Optional[str] = None
+    val_fraction: float = 0.05  # files: share of conversations held out for evaluation
+    quality: QualityConf = field(default_factory=QualityConf)
+
+
+@dataclass
+class TemplateConf:
+    name: str = "chatml"  # chatml | alpaca | plain
+    mask: str = "assistant"  # assistant | last | all
+
+
+@dataclass
+class OptimConf:
+    lr: float = 3e-4
+    schedule: str = "cosine"  # constant | linear | cosine
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1  # the schedule decays to lr * min_lr_ratio
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # global-norm clipping; 0 disables
+
+
+@dataclass
+class MixConf:
+    replay_ratio: float = 0.0  # fraction of training sequences that are raw pre-training windows
+    weights: dict[str, float] = field(default_factory=dict)  # per dataset name (source=files)
+
+
+@dataclass
+class TrainConf:
+    epochs: int = 2
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_steps: int = 0  # 0: as many as the epochs give
+    truncation: str = "truncate"  # truncate | drop
+    pack: bool = False
+    eval_interval: int = 100
+    log_interval: int = 10
+    checkpoint_interval: int = 100
+    seed: int = 0
+    threads: int = 0  # compute threads for this job; 0: all cores
+
+
+@dataclass
+class EvalConf:
+    max_items: int = 100  # per evaluation set (held-out answers, knowledge probe)
+    max_new_tokens: int = 48
+    raw_windows: int = 64  # held-out pre-training windows for the raw-text (forgetting) loss
+    n_samples: int = 6  # base vs tuned generations saved to samples.jsonl
+    batch_size: int = 32
+    # The number a Hydra sweeper optimises; a dotted path into summary.json.
+    objective: str = "final.answer_mc_acc"
+
+
+@dataclass
+class PretrainConf:
+    steps: int = 1200
+    batch_size: int = 16
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    seed: int = 0
+    cache_dir: str = "runs/cache"  # relative paths are taken from the directory sft-sweep started in
+
+
+@dataclass
+class Config:
+    name: str = "default"  # experiment name: names the sweep directory
+    model: ModelConf = field(default_factory=ModelConf)
+    data: DataConf = field(default_factory=DataConf)
+    template: TemplateConf = field(default_factory=TemplateConf)
+    optim: OptimConf = field(default_factory=OptimConf)
+    mix: MixConf = field(default_factory=MixConf)
+    train: TrainConf = field(default_factory=TrainConf)
+    eval: EvalConf = field(default_factory=EvalConf)
+    pretrain: PretrainConf = field(default_factory=PretrainConf)
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="sft_sweep_schema", node=Config)
+
+
+def _check(ok: bool, key: str, value: Any, rule: str, problems: list[str]) -> None:
+    if not ok:
+        problems.append(f"{key}={value!r}: {rule}")
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError listing every value that breaks a rule."""
+    p: list[str] = []
+    m = cfg.model
+    for k in ("n_layer", "n_head", "n_embd", "n_mlp", "block_size"):
+        _check(getattr(m, k) >= 1, f"model.{k}", getattr(m, k), "must be >= 1", p)
+    _check(m.n_head >= 1 and m.n_embd % max(m.n_head, 1) == 0, "model.n_head", m.n_head,
+           f"must divide model.n_embd={m.n_embd}", p)
+    _check(m.init_std > 0, "model.init_std", m.init_std, "must be > 0", p)
+    _check(cfg.data.source in ("world", "files"), "data.source", cfg.data.source, "must be world or files", p)
+    if cfg.data.source == "files":
+        _check(len(cfg.data.datasets) > 0, "data.datasets", dict(cfg.data.datasets),
+               "source=files needs at least one dataset (data.datasets.NAME.path=...)", p)
+    _check(0.0 < cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "must be in (0, 1)", p)
+    _check(cfg.template.name in ("chatml", "alpaca", "plain"), "template.name", cfg.template.name,
+           "must be chatml, alpaca or plain", p)
+    _check(cfg.template.mask in ("assistant", "last", "all"), "template.mask", cfg.template.mask,
+           "must be assistant, last or all", p)
+    o = cfg.optim
+    _check(o.lr > 0, "optim.lr", o.lr, "must be > 0", p)
+    _check(o.schedule in ("constant", "linear", "cosine"), "optim.schedule", o.schedule,
+           "must be constant, linear or cosine", p)
+    _check(o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, "must be >= 0", p)
+    _check(0.0 <= o.min_lr_ratio <= 1.0, "optim.min_lr_ratio", o.min_lr_ratio, "must be in [0, 1]", p)
+    _check(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0", p)
+    _check(0.0 <= o.beta1 < 1.0 and 0.0 <= o.beta2 < 1.0, "optim.beta1/beta2", (o.beta1, o.beta2),
+           "must be in [0, 1)", p)
+    _check(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, "must be >= 0 (0 disables clipping)", p)
+    _check(0.0 <= cfg.mix.replay_ratio < 1.0, "mix.replay_ratio", cfg.mix.replay_ratio, "must be in [0, 1)", p)
+    for name, w in cfg.mix.weights.items():
+        _check(w > 0, f"mix.weights.{name}", w, "must be > 0", p)
+        if cfg.data.source == "files":
+            _check(name in cfg.data.datasets, f"mix.weights.{name}", w, "names no dataset in data.datasets", p)
+    t = cfg.train
+    _check(t.epochs >= 1, "train.epochs", t.epochs, "must be >= 1", p)
+    _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "must be >= 1", p)
+    _check(t.grad_accum >= 1, "train.grad_accum", t.grad_accum, "must be >= 1", p)
+    _check(t.max_steps >= 0, "train.max_steps", t.max_steps, "must be >= 0 (0: no limit)", p)
+    _check(t.truncation in ("truncate", "drop"), "train.truncation", t.truncation, "must be truncate or drop", p)
+    for k in ("eval_interval", "log_interval", "checkpoint_interval"):
+        _check(getattr(t, k) >= 1, f"train.{k}", getattr(t, k), "must be >= 1", p)
+    _check(t.threads >= 0, "train.threads", t.threads, "must be >= 0 (0: all cores)", p)
+    e = cfg.eval
+    for k in ("max_items", "max_new_tokens", "raw_windows", "batch_size"):
+        _check(getattr(e, k) >= 1, f"eval.{k}", getattr(e, k), "must be >= 1", p)
+    _check(e.n_samples >= 0, "eval.n_samples", e.n_samples, "must be >= 0", p)
+    _check(e.objective.split(".")[0] in ("final", "base", "forgetting_pct"), "eval.objective", e.objective,
+           "must be final.<metric>, base.<metric> or forgetting_pct", p)
+    pt = cfg.pretrain
+    _check(pt.steps >= 0, "pretrain.steps", pt.steps, "must be >= 0", p)
+    _check(pt.batch_size >= 1, "pretrain.batch_size", pt.batch_size, "must be >= 1", p)
+    _check(pt.lr > 0, "pretrain.lr", pt.lr, "must be > 0", p)
+    if p:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(p))
+
+
+def to_object(cfg: DictConfig) -> Config:
+    """The typed Config of a composed DictConfig (interpolations resolved)."""
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, Config):  # composed without the schema (e.g. a bare yaml)
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), cfg))
+    return obj  # type: ignore[return-value]
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {"a.b.c": value}; lists stay values."""
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if isinstance(v, dict) and v:
+                out.update(flatten(v, key))
+            else:
+                out[key] = v
+    else:
+        out[prefix] = d
+    return out
+
+
+def config_dict(cfg: DictConfig) -> dict[str, Any]:
+    """The job config as plain containers, without Hydra's own node."""
+    d = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(d, dict)
+    d.pop("hydra", None)
+    return d
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    """Content hash of a JSON-able object (key order does not matter)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+# Settings that change where or how fast a job runs but not what it computes: excluded from the
+# config hash so that, e.g., re-running a sweep with more threads still skips finished jobs.
+NON_SEMANTIC_KEYS = ("train.threads", "pretrain.cache_dir", "train.log_interval", "train.checkpoint_interval",
+                     "eval.objective")
+
+
+def config_hash(cfg_dict: dict[str, Any]) -> str:
+    flat = flatten(cfg_dict)
+    for k in NON_SEMANTIC_KEYS:
+        flat.pop(k, None)
+    return stable_hash(flat)

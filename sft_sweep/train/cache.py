@@ -1,0 +1,72 @@
+"""Content-addressed cache of pre-trained base models, safe for concurrent jobs.
+
+A base model is identified by the hash of everything that determines its weights (model shape,
+pre-training data settings, steps, optimiser settings, seed). The first job that needs it takes an
+exclusive lock on ``<key>.lock`` and trains; jobs that start meanwhile block on the same lock and
+then load the finished file. The model file is written atomically, so a reader never sees half
+of it even without the lock.
+
+The lock is ``fcntl.lockf`` (POSIX record locks). On Linux these also work over NFSv3 (through lockd)
+and NFSv4, the usual shared file systems of a Slurm cluster; on a file system without working
+locks, build the base once before launching the sweep (see README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .runfiles import atomic_write_json, read_json
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[float]:
+    """Hold an exclusive lock on ``path``; yields the seconds spent waiting for it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(path, "a+") as f:
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.lockf(f, fcntl.LOCK_EX)
+        try:
+            yield time.perf_counter() - t0
+        finally:
+            fcntl.lockf(f, fcntl.LOCK_UN)
+
+
+class BaseCache:
+    """``<root>/base-<key>/{model.npz, meta.json, eval-<evalkey>.json}``."""
+
+    def __init__(self, root: str | os.PathLike, key: str) -> None:
+        self.root = Path(root)
+        self.key = key
+        self.dir = self.root / f"base-{key}"
+        self.model_path = self.dir / "model.npz"
+        self.meta_path = self.dir / "meta.json"
+        self.lock_path = self.root / f"base-{key}.lock"
+
+    def exists(self) -> bool:
+        meta = read_json(self.meta_path)
+        return self.model_path.exists() and isinstance(meta, dict) and meta.get("complete") is True
+
+    def meta(self) -> dict:
+        return read_json(self.meta_path) or {}
+
+    def write_meta(self, meta: dict) -> None:
+        atomic_write_json(self.meta_path, {**meta, "complete": True})
+
+    def eval_path(self, eval_key: str) -> Path:
+        return self.dir / f"eval-{eval_key}.json"
+
+    def read_eval(self, eval_key: str) -> dict | None:
+        return read_json(self.eval_path(eval_key))
+
+    def write_eval(self, eval_key: str, result: dict) -> None:
+        atomic_write_json(self.eval_path(eval_key), result)

@@ -1,0 +1,209 @@
+"""From the data config to everything a job trains and evaluates on.
+
+Two sources:
+- ``world``: the built-in synthetic world (pre-training prose, instruction set, held-out splits,
+  answer items with references, knowledge probe).
+- ``files``: instruction files (Alpaca / ShareGPT / messages / ChatML) with a held-out share for
+  evaluation, and pre-training text from ``data.pretrain_text`` (or the world's prose when unset).
+  Answer accuracy and the knowledge probe need reference answers, which plain files do not carry:
+  those metrics are then absent from the job's files, not zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config, stable_hash
+from ..data import (
+    Conversation,
+    EvalItem,
+    Example,
+    QualityConfig,
+    WorldConfig,
+    build_world,
+    filter_quality,
+    fit_length,
+    get_template,
+    load_conversations,
+    load_raw_text,
+    mix_datasets,
+    mix_replay,
+    render,
+)
+from ..errors import ConfigError, DataError
+from ..tokenizer import ByteTokenizer
+
+
+@dataclass
+class PreparedData:
+    template: Any
+    pretrain_tokens: np.ndarray  # documents joined by end-of-text: pre-training and replay windows
+    heldout_tokens: np.ndarray  # held-out raw text: the forgetting metric
+    train_examples: list[Example]  # instruction examples (replay is mixed in per job, see sft.py)
+    val_examples: list[Example]  # held-out conversations: response loss
+    eval_items: list[EvalItem]  # answer accuracy (empty when the data has no references)
+    probe_items: list[EvalItem]  # knowledge probe (empty when the data has no probe)
+    follow_prompts: list[Conversation]  # prompts for the follow-rate check
+    report: dict = field(default_factory=dict)
+
+
+def join_docs(docs: list[str], tok: ByteTokenizer) -> np.ndarray:
+    ids: list[int] = []
+    for d in docs:
+        ids.extend(tok.encode(d))
+        ids.append(tok.eot_id)
+    return np.asarray(ids, dtype=np.int32)
+
+
+def world_config(cfg: Config) -> WorldConfig:
+    try:
+        return WorldConfig(**dict(cfg.data.world))
+    except TypeError as e:
+        known = ", ".join(WorldConfig.__dataclass_fields__)
+        raise ConfigError(f"data.world: {e}. Known settings: {known}") from None
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _resolve(path: str, base_dir: str | None) -> str:
+    p = Path(path).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = Path(base_dir) / p
+    return str(p)
+
+
+def pretrain_source(cfg: Config, base_dir: str | None = None) -> dict:
+    """What determines the pre-training text: part of the base model's cache key."""
+    if cfg.data.source == "files" and cfg.data.pretrain_text:
+        path = _resolve(cfg.data.pretrain_text, base_dir)
+        if not Path(path).is_file():
+            raise DataError("pre-training text file not found (data.pretrain_text)", path=path)
+        return {"kind": "file", "sha256": _file_digest(path)}
+    return {"kind": "world", "world": stable_hash(world_config(cfg).__dict__)}
+
+
+def raw_text(cfg: Config, base_dir: str | None = None) -> tuple[list[str], list[str]]:
+    """(pre-training docs, held-out docs)."""
+    if cfg.data.source == "files" and cfg.data.pretrain_text:
+        path = _resolve(cfg.data.pretrain_text, base_dir)
+        docs = load_raw_text(path)
+        if len(docs) < 2:
+            raise DataError("needs at least 2 documents (some are held out for the forgetting metric)", path=path)
+        rng = random.Random(0)
+        order = list(range(len(docs)))
+        rng.shuffle(order)
+        n_held = max(1, len(docs) // 10)
+        held = {i for i in order[:n_held]}
+        return [d for i, d in enumerate(docs) if i not in held], [docs[i] for i in sorted(held)]
+    world = build_world(world_config(cfg))
+    return world.pretrain_docs, world.heldout_docs
+
+
+def render_examples(convs: list[Conversation], template: Any, mask: str, source: str) -> list[Example]:
+    out = []
+    for c in convs:
+        ids, m = render(c, template, mask=mask)
+        out.append(Example(ids=np.asarray(ids, dtype=np.int32), mask=np.asarray(m, dtype=np.uint8), source=source))
+    return out
+
+
+def _quality(cfg: Config) -> QualityConfig:
+    q = cfg.data.quality
+    return QualityConfig(min_response_chars=q.min_response_chars, max_response_chars=q.max_response_chars,
+                         min_response_to_prompt_ratio=q.min_response_to_prompt_ratio,
+                         min_token_diversity=q.min_token_diversity, dedup=q.dedup)
+
+
+def prepare(cfg: Config, base_dir: str | None = None) -> PreparedData:
+    """Load, filter, render and length-fit the job's data. ``base_dir`` resolves relative paths."""
+    tok = ByteTokenizer()
+    template = get_template(cfg.template.name)
+    max_tokens = cfg.model.block_size + 1  # an example of L tokens fills L-1 positions
+    report: dict[str, Any] = {}
+
+    if cfg.data.source == "world":
+        world = build_world(world_config(cfg))
+        pre_docs, held_docs = world.pretrain_docs, world.heldout_docs
+        sets = {"world": world.train}
+        val_convs = world.val
+        eval_items, probe_items = list(world.eval_items), list(world.probe_items)
+        report["world"] = world.stats()
+    else:
+        pre_docs, held_docs = raw_text(cfg, base_dir)
+        sets, val_convs = {}, []
+        for name, ds in cfg.data.datasets.items():
+            path = _resolve(ds.path, base_dir)
+            load_report: dict = {}
+            convs = load_conversations(path, ds.format, role_map=dict(ds.role_map) or None,
+                                       on_bad_record=ds.on_bad_record, report=load_report)
+            report[f"load.{name}"] = load_report
+            if len(convs) < 2:
+                raise DataError(f"dataset {name!r} has {len(convs)} usable conversations; need at least 2", path=path)
+            rng = random.Random(cfg.train.seed)
+            order = list(range(len(convs)))
+            rng.shuffle(order)
+            n_val = max(1, round(cfg.data.val_fraction * len(convs)))
+            val_idx = set(order[:n_val])
+            sets[name] = [c for i, c in enumerate(convs) if i not in val_idx]
+            val_convs += [convs[i] for i in sorted(val_idx)]
+        eval_items, probe_items = [], []
+
+    rendered: dict[str, list[Example]] = {}
+    for name, convs in sets.items():
+        kept, qrep = filter_quality(convs, _quality(cfg))
+        report[f"quality.{name}"] = qrep
+        exs, lrep = fit_length(render_examples(kept, template, cfg.template.mask, name), max_tokens,
+                               cfg.train.truncation)
+        report[f"length.{name}"] = lrep
+        if not exs:
+            raise DataError(f"dataset {name!r}: no example left after quality filters and length fitting "
+                            f"(model.block_size={cfg.model.block_size})")
+        rendered[name] = exs
+    if len(rendered) > 1 or cfg.mix.weights:
+        weights = {n: float(cfg.mix.weights.get(n, 1.0)) for n in rendered}
+        train_examples, mrep = mix_datasets(rendered, weights, seed=cfg.train.seed)
+        report["datasets"] = mrep
+    else:
+        train_examples = next(iter(rendered.values()))
+    val_examples, vrep = fit_length(render_examples(val_convs, template, "assistant", "val"), max_tokens, "truncate")
+    report["length.val"] = vrep
+
+    follow_prompts = [it.prompt for it in eval_items] if eval_items else [_prompt_of(c) for c in val_convs]
+    return PreparedData(
+        template=template,
+        pretrain_tokens=join_docs(pre_docs, tok),
+        heldout_tokens=join_docs(held_docs, tok),
+        train_examples=train_examples,
+        val_examples=val_examples,
+        eval_items=eval_items,
+        probe_items=probe_items,
+        follow_prompts=follow_prompts,
+        report=report,
+    )
+
+
+def _prompt_of(conv: Conversation) -> Conversation:
+    """The conversation up to (not including) its last assistant turn."""
+    turns = list(conv.turns)
+    while turns and turns[-1].role == "assistant":
+        turns.pop()
+    return Conversation(turns=turns, meta=dict(conv.meta))
+
+
+def with_replay(data: PreparedData, ratio: float, window: int, seed: int) -> tuple[list[Example], dict]:
+    if ratio <= 0:
+        n = len(data.train_examples)
+        return list(data.train_examples), {"n_sft": n, "n_replay": 0, "achieved_ratio": 0.0}
+    return mix_replay(data.train_examples, data.pretrain_tokens, ratio, window, seed)

@@ -1,0 +1,200 @@
+"""Evaluation of a model: what SFT changed (manners) and what it cost (forgetting).
+
+Metrics (each absent when its data is absent, never a fake 0):
+- ``raw_loss``: mean next-token loss on held-out pre-training text. Its rise after SFT is
+  catastrophic forgetting.
+- ``response_loss``: mean loss on the assistant tokens of held-out conversations.
+- ``follow_rate``: share of held-out prompts where greedy generation produced a non-empty answer
+  and ended the assistant turn with the template's end marker, without starting a new turn and
+  without running to the token limit.
+- ``answer_acc`` / ``knowledge_acc``: share of greedy answers judged correct by the item's rule
+  (held-out questions / the knowledge probe).
+- ``answer_mc_acc`` / ``knowledge_mc_acc``: share of items where the reference response has the
+  highest log-probability among the item's candidates (reference plus distractors). This needs no
+  generation, so it also measures what a base model knows before it can follow a chat format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..data import EvalItem, Example, render_prompt
+from ..nn import GPT, generate
+from ..tokenizer import ByteTokenizer
+
+METRICS = ("raw_loss", "response_loss", "follow_rate", "answer_acc", "answer_mc_acc",
+           "knowledge_acc", "knowledge_mc_acc")
+
+
+def _pad(seqs: Sequence[np.ndarray], pad_id: int) -> np.ndarray:
+    T = max(len(s) for s in seqs)
+    out = np.full((len(seqs), T), pad_id, dtype=np.int32)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return out
+
+
+def masked_nll_sums(model: GPT, seqs: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                    batch_size: int, pad_id: int) -> np.ndarray:
+    """Per sequence: sum of -log p(token) over the tokens whose mask is 1 (mask aligned with ids)."""
+    out = np.zeros(len(seqs), dtype=np.float64)
+    order = np.argsort([len(s) for s in seqs], kind="stable")  # similar lengths together: less padding
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        ids = _pad([seqs[i] for i in idx], pad_id)
+        m = _pad([np.asarray(masks[i], dtype=np.int32) for i in idx], 0)
+        nll = model.token_nll(ids[:, :-1], ids[:, 1:])
+        out[idx] = (nll.astype(np.float64) * m[:, 1:]).sum(axis=1)
+    return out
+
+
+@dataclass
+class Generation:
+    prompt: str
+    text: str
+    ended: bool  # ended with the template's end-of-turn marker
+    followed: bool
+
+
+class Evaluator:
+    def __init__(self, *, template: Any, val_examples: list[Example], heldout_tokens: np.ndarray,
+                 eval_items: list[EvalItem], probe_items: list[EvalItem], follow_prompts: list,
+                 block_size: int, max_items: int, max_new_tokens: int, raw_windows: int,
+                 batch_size: int) -> None:
+        self.tok = ByteTokenizer()
+        self.template = template
+        self.block_size = block_size
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.val = val_examples[:max_items]
+        self.raw = self._windows(heldout_tokens, raw_windows)
+        self.eval_items = eval_items[:max_items]
+        self.probe_items = probe_items[:max_items]
+        self.follow_prompts = follow_prompts[:max_items]
+        self.stop_ids = tuple(template.stop_ids)
+        # Any special token ends generation: a model that emits <|im_start|> is opening a new turn.
+        self.halt_ids = tuple(sorted(set(self.stop_ids) | set(self.tok.special_tokens.values())))
+        self.new_turn = [list(m) for m in template.new_turn_markers]
+
+    def _windows(self, tokens: np.ndarray, n: int) -> list[np.ndarray]:
+        L = self.block_size + 1
+        starts = range(0, max(len(tokens) - L + 1, 0), L)
+        return [tokens[s : s + L] for s in list(starts)[:n]]
+
+    # ---- losses -------------------------------------------------------------------------
+    def raw_loss(self, model: GPT) -> float | None:
+        if not self.raw:
+            return None
+        masks = [np.ones(len(w), dtype=np.int32) for w in self.raw]
+        for m in masks:
+            m[0] = 0  # the first token has no context; it is never a target
+        sums = masked_nll_sums(model, self.raw, masks, self.batch_size, self.tok.pad_id)
+        return float(sums.sum() / sum(int(m.sum()) for m in masks))
+
+    def response_loss(self, model: GPT) -> float | None:
+        exs = [e for e in self.val if e.mask.sum() > 0]
+        if not exs:
+            return None
+        sums = masked_nll_sums(model, [e.ids for e in exs], [e.mask for e in exs], self.batch_size,
+                               self.tok.pad_id)
+        return float(sums.sum() / sum(int(e.mask.sum()) for e in exs))
+
+    # ---- generation ---------------------------------------------------------------------
+    def _contains(self, ids: list[int], marker: list[int]) -> bool:
+        n = len(marker)
+        return n > 0 and any(ids[i : i + n] == marker for i in range(len(ids) - n + 1))
+
+    def generate(self, model: GPT, prompts: list) -> list[Generation]:
+        encoded = [render_prompt(p, self.template) for p in prompts]
+        out: list[Generation] = []
+        for b in range(0, len(encoded), self.batch_size):
+            chunk = encoded[b : b + self.batch_size]
+            room = min(self.max_new_tokens, self.block_size - max(len(c) for c in chunk))
+            gens = generate(model, chunk, max(room, 1), stop_ids=self.halt_ids, temperature=0.0)
+            for ids, new in zip(chunk, gens):
+                ended = bool(new) and new[-1] in self.stop_ids
+                body = new[:-1] if ended else new
+                text = self.tok.decode(body, skip_special=True)
+                followed = ended and bool(text.strip()) and not any(self._contains(body, m) for m in self.new_turn)
+                out.append(Generation(prompt=self.tok.decode(ids), text=text, ended=ended, followed=followed))
+        return out
+
+    def mc_accuracy(self, model: GPT, items: list[EvalItem]) -> float | None:
+        seqs, masks, owner = [], [], []
+        end = self.stop_ids[0]
+        for k, item in enumerate(items):
+            prompt = render_prompt(item.prompt, self.template)
+            for choice in item.choices():
+                resp = self.tok.encode(choice) + [end]
+                ids = np.asarray(prompt + resp, dtype=np.int32)
+                if len(ids) > self.block_size + 1:
+                    ids = ids[: self.block_size + 1]
+                m = np.zeros(len(ids), dtype=np.int32)
+                m[len(prompt):] = 1
+                seqs.append(ids)
+                masks.append(m)
+                owner.append(k)
+        if not seqs:
+            return None
+        scores = -masked_nll_sums(model, seqs, masks, self.batch_size, self.tok.pad_id)
+        owner_arr = np.asarray(owner)
+        correct = 0
+        for k in range(len(items)):
+            s = scores[owner_arr == k]
+            correct += int(np.argmax(s) == 0 and (len(s) == 1 or s[0] > np.max(s[1:])))
+        return correct / len(items)
+
+    # ---- all ----------------------------------------------------------------------------
+    def evaluate(self, model: GPT) -> tuple[dict, dict[str, list[Generation]]]:
+        """(metrics, generations by set). Metrics without data are left out."""
+        metrics: dict[str, float] = {}
+        gens: dict[str, list[Generation]] = {}
+
+        def put(name: str, value: float | None) -> None:
+            if value is not None:
+                metrics[name] = value
+
+        put("raw_loss", self.raw_loss(model))
+        put("response_loss", self.response_loss(model))
+        if self.eval_items:
+            g = self.generate(model, [it.prompt for it in self.eval_items])
+            gens["answer"] = g
+            put("follow_rate", float(np.mean([x.followed for x in g])))
+            put("answer_acc", float(np.mean([it.is_correct(x.text) for it, x in zip(self.eval_items, g)])))
+            put("answer_mc_acc", self.mc_accuracy(model, self.eval_items))
+        elif self.follow_prompts:
+            g = self.generate(model, self.follow_prompts)
+            gens["follow"] = g
+            put("follow_rate", float(np.mean([x.followed for x in g])))
+        if self.probe_items:
+            g = self.generate(model, [it.prompt for it in self.probe_items])
+            gens["knowledge"] = g
+            put("knowledge_acc", float(np.mean([it.is_correct(x.text) for it, x in zip(self.probe_items, g)])))
+            put("knowledge_mc_acc", self.mc_accuracy(model, self.probe_items))
+        return metrics, gens
+
+
+def sample_rows(base: dict[str, list[dict]], tuned: dict[str, list[Generation]], items: dict[str, list],
+                n: int) -> list[dict]:
+    """Base vs tuned generations for samples.jsonl: up to ``n``, spread over the sets."""
+    rows = []
+    sets = [s for s in ("answer", "knowledge", "follow") if s in tuned]
+    per = {s: max(1, n // max(len(sets), 1)) for s in sets}
+    for s in sets:
+        for i, g in enumerate(tuned[s][: per[s]]):
+            item = items.get(s, [None] * (i + 1))[i] if items.get(s) else None
+            b = base.get(s, [])
+            rows.append({
+                "set": s,
+                "task": getattr(item, "task", s),
+                "prompt": g.prompt,
+                "reference": getattr(item, "reference", None),
+                "base": b[i]["text"] if i < len(b) else None,
+                "sft": g.text,
+                "sft_followed": g.followed,
+                "base_followed": b[i]["followed"] if i < len(b) else None,
+            })
+    return rows[:n] if n else []

@@ -1,0 +1,107 @@
+"""Pre-training the base model on raw text, and the shared cache that makes it happen once.
+
+The base model learns the synthetic world's facts (or the given raw text) by next-token
+prediction on random windows of the document stream, every token trained. Every job of a sweep
+then starts from these identical weights, so differences between jobs come from the swept
+settings alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from ..config import Config, stable_hash
+from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, save_checkpoint
+from ..tokenizer import ByteTokenizer
+from .cache import BaseCache, file_lock
+
+log = logging.getLogger(__name__)
+
+
+def gpt_config(cfg: Config) -> GPTConfig:
+    m = cfg.model
+    return GPTConfig(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, n_mlp=m.n_mlp,
+                     block_size=m.block_size, vocab_size=ByteTokenizer().vocab_size, init_std=m.init_std)
+
+
+def base_key(cfg: Config, source: dict) -> str:
+    """Everything that determines the base weights, hashed."""
+    m = dict(cfg.model.__dict__)
+    m.pop("name", None)  # the same shape under another name is the same model
+    p = dict(cfg.pretrain.__dict__)
+    p.pop("cache_dir", None)
+    return stable_hash({"model": m, "pretrain": p, "source": source, "format": 1})
+
+
+def random_windows(tokens: np.ndarray, batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """``batch`` windows of ``length`` tokens at uniform random offsets."""
+    if len(tokens) < length + 1:
+        raise ValueError(f"pre-training text has {len(tokens)} tokens; need more than {length}")
+    starts = rng.integers(0, len(tokens) - length + 1, size=batch)
+    return tokens[starts[:, None] + np.arange(length)[None, :]]
+
+
+def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | None = None) -> list[dict]:
+    """Train ``model`` in place on ``tokens``; returns the loss curve (a row per 50 steps)."""
+    p = cfg.pretrain
+    T = cfg.model.block_size
+    rng = np.random.default_rng(p.seed)
+    opt = AdamW(model.params, weight_decay=p.weight_decay, grad_clip=1.0)
+    mask = np.ones((p.batch_size, T), dtype=np.float32)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    curve: list[dict] = []
+    t0 = time.perf_counter()
+    bar = tqdm(range(p.steps), desc="pre-training base", disable=not progress, leave=False)
+    running = None
+    for step in bar:
+        w = random_windows(tokens, p.batch_size, T + 1, rng)
+        loss, grads = model.loss_and_grads(w[:, :-1], w[:, 1:], mask)
+        lr = lr_at(step, total_steps=p.steps, peak_lr=p.lr, schedule="cosine",
+                   warmup_steps=p.warmup_steps, min_lr=p.lr * p.min_lr_ratio)
+        gnorm = opt.step(grads, lr)
+        running = loss if running is None else 0.95 * running + 0.05 * loss
+        if (step + 1) % 50 == 0 or step + 1 == p.steps:
+            curve.append({"step": step + 1, "loss": float(loss), "lr": lr, "grad_norm": float(gnorm),
+                          "elapsed_s": time.perf_counter() - t0})
+            bar.set_postfix(loss=f"{running:.3f}")
+    return curve
+
+
+def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root: str,
+                       evaluate: Callable[[GPT], dict] | None = None) -> tuple[GPT, BaseCache, dict]:
+    """The cached base model, pre-training it first if no job has yet.
+
+    Returns (model, cache, info) where info has ``built`` (this call trained it), ``wait_s``
+    (time spent waiting on another job's lock) and ``pretrain_s``.
+    """
+    cache = BaseCache(cache_root, base_key(cfg, source))
+    model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=1)
+    info: dict[str, Any] = {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0}
+    if not cache.exists():
+        def waiting() -> None:
+            log.info("waiting for another job to finish pre-training base %s", cache.key)
+
+        with file_lock(cache.lock_path, on_wait=waiting) as waited:
+            info["wait_s"] = waited
+            if not cache.exists():  # nobody built it while we waited
+                log.info("pre-training base model %s (%d steps)", cache.key, cfg.pretrain.steps)
+                t0 = time.perf_counter()
+                curve = pretrain(model, tokens, cfg)
+                info["pretrain_s"] = time.perf_counter() - t0
+                save_checkpoint(cache.model_path, model, step=cfg.pretrain.steps,
+                                extra={"kind": "base", "key": cache.key})
+                cache.write_meta({"key": cache.key, "model": cfg.model.__dict__, "pretrain": {
+                    k: v for k, v in cfg.pretrain.__dict__.items() if k != "cache_dir"},
+                    "source": source, "pretrain_s": info["pretrain_s"], "curve": curve,
+                    "n_tokens": int(len(tokens))})
+                info["built"] = True
+                return model, cache, info
+    load_checkpoint(cache.model_path, model)
+    return model, cache, info

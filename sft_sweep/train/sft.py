@@ -1,0 +1,127 @@
+"""The SFT loop: epochs over shuffled batches, accumulation, lr schedule, clipping, periodic eval.
+
+Resuming is exact: batches are a pure function of (examples, seed, epoch), the optimiser state
+and step come from the checkpoint, and steps before the checkpoint are skipped without compute.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from ..config import Config
+from ..data import Batch, Example, make_batches
+from ..errors import NonFiniteLossError
+from ..nn import GPT, AdamW, lr_at
+from ..tokenizer import ByteTokenizer
+
+
+@dataclass
+class Plan:
+    steps_per_epoch: int
+    total_steps: int
+    batch_report: dict
+
+
+def epoch_batches(examples: list[Example], cfg: Config, epoch: int) -> tuple[list[Batch], dict]:
+    return make_batches(examples, cfg.train.batch_size, cfg.model.block_size, pack=cfg.train.pack,
+                        seed=cfg.train.seed, epoch=epoch, pad_id=ByteTokenizer().pad_id)
+
+
+def plan(examples: list[Example], cfg: Config) -> Plan:
+    batches, report = epoch_batches(examples, cfg, 0)
+    per_epoch = math.ceil(len(batches) / cfg.train.grad_accum)
+    total = per_epoch * cfg.train.epochs
+    if cfg.train.max_steps:
+        total = min(total, cfg.train.max_steps)
+    return Plan(steps_per_epoch=per_epoch, total_steps=total, batch_report=report)
+
+
+def make_optimizer(model: GPT, cfg: Config) -> AdamW:
+    o = cfg.optim
+    return AdamW(model.params, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay,
+                 grad_clip=o.grad_clip)
+
+
+def learning_rate(step: int, total: int, cfg: Config) -> float:
+    o = cfg.optim
+    return lr_at(step, total_steps=total, peak_lr=o.lr, schedule=o.schedule,
+                 warmup_steps=min(o.warmup_steps, max(total - 1, 0)), min_lr=o.lr * o.min_lr_ratio)
+
+
+def accumulate(model: GPT, group: list[Batch]) -> tuple[float, dict[str, np.ndarray], int]:
+    """Loss and gradients of a group of micro-batches, normalised as one big batch.
+
+    Each micro-batch is divided by the trained-token count of the whole group, so the sum equals
+    the big batch's mean: dividing each by its own count would over-weight short responses.
+    """
+    norm = float(sum(float(b.mask.sum()) for b in group))
+    total_loss, acc = 0.0, None
+    for b in group:
+        loss, grads = model.loss_and_grads(b.ids, b.targets, b.mask, b.segment_ids, normalizer=norm)
+        total_loss += loss
+        if acc is None:
+            acc = {k: g.copy() for k, g in grads.items()}
+        else:
+            for k, g in grads.items():
+                acc[k] += g
+    tokens = int(sum(b.ids.size for b in group))
+    return total_loss, acc, tokens
+
+
+def train(model: GPT, opt: AdamW, examples: list[Example], cfg: Config, pl: Plan, *, start_step: int,
+          on_log: Callable[[dict], None], on_step_end: Callable[[int], None],
+          progress: bool | None = None) -> int:
+    """Run SFT from ``start_step`` to ``pl.total_steps``; returns the last step.
+
+    ``on_step_end(step)`` runs after every optimiser step (evaluation, checkpoints).
+    """
+    if progress is None:
+        progress = sys.stderr.isatty()
+    step = 0
+    bar = tqdm(total=pl.total_steps, initial=start_step, desc="SFT", disable=not progress, leave=False)
+    window_loss, window_n, window_tokens, window_s = 0.0, 0, 0, 0.0
+    for epoch in range(cfg.train.epochs):
+        if step >= pl.total_steps:
+            break
+        if step + pl.steps_per_epoch <= start_step:  # whole epoch done before the checkpoint
+            step += pl.steps_per_epoch
+            continue
+        batches, _ = epoch_batches(examples, cfg, epoch)
+        ga = cfg.train.grad_accum
+        for g in range(0, len(batches), ga):
+            if step >= pl.total_steps:
+                break
+            if step < start_step:
+                step += 1
+                continue
+            t0 = time.perf_counter()
+            loss, grads, tokens = accumulate(model, batches[g : g + ga])
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(f"non-finite training loss ({loss}) at step {step + 1}")
+            lr = learning_rate(step, pl.total_steps, cfg)
+            gnorm = opt.step(grads, lr)
+            if not math.isfinite(gnorm):
+                raise NonFiniteLossError(f"non-finite gradient norm ({gnorm}) at step {step + 1}")
+            window_s += time.perf_counter() - t0  # compute only: evaluation time is not training speed
+            step += 1
+            window_loss += loss
+            window_n += 1
+            window_tokens += tokens
+            bar.update(1)
+            if step % cfg.train.log_interval == 0 or step == pl.total_steps:
+                on_log({"kind": "train", "step": step,
+                        "epoch": round(epoch + (g + ga) / max(len(batches), 1), 4),
+                        "lr": lr, "loss": window_loss / window_n, "grad_norm": float(gnorm),
+                        "tokens_per_s": window_tokens / window_s if window_s > 0 else None})
+                bar.set_postfix(loss=f"{window_loss / window_n:.3f}")
+                window_loss, window_n, window_tokens, window_s = 0.0, 0, 0, 0.0
+            on_step_end(step)
+    bar.close()
+    return step
