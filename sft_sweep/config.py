@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from .errors import ConfigError
 
@@ -206,7 +206,11 @@ def validate(cfg: Config) -> None:
 
 
 def to_object(cfg: DictConfig) -> Config:
-    """The typed Config of a composed DictConfig (interpolations resolved)."""
+    """The typed Config of a composed DictConfig (interpolations resolved, Hydra's node dropped)."""
+    if "hydra" in cfg:
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            del cfg["hydra"]
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, Config):  # composed without the schema (e.g. a bare yaml)
         obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), cfg))

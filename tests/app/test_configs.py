@@ -1,0 +1,98 @@
+"""Every shipped config composes with Hydra's compose API and passes validation."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from sft_sweep.config import Config, config_hash, config_dict, register_configs, to_object, validate
+from sft_sweep.errors import ConfigError
+from tests.conftest import CONF_DIR
+
+register_configs()
+GROUPS = ["model", "data", "template", "optim", "mix", "train", "eval", "pretrain"]
+
+
+def _compose(overrides=(), hydra=False):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def _options(group):
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_group_option_composes_and_validates(group, option):
+    cfg = _compose([f"{group}={option}"])
+    obj = to_object(cfg)
+    assert isinstance(obj, Config)
+    if group == "data" and option == "files":
+        with pytest.raises(ConfigError, match="data.datasets"):
+            validate(obj)  # needs the user's file paths
+    else:
+        validate(obj)
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_composes_with_a_sweep(experiment):
+    cfg = _compose([f"experiment={experiment}"], hydra=True)
+    validate(to_object(cfg))
+    params = cfg.hydra.sweeper.params
+    assert params, f"experiment {experiment} sweeps nothing"
+    assert cfg.name == experiment
+    # Each swept value must itself compose and validate.
+    for key, values in params.items():
+        for v in str(values).split(","):
+            validate(to_object(_compose([f"experiment={experiment}", f"{key}={v.strip()}"])))
+
+
+@pytest.mark.parametrize("experiment", ["lr_sweep", "forgetting", "quickstart"])
+def test_lr_experiments_span_low_to_high(experiment):
+    cfg = _compose([f"experiment={experiment}"], hydra=True)
+    lrs = [float(v) for v in str(cfg.hydra.sweeper.params["optim.lr"]).split(",")]
+    assert min(lrs) <= 3e-5 and max(lrs) >= 1e-3
+
+
+def test_typo_in_override_fails_at_composition():
+    with pytest.raises(ConfigCompositionException, match="lrr"):
+        _compose(["optim.lrr=0.1"])
+
+
+def test_wrong_type_fails_at_composition():
+    with pytest.raises(ConfigCompositionException):
+        _compose(["train.epochs=two"])
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("optim.lr=0", "optim.lr"),
+    ("optim.lr=-1e-4", "optim.lr"),
+    ("train.epochs=0", "train.epochs"),
+    ("mix.replay_ratio=1.0", "mix.replay_ratio"),
+    ("mix.replay_ratio=-0.1", "mix.replay_ratio"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("model.n_head=3", "model.n_head"),
+    ("template.name=vicuna", "template.name"),
+    ("template.mask=some", "template.mask"),
+    ("optim.schedule=step", "optim.schedule"),
+    ("train.truncation=wrap", "train.truncation"),
+    ("eval.objective=loss", "eval.objective"),
+])
+def test_invalid_values_are_named(override, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        validate(to_object(_compose([override])))
+
+
+def test_config_hash_ignores_threads_but_not_lr():
+    a = config_dict(_compose([]))
+    b = config_dict(_compose(["train.threads=1"]))
+    c = config_dict(_compose(["optim.lr=1e-3"]))
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash(c)
+
+
+def test_sweep_dir_is_deterministic():
+    cfg = _compose(["experiment=quickstart"], hydra=True)
+    assert OmegaConf.select(cfg, "hydra.sweep.dir", throw_on_resolution_failure=False) == "runs/sweeps/quickstart"
