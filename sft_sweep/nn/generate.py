@@ -1,0 +1,210 @@
+"""Autoregressive generation with a key/value cache, batched over prompts of any length.
+
+Each prompt keeps its own positions (0..len-1): the batch is right-padded for the prefill,
+where causality already hides the pad slots from real tokens, and every decode step writes
+row ``b``'s new key/value at that row's own position and masks keys beyond it. So a row
+never attends to padding, and the cached path computes the same function as re-running
+the full forward on each row's sequence (``use_cache=False``), which the tests compare.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from . import layers as L
+from .gpt import GPT
+
+
+class _Cache:
+    """K (stored transposed: (B, H, hd, S), contiguous over positions) and V per layer."""
+
+    def __init__(self, model: GPT, B: int) -> None:
+        cfg = model.config
+        S, H, hd = cfg.block_size, cfg.n_head, cfg.head_dim
+        self.kt = [np.zeros((B, H, hd, S), dtype=model.dtype) for _ in range(cfg.n_layer)]
+        self.v = [np.zeros((B, H, S, hd), dtype=model.dtype) for _ in range(cfg.n_layer)]
+
+
+def _head(model: GPT, x: np.ndarray) -> np.ndarray:
+    p = model.params
+    xf, _ = L.layernorm_forward(x, p["lnf.w"], p["lnf.b"])
+    return xf @ p["wte"].T
+
+
+def _prefill(model: GPT, ids: np.ndarray, lengths: np.ndarray, cache: _Cache) -> np.ndarray:
+    """Runs the right-padded prompts, fills the cache, returns logits at each last token."""
+    cfg, p = model.config, model.params
+    B, T = ids.shape
+    H = cfg.n_head
+    bias = model._bias(T, None)
+    x = L.embedding_forward(p["wte"], p["wpe"], ids)
+    for i in range(cfg.n_layer):
+        h = f"h.{i}."
+        a, _ = L.layernorm_forward(x, p[h + "ln1.w"], p[h + "ln1.b"])
+        qkv = L.linear_forward(a, p[h + "attn.qkv.w"], p[h + "attn.qkv.b"])
+        att, (_, kt, v, _) = L.attention_forward(qkv, B, T, H, bias)
+        cache.kt[i][..., :T] = kt
+        cache.v[i][:, :, :T] = v
+        x += L.linear_forward(att, p[h + "attn.proj.w"], p[h + "attn.proj.b"])
+        m, _ = L.layernorm_forward(x, p[h + "ln2.w"], p[h + "ln2.b"])
+        g, _ = L.gelu_forward(L.linear_forward(m, p[h + "mlp.fc.w"], p[h + "mlp.fc.b"]))
+        x += L.linear_forward(g, p[h + "mlp.proj.w"], p[h + "mlp.proj.b"])
+    last = x.reshape(B, T, -1)[np.arange(B), lengths - 1]
+    return _head(model, last)
+
+
+def _decode(model: GPT, tokens: np.ndarray, pos: np.ndarray, cache: _Cache) -> np.ndarray:
+    """One token per row at that row's position ``pos[b]``; returns next-token logits (B, V)."""
+    cfg, p = model.config, model.params
+    B = tokens.shape[0]
+    H, hd, C = cfg.n_head, cfg.head_dim, cfg.n_embd
+    dt = model.dtype
+    rows = np.arange(B)
+    S = int(pos.max()) + 1
+    # keys beyond a row's own position are stale or padding: -inf
+    bias = np.where(np.arange(S)[None, :] <= pos[:, None], 0.0, -np.inf).astype(dt)
+    bias = bias[:, None, None, :]                                # (B, 1, 1, S)
+    x = p["wte"][tokens] + p["wpe"][pos]
+    scale = 1.0 / math.sqrt(hd)
+    for i in range(cfg.n_layer):
+        h = f"h.{i}."
+        a, _ = L.layernorm_forward(x, p[h + "ln1.w"], p[h + "ln1.b"])
+        qkv = L.linear_forward(a, p[h + "attn.qkv.w"], p[h + "attn.qkv.b"]).reshape(B, 3, H, hd)
+        kt, vc = cache.kt[i], cache.v[i]
+        kt[rows, :, :, pos] = qkv[:, 1]
+        vc[rows, :, pos, :] = qkv[:, 2]
+        q = np.multiply(qkv[:, 0], scale)[:, :, None, :]          # (B, H, 1, hd)
+        s = q @ kt[..., :S]                                      # (B, H, 1, S)
+        s += bias
+        s -= s.max(axis=-1, keepdims=True)
+        np.exp(s, out=s)
+        s *= (1.0 / (s @ np.ones(S, dtype=dt)))[..., None]
+        o = (s @ vc[:, :, :S]).reshape(B, C)                     # (B, H, 1, hd) -> (B, C)
+        x += L.linear_forward(o, p[h + "attn.proj.w"], p[h + "attn.proj.b"])
+        m, _ = L.layernorm_forward(x, p[h + "ln2.w"], p[h + "ln2.b"])
+        g, _ = L.gelu_forward(L.linear_forward(m, p[h + "mlp.fc.w"], p[h + "mlp.fc.b"]))
+        x += L.linear_forward(g, p[h + "mlp.proj.w"], p[h + "mlp.proj.b"])
+    return _head(model, x)
+
+
+def _pad(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.array([len(s) for s in seqs], dtype=np.intp)
+    ids = np.zeros((len(seqs), int(lengths.max())), dtype=np.intp)
+    for b, s in enumerate(seqs):
+        ids[b, :len(s)] = s
+    return ids, lengths
+
+
+def _choose(logits: np.ndarray, temperature: float, top_k: int, top_p: float,
+            rng: np.random.Generator) -> np.ndarray:
+    """Next token per row: argmax at temperature 0, else a sample from the filtered softmax."""
+    if temperature == 0.0:
+        return np.argmax(logits, axis=-1)
+    z = logits.astype(np.float64) / temperature
+    V = z.shape[-1]
+    if 0 < top_k < V:
+        kth = np.partition(z, V - top_k, axis=-1)[:, V - top_k][:, None]
+        z = np.where(z < kth, -np.inf, z)
+    z -= z.max(axis=-1, keepdims=True)
+    probs = np.exp(z)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    if top_p < 1.0:
+        order = np.argsort(-probs, axis=-1, kind="stable")
+        sorted_p = np.take_along_axis(probs, order, axis=-1)
+        before = np.cumsum(sorted_p, axis=-1) - sorted_p        # mass ranked above each token
+        drop_sorted = before >= top_p                            # the top token is always kept
+        drop = np.zeros_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, axis=-1)
+        probs = np.where(drop, 0.0, probs)
+        probs /= probs.sum(axis=-1, keepdims=True)
+    cdf = np.cumsum(probs, axis=-1)
+    u = rng.random(probs.shape[0])[:, None] * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=-1), V - 1)
+
+
+def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
+             stop_ids: Iterable[int] = (), temperature: float = 0.0, top_k: int = 0,
+             top_p: float = 1.0, rng: np.random.Generator | None = None,
+             use_cache: bool = True) -> list[list[int]]:
+    """New tokens for each prompt (batched together; prompts may differ in length).
+
+    A row stops after producing any id in ``stop_ids`` (the stop id is included in its
+    output), after ``max_new_tokens``, or when prompt + generated reaches ``block_size``.
+    ``temperature == 0`` is greedy; otherwise tokens are sampled after ``top_k`` (0 = off)
+    and nucleus ``top_p`` filtering with ``rng`` (default: a fresh unseeded Generator).
+    ``use_cache=False`` recomputes the whole forward every step (reference / tests).
+    """
+    cfg = model.config
+    prompts = [list(map(int, p)) for p in prompts]
+    if isinstance(max_new_tokens, bool) or int(max_new_tokens) != max_new_tokens or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+    max_new_tokens = int(max_new_tokens)
+    temperature = float(temperature)
+    if not (temperature >= 0.0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if int(top_k) != top_k or top_k < 0:
+        raise ValueError(f"top_k must be a non-negative integer, got {top_k!r}")
+    top_k = int(top_k)
+    top_p = float(top_p)
+    if not (0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    stops = {int(s) for s in stop_ids}
+    for b, p in enumerate(prompts):
+        if not p:
+            raise ValueError(f"prompt {b} is empty; generation needs at least one token")
+        if len(p) > cfg.block_size:
+            raise ValueError(
+                f"prompt {b} has {len(p)} tokens, more than the model's block_size {cfg.block_size}")
+        if min(p) < 0 or max(p) >= cfg.vocab_size:
+            raise ValueError(f"prompt {b} has ids outside the vocabulary 0..{cfg.vocab_size - 1}")
+    if rng is None:
+        rng = np.random.default_rng()
+    B = len(prompts)
+    out: list[list[int]] = [[] for _ in range(B)]
+    if B == 0 or max_new_tokens == 0:
+        return out
+    seqs = [list(p) for p in prompts]
+    done = np.array([len(s) >= cfg.block_size for s in seqs])
+    if done.all():
+        return out
+
+    shards = model._shards(B)
+    if use_cache:
+        caches = [_Cache(model, s.stop - s.start) for s in shards]
+
+        def first_logits():
+            ids, lengths = _pad(seqs)
+            res = model._run(lambda i, s: _prefill(model, ids[s], lengths[s], caches[i]), shards)
+            return np.concatenate(res)
+
+        def next_logits(tokens):
+            # Finished rows keep running on a clamped position; their output is ignored.
+            pos = np.array([min(len(s) - 1, cfg.block_size - 1) for s in seqs], dtype=np.intp)
+            res = model._run(lambda i, s: _decode(model, tokens[s], pos[s], caches[i]), shards)
+            return np.concatenate(res)
+    else:
+        def first_logits():
+            ids, lengths = _pad(seqs)
+            return model.logits(ids)[np.arange(B), lengths - 1]
+
+        def next_logits(tokens):
+            return first_logits()
+
+    logits = first_logits()
+    for _ in range(max_new_tokens):
+        tokens = _choose(logits, temperature, top_k, top_p, rng).astype(np.intp)
+        for b in range(B):
+            if done[b]:
+                continue
+            t = int(tokens[b])
+            out[b].append(t)
+            seqs[b].append(t)
+            if t in stops or len(out[b]) >= max_new_tokens or len(seqs[b]) >= cfg.block_size:
+                done[b] = True
+        if done.all():
+            break
+        logits = next_logits(tokens)
+    return out

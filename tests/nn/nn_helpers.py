@@ -1,0 +1,27 @@
+"""Shared helpers of the nn tests (a unique module name: tests/ has no packages)."""
+
+import numpy as np
+
+from sft_sweep.nn import GPTConfig
+
+
+def tiny_config(**kw) -> GPTConfig:
+    """A float64 model small enough to finite-difference every parameter."""
+    base = dict(n_layer=2, n_head=2, n_embd=8, n_mlp=16, block_size=8, vocab_size=11,
+                dtype="float64", init_std=0.4)
+    base.update(kw)
+    return GPTConfig(**base)
+
+
+def small_config(**kw) -> GPTConfig:
+    base = dict(n_layer=2, n_head=4, n_embd=32, n_mlp=64, block_size=32, vocab_size=260)
+    base.update(kw)
+    return GPTConfig(**base)
+
+
+def random_batch(rng, B, T, V, p_mask=0.7):
+    ids = rng.integers(0, V, (B, T))
+    targets = rng.integers(0, V, (B, T))
+    mask = (rng.random((B, T)) < p_mask).astype(np.float64)
+    mask[:, 0] = 1.0
+    return ids, targets, mask
