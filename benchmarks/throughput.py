@@ -1,0 +1,214 @@
+"""Training throughput of the numpy GPT, side by side with PyTorch eager when available.
+
+    python benchmarks/throughput.py --batch 16 --seq 128 --steps 20 --threads 2 [--json]
+
+Trains the "mini" model (4 layers, 4 heads, width 128, MLP 512) on random tokens: a
+full step is forward + backward + AdamW. Prints tokens/s, this machine's float32 matmul
+peak measured in the same run, the model-FLOPs utilization (MFU) against that peak, and,
+if ``torch`` imports, PyTorch eager on the same model and data with the ratio. The
+numpy and torch runs alternate for ``--rounds`` rounds and the best round of each is
+reported, so a burst of load on a shared machine hurts both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from sft_sweep.nn import GPT, AdamW, GPTConfig  # noqa: E402
+
+
+def mini_config(seq: int, dtype: str = "float32") -> GPTConfig:
+    return GPTConfig(n_layer=4, n_head=4, n_embd=128, n_mlp=512, block_size=max(128, seq),
+                     vocab_size=260, dtype=dtype)
+
+
+def measure_matmul_peak(threads: int, seconds: float = 1.5) -> float:
+    """Best float32 GFLOP/s of (a) ``threads`` Python threads each multiplying with one
+    BLAS thread (how the trainer runs) and (b) one large product with ``threads`` BLAS
+    threads. The larger is taken as the machine's peak."""
+    from threadpoolctl import threadpool_limits
+
+    n = 1024
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    flop = 2.0 * n ** 3
+
+    def run(reps, out):
+        c = np.empty((n, n), dtype=np.float32)
+        for _ in range(reps):
+            np.matmul(a, b, out=c)
+        out.append(reps)
+
+    best = 0.0
+    with threadpool_limits(1, "blas"):
+        run(2, [])
+        reps = 1
+        while True:                                   # size reps to ~seconds/3 per trial
+            t = time.perf_counter()
+            run(reps, [])
+            dt = time.perf_counter() - t
+            if dt > seconds / 6:
+                break
+            reps *= 2
+        for _ in range(3):
+            done: list[int] = []
+            ths = [threading.Thread(target=run, args=(reps, done)) for _ in range(threads)]
+            t = time.perf_counter()
+            for th in ths:
+                th.start()
+            for th in ths:
+                th.join()
+            dt = time.perf_counter() - t
+            best = max(best, flop * sum(done) / dt / 1e9)
+    m = 2048
+    a2 = rng.standard_normal((m, m), dtype=np.float32)
+    c2 = np.empty((m, m), dtype=np.float32)
+    with threadpool_limits(threads, "blas"):
+        np.matmul(a2, a2, out=c2)
+        for _ in range(3):
+            t = time.perf_counter()
+            np.matmul(a2, a2, out=c2)
+            np.matmul(a2, a2, out=c2)
+            dt = time.perf_counter() - t
+            best = max(best, 2 * 2.0 * m ** 3 / dt / 1e9)
+    return best
+
+
+def numpy_run(cfg, batch, seq, steps, warmup, threads, seed=0) -> float:
+    model = GPT(cfg, seed=seed, threads=threads)
+    opt = AdamW(model.params, weight_decay=0.1)
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, cfg.vocab_size, (batch, seq))
+    targets = rng.integers(0, cfg.vocab_size, (batch, seq))
+    mask = np.ones((batch, seq), dtype=np.float32)
+    for _ in range(warmup):
+        _, g = model.loss_and_grads(ids, targets, mask)
+        opt.step(g, 1e-4)
+    t = time.perf_counter()
+    for _ in range(steps):
+        _, g = model.loss_and_grads(ids, targets, mask)
+        opt.step(g, 1e-4)
+    dt = time.perf_counter() - t
+    model.close()
+    return batch * seq * steps / dt
+
+
+def torch_run(cfg, batch, seq, steps, warmup, threads, seed=0) -> float | None:
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    C, H = cfg.n_embd, cfg.n_head
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = torch.nn.LayerNorm(C), torch.nn.LayerNorm(C)
+            self.qkv, self.proj = torch.nn.Linear(C, 3 * C), torch.nn.Linear(C, C)
+            self.fc, self.fc_proj = torch.nn.Linear(C, cfg.n_mlp), torch.nn.Linear(cfg.n_mlp, C)
+
+        def forward(self, x):
+            B, T, _ = x.shape
+            q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.proj(a.transpose(1, 2).reshape(B, T, C))
+            return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+    class TorchGPT(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = torch.nn.Embedding(cfg.vocab_size, C)
+            self.wpe = torch.nn.Embedding(cfg.block_size, C)
+            self.blocks = torch.nn.ModuleList(Block() for _ in range(cfg.n_layer))
+            self.lnf = torch.nn.LayerNorm(C)
+
+        def forward(self, ids, targets):
+            x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+            for b in self.blocks:
+                x = b(x)
+            logits = self.lnf(x) @ self.wte.weight.T
+            return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+
+    model = TorchGPT()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, cfg.vocab_size, (batch, seq), generator=g)
+    targets = torch.randint(0, cfg.vocab_size, (batch, seq), generator=g)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = model(ids, targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * seq * steps / (time.perf_counter() - t)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating numpy/torch rounds")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    ap.add_argument("--json", action="store_true", help="print one JSON line")
+    args = ap.parse_args(argv)
+
+    cfg = mini_config(args.seq)
+    peak = measure_matmul_peak(args.threads)
+    np_best, torch_best = 0.0, None
+    for _ in range(args.rounds):
+        np_best = max(np_best, numpy_run(cfg, args.batch, args.seq, args.steps, args.warmup,
+                                         args.threads))
+        if not args.no_torch:
+            t = torch_run(cfg, args.batch, args.seq, args.steps, args.warmup, args.threads)
+            if t is not None:
+                torch_best = max(torch_best or 0.0, t)
+    flops = cfg.flops_per_token(args.seq)
+    mfu = np_best * flops / (peak * 1e9)
+    result = {
+        "tokens_per_s": round(np_best, 1), "mfu": round(mfu, 4), "batch": args.batch,
+        "seq": args.seq, "threads": args.threads, "steps": args.steps,
+        "matmul_peak_gflops": round(peak, 1), "mflop_per_token": round(flops / 1e6, 3),
+    }
+    if torch_best is not None:
+        result["torch_eager_tokens_per_s"] = round(torch_best, 1)
+        result["ratio_vs_torch"] = round(np_best / torch_best, 3)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"mini model, batch {args.batch} x seq {args.seq}, {args.threads} threads, "
+          f"{args.steps} steps x {args.rounds} rounds (best round)")
+    print(f"numpy        {np_best:10.0f} tokens/s")
+    print(f"matmul peak  {peak:10.1f} GFLOP/s (float32, measured now)")
+    print(f"MFU          {100 * mfu:10.1f} %  ({flops / 1e6:.2f} MFLOP/token)")
+    if torch_best is not None:
+        print(f"torch eager  {torch_best:10.0f} tokens/s")
+        print(f"ratio        {np_best / torch_best:10.2f} x")
+    elif not args.no_torch:
+        print("torch eager  (torch not importable; comparison skipped)")
+
+
+if __name__ == "__main__":
+    main()
