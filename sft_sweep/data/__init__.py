@@ -1,0 +1,32 @@
+"""The data layer: everything between a data file (or the built-in world) and a batch.
+
+- :mod:`.conversation`: ``Turn`` / ``Conversation`` (roles system, user, assistant, tool)
+- :mod:`.formats`: ``load_conversations`` (Alpaca, ShareGPT, OpenAI messages, ChatML text),
+  ``load_raw_text``
+- :mod:`.templates`: ``render`` / ``render_prompt`` with the ``chatml``, ``alpaca`` and
+  ``plain`` templates and loss-mask modes
+- :mod:`.world`: the built-in synthetic world (``build_world``)
+- :mod:`.quality`, :mod:`.examples`, :mod:`.mixing`, :mod:`.batching`: filters, length policy,
+  replay / dataset mixing, padded or packed batches
+"""
+
+from .batching import Batch, make_batches
+from .conversation import ROLES, Conversation, ConversationError, Turn
+from .evalitem import EvalItem
+from .examples import Example, fit_length, to_examples
+from .formats import FORMATS, load_conversations, load_raw_text
+from .mixing import mix_datasets, mix_replay, replay_stream
+from .quality import QualityConfig, filter_quality
+from .templates import MASK_MODES, TEMPLATE_NAMES, Template, get_template, render, render_prompt
+from .world import World, WorldConfig, build_world
+
+__all__ = [
+    "Turn", "Conversation", "ConversationError", "ROLES",
+    "load_conversations", "load_raw_text", "FORMATS",
+    "render", "render_prompt", "get_template", "Template", "TEMPLATE_NAMES", "MASK_MODES",
+    "Example", "to_examples", "fit_length",
+    "EvalItem", "WorldConfig", "World", "build_world",
+    "QualityConfig", "filter_quality",
+    "mix_replay", "mix_datasets", "replay_stream",
+    "make_batches", "Batch",
+]

@@ -1,0 +1,428 @@
+"""Loading instruction data files into :class:`Conversation` objects.
+
+Files: ``.json`` (a top-level array of records) or ``.jsonl`` (one JSON object per line; blank
+lines are ignored). Text must be UTF-8 (a leading byte-order mark is accepted).
+
+Formats (one record -> one conversation):
+
+- ``alpaca``: ``instruction`` (str, required), ``input`` (str, optional), ``output`` (str,
+  required), ``system`` (str, optional), ``history`` (optional list of ``[instruction,
+  response]`` pairs, earlier exchanges, oldest first). The user turn is ``instruction`` when
+  ``input`` is empty, else ``instruction + "\\n\\n" + input``; the ``alpaca`` template shows the
+  two under ``### Instruction:`` and ``### Input:`` (kept in ``meta["input"]``).
+- ``sharegpt``: ``conversations``: a list of ``{"from", "value"}``. ``from`` names map to roles
+  through :data:`SHAREGPT_ROLES` (system, human/user, gpt/assistant/bot/model) extended by
+  ``role_map``, e.g. ``{"function_call": "assistant", "observation": "tool"}`` for tool-use
+  data. An optional top-level ``system`` string becomes the system turn; other top-level
+  fields (such as ``tools``) are kept in ``meta``.
+- ``messages``: ``messages``: a list of ``{"role", "content"}`` (OpenAI chat format); roles
+  system / user / assistant / tool, plus ``role_map`` for other names. ``content`` must be a
+  string.
+- ``chatml``: ``text``: ``<|im_start|>role\\ncontent<|im_end|>`` blocks (whitespace between
+  blocks). Inherent to text ChatML: a content that contains the literal ``<|im_end|>`` cannot
+  be told apart from the end of the turn.
+- ``auto``: decided from the keys of the first records (``conversations`` -> sharegpt,
+  ``messages`` -> messages, ``instruction`` -> alpaca, ``text`` -> chatml). Different shapes
+  among the first records, or none recognised, is an error that lists what was seen.
+
+Errors are :class:`~sft_sweep.errors.DataError` naming the file, the record (0-based index in
+the array, or among the non-blank lines of a ``.jsonl``; the message also gives the line) and
+the field (dotted path such as ``conversations[3].from``). ``on_bad_record="skip"`` skips bad
+records instead and counts them in ``report`` (file-level problems are always errors).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from .conversation import ROLES, Conversation, ConversationError, Turn
+
+FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "chatml")
+
+SHAREGPT_ROLES: dict[str, str] = {
+    "system": "system", "human": "user", "user": "user",
+    "gpt": "assistant", "assistant": "assistant", "bot": "assistant", "model": "assistant",
+}
+
+_SHAPE_KEYS = (("conversations", "sharegpt"), ("messages", "messages"),
+               ("instruction", "alpaca"), ("text", "chatml"))
+_DETECT_RECORDS = 20
+
+
+class _BadRecord(Exception):
+    """A record-level problem: reason (a short category for the report), field, message."""
+
+    def __init__(self, reason: str, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.field, self.message = reason, field, message
+
+
+# --------------------------------------------------------------------------- file reading
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError("file not found", path=str(path)) from None
+    except IsADirectoryError:
+        raise DataError("is a directory, not a data file", path=str(path)) from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        record = None
+        if path.suffix.lower() == ".jsonl":
+            lines = raw[: e.start].split(b"\n")
+            record = sum(1 for ln in lines[:-1] if ln.strip())
+        raise DataError(f"not valid UTF-8: byte 0x{raw[e.start]:02x} at offset {e.start} "
+                        f"(line {line})", path=str(path), record=record) from None
+    if not text.strip():
+        raise DataError("file is empty", path=str(path))
+    return text
+
+
+def _records(path: Path) -> list[tuple[object, int | None]]:
+    """(record, line) pairs. JSON syntax errors in a .jsonl line are returned as
+    ``(_BadRecord, line)`` so that ``on_bad_record="skip"`` can skip them."""
+    text = _read_text(path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        out: list[tuple[object, int | None]] = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append((json.loads(line), lineno))
+            except json.JSONDecodeError as e:
+                out.append((_BadRecord("invalid JSON", None,
+                                       f"invalid JSON on line {lineno}: {e.msg} (column {e.colno})"),
+                            lineno))
+        return out
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            hint = ""
+            if e.msg == "Extra data":
+                hint = " (one JSON value per line? name the file .jsonl)"
+            raise DataError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}{hint}",
+                            path=str(path)) from None
+        if isinstance(data, dict):
+            keys = ", ".join(sorted(map(str, data))[:8])
+            raise DataError(f"top-level JSON object (keys: {keys}) where an array of records "
+                            "was expected", path=str(path))
+        if not isinstance(data, list):
+            raise DataError(f"top-level JSON {type(data).__name__} where an array of records "
+                            "was expected", path=str(path))
+        return [(rec, None) for rec in data]
+    raise DataError(f"unsupported file extension {path.suffix!r}; use .json or .jsonl",
+                    path=str(path))
+
+
+# --------------------------------------------------------------------------- field helpers
+
+
+def _type_name(v: object) -> str:
+    return "null" if v is None else {dict: "object", list: "array", bool: "boolean",
+                                     int: "number", float: "number", str: "string"}.get(
+        type(v), type(v).__name__)
+
+
+def _req_str(rec: dict, key: str, field: str | None = None) -> str:
+    field = field or key
+    if key not in rec:
+        raise _BadRecord("missing field", field, "missing required field")
+    return _as_str(rec[key], field)
+
+
+def _as_str(v: object, field: str) -> str:
+    if v is None:
+        raise _BadRecord("null value", field, "is null; a string is required")
+    if not isinstance(v, str):
+        raise _BadRecord("wrong type", field, f"must be a string, got {_type_name(v)}")
+    return v
+
+
+def _opt_str(rec: dict, key: str) -> str:
+    v = rec.get(key)
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise _BadRecord("wrong type", key, f"must be a string, got {_type_name(v)}")
+    return v
+
+
+def _shape(rec: object) -> str | None:
+    if not isinstance(rec, dict):
+        return None
+    for key, fmt in _SHAPE_KEYS:
+        if key in rec:
+            return fmt
+    return None
+
+
+def _build(turns: list[Turn], fields: list[str], meta: dict) -> Conversation:
+    """A Conversation, with rule violations mapped to the offending record field."""
+    try:
+        conv = Conversation(turns, meta)
+    except ConversationError as e:
+        field = None
+        if e.turn is not None and e.turn < len(fields):
+            field = fields[e.turn]
+            if e.part == "content":
+                field = re.sub(r"\.(from|role)$", "", field)
+        raise _BadRecord("bad turn order", field, str(e)) from None
+    if not any(t.role == "assistant" for t in conv.turns):
+        raise _BadRecord("no assistant turn", fields[0].split("[")[0] if fields else None,
+                         "record has no assistant turn")
+    return conv
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def _parse_alpaca(rec: dict, role_map: dict) -> Conversation:
+    instruction = _req_str(rec, "instruction")
+    inp = _opt_str(rec, "input")
+    output = _req_str(rec, "output")
+    system = _opt_str(rec, "system")
+    history = rec.get("history")
+    turns: list[Turn] = []
+    fields: list[str] = []
+    if system:
+        turns.append(Turn("system", system))
+        fields.append("system")
+    if history is not None:
+        if not isinstance(history, list):
+            raise _BadRecord("wrong type", "history",
+                             f"must be a list of [instruction, response] pairs, got {_type_name(history)}")
+        for i, pair in enumerate(history):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise _BadRecord("wrong type", f"history[{i}]",
+                                 "must be an [instruction, response] pair")
+            turns.append(Turn("user", _as_str(pair[0], f"history[{i}][0]")))
+            turns.append(Turn("assistant", _as_str(pair[1], f"history[{i}][1]")))
+            fields += [f"history[{i}][0]", f"history[{i}][1]"]
+    user = instruction + ("\n\n" + inp if inp else "")
+    meta = {"input": inp, "input_turn": len(turns)} if inp else {}
+    turns.append(Turn("user", user))
+    turns.append(Turn("assistant", output))
+    fields += ["instruction", "output"]
+    return _build(turns, fields, meta)
+
+
+def _parse_turn_list(rec: dict, key: str, role_key: str, text_key: str, roles: dict) -> tuple:
+    if key not in rec:
+        raise _BadRecord("missing field", key, "missing required field")
+    items = rec[key]
+    if items is None:
+        raise _BadRecord("null value", key, "is null; a list of turns is required")
+    if not isinstance(items, list):
+        raise _BadRecord("wrong type", key, f"must be a list of turns, got {_type_name(items)}")
+    if not items:
+        raise _BadRecord("no turns", key, "has no turns")
+    turns, fields = [], []
+    for i, item in enumerate(items):
+        base = f"{key}[{i}]"
+        if not isinstance(item, dict):
+            raise _BadRecord("wrong type", base, f"must be an object, got {_type_name(item)}")
+        name = _req_str(item, role_key, f"{base}.{role_key}")
+        role = roles.get(name)
+        if role is None:
+            known = ", ".join(sorted(roles))
+            raise _BadRecord("unknown role", f"{base}.{role_key}",
+                             f"unknown role {name!r} (known: {known}); map it with "
+                             f"role_map={{{name!r}: 'assistant' | 'tool' | 'user' | 'system'}}")
+        content = _req_str(item, text_key, f"{base}.{text_key}")
+        turns.append(Turn(role, content))
+        fields.append(f"{base}.{role_key}")
+    return turns, fields
+
+
+def _parse_sharegpt(rec: dict, role_map: dict) -> Conversation:
+    roles = {**SHAREGPT_ROLES, **role_map}
+    turns, fields = _parse_turn_list(rec, "conversations", "from", "value", roles)
+    system = _opt_str(rec, "system")
+    if system and not (turns and turns[0].role == "system"):
+        turns.insert(0, Turn("system", system))
+        fields.insert(0, "system")
+    meta = {k: v for k, v in rec.items() if k not in ("conversations", "system")}
+    return _build(turns, fields, meta)
+
+
+def _parse_messages(rec: dict, role_map: dict) -> Conversation:
+    roles = {**{r: r for r in ROLES}, **role_map}
+    turns, fields = _parse_turn_list(rec, "messages", "role", "content", roles)
+    meta = {k: v for k, v in rec.items() if k != "messages"}
+    return _build(turns, fields, meta)
+
+
+_CHATML_BLOCK = re.compile(r"<\|im_start\|>([^\n<]*)\n(.*?)<\|im_end\|>", re.S)
+
+
+def _parse_chatml(rec: dict, role_map: dict) -> Conversation:
+    text = _req_str(rec, "text")
+    roles = {**{r: r for r in ROLES}, **role_map}
+    if "<|im_start|>" not in text:
+        raise _BadRecord("not chatml", "text", "has no <|im_start|> block (raw text? use "
+                         "load_raw_text for pre-training documents)")
+    turns, pos = [], 0
+    for m in _CHATML_BLOCK.finditer(text):
+        between = text[pos:m.start()]
+        if between.strip():
+            raise _BadRecord("bad chatml", "text", f"text outside a block at character {pos}: "
+                             f"{between.strip()[:40]!r}")
+        name = m.group(1).strip()
+        role = roles.get(name)
+        if role is None:
+            raise _BadRecord("unknown role", "text", f"block {len(turns)}: unknown role {name!r}")
+        turns.append(Turn(role, m.group(2)))
+        pos = m.end()
+    rest = text[pos:]
+    if rest.strip():
+        what = "unterminated block (no <|im_end|>)" if "<|im_start|>" in rest else "text after the last block"
+        raise _BadRecord("bad chatml", "text", f"{what} at character {pos}: {rest.strip()[:40]!r}")
+    return _build(turns, ["text"] * len(turns), {})
+
+
+_PARSERS = {"alpaca": _parse_alpaca, "sharegpt": _parse_sharegpt,
+            "messages": _parse_messages, "chatml": _parse_chatml}
+
+
+# --------------------------------------------------------------------------- public
+
+
+def load_conversations(path: str | os.PathLike, format: str = "auto", *,
+                       role_map: dict[str, str] | None = None, on_bad_record: str = "error",
+                       report: dict | None = None) -> list[Conversation]:
+    """Parse a data file into conversations (see the module docstring for the formats).
+
+    ``role_map``: extra role names -> role (``system``/``user``/``assistant``/``tool``).
+    ``on_bad_record``: ``"error"`` (raise on the first bad record) or ``"skip"``.
+    ``report`` (a dict, filled in): ``{"format", "loaded", "skipped", "skipped_reasons":
+    {reason: count}, "skipped_examples": [first 5 messages]}``.
+    """
+    path = Path(path)
+    sp = str(path)
+    if on_bad_record not in ("error", "skip"):
+        raise ConfigError(f"on_bad_record must be 'error' or 'skip', got {on_bad_record!r}")
+    if format != "auto" and format not in FORMATS:
+        raise ConfigError(f"unknown data format {format!r}; choose auto or one of {', '.join(FORMATS)}")
+    role_map = dict(role_map or {})
+    for name, role in role_map.items():
+        if role not in ROLES:
+            raise ConfigError(f"role_map[{name!r}] = {role!r} is not a role ({', '.join(ROLES)})")
+
+    records = _records(path)
+    if not records:
+        raise DataError("no records (empty array)", path=sp)
+
+    def where(i: int) -> str:
+        line = records[i][1]
+        return f" (line {line})" if line is not None else ""
+
+    fmt = format if format != "auto" else _detect(records, sp, where)
+    parse = _PARSERS[fmt]
+    out: list[Conversation] = []
+    rep = {"format": fmt, "loaded": 0, "skipped": 0, "skipped_reasons": {}, "skipped_examples": []}
+    for i, (rec, _line) in enumerate(records):
+        try:
+            if isinstance(rec, _BadRecord):
+                raise rec
+            if not isinstance(rec, dict):
+                raise _BadRecord("not an object", None,
+                                 f"record must be a JSON object, got {_type_name(rec)}")
+            out.append(parse(rec, role_map))
+        except _BadRecord as e:
+            msg = e.message + where(i)
+            shape = _shape(rec) if isinstance(rec, dict) else None
+            if e.reason == "missing field" and shape is not None and shape != fmt:
+                msg += f" (this record looks like {shape}, the file was read as {fmt})"
+            if on_bad_record == "error":
+                raise DataError(msg, path=sp, record=i, field=e.field) from None
+            rep["skipped"] += 1
+            rep["skipped_reasons"][e.reason] = rep["skipped_reasons"].get(e.reason, 0) + 1
+            if len(rep["skipped_examples"]) < 5:
+                rep["skipped_examples"].append(str(DataError(msg, path=sp, record=i, field=e.field)))
+    rep["loaded"] = len(out)
+    if report is not None:
+        report.clear()
+        report.update(rep)
+    if not out:
+        reasons = ", ".join(f"{k}: {v}" for k, v in rep["skipped_reasons"].items())
+        raise DataError(f"no usable records: all {rep['skipped']} were skipped ({reasons})", path=sp)
+    return out
+
+
+def _detect(records: list, path: str, where) -> str:
+    seen: dict[str, list[int]] = {}
+    for i, (rec, _line) in enumerate(records[:_DETECT_RECORDS]):
+        if isinstance(rec, _BadRecord):
+            continue
+        shape = _shape(rec)
+        if shape is None:
+            desc = (f"keys {sorted(rec)[:8]}" if isinstance(rec, dict) else f"a JSON {_type_name(rec)}")
+            if not seen:
+                raise DataError(
+                    f"unknown record shape: {desc}{where(i)}; expected a key among "
+                    "conversations (ShareGPT), messages, instruction (Alpaca) or text (ChatML)",
+                    path=path, record=i)
+            continue
+        seen.setdefault(shape, []).append(i)
+    if not seen:
+        raise DataError("could not detect the format: no readable record among the first "
+                        f"{_DETECT_RECORDS}", path=path)
+    if len(seen) > 1:
+        desc = "; ".join(f"{fmt} at records {idx[:5]}" for fmt, idx in seen.items())
+        first_other = min(idx[0] for idx in list(seen.values())[1:])
+        raise DataError(f"mixed record shapes among the first records: {desc}", path=path,
+                        record=first_other)
+    return next(iter(seen))
+
+
+def load_raw_text(path: str | os.PathLike) -> list[str]:
+    """Raw documents for pre-training / replay.
+
+    - ``.txt``: split into documents at blank lines (one or more empty or whitespace-only
+      lines); each document is stripped of surrounding whitespace. A file without blank
+      lines is one document.
+    - ``.jsonl``: one object per line with a string field ``text``.
+    - ``.json``: an array of such objects, or an array of strings.
+    Empty documents are dropped; no documents at all is an error.
+    """
+    path = Path(path)
+    sp = str(path)
+    if path.suffix.lower() == ".txt":
+        text = _read_text(path)
+        docs = [d.strip() for d in re.split(r"\n[ \t\r]*\n", text.replace("\r\n", "\n"))]
+        docs = [d for d in docs if d]
+    else:
+        docs = []
+        for i, (rec, line) in enumerate(_records(path)):
+            w = f" (line {line})" if line is not None else ""
+            if isinstance(rec, _BadRecord):
+                raise DataError(rec.message, path=sp, record=i)
+            if isinstance(rec, str):
+                docs.append(rec)
+                continue
+            if not isinstance(rec, dict):
+                raise DataError(f"record must be an object with a 'text' field, got "
+                                f"{_type_name(rec)}{w}", path=sp, record=i)
+            if "text" not in rec:
+                raise DataError(f"missing required field{w}", path=sp, record=i, field="text")
+            v = rec["text"]
+            if not isinstance(v, str):
+                raise DataError(f"must be a string, got {_type_name(v)}{w}", path=sp, record=i,
+                                field="text")
+            docs.append(v)
+        docs = [d for d in docs if d.strip()]
+    if not docs:
+        raise DataError("no documents", path=sp)
+    return docs

@@ -1,0 +1,122 @@
+"""Mixing: pre-training replay windows into SFT data, and several datasets by weight.
+
+Both report what they achieved; proportions are exact up to rounding to whole examples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..tokenizer import ByteTokenizer
+from .examples import Example
+
+_EOT = ByteTokenizer().eot_id
+
+
+def replay_stream(raw_docs_ids) -> np.ndarray:
+    """One token stream from raw documents: a list of per-document id arrays is joined with
+    ``<|endoftext|>`` after each document; a single 1-D array is used as it is."""
+    if isinstance(raw_docs_ids, np.ndarray) and raw_docs_ids.ndim == 1:
+        return raw_docs_ids.astype(np.int32, copy=False)
+    parts = []
+    for d in raw_docs_ids:
+        parts.append(np.asarray(d, dtype=np.int32).ravel())
+        parts.append(np.array([_EOT], dtype=np.int32))
+    if not parts:
+        return np.zeros(0, dtype=np.int32)
+    return np.concatenate(parts)
+
+
+def replay_count(n_sft: int, ratio: float) -> int:
+    """Number of raw windows so that they are a fraction ``ratio`` of all sequences."""
+    if not 0.0 <= ratio < 1.0:
+        raise ConfigError(f"replay ratio must be in [0, 1), got {ratio}")
+    return int(round(ratio * n_sft / (1.0 - ratio)))
+
+
+def mix_replay(examples: list[Example], raw_docs_ids, ratio: float, window: int,
+               seed: int = 0) -> tuple[list[Example], dict]:
+    """Add pre-training windows so they are a fraction ``ratio`` of all training sequences.
+
+    ``n_replay = round(ratio * n / (1 - ratio))`` windows of ``window`` ids (pass the model's
+    block size + 1 to fill a row) start at uniformly random offsets of the replay stream
+    (see :func:`replay_stream`) and are trained on every token (source ``"replay"``).
+    The windows are fixed for a given seed: pass ``seed + epoch`` for fresh windows per epoch.
+    Returns the SFT examples followed by the windows (batching shuffles) and
+    ``{"n_sft", "n_replay", "target_ratio", "achieved_ratio", "replay_tokens"}``.
+    """
+    n_sft = len(examples)
+    n_raw = replay_count(n_sft, ratio)
+    if window < 2:
+        raise ConfigError(f"replay window must be >= 2 tokens, got {window}")
+    stream = replay_stream(raw_docs_ids) if n_raw else np.zeros(0, dtype=np.int32)
+    if n_raw and len(stream) < 2:
+        raise ConfigError("replay ratio > 0 but the replay text is empty")
+    rng = np.random.default_rng([int(seed), 0x5EED])
+    out = list(examples)
+    w = min(window, len(stream))
+    starts = rng.integers(0, len(stream) - w + 1, size=n_raw) if n_raw else []
+    for s in starts:
+        ids = stream[s:s + w].copy()
+        mask = np.ones(w, dtype=np.uint8)
+        mask[0] = 0
+        out.append(Example(ids, mask, "replay"))
+    total = n_sft + n_raw
+    report = {"n_sft": n_sft, "n_replay": n_raw, "target_ratio": float(ratio),
+              "achieved_ratio": (n_raw / total) if total else 0.0,
+              "replay_tokens": int(n_raw * w)}
+    return out, report
+
+
+def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
+    exact = weights / weights.sum() * total
+    counts = np.floor(exact).astype(np.int64)
+    rest = total - int(counts.sum())
+    if rest > 0:
+        order = np.argsort(-(exact - counts), kind="stable")
+        counts[order[:rest]] += 1
+    return counts
+
+
+def mix_datasets(datasets: dict[str, list[Example]], weights: dict[str, float], seed: int = 0,
+                 total: int | None = None) -> tuple[list[Example], dict]:
+    """Mix several datasets so dataset ``k`` makes up ``weights[k] / sum(weights)`` of the result.
+
+    ``total`` defaults to the combined size of the datasets with a positive weight. Counts are
+    allotted by largest remainder (exact up to rounding). A dataset asked for more examples
+    than it has is repeated whole as often as needed plus a random subset (upsampling);
+    otherwise a random subset without repetition is taken. Examples get ``source`` = the
+    dataset's name. Report: ``{"total", "datasets": {name: {"available", "n", "repeats",
+    "target_fraction", "achieved_fraction"}}}``.
+    """
+    unknown = set(weights) - set(datasets)
+    if unknown:
+        raise ConfigError(f"weights given for unknown datasets: {sorted(unknown)}")
+    names = [n for n in datasets if weights.get(n, 0.0) > 0]
+    for n, w in weights.items():
+        if w < 0 or not np.isfinite(w):
+            raise ConfigError(f"dataset weight for {n!r} must be a finite number >= 0, got {w}")
+    if not names:
+        raise ConfigError("mix_datasets: no dataset has a positive weight")
+    for n in names:
+        if not datasets[n]:
+            raise ConfigError(f"dataset {n!r} has weight {weights[n]} but no examples")
+    if total is None:
+        total = sum(len(datasets[n]) for n in names)
+    w = np.array([float(weights[n]) for n in names])
+    counts = _largest_remainder(w, int(total))
+    rng = np.random.default_rng([int(seed), 0x313])
+    out: list[Example] = []
+    rep = {"total": int(total), "datasets": {}}
+    for n, c, wi in zip(names, counts, w):
+        data = datasets[n]
+        full, part = divmod(int(c), len(data))
+        idx = list(range(len(data))) * full
+        idx += sorted(rng.choice(len(data), size=part, replace=False).tolist())
+        out.extend(Example(data[i].ids, data[i].mask, n) for i in idx)
+        rep["datasets"][n] = {"available": len(data), "n": int(c),
+                              "repeats": round(c / len(data), 4),
+                              "target_fraction": float(wi / w.sum()),
+                              "achieved_fraction": (int(c) / total) if total else 0.0}
+    return out, rep

@@ -1,0 +1,131 @@
+"""The synthetic world: deterministic, probe entities isolated, evaluable, short enough."""
+
+from __future__ import annotations
+
+import pytest
+
+from sft_sweep.data import (TEMPLATE_NAMES, EvalItem, WorldConfig, build_world, render,
+                            render_prompt)
+from sft_sweep.errors import ConfigError
+from sft_sweep.tokenizer import ByteTokenizer
+
+TOK = ByteTokenizer()
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(WorldConfig(seed=0))
+
+
+def _snapshot(w):
+    return (w.pretrain_docs, w.heldout_docs, [c.key() for c in w.train], [c.key() for c in w.val],
+            [(i.prompt.key(), i.reference, i.response, i.distractors, i.task) for i in w.eval_items],
+            [(i.prompt.key(), i.reference, i.distractors) for i in w.probe_items])
+
+
+def test_deterministic_per_seed(world):
+    again = build_world(WorldConfig(seed=0))
+    assert _snapshot(again) == _snapshot(world)
+    other = build_world(WorldConfig(seed=1))
+    assert other.pretrain_docs != world.pretrain_docs
+    assert [c.name for c in other.countries] != [c.name for c in world.countries]
+
+
+def test_default_sizes(world):
+    s = world.stats()
+    assert s["n_countries"] == 40 and s["n_probe_countries"] == 10
+    assert s["n_train"] == 1500 and s["n_val"] == 100 and s["n_eval_items"] == 100
+    assert s["n_probe_items"] == 10 * 2 * 2 + 3 * 2
+    assert s["max_doc_bytes"] < 300
+    assert s["fact_mentions_min"] >= 6
+    assert s["n_multi_turn_train"] > 50 and s["n_with_system_train"] > 200
+
+
+def _instruction_texts(w):
+    texts = []
+    for conv in w.train + w.val:
+        texts += [t.content for t in conv.turns]
+    for it in w.eval_items:
+        texts += [t.content for t in it.prompt.turns]
+        texts += [it.reference, it.response, *it.distractors, *it.choices()]
+    return texts
+
+
+def test_probe_entities_never_in_instruction_set(world):
+    names = world.probe_names
+    assert len(names) == 10 * 3 + 3
+    texts = _instruction_texts(world)
+    # token level: the byte-id sequence of a probe name never occurs in any rendered sequence
+    for name in names:
+        for variant in {name, name.upper(), name.lower()}:
+            needle = bytes(TOK.encode(variant))
+            for conv in world.train[:300] + world.val:
+                ids, _ = render(conv, "chatml")
+                hay = bytes(i for i in ids if i < 256)
+                assert needle not in hay
+    low = "\n".join(texts).lower()
+    for name in names:
+        assert name.lower() not in low, name
+    # ... but they are in the pre-training prose, several times each
+    pre = "\n".join(world.pretrain_docs)
+    for name in names:
+        assert pre.count(name) >= 5, name
+
+
+def test_heldout_docs_are_not_pretrain_docs(world):
+    assert len(world.heldout_docs) == 60
+    assert not set(world.heldout_docs) & set(world.pretrain_docs)
+
+
+def test_splits_are_disjoint(world):
+    train = {c.key() for c in world.train}
+    val = {c.key() for c in world.val}
+    assert len(train) == len(world.train) and len(val) == len(world.val)
+    assert not train & val
+    prompts = {c.key()[:-1] for c in world.train + world.val}
+    for it in world.eval_items:
+        assert it.prompt.key() not in prompts
+
+
+def test_every_eval_item_has_reference_and_distractors(world):
+    for it in world.eval_items + world.probe_items:
+        assert isinstance(it, EvalItem)
+        assert it.reference and it.response
+        assert it.prompt.turns[-1].role == "user"
+        assert len(it.distractors) == 9, (it.task, it.distractors)
+        assert it.reference not in it.distractors
+        assert it.is_correct(it.response)
+        assert it.is_correct(it.reference)
+        choices = it.choices()
+        assert choices[0] == it.response and len(choices) == 10
+        assert len(set(choices)) == 10
+        for c in choices[1:]:
+            assert not it.is_correct(c), (it.task, c)
+    tasks = {it.task for it in world.eval_items}
+    assert {"capital", "language", "arithmetic", "reverse", "uppercase", "list"} <= tasks
+    assert {it.task for it in world.probe_items} == {"probe_capital", "probe_language",
+                                                      "probe_birth_year"}
+
+
+def test_everything_fits_the_block(world):
+    for name in TEMPLATE_NAMES:
+        for conv in world.train + world.val:
+            assert len(render(conv, name)[0]) <= 128
+        for it in world.eval_items + world.probe_items:
+            prompt = render_prompt(it.prompt, name)
+            longest = max(len(TOK.encode(c)) for c in it.choices())
+            assert len(prompt) + longest + 1 <= 128
+
+
+def test_world_config_validation():
+    with pytest.raises(ConfigError, match="n_countries"):
+        build_world(WorldConfig(n_countries=2))
+    with pytest.raises(ConfigError, match="probe_fraction"):
+        build_world(WorldConfig(probe_fraction=1.5))
+
+
+def test_small_world_builds():
+    w = build_world(WorldConfig(seed=3, n_countries=8, n_people=0, n_train=200, n_val=20,
+                                n_eval=20, n_filler_docs=10))
+    assert len(w.train) == 200 and len(w.probe_items) == 2 * 2 * 2
+    assert all(it.task != "birth_year" for it in w.eval_items)
