@@ -14,7 +14,7 @@ from .batching import Batch, make_batches
 from .conversation import ROLES, Conversation, ConversationError, Turn
 from .evalitem import EvalItem
 from .examples import Example, fit_length, to_examples
-from .formats import FORMATS, load_conversations, load_raw_text
+from .formats import FORMATS, load_conversations, load_raw_text, save_conversations
 from .mixing import mix_datasets, mix_replay, replay_stream
 from .quality import QualityConfig, filter_quality
 from .templates import MASK_MODES, TEMPLATE_NAMES, Template, get_template, render, render_prompt
@@ -22,7 +22,7 @@ from .world import World, WorldConfig, build_world
 
 __all__ = [
     "Turn", "Conversation", "ConversationError", "ROLES",
-    "load_conversations", "load_raw_text", "FORMATS",
+    "load_conversations", "load_raw_text", "save_conversations", "FORMATS",
     "render", "render_prompt", "get_template", "Template", "TEMPLATE_NAMES", "MASK_MODES",
     "Example", "to_examples", "fit_length",
     "EvalItem", "WorldConfig", "World", "build_world",

@@ -426,3 +426,64 @@ def load_raw_text(path: str | os.PathLike) -> list[str]:
     if not docs:
         raise DataError("no documents", path=sp)
     return docs
+
+
+# --------------------------------------------------------------------------- writing
+
+SHAREGPT_NAMES: dict[str, str] = {"system": "system", "user": "human", "assistant": "gpt",
+                                  "tool": "observation"}
+
+
+def conversation_to_record(conv: Conversation, format: str) -> dict:
+    """One conversation as a record of ``format`` (the inverse of parsing).
+
+    ``alpaca`` needs the shape system? (user, assistant)+ without tool turns; ``sharegpt``
+    writes tool turns as ``observation`` (read them back with ``role_map={"observation":
+    "tool"}``).
+    """
+    if format == "messages":
+        return {**{k: v for k, v in conv.meta.items() if k not in ("input", "input_turn")},
+                **conv.to_dict()}
+    if format == "sharegpt":
+        rec = {"conversations": [{"from": SHAREGPT_NAMES[t.role], "value": t.content}
+                                 for t in conv.turns]}
+        rec.update({k: v for k, v in conv.meta.items() if k not in ("input", "input_turn")})
+        return rec
+    if format == "chatml":
+        return {"text": "\n".join(f"<|im_start|>{t.role}\n{t.content}<|im_end|>" for t in conv.turns)}
+    if format == "alpaca":
+        msgs = conv.messages
+        roles = [t.role for t in msgs]
+        if len(msgs) % 2 or roles != ["user", "assistant"] * (len(msgs) // 2):
+            raise ConfigError("an Alpaca record holds a system prompt and user/assistant pairs; "
+                              f"this conversation has roles {roles}")
+        rec: dict = {}
+        if conv.system is not None:
+            rec["system"] = conv.system
+        if len(msgs) > 2:
+            rec["history"] = [[msgs[i].content, msgs[i + 1].content] for i in range(0, len(msgs) - 2, 2)]
+        user = msgs[-2].content
+        inp = conv.meta.get("input")
+        if inp and user.endswith("\n\n" + inp):
+            rec["instruction"], rec["input"] = user[: -len(inp) - 2], inp
+        else:
+            rec["instruction"], rec["input"] = user, ""
+        rec["output"] = msgs[-1].content
+        return rec
+    raise ConfigError(f"unknown data format {format!r}; choose one of {', '.join(FORMATS)}")
+
+
+def save_conversations(conversations: list[Conversation], path: str | os.PathLike,
+                       format: str) -> None:
+    """Write conversations as ``.json`` (an array) or ``.jsonl``, in ``format``."""
+    path = Path(path)
+    recs = [conversation_to_record(c, format) for c in conversations]
+    if path.suffix.lower() == ".jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
+    elif path.suffix.lower() == ".json":
+        text = json.dumps(recs, ensure_ascii=False, indent=1) + "\n"
+    else:
+        raise ConfigError(f"unsupported file extension {path.suffix!r}; use .json or .jsonl")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
