@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -23,8 +24,11 @@ log = logging.getLogger("sft_sweep")
 
 register_configs()
 
+# conf/ sits beside the package in the repository (installed with `pip install -e .`).
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
-@hydra.main(config_path="../conf", config_name="config", version_base=None)
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base=None)
 def task(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
