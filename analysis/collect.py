@@ -1,0 +1,764 @@
+"""Collect the jobs of one or more sweep directories into pandas tables.
+
+Reads only the job files of DESIGN.md section 4 (``summary.json``, ``metrics.jsonl``,
+``samples.jsonl``, ``.hydra/overrides.yaml`` / ``.hydra/config.yaml``, and the sweep's
+``multirun.yaml``), so it works on sweeps copied from another machine or a cluster, and on
+sweeps that are still running.
+
+``collect_runs(dirs)`` returns a ``RunSet``:
+
+- ``jobs``: one row per job: ``job`` (id), ``sweep``, ``status``, ``done``, the swept
+  parameters as columns (dotted config keys, e.g. ``optim.lr``), ``base_<metric>`` and
+  ``final_<metric>``, ``forgetting_pct``, progress (``last_step``, ...), ``time_<phase>``,
+  ``error``, ``config_hash``, ``overrides``, ``path``;
+- ``curves``: long table ``job, step, kind, metric, value`` from ``metrics.jsonl``;
+- ``samples``: ``job, task, prompt, reference, base, sft`` from ``samples.jsonl``;
+- ``problems``: files that could not be read (reported, skipped, never a crash).
+
+Which parameters were swept is detected from the data (see ``detect_swept``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.errors import ReportError
+
+JOB_MARKERS = ("summary.json", "metrics.jsonl")
+HYDRA_DIR = ".hydra"
+#: Statuses whose results are final and usable. ``skipped`` is a job that had already completed.
+DONE_STATUSES = frozenset({"completed", "skipped"})
+#: Evaluation metrics of DESIGN.md section 4, in display order (others found in files are kept too).
+EVAL_METRICS = ("raw_loss", "response_loss", "follow_rate", "answer_acc", "answer_mc_acc",
+                "knowledge_acc", "knowledge_mc_acc")
+TRAIN_METRICS = ("loss", "lr", "grad_norm", "tokens_per_s", "epoch")
+CURVE_COLUMNS = ["job", "step", "kind", "metric", "value"]
+SAMPLE_COLUMNS = ["job", "task", "prompt", "reference", "base", "sft"]
+
+# Config keys that differ between jobs without being an experimental choice (paths, stamps).
+_INCIDENTAL = re.compile(
+    r"(^|_)(dir|path|file|filename|output|out|hash|time|timestamp|date|host|hostname|pid|cwd|"
+    r"uuid|run_id|job_id)$"
+)
+_SWEEP_SYNTAX = re.compile(r"^\s*(range|choice|interval|glob|tag|shuffle|sort)\s*\(")
+
+# Roles the plots and findings look for, matched on the last component of a dotted key.
+_ROLE_LAST = {
+    "lr": ("lr", "learning_rate", "peak_lr", "max_lr", "base_lr"),
+    "epochs": ("epochs", "num_epochs", "n_epochs", "max_epochs"),
+    "template": ("template",),
+    "format": ("format", "data_format"),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file that could not be read (or a part of it). The collection carries on without it."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class RunSet:
+    """Everything collected from the sweep directories. See the module docstring for the tables."""
+
+    jobs: pd.DataFrame
+    curves: pd.DataFrame
+    samples: pd.DataFrame
+    swept: list[str]
+    derived: list[str]
+    constants: dict[str, Any]
+    sweep_specs: dict[str, list[str]]
+    problems: list[Problem]
+    roots: list[Path]
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    # ---- axes -------------------------------------------------------------------------
+    @property
+    def seeds(self) -> list[str]:
+        """Swept columns that are seeds (replicates, averaged over in plots and findings)."""
+        return [c for c in self.swept if _last(c).endswith("seed")]
+
+    @property
+    def params(self) -> list[str]:
+        """Swept columns that are settings (everything swept but the seeds)."""
+        return [c for c in self.swept if c not in self.seeds]
+
+    def axis(self, role: str) -> str | None:
+        """The swept column playing ``role``: lr, epochs, replay, template, format, model, seed."""
+        return find_axis(self.swept, role)
+
+    def n_seeds(self) -> int:
+        """Largest number of completed replicates of one setting (1 without seeds)."""
+        done = self.done_jobs()
+        if done.empty:
+            return 0
+        if not self.params:
+            return len(done)
+        return int(done.groupby(self.params, dropna=False).size().max())
+
+    # ---- views ------------------------------------------------------------------------
+    def done_jobs(self) -> pd.DataFrame:
+        """Jobs whose status is completed (or skipped, i.e. completed earlier)."""
+        return self.jobs[self.jobs["done"]] if not self.jobs.empty else self.jobs
+
+    def done_curves(self) -> pd.DataFrame:
+        """Curves of the completed jobs, with their swept parameters joined on."""
+        done = self.done_jobs()
+        cur = self.curves[self.curves["job"].isin(set(done["job"]))]
+        return cur.merge(done[["job"] + self.swept], on="job", how="left")
+
+    def status_counts(self) -> dict[str, int]:
+        if self.jobs.empty:
+            return {}
+        return {str(k): int(v) for k, v in self.jobs["status"].value_counts(sort=False).items()}
+
+    # ---- export -----------------------------------------------------------------------
+    def export(self, out_dir: str | os.PathLike) -> list[Path]:
+        """Write ``jobs.csv`` and ``curves.csv`` (and ``.parquet`` twins when pyarrow is installed)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        tables = {"jobs": self.jobs, "curves": self.curves}
+        for name, df in tables.items():
+            path = out / f"{name}.csv"
+            _atomic_write(path, lambda p, df=df: df.to_csv(p, index=False))
+            written.append(path)
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            return written
+        for name, df in tables.items():
+            path = out / f"{name}.parquet"
+            try:
+                _atomic_write(path, lambda p, df=df: _parquet_safe(df).to_parquet(p, index=False))
+                written.append(path)
+            except Exception as exc:  # noqa: BLE001 - optional format, never fail the report for it
+                self.problems.append(Problem(str(path), f"could not write Parquet: {exc}"))
+        return written
+
+
+def find_axis(columns: Sequence[str], role: str) -> str | None:
+    """The first column in ``columns`` that plays ``role`` (see ``RunSet.axis``)."""
+    matches = [c for c in columns if _has_role(c, role)]
+    if not matches:
+        return None
+    # Prefer the shortest key (``optim.lr`` over ``optim.sched.peak_lr``).
+    return min(matches, key=lambda c: (c.count("."), columns.index(c)))
+
+
+def _has_role(col: str, role: str) -> bool:
+    last = _last(col)
+    first = col.split(".")[0]
+    if role == "seed":
+        return last.endswith("seed")
+    if role == "replay":
+        return "replay" in col or (first in ("mix", "mixing") and "ratio" in last)
+    if role == "template":
+        return last in _ROLE_LAST["template"] or (first == "template" and last == "name")
+    if role == "model":
+        return col in ("model", "model.name")
+    if role in _ROLE_LAST:
+        return last in _ROLE_LAST[role]
+    raise ValueError(f"unknown axis role {role!r}")
+
+
+def _last(col: str) -> str:
+    return col.rsplit(".", 1)[-1]
+
+
+# ======================================================================================
+# Finding and reading jobs
+# ======================================================================================
+
+
+def find_job_dirs(root: str | os.PathLike) -> list[Path]:
+    """Job directories under ``root`` (any depth; ``root`` itself when it is a job).
+
+    A job directory holds ``summary.json``, ``metrics.jsonl`` or ``.hydra/``. The search does
+    not descend into a job directory nor into hidden directories, and does not follow links.
+    """
+    root = Path(root)
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        if _is_job(filenames, dirnames):
+            found.append(here)
+            dirnames[:] = []
+            continue
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    return sorted(found, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
+
+
+def _is_job(filenames: Iterable[str], dirnames: Iterable[str]) -> bool:
+    files = set(filenames)
+    return any(m in files for m in JOB_MARKERS) or HYDRA_DIR in set(dirnames)
+
+
+def _natural_key(text: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+@dataclass
+class _Job:
+    """What one job directory yielded."""
+
+    record: dict[str, Any]
+    config: dict[str, Any]
+    override_keys: set[str]
+    overrides: dict[str, Any]
+    curves: dict[str, list]
+    samples: list[dict[str, str]]
+
+
+def _read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) -> _Job:
+    record: dict[str, Any] = {"job": job_id, "sweep": sweep}
+    summary = _read_json(job_dir / "summary.json", problems)
+    summary_ok = isinstance(summary, dict)
+    if summary is not None and not summary_ok:
+        problems.append(Problem(str(job_dir / "summary.json"), "not a JSON object; ignored"))
+        summary = None
+
+    # Status: a job without (readable) summary is still running, or died without writing one.
+    if summary_ok:
+        status = str(summary.get("status") or "unknown").strip().lower() or "unknown"
+    elif (job_dir / "summary.json").exists():
+        status = "unreadable"
+    else:
+        status = "running"
+    record["status"] = status
+    record["done"] = status in DONE_STATUSES
+    record["error"] = _first_line(summary.get("error")) if summary_ok and summary.get("error") else ""
+    record["config_hash"] = str(summary.get("config_hash", "")) if summary_ok else ""
+
+    # Config: the summary's resolved flat config, else Hydra's composed config.
+    config: dict[str, Any] = {}
+    if summary_ok and isinstance(summary.get("config"), dict):
+        config = _flatten(summary["config"])
+    elif (job_dir / HYDRA_DIR / "config.yaml").exists():
+        raw = _read_yaml(job_dir / HYDRA_DIR / "config.yaml", problems)
+        if isinstance(raw, dict):
+            config = {k: v for k, v in _flatten(raw).items()
+                      if not (isinstance(v, str) and "${" in v)}
+
+    # Overrides: Hydra's record first, else the summary's copy.
+    override_list: list[str] | None = None
+    ov_path = job_dir / HYDRA_DIR / "overrides.yaml"
+    if ov_path.exists():
+        raw = _read_yaml(ov_path, problems)
+        if isinstance(raw, list):
+            override_list = [str(x) for x in raw]
+        elif raw is not None:
+            problems.append(Problem(str(ov_path), "not a YAML list of overrides; ignored"))
+    if override_list is None and summary_ok and isinstance(summary.get("overrides"), list):
+        override_list = [str(x) for x in summary["overrides"]]
+    overrides = parse_overrides(override_list or [])
+    record["overrides"] = " ".join(override_list or [])
+
+    # Results.
+    base = summary.get("base") if summary_ok else None
+    final = summary.get("final") if summary_ok else None
+    for prefix, block in (("base", base), ("final", final)):
+        if isinstance(block, dict):
+            for k, v in block.items():
+                if k in ("kind", "step"):
+                    continue
+                num = _number(v)
+                if num is not None:
+                    record[f"{prefix}_{k}"] = num
+    forgetting = _number(summary.get("forgetting_pct")) if summary_ok else None
+    if forgetting is None:
+        b, f = record.get("base_raw_loss"), record.get("final_raw_loss")
+        if b is not None and f is not None and b not in (0, 0.0) and math.isfinite(b):
+            forgetting = 100.0 * (f - b) / b
+    record["forgetting_pct"] = forgetting
+    record["steps"] = _number(summary.get("steps")) if summary_ok else None
+    timings = summary.get("timings") if summary_ok else None
+    if isinstance(timings, dict):
+        for k, v in timings.items():
+            num = _number(v)
+            if num is not None:
+                record[f"time_{k}" if k.endswith("_s") else f"time_{k}_s"] = num
+
+    # Curves.
+    curves: dict[str, list] = {c: [] for c in CURVE_COLUMNS}
+    mpath = job_dir / "metrics.jsonl"
+    last_train: dict[str, Any] = {}
+    last_eval: dict[str, Any] = {}
+    if mpath.exists():
+        for row in _read_jsonl(mpath, problems, tolerate_partial_tail=(status == "running")):
+            kind = str(row.get("kind", "")).strip() or "unknown"
+            step = _number(row.get("step"))
+            if step is None:
+                problems.append(Problem(str(mpath), f"a {kind!r} row has no numeric 'step'; skipped"))
+                continue
+            for k, v in row.items():
+                if k in ("kind", "step"):
+                    continue
+                num = _number(v)
+                if num is None:
+                    continue
+                curves["job"].append(job_id)
+                curves["step"].append(step)
+                curves["kind"].append(kind)
+                curves["metric"].append(k)
+                curves["value"].append(num)
+            if kind == "train" and step >= last_train.get("step", -math.inf):
+                last_train = {"step": step, **row}
+            elif kind == "eval" and step >= last_eval.get("step", -math.inf):
+                last_eval = {"step": step, **row}
+    record["last_step"] = last_train.get("step", last_eval.get("step"))
+    record["last_epoch"] = _number(last_train.get("epoch"))
+    record["last_loss"] = _number(last_train.get("loss"))
+    record["last_eval_step"] = last_eval.get("step")
+    record["last_eval_response_loss"] = _number(last_eval.get("response_loss"))
+    record["updated"] = _mtime(job_dir)
+    record["path"] = str(job_dir)
+
+    samples = []
+    spath = job_dir / "samples.jsonl"
+    if spath.exists():
+        for row in _read_jsonl(spath, problems, tolerate_partial_tail=(status == "running")):
+            samples.append({"job": job_id, **{k: _text(row.get(k)) for k in SAMPLE_COLUMNS[1:]}})
+
+    return _Job(record, config, set(overrides), overrides, curves, samples)
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["optim.lr=1e-4", "+mix.replay_ratio=0.05", "~x"]`` -> ``{"optim.lr": 1e-4, ...}``.
+
+    Deletions (``~key``) and Hydra's own settings (``hydra.*``) are left out.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        item = str(item).strip()
+        if not item or item.startswith("~") or "=" not in item:
+            continue
+        key, value = item.split("=", 1)
+        key = key.lstrip("+").strip()
+        if "@" in key:  # group@package=option: keep the group
+            key = key.split("@", 1)[0]
+        if not key or key == "hydra" or key.startswith("hydra."):
+            continue
+        out[key] = parse_scalar(value)
+    return out
+
+
+def parse_scalar(text: str) -> Any:
+    """An override value as Hydra would type it: int, float (``1e-4`` too), bool, null, or string."""
+    s = str(text).strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
+        return s[1:-1]
+    low = s.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("null", "none", "~"):
+        return None
+    if re.fullmatch(r"[+-]?\d+", s):
+        return int(s)
+    try:
+        f = float(s)
+    except ValueError:
+        return s
+    return f if low not in ("nan", "inf", "-inf", "+inf", "infinity") else s
+
+
+def _is_sweep_value(value: str) -> bool:
+    """Whether an override value of ``multirun.yaml`` sweeps (``1,2,3``, ``range(..)``, ...)."""
+    v = value.strip()
+    if _SWEEP_SYNTAX.match(v):
+        return True
+    depth, quote = 0, ""
+    for ch in v:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            return True
+    return False
+
+
+def _read_sweep_spec(root: Path, problems: list[Problem]) -> tuple[list[str], set[str]]:
+    """Task overrides of a sweep's ``multirun.yaml`` and the keys that were swept there."""
+    path = root / "multirun.yaml"
+    if not path.exists():
+        return [], set()
+    raw = _read_yaml(path, problems)
+    if not isinstance(raw, dict):
+        return [], set()
+    task = _dig(raw, "hydra", "overrides", "task")
+    task = [str(t) for t in task] if isinstance(task, list) else []
+    keys = set()
+    for item in task:
+        if "=" in item:
+            k, v = item.split("=", 1)
+            if _is_sweep_value(v):
+                keys.update(parse_overrides([f"{k}=x"]))
+    params = _dig(raw, "hydra", "sweeper", "params")
+    if isinstance(params, dict):  # Optuna / basic sweeper given a params block
+        keys.update(parse_overrides([f"{k}=x" for k in params]))
+    return task, keys
+
+
+def _dig(obj: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(k)
+    return obj
+
+
+# ======================================================================================
+# Swept parameters
+# ======================================================================================
+
+
+def detect_swept(params: pd.DataFrame, override_keys: set[str],
+                 spec_keys: set[str]) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Split the job x config-key table into (swept, derived, constants).
+
+    - A key *varies* when it takes more than one value across the jobs (missing values aside).
+    - Varying keys that a job overrode, or that ``multirun.yaml`` swept, are *swept*.
+    - Other varying keys that are a function of the swept ones (``model.n_layer`` when
+      ``model.name`` was swept) are *derived*; paths, hashes and time stamps are ignored;
+      anything else that varies on its own counts as swept too.
+    - Keys with one value in every job that has them are *constants*.
+    """
+    varying, constants = [], {}
+    for col in params.columns:
+        values = params[col].dropna()
+        if values.empty:
+            continue
+        n = _nunique(values)
+        if n > 1:
+            varying.append(col)
+        else:
+            constants[col] = _py(values.iloc[0])
+    declared = override_keys | spec_keys
+    swept = [c for c in varying if c in declared]
+    if not declared:
+        swept = [c for c in varying if not _incidental(c)]
+    derived = []
+    for col in varying:
+        if col in swept:
+            continue
+        if _incidental(col):
+            continue
+        if swept and _depends_on(params, col, swept):
+            derived.append(col)
+        else:
+            swept.append(col)
+    order = {c: i for i, c in enumerate(params.columns)}
+    swept.sort(key=lambda c: order[c])
+    return swept, derived, constants
+
+
+def _py(v: Any) -> Any:
+    """numpy scalars -> Python scalars (for display and JSON)."""
+    return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
+
+
+def _nunique(values: pd.Series) -> int:
+    try:
+        return int(values.nunique())
+    except TypeError:  # unhashable (should not happen: lists are stored as JSON text)
+        return len({repr(v) for v in values})
+
+
+def _incidental(col: str) -> bool:
+    return col.startswith("hydra.") or bool(_INCIDENTAL.search(_last(col)))
+
+
+def _depends_on(params: pd.DataFrame, col: str, keys: list[str]) -> bool:
+    sub = params[keys + [col]].dropna(subset=[col])
+    if sub.empty:
+        return True
+    return bool((sub.groupby(keys, dropna=False)[col].nunique() <= 1).all())
+
+
+# ======================================================================================
+# Putting it together
+# ======================================================================================
+
+
+def collect_runs(dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> RunSet:
+    """Collect every job under ``dirs`` (one sweep directory or several to compare).
+
+    Raises ``ReportError`` when a directory does not exist or no job is found; everything
+    else that goes wrong with a file is recorded in ``RunSet.problems`` and skipped.
+    """
+    if isinstance(dirs, (str, os.PathLike)):
+        dirs = [dirs]
+    roots = [Path(d) for d in dirs]
+    if not roots:
+        raise ReportError("no sweep directory given")
+    for r in roots:
+        if not r.exists():
+            raise ReportError(f"no such directory: {r}")
+        if not r.is_dir():
+            raise ReportError(f"not a directory: {r}")
+
+    problems: list[Problem] = []
+    names = _sweep_names(roots)
+    jobs: list[_Job] = []
+    sweep_specs: dict[str, list[str]] = {}
+    spec_keys: set[str] = set()
+    for root, name in zip(roots, names):
+        task, keys = _read_sweep_spec(root, problems)
+        sweep_specs[name] = task
+        spec_keys |= keys
+        for job_dir in find_job_dirs(root):
+            rel = job_dir.relative_to(root).as_posix()
+            if rel == ".":
+                rel = root.resolve().name or "job"
+            job_id = rel if len(roots) == 1 else f"{name}/{rel}"
+            try:
+                jobs.append(_read_job(job_dir, job_id, name, problems))
+            except Exception as exc:  # noqa: BLE001 - one broken job never stops the report
+                problems.append(Problem(str(job_dir), f"could not read job: {type(exc).__name__}: {exc}"))
+    if not jobs:
+        where = ", ".join(str(r) for r in roots)
+        raise ReportError(
+            f"no jobs found under {where} (a job directory holds summary.json, metrics.jsonl or .hydra/)"
+        )
+
+    # Override keys name config keys, or config groups (``template=alpaca`` -> ``template.name``).
+    config_keys: set[str] = set()
+    for j in jobs:
+        config_keys.update(j.config)
+    override_keys: set[str] = set()
+    for j in jobs:
+        for k, v in j.overrides.items():
+            key = _map_override_key(k, config_keys)
+            override_keys.add(key)
+            j.config.setdefault(key, v)
+    spec_keys = {_map_override_key(k, config_keys) for k in spec_keys}
+
+    param_table = pd.DataFrame([j.config for j in jobs], index=[j.record["job"] for j in jobs],
+                               dtype=object)
+    if param_table.columns.empty:
+        swept, derived, constants = [], [], {}
+    else:
+        swept, derived, constants = detect_swept(param_table, override_keys, spec_keys)
+
+    records = []
+    for j in jobs:
+        rec = dict(j.record)
+        for col in swept + derived:
+            rec[col] = j.config.get(col)
+        records.append(rec)
+    jobs_df = _order_columns(pd.DataFrame(records), swept, derived)
+    for col in swept + derived:
+        jobs_df[col] = _tidy_param(jobs_df[col])
+
+    curves_df = pd.DataFrame({c: [] for c in CURVE_COLUMNS})
+    parts = [pd.DataFrame(j.curves) for j in jobs if j.curves["job"]]
+    if parts:
+        curves_df = pd.concat(parts, ignore_index=True)
+    curves_df["step"] = pd.to_numeric(curves_df["step"], errors="coerce")
+    curves_df["value"] = pd.to_numeric(curves_df["value"], errors="coerce")
+    if curves_df["step"].notna().all() and (curves_df["step"] % 1 == 0).all():
+        curves_df["step"] = curves_df["step"].astype("int64")
+
+    samples_df = pd.DataFrame([s for j in jobs for s in j.samples], columns=SAMPLE_COLUMNS)
+
+    return RunSet(
+        jobs=jobs_df, curves=curves_df, samples=samples_df, swept=swept, derived=derived,
+        constants=constants, sweep_specs=sweep_specs, problems=problems, roots=roots,
+        configs={j.record["job"]: j.config for j in jobs},
+    )
+
+
+def _map_override_key(key: str, config_keys: set[str]) -> str:
+    if key in config_keys:
+        return key
+    if f"{key}.name" in config_keys:
+        return f"{key}.name"
+    return key
+
+
+def _sweep_names(roots: list[Path]) -> list[str]:
+    names, seen = [], {}
+    for r in roots:
+        base = r.resolve().name or str(r)
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+    return names
+
+
+def _order_columns(df: pd.DataFrame, swept: list[str], derived: list[str]) -> pd.DataFrame:
+    head = ["job", "sweep", "status", "done"] + swept
+    metrics = ["forgetting_pct"]
+    metrics += [f"final_{m}" for m in EVAL_METRICS] + [f"base_{m}" for m in EVAL_METRICS]
+    extra_metrics = sorted(c for c in df.columns
+                           if (c.startswith("final_") or c.startswith("base_")) and c not in metrics)
+    progress = ["steps", "last_step", "last_epoch", "last_loss", "last_eval_step",
+                "last_eval_response_loss"]
+    times = sorted(c for c in df.columns if c.startswith("time_"))
+    tail = ["error", "config_hash", "overrides", "updated", "path"]
+    ordered = head + [c for c in metrics if c in df.columns] + extra_metrics + derived + progress + times + tail
+    ordered = [c for c in dict.fromkeys(ordered) if c in df.columns]
+    return df[ordered + [c for c in df.columns if c not in ordered]]
+
+
+def _tidy_param(col: pd.Series) -> pd.Series:
+    """Numbers stay numbers (ints as ints when nothing is missing); everything else as text."""
+    values = col.dropna()
+    if values.empty:
+        return col
+    if all(isinstance(v, bool) for v in values):
+        return col
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        num = pd.to_numeric(col, errors="coerce")
+        if num.notna().all() and (num % 1 == 0).all() and all(isinstance(v, int) for v in values):
+            return num.astype("int64")
+        return num.astype(float)
+    return col.map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).astype(object)
+
+
+# ======================================================================================
+# File helpers
+# ======================================================================================
+
+
+def _read_json(path: Path, problems: list[Problem]) -> Any:
+    if not path.exists():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}"))
+        return None
+    if not text.strip():
+        problems.append(Problem(str(path), "empty file; ignored"))
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        problems.append(Problem(str(path), f"not valid JSON (half-written?): {exc}; ignored"))
+        return None
+
+
+def _read_jsonl(path: Path, problems: list[Problem], *, tolerate_partial_tail: bool) -> list[dict]:
+    """Objects of a JSON-lines file. Bad lines are reported and skipped.
+
+    The last line of a file still being written may be cut off; for a running job that is
+    expected and silently ignored.
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}"))
+        return []
+    lines = text.split("\n")
+    partial_tail = not text.endswith("\n")
+    rows, bad = [], []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            is_tail = partial_tail and i == len(lines)
+            if is_tail and tolerate_partial_tail:
+                continue
+            bad.append(f"{i}" + (" (cut off at the end)" if is_tail else ""))
+            continue
+        if not isinstance(obj, dict):
+            bad.append(f"{i} (not an object)")
+            continue
+        rows.append(obj)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        problems.append(Problem(str(path), f"skipped unreadable line(s) {shown}"))
+    return rows
+
+
+def _read_yaml(path: Path, problems: list[Problem]) -> Any:
+    import yaml  # PyYAML comes with omegaconf / hydra-core
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, yaml.YAMLError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        problems.append(Problem(str(path), f"not valid YAML: {msg}; ignored"))
+        return None
+
+
+def _flatten(obj: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v, default=str)
+        elif v is None or isinstance(v, (bool, int, float, str)):
+            out[key] = v
+        else:
+            out[key] = str(v)
+    return out
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    return None
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else json.dumps(v, default=str)
+
+
+def _first_line(v: Any) -> str:
+    """One line of an error message: the exception line of a traceback, else the first line."""
+    lines = [ln for ln in _text(v).strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    return lines[-1].strip() if lines[0].startswith("Traceback") else lines[0].strip()
+
+
+def _mtime(job_dir: Path) -> float | None:
+    times = []
+    for name in ("metrics.jsonl", "summary.json"):
+        try:
+            times.append((job_dir / name).stat().st_mtime)
+        except OSError:
+            pass
+    return max(times) if times else None
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(lambda v: None if v is None else str(v))
+    return out
