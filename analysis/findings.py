@@ -1,0 +1,448 @@
+"""Findings: claims about SFT checked against a sweep's numbers, each with a verdict.
+
+Every finding states a claim, the evidence (numbers per setting, seed confidence intervals
+when there are seeds) and a verdict:
+
+- ``supported``: the data shows it, beyond seed noise where seeds exist;
+- ``not supported``: the data shows no such effect, or the opposite;
+- ``inconclusive``: mixed, within noise, or not testable in this sweep (the axis was not
+  swept, the metric was not measured). A claim that cannot be tested is listed, not dropped.
+
+Only completed jobs count. Comparisons are made within each combination of the other swept
+settings (so a failed job does not tilt a pooled mean), seeds are replicates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from analysis.collect import RunSet
+from analysis.stats import Comparison, compare, mean_ci, spearman
+from analysis.style import (
+    AGGRESSIVE_BAND, col_name, fmt_metric, fmt_param, fmt_value, setting_label, sorted_values,
+)
+
+SUPPORTED = "supported"
+NOT_SUPPORTED = "not supported"
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+
+#: Smallest difference that counts as an effect, per metric (units as stored).
+MIN_EFFECT = {"forgetting_pct": 1.0, "rate": 0.02, "loss": 0.02}
+#: Forgetting (%) above which a setting is "too aggressive".
+FORGETTING_BUDGET = AGGRESSIVE_BAND[0]
+#: Knowledge-probe gain (fraction) that would count as "SFT added knowledge".
+KNOWLEDGE_GAIN = 0.05
+
+
+@dataclass
+class Finding:
+    """One claim with its evidence and verdict."""
+
+    key: str
+    claim: str
+    verdict: str
+    evidence: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {self.verdict!r}")
+
+    def as_text(self) -> str:
+        return f"[{self.verdict}] {self.claim}: {self.evidence}"
+
+
+def _min_effect(metric: str) -> float:
+    if metric == "forgetting_pct":
+        return MIN_EFFECT["forgetting_pct"]
+    return MIN_EFFECT["loss"] if metric.endswith("loss") else MIN_EFFECT["rate"]
+
+
+def _has(df: pd.DataFrame, col: str) -> bool:
+    return col in df and df[col].notna().any()
+
+
+# ======================================================================================
+# Trend along an ordered axis
+# ======================================================================================
+
+
+@dataclass
+class _Trend:
+    direction: str  # "up", "down", "flat", "unclear", "none"
+    text: str
+    per_stratum: list[dict[str, Any]]
+    pooled: dict[Any, Any]
+
+
+def _fmt_level(metric: str, values: list[float], with_ci: bool) -> str:
+    m = mean_ci(values)
+    if with_ci and m.n >= 2:
+        return f"{fmt_metric(metric, m.mean, ci=m.half)} (n={m.n})"
+    return fmt_metric(metric, m.mean) + (f" (n={m.n})" if with_ci else "")
+
+
+def _trend(runs: RunSet, x: str, metric: str, expect: int) -> _Trend:
+    """How ``metric`` moves from the lowest to the highest value of ``x`` (``expect`` = +1 for
+    a rise, -1 for a fall), compared within each combination of the other swept settings."""
+    done = runs.done_jobs()
+    done = done[done[metric].notna()] if metric in done else done.iloc[0:0]
+    strata_cols = [c for c in runs.params if c != x]
+    levels = sorted_values(done[x]) if x in done else []
+    with_ci = bool(runs.seeds) and runs.n_seeds() >= 2
+    pooled = {lv: done.loc[done[x] == lv, metric].tolist() for lv in levels}
+    results, clauses = [], []
+    groups = done.groupby(strata_cols, dropna=False, sort=True) if strata_cols else [((), done)]
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        kd = dict(zip(strata_cols, key))
+        lv = [v for v in levels if (part[x] == v).any()]
+        if len(lv) < 2:
+            continue
+        vals = {v: part.loc[part[x] == v, metric].astype(float).tolist() for v in lv}
+        c: Comparison = compare(vals[lv[0]], vals[lv[-1]], min_effect=_min_effect(metric))
+        rho = spearman([lv.index(v) for v in lv for _ in vals[v]], [y for v in lv for y in vals[v]]) \
+            if len(lv) >= 3 else math.nan
+        if c.significant is None:
+            d, word = "unclear", "too small to call without seeds"
+        elif not c.significant:
+            d, word = "flat", "no change beyond noise"
+        else:
+            d = "up" if c.diff * expect > 0 else "down"
+            word = "rises" if c.diff > 0 else "falls"
+        if d == "up" and len(lv) >= 3 and not math.isnan(rho) and rho * expect < 0.5:
+            d, word = "unclear", "ends differ but not monotonic"
+        chain = " → ".join(f"{fmt_param(x, v)} {_fmt_level(metric, vals[v], with_ci)}" for v in lv)
+        prefix = f"{setting_label(kd, strata_cols)}: " if strata_cols else ""
+        clauses.append(f"{prefix}{chain} ({word})")
+        results.append({"stratum": kd, "direction": d, "diff": c.diff, "se": c.se,
+                        "levels": {fmt_value(x, v): mean_ci(vals[v]).mean for v in lv}})
+    dirs = [r["direction"] for r in results]
+    if not dirs:
+        overall = "none"
+    elif all(d == "up" for d in dirs):
+        overall = "up"
+    elif "down" in dirs and "up" not in dirs and dirs.count("down") >= len(dirs) / 2:
+        overall = "down"
+    elif "up" in dirs and "down" in dirs:
+        overall = "mixed"
+    elif all(d == "flat" for d in dirs):
+        overall = "flat"
+    elif dirs.count("up") > len(dirs) / 2 and "down" not in dirs:
+        overall = "up"
+    else:
+        overall = "unclear"
+    return _Trend(overall, "; ".join(clauses), results, pooled)
+
+
+def _trend_finding(runs: RunSet, key: str, claim: str, role: str, metric: str, expect: int,
+                   *, extra: str = "") -> Finding:
+    x = runs.axis(role)
+    done = runs.done_jobs()
+    if x is None or len(sorted_values(done[x])) < 2:
+        return Finding(key, claim, INCONCLUSIVE,
+                       f"not tested: this sweep does not vary the {col_name_for(role)} "
+                       f"(or fewer than two of its values completed).")
+    if not _has(done, metric):
+        return Finding(key, claim, INCONCLUSIVE, f"not tested: no completed job reports {metric}.")
+    t = _trend(runs, x, metric, expect)
+    verdict = {"up": SUPPORTED, "down": NOT_SUPPORTED, "flat": NOT_SUPPORTED}.get(t.direction, INCONCLUSIVE)
+    lead = {
+        "up": "", "down": "the opposite holds: ", "flat": "no effect beyond noise: ",
+        "mixed": "the direction depends on the other settings: ",
+        "unclear": "the differences are within seed noise or not monotonic: ",
+        "none": "no group of jobs has two values to compare: ",
+    }[t.direction]
+    seeds_note = ""
+    if runs.seeds and runs.n_seeds() >= 2:
+        seeds_note = " Values are means over seeds ± 95% CI."
+    evidence = f"{lead}{_metric_name(metric)} by {col_name(x)}: {t.text}.{seeds_note}{extra}"
+    return Finding(key, claim, verdict, evidence,
+                   {"axis": x, "metric": metric, "direction": t.direction, "strata": t.per_stratum})
+
+
+def col_name_for(role: str) -> str:
+    return {"lr": "learning rate", "epochs": "number of epochs", "replay": "replay ratio",
+            "template": "chat template", "format": "data format"}.get(role, role)
+
+
+def _metric_name(metric: str) -> str:
+    return {"forgetting_pct": "forgetting", "final_follow_rate": "follow rate",
+            "final_response_loss": "held-out response loss", "final_answer_acc": "answer accuracy"}.get(
+        metric, metric)
+
+
+# ======================================================================================
+# The findings
+# ======================================================================================
+
+
+def forgetting_rises_with_lr(runs: RunSet) -> Finding:
+    return _trend_finding(runs, "forgetting_vs_lr", "Forgetting rises with the learning rate",
+                          "lr", "forgetting_pct", +1)
+
+
+def more_epochs_forget_more(runs: RunSet) -> Finding:
+    return _trend_finding(runs, "forgetting_vs_epochs", "More epochs forget more",
+                          "epochs", "forgetting_pct", +1)
+
+
+def replay_cuts_forgetting(runs: RunSet) -> Finding:
+    done = runs.done_jobs()
+    rp = runs.axis("replay")
+    extra = ""
+    if rp and _has(done, "final_follow_rate") and len(sorted_values(done[rp])) >= 2:
+        lo, hi = sorted_values(done[rp])[0], sorted_values(done[rp])[-1]
+        a = done.loc[done[rp] == lo, "final_follow_rate"].mean()
+        b = done.loc[done[rp] == hi, "final_follow_rate"].mean()
+        extra = (f" Cost in follow rate ({fmt_value(rp, lo)} → {fmt_value(rp, hi)} replay, mean over "
+                 f"all settings): {fmt_metric('final_follow_rate', a)} → {fmt_metric('final_follow_rate', b)}.")
+    return _trend_finding(runs, "replay_cuts_forgetting", "Replaying pre-training text cuts forgetting",
+                          "replay", "forgetting_pct", -1, extra=extra)
+
+
+def _range_text(metric: str, values: pd.Series) -> str:
+    lo, hi = values.min(), values.max()
+    if fmt_metric(metric, lo) == fmt_metric(metric, hi):
+        return fmt_metric(metric, lo)
+    return f"{fmt_metric(metric, lo).rstrip('%')}–{fmt_metric(metric, hi)}"
+
+
+def sft_teaches_following(runs: RunSet) -> Finding:
+    key, claim = "sft_teaches_following", "SFT teaches the model to follow the instruction format"
+    done = runs.done_jobs()
+    if not (_has(done, "base_follow_rate") and _has(done, "final_follow_rate")):
+        return Finding(key, claim, INCONCLUSIVE, "not tested: no completed job reports follow_rate "
+                       "for both the base and the tuned model.")
+    pair = done[["job", "base_follow_rate", "final_follow_rate"]].dropna()
+    base, tuned = pair["base_follow_rate"], pair["final_follow_rate"]
+    gain = tuned - base
+    med = float(gain.median())
+    evidence = (f"the base model follows {_range_text('base_follow_rate', base)} of held-out prompts, "
+                f"the tuned models {_range_text('final_follow_rate', tuned)} ({len(pair)} jobs; "
+                f"median gain {100 * med:+.0f} points)")
+    lr = runs.axis("lr")
+    if lr:
+        per = done.groupby(lr)["final_follow_rate"].mean()
+        evidence += "; by " + col_name(lr) + ": " + ", ".join(
+            f"{fmt_value(lr, k)} {fmt_metric('final_follow_rate', v)}" for k, v in per.items())
+    if med < MIN_EFFECT["rate"]:
+        verdict = NOT_SUPPORTED
+    elif (gain > MIN_EFFECT["rate"]).all() and med >= 0.10:
+        verdict = SUPPORTED
+    else:
+        verdict = INCONCLUSIVE
+        evidence += "; some tuned models follow no better than the base model"
+    return Finding(key, claim, verdict, evidence + ".",
+                   {"base": float(base.mean()), "tuned_min": float(tuned.min()),
+                    "tuned_max": float(tuned.max()), "median_gain": med})
+
+
+def sft_adds_no_knowledge(runs: RunSet) -> Finding:
+    key = "sft_adds_no_knowledge"
+    claim = "SFT does not add knowledge (knowledge-probe accuracy stays at the base model's level)"
+    done = runs.done_jobs()
+    if not (_has(done, "base_knowledge_mc_acc") and _has(done, "final_knowledge_mc_acc")):
+        return Finding(key, claim, INCONCLUSIVE, "not tested: no completed job reports "
+                       "knowledge_mc_acc for both the base and the tuned model.")
+    pair = done[["base_knowledge_mc_acc", "final_knowledge_mc_acc"]].dropna()
+    gain = pair["final_knowledge_mc_acc"] - pair["base_knowledge_mc_acc"]
+    g = mean_ci(gain)
+    upper = g.mean + (g.half if g.n >= 2 and not math.isnan(g.half) else 0.0)
+    lower = g.mean - (g.half if g.n >= 2 and not math.isnan(g.half) else 0.0)
+    ci_text = f", 95% CI {100 * lower:+.1f} to {100 * upper:+.1f}" if g.n >= 2 else ""
+    evidence = (f"knowledge-probe multiple-choice accuracy: base "
+                f"{_range_text('base_knowledge_mc_acc', pair['base_knowledge_mc_acc'])}, tuned "
+                f"{_range_text('final_knowledge_mc_acc', pair['final_knowledge_mc_acc'])} "
+                f"(mean change {100 * g.mean:+.1f} points over {g.n} jobs{ci_text})")
+    contrast = []
+    for m, what in (("answer_mc_acc", "multiple-choice accuracy on the facts the SFT data asks about"),
+                    ("knowledge_acc", "generated answers to the probe")):
+        if _has(done, f"base_{m}") and _has(done, f"final_{m}"):
+            contrast.append(f"{what}: {_range_text(f'base_{m}', done[f'base_{m}'].dropna())} → "
+                            f"{_range_text(f'final_{m}', done[f'final_{m}'].dropna())}")
+    if contrast:
+        evidence += "; for contrast, " + "; ".join(contrast)
+    if upper < KNOWLEDGE_GAIN:
+        verdict = SUPPORTED
+    elif lower > KNOWLEDGE_GAIN:
+        verdict = NOT_SUPPORTED
+        evidence += f"; the tuned models score more than {100 * KNOWLEDGE_GAIN:.0f} points higher"
+    else:
+        verdict = INCONCLUSIVE
+        evidence += f"; the change cannot be told apart from a {100 * KNOWLEDGE_GAIN:.0f}-point gain"
+    return Finding(key, claim, verdict, evidence + ".",
+                   {"mean_gain": g.mean, "ci": g.half, "n": g.n})
+
+
+def _setting_means(runs: RunSet, metrics: Sequence[str]) -> pd.DataFrame:
+    """Seed-averaged metrics per setting (combination of the swept non-seed parameters)."""
+    done = runs.done_jobs()
+    params = runs.params
+    metrics = [m for m in metrics if m in done]
+    if not params:
+        row = {m: done[m].mean() for m in metrics}
+        row["n"] = len(done)
+        return pd.DataFrame([row])
+    g = done.groupby(params, dropna=False, sort=True)
+    out = g[metrics].mean()
+    out["n"] = g.size()
+    return out.reset_index()
+
+
+def best_lr(runs: RunSet, metric: str = "final_response_loss", lower_is_better: bool = True) -> Finding:
+    """Which learning rate is best by ``metric`` (mean over the other settings and seeds)."""
+    key = f"best_lr_{metric}"
+    what = _metric_name(metric)
+    lr = runs.axis("lr")
+    done = runs.done_jobs()
+    claim = f"One learning rate gives the best {what}"
+    if lr is None or len(sorted_values(done[lr])) < 2:
+        return Finding(key, claim, INCONCLUSIVE, "not tested: this sweep does not vary the learning rate.")
+    if not _has(done, metric):
+        return Finding(key, claim, INCONCLUSIVE, f"not tested: no completed job reports {metric}.")
+    # Compare within the settings every lr completed in, so that a failed job does not bias it.
+    others = [c for c in runs.params if c != lr]
+    per = done.dropna(subset=[metric])
+    scope = " (mean over seeds)" if runs.seeds else ""
+    if others:
+        complete = per.groupby(others, dropna=False)[lr].transform("nunique") == per[lr].nunique()
+        if complete.any() and not complete.all():
+            kept = per[complete].groupby(others, dropna=False).size().index
+            kept = [k if isinstance(k, tuple) else (k,) for k in kept]
+            names = "; ".join(setting_label(dict(zip(others, k)), others) for k in kept)
+            scope = f" (only where every learning rate completed: {names}; mean over seeds)"
+            per = per[complete]
+        else:
+            scope = f" (mean over {', '.join(col_name(c) for c in others)}" + (" and seeds)" if runs.seeds else ")")
+    means = per.groupby(lr)[metric].mean().sort_values(ascending=lower_is_better)
+    best, runner = means.index[0], (means.index[1] if len(means) > 1 else None)
+    claim = f"Learning rate {fmt_value(lr, best)} gives the {'lowest' if lower_is_better else 'highest'} {what}"
+    listing = ", ".join(f"{fmt_value(lr, k)} {fmt_metric(metric, v)}" for k, v in means.items())
+    evidence = f"{what} by {col_name(lr)}{scope}: {listing}"
+    c = compare(per.loc[per[lr] == runner, metric], per.loc[per[lr] == best, metric],
+                min_effect=_min_effect(metric)) if runner is not None else None
+    if c is not None and c.significant:
+        verdict = SUPPORTED
+        evidence += f"; ahead of the runner-up {fmt_value(lr, runner)} beyond noise"
+    else:
+        verdict = INCONCLUSIVE
+        evidence += (f"; the runner-up {fmt_value(lr, runner)} is within noise of it" if runner is not None else "")
+    return Finding(key, claim, verdict, evidence + ".", {"best": best, "means": means.to_dict()})
+
+
+def recommended_setting(runs: RunSet) -> Finding:
+    """The setting with the highest follow rate among those that forget less than the budget."""
+    key = "recommended_setting"
+    claim = (f"Some setting stays under {FORGETTING_BUDGET:g}% forgetting "
+             "(the one that follows best is recommended)")
+    done = runs.done_jobs()
+    if not (_has(done, "forgetting_pct") and _has(done, "final_follow_rate")):
+        return Finding(key, claim, INCONCLUSIVE, "not tested: forgetting or follow rate not reported.")
+    sm = _setting_means(runs, ["forgetting_pct", "final_follow_rate", "final_response_loss"])
+    sm = sm.dropna(subset=["forgetting_pct", "final_follow_rate"])
+    ok = sm[sm["forgetting_pct"] < FORGETTING_BUDGET]
+    if ok.empty:
+        least = sm.sort_values("forgetting_pct").iloc[0]
+        return Finding(key, claim, NOT_SUPPORTED,
+                       f"every setting forgets {FORGETTING_BUDGET:g}% or more; the least is "
+                       f"{setting_label(least, runs.params)} at {fmt_metric('forgetting_pct', least['forgetting_pct'])}.",
+                       {"best": None})
+    best = ok.sort_values(["final_follow_rate", "forgetting_pct"], ascending=[False, True]).iloc[0]
+    label = setting_label(best, runs.params)
+    evidence = (f"{label}: follow rate {fmt_metric('final_follow_rate', best['final_follow_rate'])}, "
+                f"forgetting {fmt_metric('forgetting_pct', best['forgetting_pct'])}"
+                + (f" (mean of {int(best['n'])} seeds)" if runs.seeds and best["n"] > 1 else ""))
+    top = sm.sort_values("final_follow_rate", ascending=False).iloc[0]
+    if top["forgetting_pct"] >= FORGETTING_BUDGET:
+        evidence += (f"; the best follow rate overall, {fmt_metric('final_follow_rate', top['final_follow_rate'])} "
+                     f"({setting_label(top, runs.params)}), costs {fmt_metric('forgetting_pct', top['forgetting_pct'])}")
+    return Finding(key, claim, SUPPORTED, evidence + ".",
+                   {"best": {c: best[c] for c in runs.params}, "follow_rate": float(best["final_follow_rate"]),
+                    "forgetting_pct": float(best["forgetting_pct"])})
+
+
+def aggressive_settings(runs: RunSet) -> Finding:
+    key = "aggressive_settings"
+    claim = f"Some settings are too aggressive (forgetting above {FORGETTING_BUDGET:g}%)"
+    done = runs.done_jobs()
+    if not _has(done, "forgetting_pct"):
+        return Finding(key, claim, INCONCLUSIVE, "not tested: no completed job reports forgetting.")
+    sm = _setting_means(runs, ["forgetting_pct"]).dropna(subset=["forgetting_pct"])
+    bad = sm[sm["forgetting_pct"] > FORGETTING_BUDGET].sort_values("forgetting_pct", ascending=False)
+    if bad.empty:
+        worst = sm.sort_values("forgetting_pct").iloc[-1]
+        return Finding(key, claim, NOT_SUPPORTED,
+                       f"every setting stays under {FORGETTING_BUDGET:g}%; the highest is "
+                       f"{setting_label(worst, runs.params)} at {fmt_metric('forgetting_pct', worst['forgetting_pct'])}.",
+                       {"settings": []})
+    listing = ", ".join(f"{setting_label(r, runs.params)} ({fmt_metric('forgetting_pct', r['forgetting_pct'])})"
+                        for _, r in bad.iterrows())
+    return Finding(key, claim, SUPPORTED, f"{len(bad)} of {len(sm)} settings: {listing}.",
+                   {"settings": [{c: r[c] for c in runs.params} for _, r in bad.iterrows()]})
+
+
+def categorical_effect(runs: RunSet, role: str) -> Finding | None:
+    """Whether a text-valued setting (template, data format) changes follow rate; None when not swept."""
+    col = runs.axis(role)
+    done = runs.done_jobs()
+    if col is None or len(sorted_values(done[col])) < 2:
+        return None
+    metric = "final_follow_rate" if _has(done, "final_follow_rate") else "final_response_loss"
+    name = col_name_for(role)
+    claim = f"The {name} changes the {_metric_name(metric)}"
+    if not _has(done, metric):
+        return Finding(f"{role}_effect", claim, INCONCLUSIVE, f"not tested: no job reports {metric}.")
+    others = [c for c in runs.params if c != col]
+    clauses, sig_any, flat_all, n_groups = [], False, True, 0
+    groups = done.groupby(others, dropna=False, sort=True) if others else [((), done)]
+    with_ci = bool(runs.seeds) and runs.n_seeds() >= 2
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        kd = dict(zip(others, key))
+        vals = {v: part.loc[part[col] == v, metric].dropna().tolist() for v in sorted_values(part[col])}
+        vals = {k: v for k, v in vals.items() if v}
+        if len(vals) < 2:
+            continue
+        n_groups += 1
+        ordered = sorted(vals, key=lambda k: mean_ci(vals[k]).mean)
+        c = compare(vals[ordered[0]], vals[ordered[-1]], min_effect=_min_effect(metric))
+        sig_any |= bool(c.significant)
+        flat_all &= c.significant is False
+        prefix = f"{setting_label(kd, others)}: " if others else ""
+        clauses.append(prefix + ", ".join(f"{fmt_value(col, k)} {_fmt_level(metric, v, with_ci)}"
+                                          for k, v in vals.items()))
+    if n_groups == 0:
+        return Finding(f"{role}_effect", claim, INCONCLUSIVE, "no group of jobs completed two values to compare.")
+    verdict = SUPPORTED if sig_any else (NOT_SUPPORTED if flat_all else INCONCLUSIVE)
+    lead = {SUPPORTED: "", NOT_SUPPORTED: "no difference beyond noise: ",
+            INCONCLUSIVE: "differences within noise: "}[verdict]
+    return Finding(f"{role}_effect", claim, verdict,
+                   f"{lead}{_metric_name(metric)} by {name}: " + "; ".join(clauses) + ".", {"axis": col})
+
+
+def compute_findings(runs: RunSet) -> list[Finding]:
+    """All findings for a sweep, core claims first (always present), then those that depend
+    on what was swept."""
+    out = [
+        forgetting_rises_with_lr(runs),
+        replay_cuts_forgetting(runs),
+        sft_teaches_following(runs),
+        sft_adds_no_knowledge(runs),
+        best_lr(runs, "final_response_loss", lower_is_better=True),
+        recommended_setting(runs),
+        aggressive_settings(runs),
+    ]
+    if runs.axis("epochs"):
+        out.insert(1, more_epochs_forget_more(runs))
+    for role in ("template", "format"):
+        f = categorical_effect(runs, role)
+        if f is not None:
+            out.append(f)
+    return out
