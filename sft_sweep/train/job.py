@@ -142,8 +142,7 @@ class Job:
         if not os.path.isabs(cache_root):
             cache_root = os.path.join(self.base_dir, cache_root)
         model, cache, base_info = load_or_build_base(cfg, data.pretrain_tokens,
-                                                     pretrain_source(cfg, self.base_dir), cache_root)
-        model.set_threads(threads)
+                                                     pretrain_source(cfg, self.base_dir), cache_root, threads)
         self.timings["base_s"] = time.perf_counter() - tic
         self.timings["pretrain_s"] = base_info["pretrain_s"]
         self.timings["base_wait_s"] = base_info["wait_s"]
@@ -177,8 +176,7 @@ class Job:
             except CheckpointError as e:
                 log.warning("[%s] ignoring checkpoint %s: %s", self.name, self.ckpt_path, e)
                 model, cache, _ = load_or_build_base(cfg, data.pretrain_tokens,
-                                                     pretrain_source(cfg, self.base_dir), cache_root)
-                model.set_threads(threads)
+                                                     pretrain_source(cfg, self.base_dir), cache_root, threads)
                 opt = sft.make_optimizer(model, cfg)
                 start_step = 0
         metrics = MetricsLog(self.dir / "metrics.jsonl", keep_until_step=start_step if start_step else None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -75,14 +75,14 @@ def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | No
 
 
 def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root: str,
-                       evaluate: Callable[[GPT], dict] | None = None) -> tuple[GPT, BaseCache, dict]:
+                       threads: int = 1) -> tuple[GPT, BaseCache, dict]:
     """The cached base model, pre-training it first if no job has yet.
 
     Returns (model, cache, info) where info has ``built`` (this call trained it), ``wait_s``
     (time spent waiting on another job's lock) and ``pretrain_s``.
     """
     cache = BaseCache(cache_root, base_key(cfg, source))
-    model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=1)
+    model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=threads)
     info: dict[str, Any] = {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0}
     if not cache.exists():
         def waiting() -> None:
