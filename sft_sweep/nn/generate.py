@@ -17,77 +17,88 @@ import numpy as np
 from . import layers as L
 from .gpt import GPT
 
+_ROWS_PER_THREAD = 16
+
 
 class _Cache:
-    """K (stored transposed: (B, H, hd, S), contiguous over positions) and V per layer."""
+    """K (stored transposed: (B, H, hd, S), contiguous over positions) and V per layer,
+    plus a workspace for the decode step's small temporaries."""
 
     def __init__(self, model: GPT, B: int) -> None:
         cfg = model.config
         S, H, hd = cfg.block_size, cfg.n_head, cfg.head_dim
         self.kt = [np.zeros((B, H, hd, S), dtype=model.dtype) for _ in range(cfg.n_layer)]
         self.v = [np.zeros((B, H, S, hd), dtype=model.dtype) for _ in range(cfg.n_layer)]
+        self.ws = L.Workspace(model.dtype)
 
 
-def _head(model: GPT, x: np.ndarray) -> np.ndarray:
-    p = model.params
-    xf, _ = L.layernorm_forward(x, p["lnf.w"], p["lnf.b"])
-    return xf @ p["wte"].T
-
-
-def _prefill(model: GPT, ids: np.ndarray, lengths: np.ndarray, cache: _Cache) -> np.ndarray:
-    """Runs the right-padded prompts, fills the cache, returns logits at each last token."""
-    cfg, p = model.config, model.params
+def _prefill(model: GPT, ws: L.Workspace, ids: np.ndarray, lengths: np.ndarray,
+             cache: _Cache, fw) -> np.ndarray:
+    """Runs the right-padded prompts through the training forward (so the numerics are
+    the full-recompute path's), copies K and V into the cache, returns the logits at
+    each prompt's last token."""
+    cfg = model.config
     B, T = ids.shape
-    H = cfg.n_head
-    bias = model._bias(T, None)
-    x = L.embedding_forward(p["wte"], p["wpe"], ids)
+    model._forward_layers(ws, ids, None, fw)
+    H, hd = cfg.n_head, cfg.head_dim
     for i in range(cfg.n_layer):
-        h = f"h.{i}."
-        a, _ = L.layernorm_forward(x, p[h + "ln1.w"], p[h + "ln1.b"])
-        qkv = L.linear_forward(a, p[h + "attn.qkv.w"], p[h + "attn.qkv.b"])
-        att, (_, kt, v, _) = L.attention_forward(qkv, B, T, H, bias)
-        cache.kt[i][..., :T] = kt
-        cache.v[i][:, :, :T] = v
-        x += L.linear_forward(att, p[h + "attn.proj.w"], p[h + "attn.proj.b"])
-        m, _ = L.layernorm_forward(x, p[h + "ln2.w"], p[h + "ln2.b"])
-        g, _ = L.gelu_forward(L.linear_forward(m, p[h + "mlp.fc.w"], p[h + "mlp.fc.b"]))
-        x += L.linear_forward(g, p[h + "mlp.proj.w"], p[h + "mlp.proj.b"])
-    last = x.reshape(B, T, -1)[np.arange(B), lengths - 1]
-    return _head(model, last)
+        cache.kt[i][..., :T] = ws.get(("kt", i), (B, H, hd, T))
+        cache.v[i][:, :, :T] = ws.get(("v", i), (B, H, T, hd))
+    last = ws.get("x", (B * T, cfg.n_embd)).reshape(B, T, -1)[np.arange(B), lengths - 1]
+    return _head(model, cache.ws, last, fw)
 
 
-def _decode(model: GPT, tokens: np.ndarray, pos: np.ndarray, cache: _Cache) -> np.ndarray:
+def _head(model: GPT, ws: L.Workspace, x: np.ndarray, fw) -> np.ndarray:
+    B, C = x.shape
+    xh, rstd = ws.aug("xhf", B, C), ws.get("rstdf", (B,))
+    L.layernorm_forward(x, xh[:, :C], rstd, ws.get("tmpC", (B, C)), _inv_c(ws, C))
+    return xh @ fw["head"]
+
+
+def _inv_c(ws: L.Workspace, C: int) -> np.ndarray:
+    inv = ws.get("inv_c", (C,))
+    inv.fill(1.0 / C)
+    return inv
+
+
+def _decode(model: GPT, tokens: np.ndarray, pos: np.ndarray, cache: _Cache, fw) -> np.ndarray:
     """One token per row at that row's position ``pos[b]``; returns next-token logits (B, V)."""
-    cfg, p = model.config, model.params
+    cfg, p, ws = model.config, model.params, cache.ws
     B = tokens.shape[0]
-    H, hd, C = cfg.n_head, cfg.head_dim, cfg.n_embd
-    dt = model.dtype
+    H, hd, C, M = cfg.n_head, cfg.head_dim, cfg.n_embd, cfg.n_mlp
     rows = np.arange(B)
     S = int(pos.max()) + 1
-    # keys beyond a row's own position are stale or padding: -inf
-    bias = np.where(np.arange(S)[None, :] <= pos[:, None], 0.0, -np.inf).astype(dt)
-    bias = bias[:, None, None, :]                                # (B, 1, 1, S)
+    inv_c = _inv_c(ws, C)
     x = p["wte"][tokens] + p["wpe"][pos]
-    scale = 1.0 / math.sqrt(hd)
+    tmp = ws.get("tmpC", (B, C))
+    xh, rstd = ws.aug("xh", B, C), ws.get("rstd", (B,))
+    att = ws.aug("att", B, C)
+    g2 = ws.aug("g2", B, M)
+    # keys beyond a row's own position are stale or padding
+    keep = np.arange(S)[None, :] <= pos[:, None]
+
+    def add_bias(E):
+        E[~np.broadcast_to(keep[:, None, None, :], E.shape)] = -np.inf
+
     for i in range(cfg.n_layer):
-        h = f"h.{i}."
-        a, _ = L.layernorm_forward(x, p[h + "ln1.w"], p[h + "ln1.b"])
-        qkv = L.linear_forward(a, p[h + "attn.qkv.w"], p[h + "attn.qkv.b"]).reshape(B, 3, H, hd)
+        L.layernorm_forward(x, xh[:, :C], rstd, tmp, inv_c)
+        qkv = (xh @ fw["qkv", i]).reshape(B, 3, H, hd)      # q arrives scaled
         kt, vc = cache.kt[i], cache.v[i]
         kt[rows, :, :, pos] = qkv[:, 1]
         vc[rows, :, pos, :] = qkv[:, 2]
-        q = np.multiply(qkv[:, 0], scale)[:, :, None, :]          # (B, H, 1, hd)
-        s = q @ kt[..., :S]                                      # (B, H, 1, S)
-        s += bias
-        s -= s.max(axis=-1, keepdims=True)
-        np.exp(s, out=s)
-        s *= (1.0 / (s @ np.ones(S, dtype=dt)))[..., None]
-        o = (s @ vc[:, :, :S]).reshape(B, C)                     # (B, H, 1, hd) -> (B, C)
-        x += L.linear_forward(o, p[h + "attn.proj.w"], p[h + "attn.proj.b"])
-        m, _ = L.layernorm_forward(x, p[h + "ln2.w"], p[h + "ln2.b"])
-        g, _ = L.gelu_forward(L.linear_forward(m, p[h + "mlp.fc.w"], p[h + "mlp.fc.b"]))
-        x += L.linear_forward(g, p[h + "mlp.proj.w"], p[h + "mlp.proj.b"])
-    return _head(model, x)
+        q = np.ascontiguousarray(qkv[:, 0])[:, :, None, :]      # (B, H, 1, hd)
+        E = np.empty((B, H, 1, S), dtype=model.dtype)
+        irs = np.empty((B, H, 1), dtype=model.dtype)
+        L.softmax_rows(q, kt[..., :S], E, irs, ws.ones(S), add_bias)
+        o = E @ vc[:, :, :S]
+        o *= irs[..., None]
+        att[:, :C] = o.reshape(B, C)
+        x += att @ fw["proj", i]
+        L.layernorm_forward(x, xh[:, :C], rstd, tmp, inv_c)
+        u = xh @ fw["fc", i]
+        L.gelu_forward(u, g2[:, :M], ws.get("Pg", (B, M)), ws.get("Tg", (B, M)))
+        x += g2 @ fw["fcproj", i]
+    return _head(model, ws, x, fw)
 
 
 def _pad(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -171,19 +182,23 @@ def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
     if done.all():
         return out
 
-    shards = model._shards(B)
+    # Decode steps are tiny; threads only pay off for many rows each.
+    shards = model._shards(B) if B >= _ROWS_PER_THREAD * model.threads else [slice(0, B)]
     if use_cache:
         caches = [_Cache(model, s.stop - s.start) for s in shards]
+        fw = model._fold()
 
         def first_logits():
             ids, lengths = _pad(seqs)
-            res = model._run(lambda i, s: _prefill(model, ids[s], lengths[s], caches[i]), shards)
+            res = model._run(lambda i, s: _prefill(model, model._workspace(i), ids[s],
+                                                   lengths[s], caches[i], fw), shards)
             return np.concatenate(res)
 
         def next_logits(tokens):
             # Finished rows keep running on a clamped position; their output is ignored.
             pos = np.array([min(len(s) - 1, cfg.block_size - 1) for s in seqs], dtype=np.intp)
-            res = model._run(lambda i, s: _decode(model, tokens[s], pos[s], caches[i]), shards)
+            res = model._run(lambda i, s: _decode(model, tokens[s], pos[s], caches[i], fw),
+                             shards)
             return np.concatenate(res)
     else:
         def first_logits():

@@ -26,6 +26,11 @@ from . import layers as L
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
+# Rows per chunk (whole sequences): a chunk's temporaries (~R x n_mlp floats each) stay
+# in a core's 2 MB L2 cache. Query-block height for causal attention.
+CHUNK_ROWS = 256
+QUERY_BLOCK = 64
+
 
 @dataclass
 class GPTConfig:
@@ -83,26 +88,29 @@ class GPTConfig:
         return 6.0 * n + 12.0 * self.n_layer * T * C
 
 
+LINEARS = ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")
+
+
 def _param_shapes(cfg: GPTConfig) -> list[tuple[str, tuple[int, ...]]]:
     """(name, shape) in the order of the flat buffer.
 
-    Weight matrices come first, then embeddings, then 1-D tensors (LayerNorm, biases):
-    the weight-decayed set is then one contiguous prefix, so AdamW's decay is a single
-    slice whether or not embeddings are decayed.
+    Each linear layer's weight (C_in, C_out) is immediately followed by its bias, so
+    together they form one (C_in + 1, C_out) block: the model multiplies inputs that
+    carry a ones column by that block (bias for free) and gets both gradients from one
+    product. Embeddings and LayerNorm parameters follow.
     """
     C, M, V = cfg.n_embd, cfg.n_mlp, cfg.vocab_size
-    mats, vecs = [], []
+    dims = {"attn.qkv": (C, 3 * C), "attn.proj": (C, C), "mlp.fc": (C, M), "mlp.proj": (M, C)}
+    lin, ln = [], []
     for i in range(cfg.n_layer):
         h = f"h.{i}."
-        mats += [(h + "attn.qkv.w", (C, 3 * C)), (h + "attn.proj.w", (C, C)),
-                 (h + "mlp.fc.w", (C, M)), (h + "mlp.proj.w", (M, C))]
-        vecs += [(h + "ln1.w", (C,)), (h + "ln1.b", (C,)),
-                 (h + "attn.qkv.b", (3 * C,)), (h + "attn.proj.b", (C,)),
-                 (h + "ln2.w", (C,)), (h + "ln2.b", (C,)),
-                 (h + "mlp.fc.b", (M,)), (h + "mlp.proj.b", (C,))]
+        for name in LINEARS:
+            cin, cout = dims[name]
+            lin += [(h + name + ".w", (cin, cout)), (h + name + ".b", (cout,))]
+        ln += [(h + "ln1.w", (C,)), (h + "ln1.b", (C,)), (h + "ln2.w", (C,)), (h + "ln2.b", (C,))]
     embs = [("wte", (V, C)), ("wpe", (cfg.block_size, C))]
-    vecs += [("lnf.w", (C,)), ("lnf.b", (C,))]
-    return mats + embs + vecs
+    ln += [("lnf.w", (C,)), ("lnf.b", (C,))]
+    return lin + embs + ln
 
 
 def _views(flat: np.ndarray, layout) -> dict[str, np.ndarray]:
@@ -162,7 +170,11 @@ class GPT:
         self._threads = 1
         self._pool: ThreadPoolExecutor | None = None
         self._shard_grads: dict[int, np.ndarray] = {}
-        self._bias_cache: dict[int, np.ndarray] = {}
+        self._ws: dict[int, L.Workspace] = {}
+        self._fw: dict | None = None
+        C, hd = config.n_embd, config.head_dim
+        self._qscale = np.ones(3 * C, dtype=self.dtype)
+        self._qscale[:C] = 1.0 / math.sqrt(hd)
         self.set_threads(threads)
 
     # ------------------------------------------------------------------ setup
@@ -199,6 +211,7 @@ class GPT:
                 self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="gpt")
             self._threads = n
             self._shard_grads.clear()
+            self._ws.clear()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -257,75 +270,194 @@ class GPT:
             raise ValueError(f"segment_ids must be integers, got dtype {s.dtype}")
         return s
 
-    def _bias(self, T: int, seg: np.ndarray | None) -> np.ndarray:
-        if seg is not None:
-            return L.causal_bias(T, self.dtype, seg)
-        b = self._bias_cache.get(T)
-        if b is None:
-            b = self._bias_cache[T] = L.causal_bias(T, self.dtype)
-        return b
+    # ------------------------------------------------------------------ folded weights
 
-    # ------------------------------------------------------------------ forward / backward
+    def _wb(self, flat: np.ndarray, prefix: str) -> np.ndarray:
+        """The (C_in + 1, C_out) [weight; bias] block of a linear layer inside ``flat``."""
+        off, (cin, cout) = self._layout[prefix + ".w"]
+        return flat[off:off + (cin + 1) * cout].reshape(cin + 1, cout)
 
-    def _forward(self, ids: np.ndarray, seg: np.ndarray | None, keep: bool):
-        """Logits (N, V) for one shard, plus the caches the backward needs when ``keep``."""
+    def _fold(self) -> dict:
+        """Per-call effective weights: LayerNorms folded into the next product, q's
+        1/sqrt(head_dim) folded into the qkv columns, GELU's 0.5 folded into the MLP
+        projection. Computed once per call from the current parameters (cheap: weight
+        sized) and shared read-only by the worker threads."""
         cfg, p = self.config, self.params
-        B, T = ids.shape
-        H = cfg.n_head
-        bias = self._bias(T, seg)
-        x = L.embedding_forward(p["wte"], p["wpe"], ids)
-        caches = []
+        C, M, V = cfg.n_embd, cfg.n_mlp, cfg.vocab_size
+        fw = self._fw
+        if fw is None:
+            fw = self._fw = {"head": np.empty((C + 1, V), dtype=self.dtype)}
+            for i in range(cfg.n_layer):
+                fw["qkv", i] = np.empty((C + 1, 3 * C), dtype=self.dtype)
+                fw["fc", i] = np.empty((C + 1, M), dtype=self.dtype)
+                fw["fcproj", i] = np.empty((M + 1, C), dtype=self.dtype)
         for i in range(cfg.n_layer):
             h = f"h.{i}."
-            a, c_ln1 = L.layernorm_forward(x, p[h + "ln1.w"], p[h + "ln1.b"])
-            qkv = L.linear_forward(a, p[h + "attn.qkv.w"], p[h + "attn.qkv.b"])
-            att, c_att = L.attention_forward(qkv, B, T, H, bias)
-            del qkv
-            y = L.linear_forward(att, p[h + "attn.proj.w"], p[h + "attn.proj.b"])
-            x += y
-            m, c_ln2 = L.layernorm_forward(x, p[h + "ln2.w"], p[h + "ln2.b"])
-            u = L.linear_forward(m, p[h + "mlp.fc.w"], p[h + "mlp.fc.b"])
-            g, c_gelu = L.gelu_forward(u)
-            y = L.linear_forward(g, p[h + "mlp.proj.w"], p[h + "mlp.proj.b"])
-            x += y
-            if keep:
-                caches.append((a, c_ln1, att, c_att, m, c_ln2, g, c_gelu))
-        xf, c_lnf = L.layernorm_forward(x, p["lnf.w"], p["lnf.b"])
-        logits = xf @ p["wte"].T
-        return logits, (caches, xf, c_lnf)
+            L.fold_ln_linear(p[h + "ln1.w"], p[h + "ln1.b"], p[h + "attn.qkv.w"],
+                             p[h + "attn.qkv.b"], fw["qkv", i], self._qscale)
+            L.fold_ln_linear(p[h + "ln2.w"], p[h + "ln2.b"], p[h + "mlp.fc.w"],
+                             p[h + "mlp.fc.b"], fw["fc", i])
+            fp = fw["fcproj", i]
+            np.multiply(p[h + "mlp.proj.w"], 0.5, out=fp[:M])
+            fp[M] = p[h + "mlp.proj.b"]
+            fw["proj", i] = self._wb(self.flat_params, h + "attn.proj")
+        L.fold_ln_linear(p["lnf.w"], p["lnf.b"], p["wte"].T, None, fw["head"])
+        return fw
 
-    def _backward(self, dlogits: np.ndarray, ids: np.ndarray, state, grads: dict) -> None:
-        """Writes every parameter gradient of one shard into ``grads`` (views)."""
+    # ------------------------------------------------------------------ one shard
+
+    def _chunks(self, B: int, T: int) -> list[tuple[int, int]]:
+        cs = max(1, CHUNK_ROWS // T)
+        return [(b0, min(b0 + cs, B)) for b0 in range(0, B, cs)]
+
+    def _forward_layers(self, ws: L.Workspace, ids: np.ndarray, seg, fw) -> None:
+        """Runs embeddings and all blocks for one shard, keeping in ``ws`` what the
+        backward (or the generation cache) needs; leaves the final residual in ws "x"."""
         cfg, p = self.config, self.params
         B, T = ids.shape
-        H = cfg.n_head
-        caches, xf, c_lnf = state
-        # Tied head: logits = xf @ wte.T -> dwte = dlogits.T @ xf (the embedding adds later).
-        np.matmul(dlogits.T, xf, out=grads["wte"])
-        dx = dlogits @ p["wte"]
-        dx = L.layernorm_backward(dx, c_lnf, grads["lnf.w"], grads["lnf.b"])
+        N, C, M, H, hd = B * T, cfg.n_embd, cfg.n_mlp, cfg.n_head, cfg.head_dim
+        blocks = L.query_blocks(T, QUERY_BLOCK)
+        chunks = self._chunks(B, T)
+        bias = None if seg is None else L.causal_bias(T, self.dtype, seg)
+        inv_c = ws.get("inv_c", (C,))
+        inv_c.fill(1.0 / C)
+        x = ws.get("x", (N, C))
+        L.embedding_forward(p["wte"], p["wpe"], ids, x)
+        for i in range(cfg.n_layer):
+            xh1, rstd1 = ws.aug(("xh1", i), N, C), ws.get(("rstd1", i), (N,))
+            q, k, v = (ws.get((n, i), (B, H, T, hd)) for n in ("q", "k", "v"))
+            kt, vt = (ws.get((n, i), (B, H, hd, T)) for n in ("kt", "vt"))
+            Es = [ws.get(("E", i, j), (B, H, r1 - r0, r1)) for j, (r0, r1) in enumerate(blocks)]
+            irs = ws.get(("irs", i), (B, H, T))
+            att = ws.aug(("att", i), N, C)
+            xh2, rstd2 = ws.aug(("xh2", i), N, C), ws.get(("rstd2", i), (N,))
+            u = ws.get(("u", i), (N, M))
+            for b0, b1 in chunks:
+                Bc, r = b1 - b0, slice(b0 * T, b1 * T)
+                R = Bc * T
+                tmp, y = ws.get("tmpC", (R, C)), ws.get("y", (R, C))
+                L.layernorm_forward(x[r], xh1[r, :C], rstd1[r], tmp, inv_c)
+                qkv = ws.get("qkv", (R, 3 * C))
+                np.matmul(xh1[r], fw["qkv", i], out=qkv)
+                q5 = qkv.reshape(Bc, T, 3, H, hd)
+                np.copyto(q[b0:b1], q5[:, :, 0].transpose(0, 2, 1, 3))
+                np.copyto(k[b0:b1], q5[:, :, 1].transpose(0, 2, 1, 3))
+                np.copyto(kt[b0:b1], k[b0:b1].transpose(0, 1, 3, 2))
+                np.copyto(v[b0:b1], q5[:, :, 2].transpose(0, 2, 1, 3))
+                np.copyto(vt[b0:b1], v[b0:b1].transpose(0, 1, 3, 2))
+                o = att[r, :C].reshape(Bc, T, H, hd).transpose(0, 2, 1, 3)
+                L.attention_forward(q[b0:b1], kt[b0:b1], v[b0:b1], [E[b0:b1] for E in Es],
+                                    irs[b0:b1], o, blocks,
+                                    None if bias is None else bias[b0:b1], ws)
+                np.matmul(att[r], fw["proj", i], out=y)
+                x[r] += y
+                L.layernorm_forward(x[r], xh2[r, :C], rstd2[r], tmp, inv_c)
+                np.matmul(xh2[r], fw["fc", i], out=u[r])
+                g2 = ws.aug("g2", R, M)
+                L.gelu_forward(u[r], g2[:, :M], ws.get("Pg", (R, M)), ws.get("Tg", (R, M)))
+                np.matmul(g2, fw["fcproj", i], out=y)
+                x[r] += y
+
+    def _head(self, ws: L.Workspace, B: int, T: int, fw, fn) -> None:
+        """Final LayerNorm and tied head, chunk by chunk: ``fn(rows, xhat_aug_rows,
+        logits_chunk)`` consumes each (R, V) logits chunk while it is hot in cache."""
+        cfg = self.config
+        N, C, V = B * T, cfg.n_embd, cfg.vocab_size
+        x, inv_c = ws.get("x", (N, C)), ws.get("inv_c", (C,))
+        xhf, rstdf = ws.aug("xhf", N, C), ws.get("rstdf", (N,))
+        for b0, b1 in self._chunks(B, T):
+            r = slice(b0 * T, b1 * T)
+            R = (b1 - b0) * T
+            L.layernorm_forward(x[r], xhf[r, :C], rstdf[r], ws.get("tmpC", (R, C)), inv_c)
+            lg = ws.get("logits", (R, V))
+            np.matmul(xhf[r], fw["head"], out=lg)
+            fn(r, lg)
+
+    def _backward_layers(self, ws: L.Workspace, ids: np.ndarray, fw, g: dict,
+                         gflat: np.ndarray) -> None:
+        """Backward through all blocks from ws "dx" (gradient at the final residual);
+        writes every block's parameter gradients and the embeddings' into ``g``."""
+        cfg, p = self.config, self.params
+        B, T = ids.shape
+        N, C, M, H, hd = B * T, cfg.n_embd, cfg.n_mlp, cfg.n_head, cfg.head_dim
+        blocks = L.query_blocks(T, QUERY_BLOCK)
+        chunks = self._chunks(B, T)
+        inv_c, dx = ws.get("inv_c", (C,)), ws.get("dx", (N, C))
+
+        def acc(first, out, a, b):
+            if first:
+                np.matmul(a, b, out=out)
+            else:
+                t = ws.get("acc", out.shape)
+                np.matmul(a, b, out=t)
+                out += t
+
         for i in reversed(range(cfg.n_layer)):
             h = f"h.{i}."
-            a, c_ln1, att, c_att, m, c_ln2, g, c_gelu = caches[i]
-            dg = L.linear_backward(dx, g, p[h + "mlp.proj.w"], grads[h + "mlp.proj.w"],
-                                   grads[h + "mlp.proj.b"])
-            du = L.gelu_backward(dg, c_gelu)
-            dm = L.linear_backward(du, m, p[h + "mlp.fc.w"], grads[h + "mlp.fc.w"],
-                                   grads[h + "mlp.fc.b"])
-            dx += L.layernorm_backward(dm, c_ln2, grads[h + "ln2.w"], grads[h + "ln2.b"])
-            datt = L.linear_backward(dx, att, p[h + "attn.proj.w"], grads[h + "attn.proj.w"],
-                                     grads[h + "attn.proj.b"])
-            dqkv = L.attention_backward(datt, c_att, B, T, H)
-            da = L.linear_backward(dqkv, a, p[h + "attn.qkv.w"], grads[h + "attn.qkv.w"],
-                                   grads[h + "attn.qkv.b"])
-            dx += L.layernorm_backward(da, c_ln1, grads[h + "ln1.w"], grads[h + "ln1.b"])
-            caches[i] = None
-        L.embedding_backward(dx, ids, grads["wte"], grads["wpe"])
+            xh1, rstd1 = ws.aug(("xh1", i), N, C), ws.get(("rstd1", i), (N,))
+            q, k = ws.get(("q", i), (B, H, T, hd)), ws.get(("k", i), (B, H, T, hd))
+            vt = ws.get(("vt", i), (B, H, hd, T))
+            Es = [ws.get(("E", i, j), (B, H, r1 - r0, r1)) for j, (r0, r1) in enumerate(blocks)]
+            irs = ws.get(("irs", i), (B, H, T))
+            att = ws.aug(("att", i), N, C)
+            xh2, rstd2 = ws.aug(("xh2", i), N, C), ws.get(("rstd2", i), (N,))
+            u = ws.get(("u", i), (N, M))
+            dF_qkv, dF_fc = ws.get("dF_qkv", (C + 1, 3 * C)), ws.get("dF_fc", (C + 1, M))
+            g_proj = self._wb(gflat, h + "attn.proj")
+            g_fcproj = self._wb(gflat, h + "mlp.proj")
+            for ci, (b0, b1) in enumerate(chunks):
+                first = ci == 0
+                Bc, r = b1 - b0, slice(b0 * T, b1 * T)
+                R = Bc * T
+                dy = dx[r]
+                tmp, dxh = ws.get("tmpC", (R, C)), ws.get("dxh", (R, C))
+                # MLP: recompute the GELU from u (cheaper than storing it)
+                g2, Pg, Tg = ws.aug("g2", R, M), ws.get("Pg", (R, M)), ws.get("Tg", (R, M))
+                L.gelu_forward(u[r], g2[:, :M], Pg, Tg)
+                acc(first, g_fcproj, g2.T, dy)
+                dg = ws.get("dg", (R, M))
+                np.matmul(dy, fw["fcproj", i][:M].T, out=dg)
+                L.gelu_backward(dg, u[r], Pg, Tg, g2[:, :M])
+                acc(first, dF_fc, xh2[r].T, dg)
+                np.matmul(dg, fw["fc", i][:C].T, out=dxh)
+                L.layernorm_backward(dxh, xh2[r, :C], rstd2[r], tmp, inv_c, dy, True)
+                # attention
+                acc(first, g_proj, att[r].T, dy)
+                np.matmul(dy, fw["proj", i][:C].T, out=dxh)
+                do = ws.get("do", (Bc, H, T, hd))
+                np.copyto(do, dxh.reshape(Bc, T, H, hd).transpose(0, 2, 1, 3))
+                dq, dk, dv = (ws.get(n, (Bc, H, T, hd)) for n in ("dq", "dk", "dv"))
+                L.attention_backward(do, q[b0:b1], k[b0:b1], vt[b0:b1],
+                                     [E[b0:b1] for E in Es], irs[b0:b1], dq, dk, dv, blocks, ws)
+                dqkv = ws.get("dqkv", (R, 3 * C))
+                d5 = dqkv.reshape(Bc, T, 3, H, hd)
+                np.copyto(d5[:, :, 0], dq.transpose(0, 2, 1, 3))
+                np.copyto(d5[:, :, 1], dk.transpose(0, 2, 1, 3))
+                np.copyto(d5[:, :, 2], dv.transpose(0, 2, 1, 3))
+                acc(first, dF_qkv, xh1[r].T, dqkv)
+                np.matmul(dqkv, fw["qkv", i][:C].T, out=dxh)
+                L.layernorm_backward(dxh, xh1[r, :C], rstd1[r], tmp, inv_c, dy, True)
+            L.unfold_ln_linear(dF_qkv, p[h + "ln1.w"], p[h + "ln1.b"], p[h + "attn.qkv.w"],
+                               g[h + "attn.qkv.w"], g[h + "attn.qkv.b"], g[h + "ln1.w"],
+                               g[h + "ln1.b"], self._qscale)
+            L.unfold_ln_linear(dF_fc, p[h + "ln2.w"], p[h + "ln2.b"], p[h + "mlp.fc.w"],
+                               g[h + "mlp.fc.w"], g[h + "mlp.fc.b"], g[h + "ln2.w"],
+                               g[h + "ln2.b"])
+            g_fcproj[:M] *= 0.5
+        L.embedding_backward(dx, ids, g["wte"], g["wpe"], ws.ones(B))
+
+    # ------------------------------------------------------------------ threads
 
     def _shards(self, B: int) -> list[slice]:
         n = min(self._threads, B)
         bounds = [round(i * B / n) for i in range(n + 1)]
         return [slice(bounds[i], bounds[i + 1]) for i in range(n)]
+
+    def _workspace(self, i: int) -> L.Workspace:
+        ws = self._ws.get(i)
+        if ws is None:
+            ws = self._ws[i] = L.Workspace(self.dtype)
+        return ws
 
     def _run(self, fn, shards):
         """Runs ``fn(index, shard)`` for every shard with one BLAS thread each."""
@@ -334,6 +466,8 @@ class GPT:
                 return [fn(i, s) for i, s in enumerate(shards)]
             futures = [self._pool.submit(fn, i, s) for i, s in enumerate(shards)]
             return [f.result() for f in futures]
+
+    # ------------------------------------------------------------------ public API
 
     def loss_and_grads(self, ids, targets, mask, segment_ids=None, normalizer=None):
         """Masked mean cross-entropy and its exact gradient for every parameter.
@@ -348,6 +482,7 @@ class GPT:
         Returns ``(loss: float, grads: dict name -> ndarray)``. The gradients are views
         into a freshly allocated flat buffer laid out like ``flat_params`` (reachable as
         ``grads[name].base``); the caller owns them and may keep or modify them.
+        A GPT is not re-entrant: call it from one thread at a time.
         """
         ids = self._check_ids(ids, "ids")
         shape = ids.shape
@@ -378,25 +513,55 @@ class GPT:
             total = float(normalizer)
             if not (math.isfinite(total) and total > 0):
                 raise ValueError(f"normalizer must be positive and finite, got {normalizer!r}")
-        weight = mask * (1.0 / total)
+        weight = (mask * (1.0 / total)).reshape(-1)
+        tflat = targets.reshape(-1)
 
         out = np.empty(self.num_params, dtype=self.dtype)
         shards = self._shards(shape[0])
+        fw = self._fold()
+        C, V, T = self.config.n_embd, self.config.vocab_size, shape[1]
 
         def work(i, s):
             buf = out if i == 0 else self._shard_grads.get(i)
             if buf is None:
                 buf = self._shard_grads[i] = np.empty(self.num_params, dtype=self.dtype)
+            ws = self._workspace(i)
             sid = ids[s]
-            logits, state = self._forward(sid, None if seg is None else seg[s], keep=True)
-            tg = targets[s].reshape(-1)
-            w = weight[s].reshape(-1)
-            ce, probs = L.softmax_xent_forward(logits, tg)
-            loss = float(np.dot(ce, w))
+            B = sid.shape[0]
+            base = s.start * T
+            self._forward_layers(ws, sid, None if seg is None else seg[s], fw)
+            g = _views(buf, self._layout)
+            dF_head = ws.get("dF_head", (C + 1, V))
+            dx = ws.get("dx", (B * T, C))
+            inv_c = ws.get("inv_c", (C,))
+            xhf, rstdf = ws.aug("xhf", B * T, C), ws.get("rstdf", (B * T,))
+            losses = []
+
+            def head_fn(r, lg):
+                tg = tflat[base + r.start: base + r.stop]
+                w = weight[base + r.start: base + r.stop]
+                ce = L.softmax_xent_forward(lg, tg, ws.ones(V))
+                losses.append(float(np.dot(ce, w)))
+                L.softmax_xent_backward(lg, tg, w)
+                if r.start == 0:
+                    np.matmul(xhf[r].T, lg, out=dF_head)
+                else:
+                    t = ws.get("acc", dF_head.shape)
+                    np.matmul(xhf[r].T, lg, out=t)
+                    np.add(dF_head, t, out=dF_head)
+                dxh = ws.get("dxh", (r.stop - r.start, C))
+                np.matmul(lg, fw["head"][:C].T, out=dxh)
+                L.layernorm_backward(dxh, xhf[r, :C], rstdf[r], ws.get("tmpC", dxh.shape),
+                                     inv_c, dx[r], False)
+
+            self._head(ws, B, T, fw, head_fn)
+            loss = math.fsum(losses)
             if not math.isfinite(loss):
                 return loss
-            dlogits = L.softmax_xent_backward(probs, tg, w)
-            self._backward(dlogits, sid, state, _views(buf, self._layout))
+            p = self.params
+            L.unfold_ln_linear(dF_head, p["lnf.w"], p["lnf.b"], p["wte"].T, g["wte"].T, None,
+                               g["lnf.w"], g["lnf.b"])
+            self._backward_layers(ws, sid, fw, g, buf)
             return loss
 
         losses = self._run(work, shards)
@@ -411,20 +576,32 @@ class GPT:
             out += self._shard_grads[i]
         return loss, self.grad_views(out)
 
+    def _eval(self, ids, seg, fn) -> None:
+        B, T = ids.shape
+        fw = self._fold()
+
+        def work(i, s):
+            ws = self._workspace(i)
+            self._forward_layers(ws, ids[s], None if seg is None else seg[s], fw)
+            self._head(ws, s.stop - s.start, T, fw, lambda r, lg: fn(s, r, lg, ws))
+
+        self._run(work, self._shards(B))
+
     def logits(self, ids, segment_ids=None) -> np.ndarray:
         """Logits (B, T, V) in the model dtype."""
         ids = self._check_ids(ids, "ids")
         self._check_vocab(ids, "ids")
         seg = self._check_segments(segment_ids, ids.shape)
         B, T = ids.shape
-        out = np.empty((B, T, self.config.vocab_size), dtype=self.dtype)
+        V = self.config.vocab_size
+        out = np.empty((B * T, V), dtype=self.dtype)
 
-        def work(i, s):
-            lg, _ = self._forward(ids[s], None if seg is None else seg[s], keep=False)
-            out[s] = lg.reshape(-1, T, self.config.vocab_size)
+        def fn(s, r, lg, ws):
+            base = s.start * T
+            out[base + r.start: base + r.stop] = lg
 
-        self._run(work, self._shards(B))
-        return out
+        self._eval(ids, seg, fn)
+        return out.reshape(B, T, V)
 
     def token_nll(self, ids, targets, segment_ids=None) -> np.ndarray:
         """Per-position cross-entropy (B, T) of ``targets`` given ``ids``; no gradients."""
@@ -437,12 +614,13 @@ class GPT:
         self._check_vocab(targets, "targets")
         seg = self._check_segments(segment_ids, ids.shape)
         B, T = ids.shape
-        out = np.empty((B, T), dtype=self.dtype)
+        out = np.empty(B * T, dtype=self.dtype)
+        tflat = targets.reshape(-1)
 
-        def work(i, s):
-            lg, _ = self._forward(ids[s], None if seg is None else seg[s], keep=False)
-            ce, _ = L.softmax_xent_forward(lg, targets[s].reshape(-1))
-            out[s] = ce.reshape(-1, T)
+        def fn(s, r, lg, ws):
+            base = s.start * T
+            rows = slice(base + r.start, base + r.stop)
+            out[rows] = L.softmax_xent_forward(lg, tflat[rows], ws.ones(lg.shape[1]))
 
-        self._run(work, self._shards(B))
-        return out
+        self._eval(ids, seg, fn)
+        return out.reshape(B, T)

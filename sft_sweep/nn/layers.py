@@ -1,18 +1,24 @@
 """Layers of the GPT as forward/backward pairs, side by side.
 
-Every ``*_forward`` returns its output and a small ``cache`` tuple; the matching
-``*_backward`` takes the upstream gradient and that cache and returns the input gradient,
-writing parameter gradients into caller-provided arrays (views into one flat gradient
-buffer), so nothing is allocated per parameter and nothing is accumulated by accident.
+Each ``*_forward`` writes into buffers the caller hands it (views into a reusable
+workspace) and each ``*_backward`` reads what its forward stored. The model runs them
+on *chunks* of a few whole sequences (~256 rows) at a time, so the temporaries of one
+chunk stay in the core's L2 cache while they are reused.
 
-Conventions that keep float32 mode float32 end to end:
+Conventions that keep float32 mode float32 end to end and fast:
 
 * scalars that multiply arrays are Python floats (under numpy 2 a numpy float64 scalar
   would promote a float32 array to float64);
 * row sums are matrix-vector products with a ones vector (BLAS beats ``sum(axis=-1)``);
-* temporaries are reused through ``out=`` where the array is large.
-
-Activations are 2-D ``(N, C)`` with ``N = B * T`` rows except inside attention.
+* every matrix operand of a small batched product is contiguous or a plain transpose of
+  the *left* operand: a transposed right operand is about twice as slow in OpenBLAS
+  here, which is why attention stores both K^T and K (and V and V^T);
+* a linear layer's bias is the last row of its weight block ``wb`` (C_in + 1, C_out),
+  and its input carries a trailing column of ones, so one product computes ``x W + b``
+  and one product gives both gradients;
+* a LayerNorm that feeds a linear layer is folded into it (``fold_ln_linear``): the
+  product consumes the normalized ``xhat`` directly, and the LayerNorm's own gradients
+  are recovered from the folded weight's gradient (``unfold_ln_linear``).
 """
 
 from __future__ import annotations
@@ -21,136 +27,203 @@ import math
 
 import numpy as np
 
-# GELU, tanh approximation (GPT-2's): gelu(x) = 0.5 x (1 + tanh(k (x + 0.044715 x^3))),
-# k = sqrt(2/pi). Computed as x * sigmoid(2u) with u = k (x + 0.044715 x^3), which is the
-# same function (0.5 (1 + tanh u) == sigmoid(2u)) and needs one exp instead of a tanh.
-_GELU_K = math.sqrt(2.0 / math.pi)
-_GELU_C = 0.044715
+LN_EPS = 1e-5
+
+# GELU, tanh approximation (GPT-2's, PyTorch's approximate="tanh"):
+#   gelu(u) = 0.5 u (1 + tanh(z)),  z = A u + B u^3 = u * (A + B u^2)
+_GELU_A = math.sqrt(2.0 / math.pi)
+_GELU_B = _GELU_A * 0.044715
+
+# Attention's softmax skips the per-row max subtraction when every score of a block is
+# below this (exp cannot overflow, even summed over thousands of keys) and no row sum
+# underflows; otherwise it falls back to the classic shifted form. Either way the
+# result is the softmax to working precision, and the row max (a slow reduction along
+# short rows in numpy) is usually not needed.
+_SOFTMAX_SAFE_MAX = 60.0
+_SOFTMAX_MIN_ROWSUM = 1e-30
 
 
-def ones(n: int, dtype) -> np.ndarray:
-    return np.ones(n, dtype=dtype)
+class Workspace:
+    """Named buffers reused across calls, so a training step allocates (and page-faults)
+    almost nothing. One per worker thread; not shared between threads.
+
+    Buffers are keyed by name and shape; when the total exceeds ``limit_bytes`` (many
+    different sequence lengths) everything is dropped and reallocated on demand.
+    """
+
+    def __init__(self, dtype, limit_bytes: int = 1 << 30) -> None:
+        self.dtype = np.dtype(dtype)
+        self.limit = limit_bytes
+        self._bufs: dict = {}
+        self.nbytes = 0
+        self._consts: dict = {}
+
+    def get(self, name, shape: tuple[int, ...]) -> np.ndarray:
+        key = (name, shape)
+        a = self._bufs.get(key)
+        if a is None:
+            a = np.empty(shape, dtype=self.dtype)
+            self.nbytes += a.nbytes
+            if self.nbytes > self.limit:
+                self._bufs.clear()
+                self.nbytes = a.nbytes
+            self._bufs[key] = a
+        return a
+
+    def aug(self, name, rows: int, cols: int) -> np.ndarray:
+        """A (rows, cols + 1) buffer whose last column is ones (the bias input)."""
+        a = self._bufs.get((name, (rows, cols + 1)))
+        if a is None:
+            a = self.get(name, (rows, cols + 1))
+            a[:, cols] = 1.0
+        return a
+
+    def ones(self, n: int) -> np.ndarray:
+        o = self._consts.get(n)
+        if o is None:
+            o = self._consts[n] = np.ones(n, dtype=self.dtype)
+        return o
+
+    def diag_bias(self, n: int) -> np.ndarray:
+        """(n, n) additive causal mask: 0 on and below the diagonal, -inf above."""
+        key = ("causal", n)
+        b = self._consts.get(key)
+        if b is None:
+            b = self._consts[key] = np.triu(np.full((n, n), -np.inf, dtype=self.dtype), k=1)
+        return b
 
 
 # --------------------------------------------------------------------------- embedding
 
-def embedding_forward(wte: np.ndarray, wpe: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``x[b, t] = wte[ids[b, t]] + wpe[t]`` as (B*T, C)."""
+def embedding_forward(wte, wpe, ids, out) -> None:
+    """``out[b*T + t] = wte[ids[b, t]] + wpe[t]``; out is (B*T, C)."""
     B, T = ids.shape
-    x = wte[ids.reshape(-1)]                      # gather copies: (N, C), C-contiguous
-    x.reshape(B, T, -1)[...] += wpe[:T]
-    return x
+    np.take(wte, ids.reshape(-1), axis=0, out=out)
+    out.reshape(B, T, -1)[...] += wpe[:T]
 
 
-def embedding_backward(dx: np.ndarray, ids: np.ndarray, dwte: np.ndarray, dwpe: np.ndarray) -> None:
-    """Adds the token-embedding gradient into ``dwte`` and writes ``dwpe``.
-
-    ``dwte`` already holds the tied output head's gradient, hence ``add.at`` (which
-    handles repeated ids) rather than assignment.
-    """
+def embedding_backward(dx, ids, dwte, dwpe, ones_b) -> None:
+    """Adds the token-embedding gradient into ``dwte`` (which already holds the tied
+    head's gradient; ``add.at`` handles repeated ids) and writes ``dwpe``."""
     B, T = ids.shape
     C = dx.shape[1]
     np.add.at(dwte, ids.reshape(-1), dx)
     dwpe[T:] = 0.0
-    # Sum over the batch as a vector-matrix product: (B,) @ (B, T*C).
-    np.matmul(ones(B, dx.dtype), dx.reshape(B, T * C), out=dwpe[:T].reshape(T * C))
+    np.matmul(ones_b, dx.reshape(B, T * C), out=dwpe[:T].reshape(T * C))
 
 
 # --------------------------------------------------------------------------- layernorm
+# The affine part (w, b) lives in the following linear layer's folded weights, so these
+# two functions only normalize: xhat = (x - mean) * rstd.
 
-LN_EPS = 1e-5
-
-
-def layernorm_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray):
-    """LayerNorm over the last axis of ``x`` (N, C); biased variance, eps 1e-5."""
-    N, C = x.shape
-    inv_c = ones(C, x.dtype) * (1.0 / C)
-    mean = x @ inv_c                               # (N,)
-    xhat = x - mean[:, None]
-    var = np.square(xhat) @ inv_c
+def layernorm_forward(x, xhat, rstd, tmp, inv_c) -> None:
+    """x (R, C) -> xhat (R, C) (may be a strided view), rstd (R,). ``inv_c`` = ones/C."""
+    mean = x @ inv_c
+    np.subtract(x, mean[:, None], out=xhat)
+    np.multiply(xhat, xhat, out=tmp)
+    var = tmp @ inv_c
     var += LN_EPS
-    rstd = np.sqrt(var, out=var)
-    np.divide(1.0, rstd, out=rstd)
+    np.sqrt(var, out=var)
+    np.divide(1.0, var, out=rstd)
     xhat *= rstd[:, None]
-    y = xhat * w
-    y += b
-    return y, (xhat, rstd, w)
 
 
-def layernorm_backward(dy: np.ndarray, cache, dw: np.ndarray, db: np.ndarray) -> np.ndarray:
-    xhat, rstd, w = cache
-    N, C = dy.shape
-    one_n = ones(N, dy.dtype)
-    np.matmul(one_n, dy, out=db)
-    g = dy * xhat
-    np.matmul(one_n, g, out=dw)
-    # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * w
-    dxhat = np.multiply(dy, w, out=g)
-    inv_c = ones(C, dy.dtype) * (1.0 / C)
+def layernorm_backward(dxhat, xhat, rstd, tmp, inv_c, dx, accumulate: bool) -> None:
+    """dx (+)= rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)); clobbers dxhat."""
     m1 = dxhat @ inv_c
-    m2 = (dxhat * xhat) @ inv_c
-    dx = xhat * m2[:, None]
-    dx += m1[:, None]
-    np.subtract(dxhat, dx, out=dx)
-    dx *= rstd[:, None]
-    return dx
+    np.multiply(dxhat, xhat, out=tmp)
+    m2 = tmp @ inv_c
+    np.multiply(xhat, m2[:, None], out=tmp)
+    tmp += m1[:, None]
+    dxhat -= tmp
+    if accumulate:
+        dxhat *= rstd[:, None]
+        dx += dxhat
+    else:
+        np.multiply(dxhat, rstd[:, None], out=dx)
 
 
-# --------------------------------------------------------------------------- linear
+# --------------------------------------------------------------------------- LayerNorm folded into a linear layer
+#   LN(x) @ W + bias = (xhat * w + b) @ W + bias = xhat @ (w[:, None] * W) + (b @ W + bias)
+# so with F = [w[:, None] * W ; b @ W + bias] (C + 1, K) and xhat carrying a ones column,
+# the product is one GEMM and the gradient of F gives back all four gradients:
+#   dW = w[:, None] * dF[:C] + b[:, None] * dF[C],  dbias = dF[C],
+#   dw = rowsum(W * dF[:C]),                        db = W @ dF[C].
+# ``col_scale`` additionally scales output columns (attention's 1/sqrt(head_dim) on q):
+# F = G * col_scale, so dG = dF * col_scale, and the formulas above apply to dG.
 
-def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``y = x @ w + b`` with ``w`` stored (C_in, C_out)."""
-    y = x @ w
-    y += b
-    return y
+def fold_ln_linear(lnw, lnb, W, bias, out, col_scale=None) -> None:
+    np.multiply(W, lnw[:, None], out=out[:-1])
+    np.matmul(lnb, W, out=out[-1])
+    if bias is not None:
+        out[-1] += bias
+    if col_scale is not None:
+        out *= col_scale
 
 
-def linear_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, dw: np.ndarray,
-                    db: np.ndarray, need_dx: bool = True):
-    np.matmul(x.T, dy, out=dw)
-    np.matmul(ones(dy.shape[0], dy.dtype), dy, out=db)
-    return dy @ w.T if need_dx else None
+def unfold_ln_linear(dF, lnw, lnb, W, dW, dbias, dlnw, dlnb, col_scale=None) -> None:
+    """Gradients of (W, bias, LN w, LN b) from dF, the gradient of the folded weights.
+    ``dW`` may be a transposed view (the tied head writes into dwte.T); clobbers dF."""
+    if col_scale is not None:
+        dF *= col_scale
+    dc = dF[-1]
+    np.matmul(W, dc, out=dlnb)
+    np.einsum("ij,ij->i", W, dF[:-1], out=dlnw)
+    np.multiply(dF[:-1], lnw[:, None], out=dW)
+    dW += np.multiply.outer(lnb, dc)
+    if dbias is not None:
+        dbias[...] = dc
 
 
 # --------------------------------------------------------------------------- GELU
+# Works on one chunk; ``u`` is the stored pre-activation. The forward produces
+# g2 = 2 * gelu(u) = u * (1 + tanh z): the factor 0.5 lives in the next layer's weights
+# (one pass fewer). The backward recomputes tanh from u instead of storing it (cheaper
+# than a round trip through memory) and multiplies by d(g2)/du:
+#   d g2/du = T1 + u (1 - th^2) dz/du,  T1 = 1 + th,  1 - th^2 = (2 - T1) T1,
+#   dz/du = A + 3B u^2 = 3P - 2A with P = A + B u^2
+#   => d g2/du = T1 * (1 + u (2 - T1)(3P - 2A)).
 
-def gelu_forward(x: np.ndarray):
-    """GELU, tanh approximation. Returns (y, cache) with cache = (x, s), s = sigmoid(2u)."""
-    x2 = np.square(x)
-    # t = -2u = -2k x (1 + c x^2)
-    t = np.multiply(x2, -2.0 * _GELU_K * _GELU_C)
-    t += -2.0 * _GELU_K
-    t *= x
-    np.exp(t, out=t)
-    t += 1.0
-    s = np.divide(1.0, t, out=t)                   # sigmoid(2u)
-    y = x * s
-    return y, (x, s, x2)
+def gelu_forward(u, g2, P, T1) -> None:
+    """g2 (R, M) view <- u (1 + tanh(u (A + B u^2))); P and T1 are chunk temporaries."""
+    np.multiply(u, u, out=P)
+    P *= _GELU_B
+    P += _GELU_A
+    np.multiply(P, u, out=T1)
+    np.tanh(T1, out=T1)
+    T1 += 1.0
+    np.multiply(T1, u, out=g2)
 
 
-def gelu_backward(dy: np.ndarray, cache) -> np.ndarray:
-    """d gelu/dx = s + x s (1 - s) * 2k (1 + 3c x^2)."""
-    x, s, x2 = cache
-    # a = 2k (1 + 3c x^2) * x  (reuse x2 in place: the cache is used once)
-    a = np.multiply(x2, 2.0 * _GELU_K * 3.0 * _GELU_C, out=x2)
-    a += 2.0 * _GELU_K
-    a *= x
-    one_minus_s = np.subtract(1.0, s)
-    a *= one_minus_s
-    a += 1.0
-    a *= s
-    a *= dy
-    return a
+def gelu_backward(dg2, u, P, T1, w) -> None:
+    """dg2 *= d g2/du in place (P, T1 as left by ``gelu_forward`` on the same u; w temp)."""
+    np.subtract(2.0, T1, out=w)
+    w *= u
+    P *= 3.0
+    P -= 2.0 * _GELU_A
+    w *= P
+    w += 1.0
+    w *= T1
+    dg2 *= w
 
 
 # --------------------------------------------------------------------------- attention
+# One chunk of Bc whole sequences, heads split: q, k, v (Bc, H, T, hd), kt = k^T and
+# vt = v^T (Bc, H, hd, T), q already scaled by 1/sqrt(hd) (folded into the weights).
+# Causality is exploited by query blocks: block [r0, r1) only meets keys [0, r1), and
+# without segments only its diagonal sub-block needs the -inf mask.
+# The softmax is kept unnormalized, E = exp(S - shift), with inv_rs = 1 / rowsum(E):
+# o = (E v) * inv_rs scales (T, hd) rather than (T, T), and the backward works from E:
+#   do' = do * inv_rs, dV = E^T do', dP' = do' v^T, r = rowsum(dP' * E),
+#   dS = E * dP' - E * (r * inv_rs)       (== P * (dP - rowsum(dP * P)), P = E * inv_rs)
 
-def causal_bias(T: int, dtype, segment_ids: np.ndarray | None = None) -> np.ndarray:
-    """Additive attention bias: 0 where query t may see key s, -inf elsewhere.
+def query_blocks(T: int, block: int) -> list[tuple[int, int]]:
+    return [(r0, min(r0 + block, T)) for r0 in range(0, T, block)]
 
-    Shape (T, T) without segments, (B, 1, T, T) with them. Every query sees at least
-    itself, so no softmax row is all -inf.
-    """
+
+def causal_bias(T: int, dtype, segment_ids=None) -> np.ndarray:
+    """Additive bias: 0 where query t may see key s, -inf elsewhere; (T, T), or
+    (B, 1, T, T) with segments (attention only within equal segment ids)."""
     allowed = np.tril(np.ones((T, T), dtype=bool))
     if segment_ids is not None:
         same = segment_ids[:, :, None] == segment_ids[:, None, :]
@@ -160,85 +233,96 @@ def causal_bias(T: int, dtype, segment_ids: np.ndarray | None = None) -> np.ndar
     return bias
 
 
-def attention_forward(qkv: np.ndarray, B: int, T: int, n_head: int, bias: np.ndarray):
-    """Causal multi-head self-attention from fused ``qkv`` (N, 3C) to (N, C).
+def softmax_rows(q_blk, kt_blk, E, inv_rs, ones_k, add_bias) -> None:
+    """E <- exp(q kt + bias - shift) (unnormalized), inv_rs <- 1 / rowsum(E)."""
+    np.matmul(q_blk, kt_blk, out=E)
+    add_bias(E)
+    if E.max() < _SOFTMAX_SAFE_MAX:
+        np.exp(E, out=E)
+        np.matmul(E, ones_k, out=inv_rs)
+        if inv_rs.min() >= _SOFTMAX_MIN_ROWSUM:
+            np.divide(1.0, inv_rs, out=inv_rs)
+            return
+        np.matmul(q_blk, kt_blk, out=E)               # rows underflowed: redo, shifted
+        add_bias(E)
+    E -= E.max(axis=-1, keepdims=True)
+    np.exp(E, out=E)
+    np.matmul(E, ones_k, out=inv_rs)
+    np.divide(1.0, inv_rs, out=inv_rs)
 
-    q is pre-scaled by 1/sqrt(hd) (cheaper on (T, hd) than on (T, T)); K is stored
-    transposed and contiguous, (B, H, hd, T), because a strided K makes the score
-    product slow.
+
+def attention_forward(q, kt, v, E_blocks, inv_rs, out, blocks, bias, ws) -> None:
+    """out (Bc, H, T, hd) view <- softmax(q k^T + mask) v, storing E blocks and inv_rs.
+
+    ``bias``: None (causal only; the diagonal sub-block mask comes from ``ws``) or the
+    (Bc, 1, T, T) additive bias of packed segments.
     """
-    C = qkv.shape[1] // 3
-    hd = C // n_head
-    dt = qkv.dtype
-    v5 = qkv.reshape(B, T, 3, n_head, hd)
-    q = np.empty((B, n_head, T, hd), dtype=dt)
-    np.multiply(v5[:, :, 0].transpose(0, 2, 1, 3), 1.0 / math.sqrt(hd), out=q)
-    kt = np.empty((B, n_head, hd, T), dtype=dt)
-    kt[...] = v5[:, :, 1].transpose(0, 2, 3, 1)
-    v = np.empty((B, n_head, T, hd), dtype=dt)
-    v[...] = v5[:, :, 2].transpose(0, 2, 1, 3)
+    for (r0, r1), E in zip(blocks, E_blocks):
+        if bias is None:
+            tri = ws.diag_bias(r1 - r0)
 
-    p = q @ kt                                     # (B, H, T, T)
-    p += bias
-    m = p.max(axis=-1, keepdims=True)
-    p -= m
-    np.exp(p, out=p)
-    rs = p @ ones(T, dt)                           # row sums
-    np.divide(1.0, rs, out=rs)
-    p *= rs[..., None]
-    o = p @ v                                      # (B, H, T, hd)
-    out = np.empty((B, T, n_head, hd), dtype=dt)
-    out[...] = o.transpose(0, 2, 1, 3)
-    return out.reshape(B * T, C), (q, kt, v, p)
+            def add_bias(S, r0=r0, tri=tri):
+                S[..., r0:] += tri
+        else:
+            def add_bias(S, r0=r0, r1=r1):
+                S += bias[:, :, r0:r1, :r1]
+        irs = inv_rs[:, :, r0:r1]
+        softmax_rows(q[:, :, r0:r1], kt[..., :r1], E, irs, ws.ones(r1), add_bias)
+        o = out[:, :, r0:r1]
+        np.matmul(E, v[:, :, :r1], out=o)
+        o *= irs[..., None]
 
 
-def attention_backward(dout: np.ndarray, cache, B: int, T: int, n_head: int) -> np.ndarray:
-    q, kt, v, p = cache
-    hd = q.shape[-1]
-    C = n_head * hd
-    dt = dout.dtype
-    do = np.empty((B, n_head, T, hd), dtype=dt)
-    do[...] = dout.reshape(B, T, n_head, hd).transpose(0, 2, 1, 3)
-
-    dqkv = np.empty((B, T, 3, n_head, hd), dtype=dt)
-    # dV = P^T dO
-    dqkv[:, :, 2] = (p.transpose(0, 1, 3, 2) @ do).transpose(0, 2, 1, 3)
-    dp = do @ v.transpose(0, 1, 3, 2)              # (B, H, T, T)
-    # softmax backward: dS = P * (dP - rowsum(dP * P))
-    dp *= p
-    r = dp @ ones(T, dt)
-    np.multiply(p, r[..., None], out=p)            # p is dead after this layer's backward
-    dp -= p
-    # S = q_scaled @ K^T: dq = scale * dS K, dK = dS^T q_scaled
-    dq = dp @ kt.transpose(0, 1, 3, 2)
-    np.multiply(dq.transpose(0, 2, 1, 3), 1.0 / math.sqrt(hd), out=dqkv[:, :, 0])
-    dqkv[:, :, 1] = (dp.transpose(0, 1, 3, 2) @ q).transpose(0, 2, 1, 3)
-    return dqkv.reshape(B * T, 3 * C)
+def attention_backward(do, q, k, vt, E_blocks, inv_rs, dq, dk, dv, blocks, ws) -> None:
+    """From do (Bc, H, T, hd) (clobbered: becomes do * inv_rs) write dq, dk, dv.
+    Clobbers the E blocks (dead after this)."""
+    do *= inv_rs[..., None]
+    last = len(blocks) - 1
+    for i in range(last, -1, -1):              # the widest block first writes dk, dv whole
+        (r0, r1), E = blocks[i], E_blocks[i]
+        do_b = do[:, :, r0:r1]
+        Et = E.transpose(0, 1, 3, 2)
+        if i == last:
+            np.matmul(Et, do_b, out=dv[:, :, :r1])
+        else:
+            dv[:, :, :r1] += Et @ do_b
+        dP = ws.get(("dP", i), E.shape)
+        np.matmul(do_b, vt[..., :r1], out=dP)
+        dP *= E
+        r = dP @ ws.ones(r1)
+        r *= inv_rs[:, :, r0:r1]
+        E *= r[..., None]
+        dP -= E                                 # dS
+        np.matmul(dP, k[:, :, :r1], out=dq[:, :, r0:r1])
+        dPt = dP.transpose(0, 1, 3, 2)
+        if i == last:
+            np.matmul(dPt, q[:, :, r0:r1], out=dk[:, :, :r1])
+        else:
+            dk[:, :, :r1] += dPt @ q[:, :, r0:r1]
 
 
 # --------------------------------------------------------------------------- softmax + cross-entropy
 
-def softmax_xent_forward(logits: np.ndarray, targets: np.ndarray):
-    """Per-row cross-entropy of ``logits`` (N, V) against ``targets`` (N,).
+def softmax_xent_forward(logits, targets, ones_v):
+    """Per-row cross-entropy of ``logits`` (R, V) against ``targets`` (R,).
 
-    Returns (ce, probs); ``probs`` is computed in place over ``logits`` to save a
-    (N, V) buffer, so the logits are gone afterwards.
+    Turns ``logits`` into probabilities in place (the backward wants them) and returns
+    the cross-entropy (R,).
     """
-    N, V = logits.shape
+    R = logits.shape[0]
     m = logits.max(axis=1)
     logits -= m[:, None]
-    picked = logits[np.arange(N), targets]         # shifted logit of the target
+    picked = logits[np.arange(R), targets]            # shifted logit of the target
     np.exp(logits, out=logits)
-    z = logits @ ones(V, logits.dtype)
-    ce = np.log(z) - picked
+    z = logits @ ones_v
+    ce = np.log(z)
+    ce -= picked
     np.divide(1.0, z, out=z)
     logits *= z[:, None]
-    return ce, logits
+    return ce
 
 
-def softmax_xent_backward(probs: np.ndarray, targets: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """d(sum(weight * ce))/d logits = weight * (probs - onehot), in place over ``probs``."""
-    N = probs.shape[0]
-    probs[np.arange(N), targets] -= 1.0
+def softmax_xent_backward(probs, targets, weight) -> None:
+    """probs <- d(sum(weight * ce))/d logits = weight * (probs - onehot), in place."""
+    probs[np.arange(probs.shape[0]), targets] -= 1.0
     probs *= weight[:, None]
-    return probs
