@@ -12,7 +12,7 @@ sweeps that are still running.
   ``final_<metric>``, ``forgetting_pct``, progress (``last_step``, ...), ``time_<phase>``,
   ``error``, ``config_hash``, ``overrides``, ``path``;
 - ``curves``: long table ``job, step, kind, metric, value`` from ``metrics.jsonl``;
-- ``samples``: ``job, task, prompt, reference, base, sft`` from ``samples.jsonl``;
+- ``samples``: ``job, task, prompt, reference, base, sft, set`` from ``samples.jsonl``;
 - ``problems``: files that could not be read (reported, skipped, never a crash).
 
 Which parameters were swept is detected from the data (see ``detect_swept``).
@@ -42,7 +42,7 @@ EVAL_METRICS = ("raw_loss", "response_loss", "follow_rate", "answer_acc", "answe
                 "knowledge_acc", "knowledge_mc_acc")
 TRAIN_METRICS = ("loss", "lr", "grad_norm", "tokens_per_s", "epoch")
 CURVE_COLUMNS = ["job", "step", "kind", "metric", "value"]
-SAMPLE_COLUMNS = ["job", "task", "prompt", "reference", "base", "sft"]
+SAMPLE_COLUMNS = ["job", "task", "prompt", "reference", "base", "sft", "set"]
 
 # Config keys that differ between jobs without being an experimental choice (paths, stamps).
 _INCIDENTAL = re.compile(

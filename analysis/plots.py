@@ -26,10 +26,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, PercentFormatter
-from matplotlib.transforms import offset_copy
 
 from analysis.collect import RunSet
-from analysis.stats import aggregate, pareto_mask, t_quantile_975
+from analysis.stats import aggregate, mean_ci, pareto_mask, t_quantile_975
 from analysis.style import (
     AGGRESSIVE_BAND, Palette, col_name, col_short, fmt_param, fmt_sci, fmt_value, metric_label,
     metric_scale, setting_label, sorted_values,
@@ -58,7 +57,7 @@ def make_palette(runs: RunSet) -> Palette:
 
 
 def _grid(nrows: int, ncols: int, *, w: float = PANEL_W, h: float = PANEL_H) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(w * ncols, h * nrows + 0.9), layout="constrained")
+    fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
 
@@ -68,7 +67,7 @@ def _save(fig: Figure, out_dir: Path, name: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.png"
     tmp = out_dir / f".{name}.tmp.png"
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight", facecolor="white", format="png")
+    fig.savefig(tmp, dpi=DPI, facecolor="white", format="png")
     tmp.replace(path)
     return path
 
@@ -76,24 +75,31 @@ def _save(fig: Figure, out_dir: Path, name: str) -> Path:
 def _header(fig: Figure, title: str, subtitle: str) -> None:
     """Bold title and a smaller explanatory subtitle above the panels.
 
-    Both sit just above the figure area (offset in points, so independent of figure height);
-    ``bbox_inches="tight"`` on saving takes them in.
+    The figure grows by the header's height and the layout engine keeps the panels below it,
+    so nothing overlaps and no "tight" bounding-box pass (a second full draw) is needed.
     """
     n_lines = subtitle.count("\n") + 1
-    sub_pt = 9
-    fig.text(0.5, 1.0, subtitle, ha="center", va="bottom", fontsize=sub_pt, color="#333333",
-             transform=offset_copy(fig.transFigure, fig=fig, y=4, units="points"))
-    fig.text(0.5, 1.0, title, ha="center", va="bottom", fontsize=13, fontweight="bold",
-             transform=offset_copy(fig.transFigure, fig=fig, y=4 + n_lines * sub_pt * 1.3 + 5,
-                                   units="points"))
+    title_pt, sub_pt, pad_pt = 13, 9, 6
+    header_in = (pad_pt + title_pt * 1.35 + 3 + n_lines * sub_pt * 1.3 + pad_pt) / 72
+    w, h = fig.get_size_inches()
+    longest_sub = max(len(line) for line in subtitle.split("\n"))
+    w = max(w, 0.112 * len(title) + 0.6, 0.072 * longest_sub + 0.6)  # room for the text itself
+    total = h + header_in
+    fig.set_size_inches(w, total)
+    fig.get_layout_engine().set(rect=(0, 0, 1, h / total))
+    y_title = 1 - (pad_pt / 72) / total
+    y_sub = 1 - ((pad_pt + title_pt * 1.35 + 3) / 72) / total
+    fig.text(0.5, y_title, title, ha="center", va="top", fontsize=title_pt, fontweight="bold")
+    fig.text(0.5, y_sub, subtitle, ha="center", va="top", fontsize=sub_pt, color="#333333",
+             linespacing=1.3)
 
 
-def _legend(fig: Figure, handles: list, labels: list, title: str | None = None, *, anchor_y: float = 0.5,
-            loc: str = "center left"):
+def _legend(fig: Figure, handles: list, labels: list, title: str | None = None):
+    """One legend for the figure, right of the panels (the layout engine makes room for it)."""
     if not handles:
         return None
-    return fig.legend(handles, labels, title=title, loc=loc, bbox_to_anchor=(1.0, anchor_y),
-                      frameon=False, fontsize=9, title_fontsize=9)
+    return fig.legend(handles, labels, title=title, loc="outside right center", frameon=False,
+                      fontsize=9, title_fontsize=9, alignment="left")
 
 
 def _log_lr_axis(ax, values: Sequence[float]) -> None:
@@ -135,6 +141,17 @@ def _facets(done: pd.DataFrame, cols: Sequence[str]) -> list[tuple[dict[str, Any
     return out
 
 
+def _facet_ncols(done: pd.DataFrame, facet_cols: Sequence[str], n_facets: int) -> int:
+    """Columns of the facet grid: the values of the last facet setting when the facets form a
+    full grid (rows then read as the other setting), else a balanced wrap of at most 4."""
+    if len(facet_cols) >= 2:
+        n_last = len(_values(done, facet_cols[-1]))
+        if 2 <= n_last <= 5 and n_facets % n_last == 0:
+            return n_last
+    blocks = math.ceil(n_facets / FACET_MAX_COLS)
+    return max(1, math.ceil(n_facets / blocks))
+
+
 def _mean_curve(rows: pd.DataFrame) -> pd.DataFrame:
     """Per step: mean over jobs, 95% CI half-width and number of jobs (rows: job, step, value)."""
     table = rows.pivot_table(index="step", columns="job", values="value", aggfunc="mean")
@@ -158,6 +175,11 @@ def _smooth(rows: pd.DataFrame) -> pd.DataFrame:
             part["value"] = part["value"].ewm(span=span, adjust=True).mean()
         parts.append(part)
     return pd.concat(parts, ignore_index=True) if parts else rows
+
+
+def _with_n(label: str, ns: Sequence[int], runs: RunSet) -> str:
+    """``label (n=2)`` when the sweep has seeds (how many completed), else just ``label``."""
+    return f"{label} ({_n_text(ns)})" if runs.seeds else label
 
 
 def _n_text(ns: Sequence[int]) -> str:
@@ -239,7 +261,7 @@ def plot_lr_comparison(runs: RunSet, out_dir: str | Path, palette: Palette | Non
 
     facet_cols = [c for c in runs.params if c != lr]
     facets = _facets(done, facet_cols)
-    ncols = min(len(facets), FACET_MAX_COLS)
+    ncols = _facet_ncols(done, facet_cols, len(facets))
     blocks = math.ceil(len(facets) / ncols)
     fig, axes = _grid(len(rows) * blocks, ncols)
     lrs = _values(done, lr)
@@ -283,7 +305,7 @@ def plot_lr_comparison(runs: RunSet, out_dir: str | Path, palette: Palette | Non
             axes[block * len(rows) + ri, col].set_visible(False)
 
     handles = [Line2D([], [], color=palette.color(lr, v), lw=2.5) for v in lrs]
-    labels = [f"{fmt_value(lr, v)} ({_n_text(ns[v])})" for v in lrs]
+    labels = [_with_n(fmt_value(lr, v), ns[v], runs) for v in lrs]
     _legend(fig, handles, labels, title=f"{col_name(lr)} ({lr})")
     by = f"; columns: {', '.join(col_name(c) for c in facet_cols)}" if facet_cols else ""
     _header(fig, "Learning-rate comparison: how fast and how far each lr learns",
@@ -325,17 +347,20 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
     ax.axhline(0, color="black", lw=0.8)
     agg = aggregate(done, [lr] + group_cols, "forgetting_pct")
     handles, labels = [], []
-    annotate = len(agg) <= 12
-    for key, part in (agg.groupby(group_cols, dropna=False, sort=True) if group_cols else [((), agg)]):
+    series = list(agg.groupby(group_cols, dropna=False, sort=True)) if group_cols else [((), agg)]
+    annotate = len(series) <= 3 and len(agg) <= 15
+    for si, (key, part) in enumerate(series):
         key = key if isinstance(key, tuple) else (key,)
         kd = dict(zip(group_cols, key))
+        # Nudge the series apart on the log axis so error bars at the same lr do not overlap.
+        dodge = 10 ** (0.025 * (si - (len(series) - 1) / 2))
         part = part.sort_values(lr)
         color = palette.color(color_col, kd.get(color_col)) if color_col else palette.color(lr, None)
         if not color_col:
             color = "#1f4e79"
         ls = palette.linestyle(style_col, kd.get(style_col)) if style_col else "-"
         marker = palette.marker(style_col, kd.get(style_col)) if style_col else "o"
-        ax.errorbar(part[lr], part["mean"], yerr=part["ci"].fillna(0), color=color, ls=ls,
+        ax.errorbar(part[lr] * dodge, part["mean"], yerr=part["ci"].fillna(0), color=color, ls=ls,
                     marker=marker, ms=6, lw=1.8, capsize=4)
         # individual jobs (seeds) as small dots behind the mean
         mask = np.ones(len(done), dtype=bool)
@@ -343,14 +368,13 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
             mask &= (done[c] == v).to_numpy()
         pts = done[mask]
         if runs.seeds and len(pts) > len(part):
-            ax.scatter(pts[lr], pts["forgetting_pct"], color=color, s=10, alpha=0.45, zorder=1, lw=0)
+            ax.scatter(pts[lr] * dodge, pts["forgetting_pct"], color=color, s=12, alpha=0.5, zorder=1, lw=0)
         if annotate:
-            for x, y in zip(part[lr], part["mean"]):
-                ax.annotate(f"{y:+.1f}%", (x, y), textcoords="offset points", xytext=(6, 4),
-                            fontsize=8, color=color)
+            for x, y in zip(part[lr] * dodge, part["mean"]):
+                ax.annotate(f"{y:+.1f}%", (x, y), textcoords="offset points", xytext=(9, 0),
+                            va="center", fontsize=8, color=color)
         handles.append(Line2D([], [], color=color, ls=ls, marker=marker, lw=1.8))
-        labels.append((setting_label(kd, group_cols) if group_cols else "all jobs")
-                      + f" ({_n_text(part['n'])})")
+        labels.append(_with_n(setting_label(kd, group_cols) if group_cols else "all jobs", part["n"], runs))
     _log_lr_axis(ax, _values(done, lr))
     ax.set_xlabel(f"{col_name(lr)} ({lr}, log scale)")
     ax.set_ylabel("raw-text loss change vs base model (%)")
@@ -364,7 +388,8 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
     _legend(fig, handles, labels, title=", ".join(col_name(c) for c in group_cols) or None)
     _header(fig, "Forgetting: how much the tuned model lost on pre-training text",
             "100 × (raw-text loss after SFT − base) / base; higher = more forgotten\n"
-            f"{_status_note(runs)}; {_seed_note(runs)}; small dots = single jobs")
+            f"{_status_note(runs)}; {_seed_note(runs)}"
+            + ("; small dots = single seeds" if runs.seeds and runs.n_seeds() > 1 else ""))
     return _save(fig, out_dir, "forgetting_vs_lr")
 
 
@@ -396,7 +421,7 @@ def plot_forgetting_curves(runs: RunSet, out_dir: str | Path, palette: Palette |
     color_col = runs.axis("lr") or (runs.params[0] if runs.params else None)
     facet_cols = [c for c in runs.params if c != color_col]
     facets = _facets(done, facet_cols)
-    ncols = min(len(facets), FACET_MAX_COLS)
+    ncols = _facet_ncols(done, facet_cols, len(facets))
     nrows = math.ceil(len(facets) / ncols)
     fig, axes = _grid(nrows, ncols)
     values = _values(done, color_col) if color_col else [None]
@@ -435,7 +460,7 @@ def plot_forgetting_curves(runs: RunSet, out_dir: str | Path, palette: Palette |
         axes.flat[fi].set_visible(False)
     handles = [Line2D([], [], color=palette.color(color_col, v) if color_col else "#1f4e79", lw=2.5)
                for v in values]
-    labels = [(fmt_value(color_col, v) if color_col else "all jobs") + f" ({_n_text(ns[v])})"
+    labels = [_with_n(fmt_value(color_col, v) if color_col else "all jobs", ns[v], runs)
               for v in values]
     handles.append(_band_handle())
     labels.append(_band_handle().get_label())
@@ -489,7 +514,8 @@ def plot_mixing(runs: RunSet, out_dir: str | Path, palette: Palette | None = Non
             label = (setting_label(kd, group_cols) if group_cols else "all jobs")
             handles[label] = Line2D([], [], color=color, ls=ls, marker=marker, lw=1.8)
             labels.setdefault(label, []).extend(part["n"].tolist())
-        ax.set_xlabel(f"{col_name(rp)} ({rp}, % of each batch that is pre-training text)")
+        ax.set_xlabel(f"{col_name(rp)} ({rp})")
+        ax.margins(x=0.08)
         ax.set_ylabel(metric_label(m))
         ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
         ax.set_xticks([100 * float(v) for v in _values(done, rp)])
@@ -500,9 +526,10 @@ def plot_mixing(runs: RunSet, out_dir: str | Path, palette: Palette | None = Non
         ax.set_title({"forgetting_pct": "forgetting"}.get(m, metric_label(m).split(" (")[0]), fontsize=10)
         ax.grid(alpha=0.3)
     hl = list(handles.values()) + [_band_handle()]
-    ll = [f"{k} ({_n_text(v)})" for k, v in labels.items()] + [_band_handle().get_label()]
+    ll = [_with_n(k, v, runs) for k, v in labels.items()] + [_band_handle().get_label()]
     _legend(fig, hl, ll, title=", ".join(col_name(c) for c in group_cols) or None)
     _header(fig, "Mixing pre-training text back in: forgetting and follow rate vs replay ratio",
+            "replay ratio = share of training sequences that are raw pre-training text\n"
             f"{_status_note(runs)}; {_seed_note(runs)}")
     return _save(fig, out_dir, "mixing")
 
@@ -540,11 +567,12 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
                 drawstyle="steps-post", zorder=2)
         ax.scatter(front["forgetting_pct"], scale * front[m], s=150, facecolors="none",
                    edgecolors="black", linewidths=1.3, zorder=4)
-        if len(front) <= 5:
+        # Name the front's jobs only when that stays readable; the report lists them anyway.
+        if len(front) <= 4 and len(runs.swept) <= 2:
             for _, row in front.iterrows():
-                ax.annotate(setting_label(row, runs.params, sep="\n") if runs.params else row["job"],
+                ax.annotate(setting_label(row, runs.swept, sep="\n") if runs.swept else row["job"],
                             (row["forgetting_pct"], scale * row[m]), textcoords="offset points",
-                            xytext=(8, -4), fontsize=7, va="top", color="#222222")
+                            xytext=(9, -2), fontsize=7, va="top", color="#222222")
         ax.set_xlabel("forgetting: raw-text loss change vs base (%)")
         ax.set_ylabel(metric_label(m))
         _signed_percent(ax, "x")
@@ -600,29 +628,41 @@ def plot_categories(runs: RunSet, out_dir: str | Path, palette: Palette | None =
     palette = palette or make_palette(runs)
     fig, axes = _grid(len(cats), len(metrics), w=3.9, h=3.2)
     legend_cols = set()
+    pooled_any = False
     for ri, cat in enumerate(cats):
         group = runs.axis("lr") if runs.axis("lr") not in (None, cat) else next(
             (c for c in runs.params if c != cat), None)
         if group:
             legend_cols.add(group)
+        # Settings neither on the x axis nor in the bar colour are averaged over: whiskers then
+        # show their range, not a seed CI (which would mix real effects into "noise").
+        pooled = [c for c in runs.params if c not in (cat, group)]
+        pooled_any |= bool(pooled)
         cvals = _values(done, cat)
         gvals = _values(done, group) if group else [None]
         width = 0.8 / len(gvals)
         for ci_, m in enumerate(metrics):
             ax = axes[ri, ci_]
             scale = metric_scale(m)
-            agg = aggregate(done.dropna(subset=[m]), [cat] + ([group] if group else []), m)
+            data = done.dropna(subset=[m])
             for gi, g in enumerate(gvals):
-                sub = agg if group is None else agg[agg[group] == g]
-                xs, ys, es = [], [], []
+                sub = data if group is None else data[data[group] == g]
+                xs, ys, lo, hi = [], [], [], []
                 for xi, cv in enumerate(cvals):
-                    r = sub[sub[cat] == cv]
-                    if r.empty:
+                    vals = sub.loc[sub[cat] == cv, m].astype(float)
+                    if vals.empty:
                         continue
+                    mean = float(vals.mean())
+                    if pooled:
+                        low, high = float(vals.min()), float(vals.max())
+                    else:
+                        ci = mean_ci(vals).half
+                        low, high = (mean, mean) if math.isnan(ci) else (mean - ci, mean + ci)
                     xs.append(xi - 0.4 + width * (gi + 0.5))
-                    ys.append(scale * float(r["mean"].iloc[0]))
-                    es.append(scale * float(r["ci"].fillna(0).iloc[0]))
-                ax.bar(xs, ys, width=width * 0.92, yerr=es, capsize=3,
+                    ys.append(scale * mean)
+                    lo.append(scale * (mean - low))
+                    hi.append(scale * (high - mean))
+                ax.bar(xs, ys, width=width * 0.92, yerr=[lo, hi], capsize=3,
                        color=palette.color(group, g) if group else palette.color(cat, cvals[0]),
                        edgecolor="white", lw=0.5)
             ax.set_xticks(range(len(cvals)))
@@ -644,7 +684,10 @@ def plot_categories(runs: RunSet, out_dir: str | Path, palette: Palette | None =
             labels.append(fmt_param(g, v))
     _legend(fig, handles, labels)
     _header(fig, "Side by side: " + ", ".join(col_name(c) for c in cats),
-            f"final evaluation; bars = mean over seeds and other settings, whiskers = 95% CI; {_status_note(runs)}")
+            "final evaluation; bars = mean over "
+            + ("seeds and the other settings, whiskers = their min–max" if pooled_any
+               else "seeds, whiskers = 95% CI")
+            + f"; {_status_note(runs)}")
     return _save(fig, out_dir, "categories")
 
 

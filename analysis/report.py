@@ -192,6 +192,15 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
                          + " Forgetting is the raw-text loss change against the base model."))
         doc.append(Block("table", header=header, rows=rows))
 
+    # Pareto front
+    front = pareto_table(runs)
+    if front is not None:
+        header, rows, what = front
+        doc.append(Block("h2", "Pareto front"))
+        doc.append(Block("p", f"Completed jobs that no other job beats on both {what} and forgetting "
+                              "(the circled points of the trade-off figure), least forgetting first."))
+        doc.append(Block("table", header=header, rows=rows))
+
     # Figures
     if plots:
         doc.append(Block("h2", "Figures"))
@@ -251,6 +260,26 @@ def summary_table(runs: RunSet) -> tuple[list[str], list[list[str]]]:
             row.append(fmt_metric(m, mc.mean, ci=mc.half if mc.n >= 2 else None))
         rows.append(row)
     return header, rows
+
+
+def pareto_table(runs: RunSet) -> tuple[list[str], list[list[str]], str] | None:
+    """Jobs on the follow-rate (else answer-accuracy) vs forgetting Pareto front."""
+    from analysis.stats import pareto_front
+
+    done = runs.done_jobs()
+    metric = next((m for m in ("final_follow_rate", "final_answer_acc")
+                   if m in done and done[["forgetting_pct", m]].dropna().shape[0] >= 2), None) \
+        if "forgetting_pct" in done else None
+    if metric is None:
+        return None
+    front = pareto_front(done, maximize=[metric], minimize=["forgetting_pct"]).sort_values("forgetting_pct")
+    cols = runs.swept
+    metrics = ["forgetting_pct", metric] + [m for m in ("final_answer_acc", "final_response_loss")
+                                            if m != metric and m in done and done[m].notna().any()]
+    header = ["job"] + [col_name(c) for c in cols] + [_metric_header(m) for m in metrics]
+    rows = [[str(r["job"])] + [fmt_value(c, r[c]) for c in cols] + [fmt_metric(m, r[m]) for m in metrics]
+            for _, r in front.iterrows()]
+    return header, rows, _metric_header(metric)
 
 
 def _metric_header(m: str) -> str:

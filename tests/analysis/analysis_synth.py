@@ -203,3 +203,31 @@ if __name__ == "__main__":
         sys.exit("usage: python tests/analysis/analysis_synth.py OUT_DIR")
     out = make_sweep(Path(sys.argv[1]), failed=1, running=1)
     print(f"demo sweep written to {out}")
+
+
+def make_results_sweep(sweep_dir: Path, jobs: list[dict], *, base: dict | None = None) -> Path:
+    """A sweep whose final results are given exactly (for findings with a known answer).
+
+    Each entry: ``{"params": {"optim.lr": 1e-4, ...}, "final": {...metrics...}}``, optionally
+    ``"base"`` and ``"status"``. ``forgetting_pct`` follows from the raw losses, as in the app.
+    Every job gets step-0 and final eval rows and a few train rows.
+    """
+    sweep_dir = Path(sweep_dir)
+    base = dict(BASE_EVAL if base is None else base)
+    keys = sorted({k for j in jobs for k in j["params"]})
+    write_multirun_yaml(sweep_dir, [f"{k}=" + ",".join(sorted({str(j['params'].get(k)) for j in jobs}))
+                                    for k in keys])
+    for num, job in enumerate(jobs):
+        params = job["params"]
+        jb = dict(job.get("base", base))
+        final = {**jb, **job["final"]}
+        config = {**BASE_CONFIG, **params}
+        overrides = [f"{k}={v}" for k, v in params.items()]
+        rows = [{"kind": "eval", "step": 0, **jb}]
+        rows += [{"kind": "train", "step": s, "epoch": s / 20, "lr": params.get("optim.lr", 1e-4),
+                  "loss": 2.0 - s / 20, "grad_norm": 1.0, "tokens_per_s": 1e4} for s in (5, 10, 15, 20)]
+        rows.append({"kind": "eval", "step": 20, **final})
+        summ = summary_for(config, overrides, jb, final, steps=20, status=job.get("status", "completed"))
+        write_job(sweep_dir / str(num), overrides=overrides, summary=summ, metrics=rows,
+                  samples=samples_for(params.get("optim.lr", 1e-4), good=True))
+    return sweep_dir

@@ -1,0 +1,87 @@
+"""Every figure is written as a non-empty PNG when the sweep has its axis, and skipped otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis import plots
+from analysis_synth import make_sweep
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path) -> bool:
+    data = path.read_bytes()
+    return data.startswith(PNG_MAGIC) and len(data) > 5000
+
+
+@pytest.fixture(scope="module")
+def demo_plots(demo_report):
+    """The figures the report of the demo sweep drew (drawn once per session)."""
+    return demo_report.plots
+
+
+@pytest.fixture(scope="module")
+def rich_plots(rich_runs, tmp_path_factory):
+    """The figures only a sweep with a replay axis and a text-valued axis has."""
+    out = tmp_path_factory.mktemp("plots_rich")
+    written = {}
+    for name, fn in (("mixing", plots.plot_mixing), ("categories", plots.plot_categories),
+                     ("seeds", plots.plot_seeds)):
+        path = fn(rich_runs, out)
+        if path is not None:
+            written[name] = path
+    return written
+
+
+def test_every_plot_function_writes_a_png(demo_plots, rich_plots):
+    written = set(demo_plots) | set(rich_plots)
+    assert written == {name for name, _fn, _cap in plots.PLOTS}
+    for path in list(demo_plots.values()) + list(rich_plots.values()):
+        assert _is_png(path), path
+
+
+def test_demo_sweep_figures(demo_plots):
+    # lr x epochs x seeds: no replay axis, no text-valued axis
+    assert set(demo_plots) == {"lr_comparison", "forgetting_vs_lr", "forgetting_vs_step", "tradeoff",
+                               "seeds", "base_vs_tuned"}
+
+
+def test_rich_sweep_figures(rich_plots):
+    assert set(rich_plots) == {"mixing", "categories"}  # one seed: no seed figure
+
+
+@pytest.mark.parametrize("fn", [plots.plot_lr_comparison, plots.plot_forgetting, plots.plot_mixing,
+                                plots.plot_categories, plots.plot_seeds])
+def test_missing_axis_gives_none(fn, tmp_path):
+    from analysis.collect import collect_runs
+
+    d = make_sweep(tmp_path / "one_lr", lrs=(1e-4,), epochs=(1, 2), seeds=(0,))
+    assert fn(collect_runs(d), tmp_path / "out") is None
+
+
+def test_single_job_sweep_does_not_crash(tmp_path):
+    from analysis.collect import collect_runs
+
+    d = make_sweep(tmp_path / "single", lrs=(1e-4,), epochs=(1,), seeds=(0,))
+    written = plots.plot_all(collect_runs(d), tmp_path / "out")
+    assert set(written) <= {"forgetting_vs_step", "base_vs_tuned"}
+    for p in written.values():
+        assert _is_png(p)
+
+
+def test_palette_is_consistent_across_figures(demo_runs):
+    pal = plots.make_palette(demo_runs)
+    again = plots.make_palette(demo_runs)
+    for lr in (1e-5, 1e-4, 1e-3):
+        assert pal.color("optim.lr", lr) == again.color("optim.lr", lr)
+    assert len({pal.color("optim.lr", v) for v in (1e-5, 1e-4, 1e-3)}) == 3
+
+
+def test_plots_do_not_touch_pyplot_state(demo_plots):
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:  # another test may have imported it; then no figures left open
+        import matplotlib.pyplot as plt
+
+        assert plt.get_fignums() == []
