@@ -190,7 +190,7 @@ def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
 
         def first_logits():
             ids, lengths = _pad(seqs)
-            res = model._run(lambda i, s: _prefill(model, model._workspace(i), ids[s],
+            res = model._run(lambda i, s: _prefill(model, model._workspace(i, ids[s].shape), ids[s],
                                                    lengths[s], caches[i], fw), shards)
             return np.concatenate(res)
 

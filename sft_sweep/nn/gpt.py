@@ -30,6 +30,7 @@ _DTYPES = {"float32": np.float32, "float64": np.float64}
 # in a core's 2 MB L2 cache. Query-block height for causal attention.
 CHUNK_ROWS = 256
 QUERY_BLOCK = 64
+_WORKSPACES_KEPT = 3
 
 
 @dataclass
@@ -170,7 +171,7 @@ class GPT:
         self._threads = 1
         self._pool: ThreadPoolExecutor | None = None
         self._shard_grads: dict[int, np.ndarray] = {}
-        self._ws: dict[int, L.Workspace] = {}
+        self._ws: dict[int, dict[tuple[int, int], L.Workspace]] = {}
         self._fw: dict | None = None
         C, hd = config.n_embd, config.head_dim
         self._qscale = np.ones(3 * C, dtype=self.dtype)
@@ -453,10 +454,16 @@ class GPT:
         bounds = [round(i * B / n) for i in range(n + 1)]
         return [slice(bounds[i], bounds[i + 1]) for i in range(n)]
 
-    def _workspace(self, i: int) -> L.Workspace:
-        ws = self._ws.get(i)
+    def _workspace(self, i: int, shape: tuple[int, int]) -> L.Workspace:
+        """Shard ``i``'s workspace for a (rows, seq_len) shape. A few shapes are kept
+        (training and evaluation batches alternate); older ones are dropped."""
+        per = self._ws.setdefault(i, {})
+        ws = per.pop(shape, None)
         if ws is None:
-            ws = self._ws[i] = L.Workspace(self.dtype)
+            ws = L.Workspace(self.dtype)
+            while len(per) >= _WORKSPACES_KEPT:
+                per.pop(next(iter(per)))
+        per[shape] = ws                                 # most recent last
         return ws
 
     def _run(self, fn, shards):
@@ -525,9 +532,9 @@ class GPT:
             buf = out if i == 0 else self._shard_grads.get(i)
             if buf is None:
                 buf = self._shard_grads[i] = np.empty(self.num_params, dtype=self.dtype)
-            ws = self._workspace(i)
             sid = ids[s]
             B = sid.shape[0]
+            ws = self._workspace(i, sid.shape)
             base = s.start * T
             self._forward_layers(ws, sid, None if seg is None else seg[s], fw)
             g = _views(buf, self._layout)
@@ -581,7 +588,7 @@ class GPT:
         fw = self._fold()
 
         def work(i, s):
-            ws = self._workspace(i)
+            ws = self._workspace(i, ids[s].shape)
             self._forward_layers(ws, ids[s], None if seg is None else seg[s], fw)
             self._head(ws, s.stop - s.start, T, fw, lambda r, lg: fn(s, r, lg, ws))
 
