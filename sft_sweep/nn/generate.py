@@ -75,10 +75,11 @@ def _decode(model: GPT, tokens: np.ndarray, pos: np.ndarray, cache: _Cache, fw) 
     att = ws.aug("att", B, C)
     g2 = ws.aug("g2", B, M)
     # keys beyond a row's own position are stale or padding
-    keep = np.arange(S)[None, :] <= pos[:, None]
+    bias = np.where(np.arange(S)[None, :] <= pos[:, None], 0.0, -np.inf).astype(model.dtype)
+    bias = bias[:, None, None, :]
 
     def add_bias(E):
-        E[~np.broadcast_to(keep[:, None, None, :], E.shape)] = -np.inf
+        E += bias
 
     for i in range(cfg.n_layer):
         L.layernorm_forward(x, xh[:, :C], rstd, tmp, inv_c)
@@ -186,13 +187,16 @@ def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
     shards = model._shards(B) if B >= _ROWS_PER_THREAD * model.threads else [slice(0, B)]
     if use_cache:
         caches = [_Cache(model, s.stop - s.start) for s in shards]
-        fw = model._fold()
+        fw: dict = {}
 
         def first_logits():
             ids, lengths = _pad(seqs)
-            res = model._run(lambda i, s: _prefill(model, model._workspace(i, ids[s].shape), ids[s],
-                                                   lengths[s], caches[i], fw), shards)
-            return np.concatenate(res)
+
+            def run(i, s):
+                ws = model._workspace(i, ids[s].shape)
+                return _prefill(model, ws, ids[s], lengths[s], caches[i], fw)
+
+            return np.concatenate(model._run(run, shards, prepare=lambda: fw.update(model._fold())))
 
         def next_logits(tokens):
             # Finished rows keep running on a clamped position; their output is ignored.

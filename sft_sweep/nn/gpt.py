@@ -466,9 +466,13 @@ class GPT:
         per[shape] = ws                                 # most recent last
         return ws
 
-    def _run(self, fn, shards):
-        """Runs ``fn(index, shard)`` for every shard with one BLAS thread each."""
+    def _run(self, fn, shards, prepare=None):
+        """Runs ``fn(index, shard)`` for every shard with one BLAS thread each (after
+        ``prepare()``, under the same limit, so every product of a call sees the same
+        BLAS configuration and results are reproducible)."""
         with _blas_controller().limit(limits=1, user_api="blas"):
+            if prepare is not None:
+                prepare()
             if len(shards) == 1 or self._pool is None:
                 return [fn(i, s) for i, s in enumerate(shards)]
             futures = [self._pool.submit(fn, i, s) for i, s in enumerate(shards)]
@@ -525,7 +529,7 @@ class GPT:
 
         out = np.empty(self.num_params, dtype=self.dtype)
         shards = self._shards(shape[0])
-        fw = self._fold()
+        fw = {}
         C, V, T = self.config.n_embd, self.config.vocab_size, shape[1]
 
         def work(i, s):
@@ -571,7 +575,7 @@ class GPT:
             self._backward_layers(ws, sid, fw, g, buf)
             return loss
 
-        losses = self._run(work, shards)
+        losses = self._run(work, shards, prepare=lambda: fw.update(self._fold()))
         loss = 0.0
         for v in losses:
             loss += v
@@ -585,14 +589,14 @@ class GPT:
 
     def _eval(self, ids, seg, fn) -> None:
         B, T = ids.shape
-        fw = self._fold()
+        fw = {}
 
         def work(i, s):
             ws = self._workspace(i, ids[s].shape)
             self._forward_layers(ws, ids[s], None if seg is None else seg[s], fw)
             self._head(ws, s.stop - s.start, T, fw, lambda r, lg: fn(s, r, lg, ws))
 
-        self._run(work, self._shards(B))
+        self._run(work, self._shards(B), prepare=lambda: fw.update(self._fold()))
 
     def logits(self, ids, segment_ids=None) -> np.ndarray:
         """Logits (B, T, V) in the model dtype."""
