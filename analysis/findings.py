@@ -222,26 +222,32 @@ def sft_teaches_following(runs: RunSet) -> Finding:
                        "for both the base and the tuned model.")
     pair = done[["job", "base_follow_rate", "final_follow_rate"]].dropna()
     base, tuned = pair["base_follow_rate"], pair["final_follow_rate"]
-    gain = tuned - base
-    med = float(gain.median())
     evidence = (f"the base model follows {_range_text('base_follow_rate', base)} of held-out prompts, "
-                f"the tuned models {_range_text('final_follow_rate', tuned)} ({len(pair)} jobs; "
-                f"median gain {100 * med:+.0f} points)")
-    lr = runs.axis("lr")
-    if lr:
-        per = done.groupby(lr)["final_follow_rate"].mean()
-        evidence += "; by " + col_name(lr) + ": " + ", ".join(
-            f"{fmt_value(lr, k)} {fmt_metric('final_follow_rate', v)}" for k, v in per.items())
-    if med < MIN_EFFECT["rate"]:
+                f"the tuned models {_range_text('final_follow_rate', tuned)} ({len(pair)} jobs)")
+    # Judge by setting (seed means): SFT "teaches" the format if some setting clearly learns it.
+    sm = _setting_means(runs, ["base_follow_rate", "final_follow_rate"]).dropna(
+        subset=["base_follow_rate", "final_follow_rate"])
+    sm["gain"] = sm["final_follow_rate"] - sm["base_follow_rate"]
+    if runs.params:
+        evidence += "; per setting: " + "; ".join(
+            f"{setting_label(r, runs.params)}: {fmt_metric('final_follow_rate', r['final_follow_rate'])}"
+            for _, r in sm.iterrows())
+    best = float(sm["gain"].max())
+    stuck = sm[sm["gain"] < MIN_EFFECT["rate"]]
+    if best < MIN_EFFECT["rate"]:
         verdict = NOT_SUPPORTED
-    elif (gain > MIN_EFFECT["rate"]).all() and med >= 0.10:
+        evidence += "; no setting follows better than the base model"
+    elif best >= 0.10:
         verdict = SUPPORTED
+        if not stuck.empty and runs.params:
+            evidence += ("; not learnt (within 2 points of the base) at: "
+                         + "; ".join(setting_label(r, runs.params) for _, r in stuck.iterrows()))
     else:
         verdict = INCONCLUSIVE
-        evidence += "; some tuned models follow no better than the base model"
+        evidence += f"; the largest gain is only {100 * best:.0f} points"
     return Finding(key, claim, verdict, evidence + ".",
                    {"base": float(base.mean()), "tuned_min": float(tuned.min()),
-                    "tuned_max": float(tuned.max()), "median_gain": med})
+                    "tuned_max": float(tuned.max()), "best_gain": best})
 
 
 def sft_adds_no_knowledge(runs: RunSet) -> Finding:
@@ -252,15 +258,37 @@ def sft_adds_no_knowledge(runs: RunSet) -> Finding:
         return Finding(key, claim, INCONCLUSIVE, "not tested: no completed job reports "
                        "knowledge_mc_acc for both the base and the tuned model.")
     pair = done[["base_knowledge_mc_acc", "final_knowledge_mc_acc"]].dropna()
-    gain = pair["final_knowledge_mc_acc"] - pair["base_knowledge_mc_acc"]
-    g = mean_ci(gain)
-    upper = g.mean + (g.half if g.n >= 2 and not math.isnan(g.half) else 0.0)
-    lower = g.mean - (g.half if g.n >= 2 and not math.isnan(g.half) else 0.0)
-    ci_text = f", 95% CI {100 * lower:+.1f} to {100 * upper:+.1f}" if g.n >= 2 else ""
     evidence = (f"knowledge-probe multiple-choice accuracy: base "
                 f"{_range_text('base_knowledge_mc_acc', pair['base_knowledge_mc_acc'])}, tuned "
-                f"{_range_text('final_knowledge_mc_acc', pair['final_knowledge_mc_acc'])} "
-                f"(mean change {100 * g.mean:+.1f} points over {g.n} jobs{ci_text})")
+                f"{_range_text('final_knowledge_mc_acc', pair['final_knowledge_mc_acc'])}")
+    # Change per setting (seed mean, CI when seeds exist), in points.
+    d = done.dropna(subset=["base_knowledge_mc_acc", "final_knowledge_mc_acc"]).copy()
+    d["gain"] = d["final_knowledge_mc_acc"] - d["base_knowledge_mc_acc"]
+    groups = d.groupby(runs.params, dropna=False, sort=True) if runs.params else [((), d)]
+    per, clauses = [], []
+    for key_, part in groups:
+        key_ = key_ if isinstance(key_, tuple) else (key_,)
+        g = mean_ci(part["gain"])
+        half = g.half if g.n >= 2 and not math.isnan(g.half) else None
+        per.append((dict(zip(runs.params, key_)), g.mean, half))
+        ci_text = f" ± {100 * half:.1f}" if half is not None else ""
+        label = setting_label(dict(zip(runs.params, key_)), runs.params) if runs.params else "all jobs"
+        clauses.append(f"{label}: {100 * g.mean:+.1f}{ci_text}")
+    evidence += " (change in points per setting: " + "; ".join(clauses) + ")"
+    # Without seeds one job's probe score is noisy: ask for twice the gain before calling it real.
+    margin = lambda half: half if half is not None else 0.0  # noqa: E731
+    need = KNOWLEDGE_GAIN if (runs.seeds and runs.n_seeds() >= 2) else 2 * KNOWLEDGE_GAIN
+    gained = [(k, m) for k, m, h in per if m - margin(h) > need]
+    # "No gain": every setting's mean stays under the threshold, and so does the upper end of the
+    # 95% CI, either per setting or pooled over all jobs (a few seeds give wide per-setting CIs).
+    pooled = mean_ci(d["gain"])
+    pooled_upper = pooled.mean + (pooled.half if pooled.n >= 2 and not math.isnan(pooled.half) else 0.0)
+    clear = all(m < KNOWLEDGE_GAIN for _, m, _h in per) and (
+        all(m + margin(h) < KNOWLEDGE_GAIN for _, m, h in per) or pooled_upper < KNOWLEDGE_GAIN)
+    if pooled.n >= 2:
+        evidence += (f"; over all {pooled.n} jobs {100 * pooled.mean:+.1f} points, 95% CI up to "
+                     f"{100 * pooled_upper:+.1f}")
+    lost = [(k, m) for k, m, h in per if m + margin(h) < -KNOWLEDGE_GAIN]
     contrast = []
     for m, what in (("answer_mc_acc", "multiple-choice accuracy on the facts the SFT data asks about"),
                     ("knowledge_acc", "generated answers to the probe")):
@@ -269,16 +297,20 @@ def sft_adds_no_knowledge(runs: RunSet) -> Finding:
                             f"{_range_text(f'final_{m}', done[f'final_{m}'].dropna())}")
     if contrast:
         evidence += "; for contrast, " + "; ".join(contrast)
-    if upper < KNOWLEDGE_GAIN:
-        verdict = SUPPORTED
-    elif lower > KNOWLEDGE_GAIN:
+    if gained:
         verdict = NOT_SUPPORTED
-        evidence += f"; the tuned models score more than {100 * KNOWLEDGE_GAIN:.0f} points higher"
+        evidence += "; the probe improves at: " + "; ".join(
+            f"{setting_label(k, runs.params) if runs.params else 'all jobs'}" for k, _ in gained)
+    elif clear:
+        verdict = SUPPORTED
+        if lost:
+            evidence += "; knowledge is lost (forgetting) at: " + "; ".join(
+                f"{setting_label(k, runs.params) if runs.params else 'all jobs'}" for k, _ in lost)
     else:
         verdict = INCONCLUSIVE
-        evidence += f"; the change cannot be told apart from a {100 * KNOWLEDGE_GAIN:.0f}-point gain"
+        evidence += f"; a gain of {100 * KNOWLEDGE_GAIN:.0f} points cannot be ruled out for every setting"
     return Finding(key, claim, verdict, evidence + ".",
-                   {"mean_gain": g.mean, "ci": g.half, "n": g.n})
+                   {"per_setting": [{"setting": k, "gain": m, "ci": h} for k, m, h in per]})
 
 
 def _setting_means(runs: RunSet, metrics: Sequence[str]) -> pd.DataFrame:
@@ -317,52 +349,82 @@ def best_lr(runs: RunSet, metric: str = "final_response_loss", lower_is_better: 
             kept = per[complete].groupby(others, dropna=False).size().index
             kept = [k if isinstance(k, tuple) else (k,) for k in kept]
             names = "; ".join(setting_label(dict(zip(others, k)), others) for k in kept)
-            scope = f" (only where every learning rate completed: {names}; mean over seeds)"
+            scope = f" (only where every learning rate completed: {names}" + ("; mean over seeds)" if runs.seeds else ")")
             per = per[complete]
         else:
             scope = f" (mean over {', '.join(col_name(c) for c in others)}" + (" and seeds)" if runs.seeds else ")")
     means = per.groupby(lr)[metric].mean().sort_values(ascending=lower_is_better)
-    best, runner = means.index[0], (means.index[1] if len(means) > 1 else None)
+    best = means.index[0]
     claim = f"Learning rate {fmt_value(lr, best)} gives the {'lowest' if lower_is_better else 'highest'} {what}"
     listing = ", ".join(f"{fmt_value(lr, k)} {fmt_metric(metric, v)}" for k, v in means.items())
     evidence = f"{what} by {col_name(lr)}{scope}: {listing}"
-    c = compare(per.loc[per[lr] == runner, metric], per.loc[per[lr] == best, metric],
-                min_effect=_min_effect(metric)) if runner is not None else None
-    if c is not None and c.significant:
+    # The verdict compares winner and runner-up within each combination of the other settings
+    # (seeds as replicates), so epochs or templates are never mistaken for noise.
+    strata = per.groupby(others, dropna=False, sort=True) if others else [((), per)]
+    wins, sigs = [], []
+    for key_, part in strata:
+        key_ = key_ if isinstance(key_, tuple) else (key_,)
+        m = part.groupby(lr)[metric].mean().sort_values(ascending=lower_is_better)
+        if len(m) < 2:
+            continue
+        c = compare(part.loc[part[lr] == m.index[1], metric], part.loc[part[lr] == m.index[0], metric],
+                    min_effect=_min_effect(metric))
+        wins.append((dict(zip(others, key_)), m.index[0]))
+        sigs.append(c.significant)
+    winners = {w for _, w in wins}
+    if winners == {best} and all(sigs):
         verdict = SUPPORTED
-        evidence += f"; ahead of the runner-up {fmt_value(lr, runner)} beyond noise"
+        evidence += ("; it wins in every setting, beyond noise" if len(wins) > 1
+                     else "; ahead of the runner-up beyond noise")
+    elif winners == {best}:
+        verdict = INCONCLUSIVE
+        evidence += "; it is ahead" + (" in every setting" if len(wins) > 1 else "") + \
+            ", but not beyond noise" + (" everywhere" if len(wins) > 1 else "")
     else:
         verdict = INCONCLUSIVE
-        evidence += (f"; the runner-up {fmt_value(lr, runner)} is within noise of it" if runner is not None else "")
+        evidence += "; the best learning rate depends on the setting: " + "; ".join(
+            f"{setting_label(k, others)}: {fmt_value(lr, w)}" for k, w in wins)
     return Finding(key, claim, verdict, evidence + ".", {"best": best, "means": means.to_dict()})
 
 
 def recommended_setting(runs: RunSet) -> Finding:
-    """The setting with the highest follow rate among those that forget less than the budget."""
+    """The setting with the highest follow rate among those that forget less than the budget,
+    provided it actually learnt the format (at least half the best follow rate, and 10 points
+    above the base model)."""
     key = "recommended_setting"
-    claim = (f"Some setting stays under {FORGETTING_BUDGET:g}% forgetting "
-             "(the one that follows best is recommended)")
+    claim = (f"Some setting learns to follow while forgetting under {FORGETTING_BUDGET:g}% "
+             "(the best such setting is recommended)")
     done = runs.done_jobs()
     if not (_has(done, "forgetting_pct") and _has(done, "final_follow_rate")):
         return Finding(key, claim, INCONCLUSIVE, "not tested: forgetting or follow rate not reported.")
-    sm = _setting_means(runs, ["forgetting_pct", "final_follow_rate", "final_response_loss"])
+    sm = _setting_means(runs, ["forgetting_pct", "final_follow_rate", "base_follow_rate"])
     sm = sm.dropna(subset=["forgetting_pct", "final_follow_rate"])
-    ok = sm[sm["forgetting_pct"] < FORGETTING_BUDGET]
-    if ok.empty:
-        least = sm.sort_values("forgetting_pct").iloc[0]
-        return Finding(key, claim, NOT_SUPPORTED,
-                       f"every setting forgets {FORGETTING_BUDGET:g}% or more; the least is "
-                       f"{setting_label(least, runs.params)} at {fmt_metric('forgetting_pct', least['forgetting_pct'])}.",
-                       {"best": None})
-    best = ok.sort_values(["final_follow_rate", "forgetting_pct"], ascending=[False, True]).iloc[0]
-    label = setting_label(best, runs.params)
-    evidence = (f"{label}: follow rate {fmt_metric('final_follow_rate', best['final_follow_rate'])}, "
-                f"forgetting {fmt_metric('forgetting_pct', best['forgetting_pct'])}"
-                + (f" (mean of {int(best['n'])} seeds)" if runs.seeds and best["n"] > 1 else ""))
+    base = float(sm["base_follow_rate"].mean()) if "base_follow_rate" in sm and sm["base_follow_rate"].notna().any() else 0.0
     top = sm.sort_values("final_follow_rate", ascending=False).iloc[0]
+    need = max(0.5 * float(top["final_follow_rate"]), base + 0.10)
+    within = sm[sm["forgetting_pct"] < FORGETTING_BUDGET]
+    ok = within[within["final_follow_rate"] >= need]
+    seeds = lambda r: f" (mean of {int(r['n'])} seeds)" if runs.seeds and r["n"] > 1 else ""  # noqa: E731
+    top_text = (f"the best follow rate, {fmt_metric('final_follow_rate', top['final_follow_rate'])} "
+                f"({setting_label(top, runs.params)}), forgets {fmt_metric('forgetting_pct', top['forgetting_pct'])}")
+    if ok.empty:
+        if within.empty:
+            least = sm.sort_values("forgetting_pct").iloc[0]
+            text = (f"every setting forgets {FORGETTING_BUDGET:g}% or more (least: {setting_label(least, runs.params)}, "
+                    f"{fmt_metric('forgetting_pct', least['forgetting_pct'])})")
+        else:
+            best_within = within.sort_values("final_follow_rate", ascending=False).iloc[0]
+            text = (f"the settings under {FORGETTING_BUDGET:g}% follow at most "
+                    f"{fmt_metric('final_follow_rate', best_within['final_follow_rate'])} "
+                    f"({setting_label(best_within, runs.params)}), less than the "
+                    f"{fmt_metric('final_follow_rate', need)} counted as learnt")
+        return Finding(key, claim, NOT_SUPPORTED, f"{text}; {top_text}.", {"best": None})
+    best = ok.sort_values(["final_follow_rate", "forgetting_pct"], ascending=[False, True]).iloc[0]
+    evidence = (f"{setting_label(best, runs.params)}: follow rate "
+                f"{fmt_metric('final_follow_rate', best['final_follow_rate'])}, forgetting "
+                f"{fmt_metric('forgetting_pct', best['forgetting_pct'])}{seeds(best)}")
     if top["forgetting_pct"] >= FORGETTING_BUDGET:
-        evidence += (f"; the best follow rate overall, {fmt_metric('final_follow_rate', top['final_follow_rate'])} "
-                     f"({setting_label(top, runs.params)}), costs {fmt_metric('forgetting_pct', top['forgetting_pct'])}")
+        evidence += "; " + top_text
     return Finding(key, claim, SUPPORTED, evidence + ".",
                    {"best": {c: best[c] for c in runs.params}, "follow_rate": float(best["final_follow_rate"]),
                     "forgetting_pct": float(best["forgetting_pct"])})
@@ -382,7 +444,7 @@ def aggressive_settings(runs: RunSet) -> Finding:
                        f"every setting stays under {FORGETTING_BUDGET:g}%; the highest is "
                        f"{setting_label(worst, runs.params)} at {fmt_metric('forgetting_pct', worst['forgetting_pct'])}.",
                        {"settings": []})
-    listing = ", ".join(f"{setting_label(r, runs.params)} ({fmt_metric('forgetting_pct', r['forgetting_pct'])})"
+    listing = "; ".join(f"{setting_label(r, runs.params)}: {fmt_metric('forgetting_pct', r['forgetting_pct'])}"
                         for _, r in bad.iterrows())
     return Finding(key, claim, SUPPORTED, f"{len(bad)} of {len(sm)} settings: {listing}.",
                    {"settings": [{c: r[c] for c in runs.params} for _, r in bad.iterrows()]})

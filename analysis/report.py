@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import json
 import logging
 import os
 import re
@@ -35,6 +36,11 @@ from analysis.style import col_name, fmt_metric, fmt_num, fmt_value, setting_lab
 log = logging.getLogger(__name__)
 
 FILES_DIR = "report_files"
+CONSTANTS_FILE = "fixed_config.json"
+#: Settings named in the report's "held fixed" line when they did not vary (all are in the JSON).
+MAIN_SETTINGS = ("model.name", "data.name", "data.source", "template.name", "optim.lr", "optim.schedule",
+                 "train.epochs", "train.max_steps", "train.batch_size", "mix.replay_ratio", "train.seed",
+                 "pretrain.steps", "model.n_layer", "model.n_embd", "model.block_size")
 SUMMARY_METRICS = ("forgetting_pct", "final_follow_rate", "final_answer_acc", "final_knowledge_mc_acc",
                    "final_response_loss", "final_raw_loss")
 SAMPLE_PROMPTS = 3
@@ -81,6 +87,9 @@ def write_report(dirs: str | os.PathLike | Sequence[str | os.PathLike], out_dir:
     files.mkdir(parents=True, exist_ok=True)
 
     tables = runs.export(files)
+    constants = files / CONSTANTS_FILE
+    _atomic_text(constants, json.dumps(runs.constants, indent=1, sort_keys=True, default=str) + "\n")
+    tables.append(constants)
     plots = plot_all(runs, files, on_error=lambda name, exc: runs.problems.append(
         Problem(f"figure {name}", f"could not be drawn: {type(exc).__name__}: {exc}")))
     try:
@@ -137,8 +146,7 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
     elif not findings:
         doc.append(Block("p", "Findings could not be computed (see Problems)."))
     for f in findings:
-        evidence = f.evidence[:1].upper() + f.evidence[1:]
-        doc.append(Block("finding", f.claim, extra={"verdict": f.verdict, "evidence": evidence}))
+        doc.append(Block("finding", f.claim, extra={"verdict": f.verdict, "evidence": f.evidence}))
 
     # What was swept
     doc.append(Block("h2", "What was swept"))
@@ -159,9 +167,11 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
         doc.append(Block("list", items=[f"{name}: {' '.join(task)}" for name, task in specs]))
     if runs.constants:
         keep = {k: v for k, v in runs.constants.items() if not k.startswith("hydra.")}
-        doc.append(Block("p", "Held fixed: " + ", ".join(f"{k}={fmt_num(v) if isinstance(v, (int, float)) else v}"
-                                                         for k, v in sorted(keep.items())[:40])
-                         + (" …" if len(keep) > 40 else "")))
+        main = [k for k in MAIN_SETTINGS if k in keep]
+        shown = ", ".join(f"{k}={_const(keep[k])}" for k in main)
+        rest = len(keep) - len(main)
+        doc.append(Block("p", "Held fixed: " + (shown or "—")
+                         + (f" (and {rest} more settings, in {FILES_DIR}/{CONSTANTS_FILE})" if rest else "")))
     if runs.derived:
         doc.append(Block("p", "Also differ, as a consequence of the swept settings: " + ", ".join(runs.derived)))
 
@@ -227,7 +237,7 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
 
     doc.append(Block("h2", "Data"))
     doc.append(Block("list", items=[f"{FILES_DIR}/{p.name}" for p in sorted((out / FILES_DIR).glob("*"))
-                                    if p.suffix in (".csv", ".parquet")]
+                                    if p.suffix in (".csv", ".parquet", ".json")]
                      + ["Regenerate with: sft-sweep-report " + " ".join(str(r) for r in runs.roots)]))
     return doc
 
@@ -304,9 +314,13 @@ def pick_samples(runs: RunSet) -> list[dict[str, Any]]:
             picks.append(ordered.iloc[-1])
     else:
         picks = [with_samples.iloc[0]]
-    first = runs.samples[runs.samples["job"] == picks[0]["job"]]
+    first = runs.samples[runs.samples["job"] == picks[0]["job"]].drop_duplicates("prompt")
+    # One prompt per evaluation set first (answer, knowledge, follow), then the rest in order.
+    sets = first["set"].fillna("").tolist() if "set" in first else [""] * len(first)
+    order = sorted(range(len(first)), key=lambda i: (sets[:i].count(sets[i]), i))
+    chosen = first.iloc[order[:SAMPLE_PROMPTS]]
     out = []
-    for _, s in first.drop_duplicates("prompt").head(SAMPLE_PROMPTS).iterrows():
+    for _, s in chosen.iterrows():
         tuned = []
         for j in picks:
             rows = runs.samples[(runs.samples["job"] == j["job"]) & (runs.samples["prompt"] == s["prompt"])]
@@ -316,9 +330,14 @@ def pick_samples(runs: RunSet) -> list[dict[str, Any]]:
             if "forgetting_pct" in j and pd.notna(j["forgetting_pct"]):
                 label += f" (forgetting {fmt_metric('forgetting_pct', j['forgetting_pct'])})"
             tuned.append((label, _clip(rows.iloc[0]["sft"])))
-        out.append({"task": s["task"], "prompt": _clip(s["prompt"]), "reference": _clip(s["reference"]),
+        title = " / ".join(t for t in (str(s.get("set") or ""), str(s["task"] or "")) if t) or "prompt"
+        out.append({"task": title, "prompt": _clip(str(s["prompt"]).rstrip("\n")), "reference": _clip(s["reference"]),
                     "base": _clip(s["base"]), "tuned": tuned})
     return out
+
+
+def _const(v: Any) -> str:
+    return fmt_num(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
 def _clip(text: Any) -> str:
@@ -331,7 +350,8 @@ def _clip(text: Any) -> str:
 # ======================================================================================
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
-_MD_LINE_START = re.compile(r"^(\s*)(\d*)([#+=.)-])")
+# What would start a heading, list item or quote at the beginning of a line.
+_MD_LINE_START = re.compile(r"^(\s*)(\d*)(#{1,6}|[-+=]+|[.)])(?=\s|$)")
 
 
 def md_escape(text: Any) -> str:
@@ -344,12 +364,15 @@ def md_escape(text: Any) -> str:
     t = str(text).replace("\r", "").replace("\n", " ")
     t = t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     t = _MD_SPECIAL.sub(r"\\\1", t)
-    return _MD_LINE_START.sub(lambda m: f"{m.group(1)}{m.group(2)}\\{m.group(3)}", t)
+    return _MD_LINE_START.sub(lambda m: f"{m.group(1)}{m.group(2)}\\{m.group(3)}", t, count=1)
 
 
 def md_code(text: Any, info: str = "text") -> str:
-    """A fenced code block whose fence is longer than any backtick run inside ``text``."""
+    """A fenced code block whose fence is longer than any backtick run inside ``text``
+    (an empty text gives a visible placeholder instead of an empty block)."""
     t = str(text).replace("\r", "")
+    if not t.strip():
+        return "*(empty)*"
     longest = max((len(m) for m in re.findall(r"`+", t)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{info}\n{t}\n{fence}"
@@ -370,7 +393,7 @@ def render_markdown(doc: list[Block]) -> str:
             out.append("\n".join(f"- {md_escape(i)}" for i in b.items) + "\n")
         elif b.kind == "finding":
             verdict = b.extra["verdict"].upper()
-            out.append(f"- **{md_escape(verdict)}**: {md_escape(b.text)}. {md_escape(b.extra['evidence'])}")
+            out.append(f"- **{md_escape(verdict)}**: {md_escape(b.text)} — {md_escape(b.extra['evidence'])}")
         elif b.kind == "table":
             head = "| " + " | ".join(md_escape(h) for h in b.header) + " |"
             sep = "|" + "|".join("---" for _ in b.header) + "|"
@@ -381,8 +404,8 @@ def render_markdown(doc: list[Block]) -> str:
             out.append(f"![{md_escape(b.text)}]({_md_url(rel)})\n\n*{md_escape(b.text)}*\n")
         elif b.kind == "sample":
             s = b.extra
-            parts = [f"### {md_escape(s['task'] or 'prompt')}: {md_escape(s['prompt'])}\n",
-                     f"Reference: {md_escape(s['reference'])}\n", "Base model:\n", md_code(s["base"]) + "\n"]
+            parts = [f"### {md_escape(s['task'])}\n", "Prompt:\n", md_code(s["prompt"]) + "\n",
+                     f"Reference: {md_escape(s['reference']) or '—'}\n", "Base model:\n", md_code(s["base"]) + "\n"]
             for label, text in s["tuned"]:
                 parts += [f"Tuned, {md_escape(label)}:\n", md_code(text) + "\n"]
             out.append("\n".join(parts))
@@ -428,6 +451,7 @@ pre { background: #f6f8fa; border: 1px solid #e1e4e8; padding: .6em; white-space
       word-break: break-word; font-size: .88em; margin: .2em 0 .7em; }
 .sample { border: 1px solid #ddd; padding: .4em .9em; margin: 1em 0; border-radius: 4px; }
 .label { font-size: .85em; color: #555; }
+pre.empty { color: #888; font-style: italic; }
 """
 
 _VERDICT_CLASS = {SUPPORTED: "v-supported", NOT_SUPPORTED: "v-not-supported", INCONCLUSIVE: "v-inconclusive"}
@@ -436,6 +460,10 @@ _NUMERIC = re.compile(r"^[+\-−]?[\d.]+(e[+\-]?\d+)?( ± [\d.]+)?%?$|^—$")
 
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
+
+
+def _pre(text: Any) -> str:
+    return f"<pre>{_e(text)}</pre>" if str(text).strip() else '<pre class="empty">(empty)</pre>'
 
 
 def render_html(doc: list[Block]) -> str:
@@ -469,11 +497,12 @@ def render_html(doc: list[Block]) -> str:
                         f"<figcaption>{_e(b.text)}</figcaption></figure>")
         elif b.kind == "sample":
             s = b.extra
-            parts = [f'<div class="sample"><h3>{_e(s["task"] or "prompt")}: {_e(s["prompt"])}</h3>',
-                     f'<div class="label">reference: {_e(s["reference"])}</div>',
-                     '<div class="label">base model</div>', f"<pre>{_e(s['base'])}</pre>"]
+            parts = [f'<div class="sample"><h3>{_e(s["task"])}</h3>',
+                     '<div class="label">prompt</div>', f"<pre>{_e(s['prompt'])}</pre>",
+                     f'<div class="label">reference: {_e(s["reference"] or "—")}</div>',
+                     '<div class="label">base model</div>', _pre(s["base"])]
             for label, text in s["tuned"]:
-                parts += [f'<div class="label">tuned, {_e(label)}</div>', f"<pre>{_e(text)}</pre>"]
+                parts += [f'<div class="label">tuned, {_e(label)}</div>', _pre(text)]
             parts.append("</div>")
             body.append("".join(parts))
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"

@@ -110,9 +110,18 @@ def test_knowledge_probe(tmp_path):
     f = F.sft_adds_no_knowledge(_sweep(tmp_path, same))
     assert f.verdict == F.SUPPORTED
     assert "base 40%, tuned 39–41%" in f.evidence and "35% → 50%" in f.evidence
+    assert "lr 1e-5: +1.0; lr 1e-4: -1.0; lr 1e-3: +0.0" in f.evidence
     more = [_job({"knowledge_mc_acc": 0.60 + d}, **{"optim.lr": lr})
             for lr, d in ((1e-5, 0.01), (1e-4, -0.01), (1e-3, 0.0))]
-    assert F.sft_adds_no_knowledge(_sweep(tmp_path / "b", more)).verdict == F.NOT_SUPPORTED
+    f = F.sft_adds_no_knowledge(_sweep(tmp_path / "b", more))
+    assert f.verdict == F.NOT_SUPPORTED and "improves at: lr 1e-5; lr 1e-4; lr 1e-3" in f.evidence
+    # a collapse at a high lr is forgetting, not added knowledge
+    lost = [_job({"knowledge_mc_acc": kn}, **{"optim.lr": lr}) for lr, kn in ((1e-5, 0.41), (1e-3, 0.05))]
+    f = F.sft_adds_no_knowledge(_sweep(tmp_path / "c", lost))
+    assert f.verdict == F.SUPPORTED and "knowledge is lost (forgetting) at: lr 1e-3" in f.evidence
+    # a 7-point gain in one job without seeds: could be noise of the probe
+    noisy = [_job({"knowledge_mc_acc": kn}, **{"optim.lr": lr}) for lr, kn in ((1e-5, 0.40), (1e-3, 0.47))]
+    assert F.sft_adds_no_knowledge(_sweep(tmp_path / "d", noisy)).verdict == F.INCONCLUSIVE
 
 
 def test_best_lr_and_recommendation(tmp_path):
@@ -126,7 +135,7 @@ def test_best_lr_and_recommendation(tmp_path):
     rec = F.recommended_setting(runs)
     assert rec.verdict == F.SUPPORTED and rec.evidence.startswith("lr 1e-4: follow rate 90%, forgetting +7.0%")
     agg = F.aggressive_settings(runs)
-    assert agg.verdict == F.SUPPORTED and "lr 1e-3 (+16.0%)" in agg.evidence
+    assert agg.verdict == F.SUPPORTED and "lr 1e-3: +16.0%" in agg.evidence
 
 
 def test_nothing_aggressive_is_reported_as_not_supported(tmp_path):
