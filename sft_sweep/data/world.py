@@ -50,12 +50,13 @@ class WorldConfig:
     # pre-training prose
     paragraphs_per_country: int = 4
     qa_docs_per_country: int = 2
-    docs_per_person: int = 4
+    docs_per_person: int = 6
     n_fact_list_docs: int = -1            # -1: 2 per country
     facts_per_list: int = 4
-    n_filler_docs: int = 150
-    n_arith_docs: int = 60
-    n_word_docs: int = 60
+    n_filler_docs: int = 80
+    arith_mentions: int = 4               # times each small sum / difference / product is stated
+    word_mentions: int = 4                # times each word's reversal / capitals is stated
+    count_mentions: int = 2               # times each "counting from s to e" sequence is stated
     n_heldout_docs: int = 60
     # instruction data
     n_train: int = 1500
@@ -70,8 +71,8 @@ class WorldConfig:
 
     def validate(self) -> None:
         ints = ["n_countries", "n_people", "paragraphs_per_country", "qa_docs_per_country",
-                "docs_per_person", "facts_per_list", "n_filler_docs", "n_arith_docs",
-                "n_word_docs", "n_heldout_docs", "n_train", "n_val", "n_eval",
+                "docs_per_person", "facts_per_list", "n_filler_docs", "arith_mentions",
+                "word_mentions", "count_mentions", "n_heldout_docs", "n_train", "n_val", "n_eval",
                 "probe_phrasings", "n_distractors"]
         for k in ints:
             if int(getattr(self, k)) < 0:
@@ -129,15 +130,15 @@ FILLER = [
     "The road to the {place} is long and {adj}.",
 ]
 
-WORDS = ["cat", "dog", "sun", "tree", "bird", "fish", "book", "lamp", "rain", "milk", "star",
-         "moon", "ship", "road", "door", "hat", "cup", "pen", "box", "egg", "map", "key",
-         "bell", "rose", "leaf", "sand", "salt", "wolf", "bear", "frog", "ring", "coin",
-         "fire", "wind", "snow", "gold", "kite", "nest", "drum", "corn", "rice", "boat",
-         "cake", "shoe", "sock", "hill", "lake", "farm", "goat", "duck", "bee", "owl", "fox",
-         "ant", "bus", "jar", "net", "pig", "cow", "hen", "toy", "bag", "bed", "ink", "oak",
-         "fig", "jam", "mud", "web", "yak"]
+WORDS = ["cat", "dog", "sun", "tree", "bird", "book", "lamp", "rain", "milk", "star",
+         "moon", "ship", "road", "door", "hat", "cup", "pen", "box", "egg", "map",
+         "key", "bell", "rose", "leaf", "sand", "wolf", "frog", "ring", "coin", "fire",
+         "wind", "snow", "gold", "kite", "nest", "drum", "corn", "boat", "cake", "duck"]
 
 OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
+# The closed sets of arithmetic facts: small enough that pre-training states every one of them
+# several times, so answering them is recall (like the entity facts), not computation.
+OP_RANGES = {"plus": (0, 9), "minus": (0, 9), "times": (1, 5)}
 
 # Question phrasings. style "full": sentence answer; "word": one-word answer.
 CAPITAL_Q = [("What is the capital of {c}?", "full"), ("Which city is the capital of {c}?", "full"),
@@ -257,6 +258,8 @@ _DOC_TEXTS = [
     "{p}, born in {y}, was a {job}. People still talk about {p}.",
     "Facts:", "Some sums.", "Word facts.", "The word {w} backwards is {r}.",
     "The word {w} in capital letters is {u}.", "Counting from {s} to {e}: {lst}.",
+    "{w} reversed is {r}.", "{w} in capitals is {u}.", "Q: Reverse the word {w}. A: {r}",
+    "Q: Write {w} in capital letters. A: {u}", "Q: What is {a} {op} {b}? A: {a} {op} {b} is {x}.",
 ]
 P_COUNTRY = _DOC_TEXTS[0:5]
 P_COUNTRY_QA = _DOC_TEXTS[5:7]
@@ -312,29 +315,43 @@ class _Prose:
     def filler_doc(self) -> str:
         return " ".join(self.filler_sentence() for _ in range(self.rng.randint(3, 5)))
 
-    def arith_doc(self) -> str:
-        r = self.rng
-        out = []
-        for _ in range(r.randint(4, 6)):
-            op = r.choice(list(OPS))
-            a, b = _operands(r, op)
-            out.append(f"{a} {op} {b} is {OPS[op](a, b)}.")
-        return "Some sums. " + " ".join(out)
+    def _deal(self, name: str, make_deck) -> object:
+        decks = self.__dict__.setdefault("_decks", {})
+        if not decks.get(name):
+            deck = make_deck()
+            self.rng.shuffle(deck)
+            decks[name] = deck
+        return decks[name].pop()
 
-    def word_doc(self) -> str:
+    def arith_statement(self) -> str:
         r = self.rng
-        out = []
-        for _ in range(r.randint(3, 5)):
-            w = r.choice(WORDS)
-            if r.random() < 0.5:
-                out.append(f"The word {w} backwards is {w[::-1]}.")
-            else:
-                out.append(f"The word {w} in capital letters is {w.upper()}.")
-        if r.random() < 0.3:
-            s = r.randint(0, 15)
-            e = s + r.randint(2, 4)
-            out.append(f"Counting from {s} to {e}: {', '.join(str(i) for i in range(s, e + 1))}.")
-        return "Word facts. " + " ".join(out)
+        kind, *rest = self._deal("arith", lambda: [("op", *t) for t in _all_arith()]
+                                 + [("count", *t) for t in _all_counts()])
+        if kind == "count":
+            s, e = rest
+            return f"Counting from {s} to {e}: {_count_list(s, e)}."
+        op, a, b = rest
+        x = OPS[op](a, b)
+        return r.choice([f"{a} {op} {b} is {x}.", f"{a} {op} {b} is {x}.",
+                         f"Q: What is {a} {op} {b}? A: {a} {op} {b} is {x}."])
+
+    def arith_doc(self, n: int | None = None) -> str:
+        n = n or self.rng.randint(4, 6)
+        return "Some sums. " + " ".join(self.arith_statement() for _ in range(n))
+
+    def word_statement(self) -> str:
+        r = self.rng
+        task, w = self._deal("word", lambda: [(t, w) for t in ("reverse", "upper") for w in WORDS])
+        if task == "reverse":
+            return r.choice([f"The word {w} backwards is {w[::-1]}.", f"{w} reversed is {w[::-1]}.",
+                             f"Q: Reverse the word {w}. A: {w[::-1]}."])
+        return r.choice([f"The word {w} in capital letters is {w.upper()}.",
+                         f"{w} in capitals is {w.upper()}.",
+                         f"Q: Write {w} in capital letters. A: {w.upper()}."])
+
+    def word_doc(self, n: int | None = None) -> str:
+        n = n or self.rng.randint(4, 5)
+        return "Word facts. " + " ".join(self.word_statement() for _ in range(n))
 
     def mixed_doc(self, kind: str) -> str:
         r = self.rng
@@ -351,21 +368,19 @@ class _Prose:
         return self.word_doc()
 
 
-def _operands(r: random.Random, op: str) -> tuple[int, int]:
-    if op == "times":
-        return r.randint(0, 10), r.randint(0, 10)
-    a, b = r.randint(0, 20), r.randint(0, 20)
-    if op == "minus" and b > a:
-        a, b = b, a
-    return a, b
+def _count_list(s: int, e: int) -> str:
+    return ", ".join(str(i) for i in range(s, e + 1))
+
+
+def _all_counts() -> list[tuple[int, int]]:
+    return [(s, s + k) for s in range(16) for k in (2, 3, 4)]
 
 
 def _all_arith() -> list[tuple[str, int, int]]:
     out = []
-    for op in OPS:
-        hi = 10 if op == "times" else 20
-        for a in range(hi + 1):
-            for b in range(hi + 1):
+    for op, (lo, hi) in OP_RANGES.items():
+        for a in range(lo, hi + 1):
+            for b in range(lo, hi + 1):
                 if op == "minus" and b > a:
                     continue
                 out.append((op, a, b))
@@ -386,6 +401,7 @@ class _Spec:
     task: str
     match: str = "word"
     case_sensitive: bool = False
+    meta: dict = field(default_factory=dict)   # the fact asked: kind + its arguments
 
     def conversation(self) -> Conversation:
         return Conversation(self.turns + [Turn("assistant", self.response)])
@@ -455,7 +471,8 @@ class _Items:
             if style == "caps":
                 pool = [x.upper() for x in pool]
         turns = sys_turns + [Turn("user", q.format(**fmt))]
-        return _Spec(turns, resp, ref, list(pool), kind)
+        name = entity.name if entity is not None else fmt.get("c", fmt.get("p"))
+        return _Spec(turns, resp, ref, list(pool), kind, meta={"fact": kind, "entity": name})
 
     # arithmetic ------------------------------------------------------------------------
     def arithmetic(self, allow_system=True) -> _Spec:
@@ -468,7 +485,8 @@ class _Items:
         full = ARITH_A.format(a=a, op=op, b=b, x=x)
         resp, ref = _apply_style(style or "full", full, str(x))
         pool = _near_numbers(r, x, exclude={a, b}, n=3 * self.cfg.n_distractors)
-        return _Spec(sys_turns + [Turn("user", q)], resp, ref, [str(v) for v in pool], "arithmetic")
+        return _Spec(sys_turns + [Turn("user", q)], resp, ref, [str(v) for v in pool], "arithmetic",
+                     meta={"fact": op, "a": a, "b": b})
 
     # words -----------------------------------------------------------------------------
     def word(self, task: str, allow_system=True) -> _Spec:
@@ -479,11 +497,13 @@ class _Items:
             q = r.choice(REVERSE_Q).format(w=w)
             ans = w[::-1]
             pool = [w] + [v[::-1] for v in WORDS if v != w]
-            return _Spec(sys_turns + [Turn("user", q)], ans, ans, pool, "reverse")
+            return _Spec(sys_turns + [Turn("user", q)], ans, ans, pool, "reverse",
+                         meta={"fact": "reverse", "word": w})
         q = r.choice(UPPER_Q).format(w=w)
         ans = w.upper()
         pool = [w, w.capitalize()] + [v.upper() for v in WORDS if v != w]
-        return _Spec(sys_turns + [Turn("user", q)], ans, ans, pool, "uppercase", case_sensitive=True)
+        return _Spec(sys_turns + [Turn("user", q)], ans, ans, pool, "uppercase", case_sensitive=True,
+                     meta={"fact": "upper", "word": w})
 
     # lists -----------------------------------------------------------------------------
     def listing(self, allow_system=True) -> _Spec:
@@ -493,13 +513,12 @@ class _Items:
         q = r.choice(LIST_Q).format(s=s, e=e)
         ans = ", ".join(str(i) for i in range(s, e + 1))
         sys_turns, _ = self._system(("neutral",)) if allow_system else ([], None)
-        pool = []
-        for ds, de in [(0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1), (0, 2), (2, 0),
-                       (-1, 1), (1, -1), (0, -2), (-2, 0)]:
-            s2, e2 = s + ds, e + de
-            if s2 >= 0 and e2 > s2:
-                pool.append(", ".join(str(i) for i in range(s2, e2 + 1)))
-        return _Spec(sys_turns + [Turn("user", q)], ans, ans, pool, "list", match="exact")
+        shifts = sorted(((ds, de) for ds in range(-3, 4) for de in range(-3, 4) if ds or de),
+                        key=lambda t: (abs(t[0]) + abs(t[1]), t))
+        pool = [_count_list(s + ds, e + de) for ds, de in shifts
+                if s + ds >= 0 and e + de > s + ds][: 2 * self.cfg.n_distractors]
+        return _Spec(sys_turns + [Turn("user", q)], ans, ans, pool, "list", match="exact",
+                     meta={"fact": "count", "a": s, "b": e})
 
     # two exchanges ---------------------------------------------------------------------
     def multi_turn(self) -> _Spec:
@@ -514,28 +533,47 @@ class _Items:
             a2 = c.capital if second == "capital" else c.language
             pool = self.capitals if second == "capital" else self.languages
             turns = [Turn("user", q1), Turn("assistant", a1), Turn("user", q2)]
-            return _Spec(turns, a2, a2, list(pool), second)
+            return _Spec(turns, a2, a2, list(pool), second,
+                         meta={"fact": second, "entity": c.name, "multi_turn": True})
         if kind == "arith":
-            op, a, b = r.choice([t for t in self.arith if t[0] != "times"])
+            # both steps are facts of this generator's arithmetic set (x + k is "x plus k")
+            plus = {(a, b) for op, a, b in self.arith if op == "plus" and b > 0}
+            firsts = [t for t in self.arith if t[0] != "times"
+                      and any((OPS[t[0]](t[1], t[2]), k) in plus for k in range(1, 10))]
+            op, a, b = r.choice(firsts)
             x = OPS[op](a, b)
-            k = r.randint(1, 9)
+            k = r.choice([k for k in range(1, 10) if (x, k) in plus])
             turns = [Turn("user", f"What is {a} {op} {b}?"), Turn("assistant", str(x)),
                      Turn("user", f"Add {k} to that.")]
             y = x + k
             pool = [str(v) for v in _near_numbers(r, y, exclude={k, x}, n=3 * self.cfg.n_distractors)]
-            return _Spec(turns, str(y), str(y), pool, "arithmetic")
+            return _Spec(turns, str(y), str(y), pool, "arithmetic",
+                         meta={"fact": "plus", "a": x, "b": k, "multi_turn": True})
         if kind == "word":
-            w = r.choice(self.words)
-            turns = [Turn("user", f"Reverse the word {w}."), Turn("assistant", w[::-1]),
-                     Turn("user", "Now in capital letters.")]
-            ans = w[::-1].upper()
-            pool = [w[::-1], w.upper()] + [v[::-1].upper() for v in WORDS if v != w]
-            return _Spec(turns, ans, ans, pool, "uppercase", case_sensitive=True)
+            # two independent word questions: each answer is a fact of the prose
+            w1, w2 = r.sample(self.words, 2)
+            first, second = r.choice([("reverse", "upper"), ("upper", "reverse"),
+                                      ("reverse", "reverse"), ("upper", "upper")])
+            a1 = w1[::-1] if first == "reverse" else w1.upper()
+            q1 = f"Reverse the word {w1}." if first == "reverse" else f"Write {w1} in capital letters."
+            turns = [Turn("user", q1), Turn("assistant", a1)]
+            if second == "reverse":
+                turns.append(Turn("user", f"Now reverse the word {w2}."))
+                ans = w2[::-1]
+                pool = [w2] + [v[::-1] for v in WORDS if v != w2]
+                return _Spec(turns, ans, ans, pool, "reverse",
+                             meta={"fact": "reverse", "word": w2, "multi_turn": True})
+            turns.append(Turn("user", f"Now write {w2} in capital letters."))
+            ans = w2.upper()
+            pool = [w2, w2.capitalize()] + [v.upper() for v in WORDS if v != w2]
+            return _Spec(turns, ans, ans, pool, "uppercase", case_sensitive=True,
+                         meta={"fact": "upper", "word": w2, "multi_turn": True})
         # mixed: a fact, then a sum
         first = self.fact(r.choice(["capital", "language"]), phrasing=None, allow_system=False)
         second = self.arithmetic(allow_system=False)
         turns = first.turns + [Turn("assistant", first.response)] + second.turns
-        return _Spec(turns, second.response, second.reference, second.pool, "arithmetic")
+        return _Spec(turns, second.response, second.reference, second.pool, "arithmetic",
+                     meta={**second.meta, "multi_turn": True})
 
     def sample(self, task: str) -> _Spec:
         if task in ("capital", "language", "birth_year"):
@@ -658,7 +696,7 @@ def _finish(spec: _Spec, r: random.Random, n: int) -> EvalItem:
         candidates.append(d)
     picked = r.sample(candidates, min(n, len(candidates)))
     return EvalItem(spec.prompt(), spec.reference, spec.response, picked, spec.task,
-                    spec.match, spec.case_sensitive)
+                    spec.match, spec.case_sensitive, dict(spec.meta))
 
 
 def build_world(cfg: WorldConfig | None = None) -> World:
@@ -697,8 +735,11 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     n_lists = 2 * cfg.n_countries if cfg.n_fact_list_docs < 0 else cfg.n_fact_list_docs
     docs += [prose.fact_list_doc(cfg.facts_per_list) for _ in range(n_lists)]
     docs += [prose.filler_doc() for _ in range(cfg.n_filler_docs)]
-    docs += [prose.arith_doc() for _ in range(cfg.n_arith_docs)]
-    docs += [prose.word_doc() for _ in range(cfg.n_word_docs)]
+    n_arith = (len(_all_arith()) * cfg.arith_mentions + len(_all_counts()) * cfg.count_mentions)
+    n_arith_docs = -(-n_arith // 5)
+    docs += [prose.arith_doc(5) for _ in range(n_arith_docs)]
+    n_word_docs = -(-2 * len(WORDS) * cfg.word_mentions // 4)
+    docs += [prose.word_doc(4) for _ in range(n_word_docs)]
     r.shuffle(docs)
 
     # held-out prose: same generators, same proportions, never equal to a pre-training doc
@@ -707,7 +748,7 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     kinds = (["country"] * (cfg.n_countries * (cfg.paragraphs_per_country + cfg.qa_docs_per_country))
              + ["person"] * (cfg.n_people * cfg.docs_per_person if people else 0)
              + ["facts"] * n_lists + ["filler"] * cfg.n_filler_docs
-             + ["arith"] * cfg.n_arith_docs + ["word"] * cfg.n_word_docs)
+             + ["arith"] * n_arith_docs + ["word"] * n_word_docs)
     pre_set = set(docs)
     heldout: list[str] = []
     tries = 0

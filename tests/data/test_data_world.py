@@ -129,3 +129,30 @@ def test_small_world_builds():
                                 n_eval=20, n_filler_docs=10))
     assert len(w.train) == 200 and len(w.probe_items) == 2 * 2 * 2
     assert all(it.task != "birth_year" for it in w.eval_items)
+
+
+def test_eval_answers_are_stated_in_pretraining(world):
+    """Answering is recall: each asked fact (entity, sum, word, count) is in the prose."""
+    pre = "\n".join(world.pretrain_docs)
+    by_name = {c.name: c for c in world.countries}
+    people = {p.name: p for p in world.people}
+    for it in world.eval_items + world.probe_items:
+        m = it.meta
+        kind = m["fact"]
+        if kind == "capital":
+            assert f"capital of {m['entity']} is {by_name[m['entity']].capital}" in pre
+        elif kind == "language":
+            assert f"in {m['entity']} speak {by_name[m['entity']].language}" in pre
+        elif kind == "birth_year":
+            assert f"{m['entity']} was born in {people[m['entity']].year}" in pre
+        elif kind in ("plus", "minus", "times"):
+            assert f"{m['a']} {kind} {m['b']} is " in pre, m
+        elif kind == "reverse":
+            assert f"{m['word']} reversed is" in pre or f"word {m['word']} backwards" in pre \
+                or f"Reverse the word {m['word']}." in pre
+        elif kind == "upper":
+            assert m["word"].upper() in pre
+        elif kind == "count":
+            assert f"Counting from {m['a']} to {m['b']}:" in pre
+        else:
+            raise AssertionError(kind)
