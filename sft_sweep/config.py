@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+from omegaconf.errors import MissingMandatoryValue
 
 from .errors import ConfigError
 
@@ -111,6 +112,9 @@ class EvalConf:
     batch_size: int = 32
     # The number a Hydra sweeper optimises; a dotted path into summary.json.
     objective: str = "final.answer_mc_acc"
+    # Several objectives (multi-objective Optuna search, one direction each): when not empty the job
+    # returns this list of values instead of eval.objective's single value.
+    objectives: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -195,8 +199,10 @@ def validate(cfg: Config) -> None:
     for k in ("max_items", "max_new_tokens", "raw_windows", "batch_size"):
         _check(getattr(e, k) >= 1, f"eval.{k}", getattr(e, k), "must be >= 1", p)
     _check(e.n_samples >= 0, "eval.n_samples", e.n_samples, "must be >= 0", p)
-    _check(e.objective.split(".")[0] in ("final", "base", "forgetting_pct"), "eval.objective", e.objective,
-           "must be final.<metric>, base.<metric> or forgetting_pct", p)
+    named = [("eval.objective", e.objective)] + [(f"eval.objectives[{i}]", o) for i, o in enumerate(e.objectives)]
+    for key, obj in named:
+        _check(obj.split(".")[0] in ("final", "base", "forgetting_pct"), key, obj,
+               "must be final.<metric>, base.<metric> or forgetting_pct", p)
     pt = cfg.pretrain
     _check(pt.steps >= 0, "pretrain.steps", pt.steps, "must be >= 0", p)
     _check(pt.batch_size >= 1, "pretrain.batch_size", pt.batch_size, "must be >= 1", p)
@@ -211,7 +217,10 @@ def to_object(cfg: DictConfig) -> Config:
         cfg = cfg.copy()
         with open_dict(cfg):
             del cfg["hydra"]
-    obj = OmegaConf.to_object(cfg)
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as e:
+        raise ConfigError(f"{e.full_key} is required (set it with {e.full_key}=...)") from None
     if not isinstance(obj, Config):  # composed without the schema (e.g. a bare yaml)
         obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), cfg))
     return obj  # type: ignore[return-value]
@@ -249,7 +258,7 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 # Settings that change where or how fast a job runs but not what it computes: excluded from the
 # config hash so that, e.g., re-running a sweep with more threads still skips finished jobs.
 NON_SEMANTIC_KEYS = ("train.threads", "pretrain.cache_dir", "train.log_interval", "train.checkpoint_interval",
-                     "eval.objective")
+                     "eval.objective", "eval.objectives")
 
 
 def config_hash(cfg_dict: dict[str, Any]) -> str:

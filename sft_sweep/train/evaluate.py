@@ -71,13 +71,31 @@ class Evaluator:
         self.batch_size = batch_size
         self.val = val_examples[:max_items]
         self.raw = self._windows(heldout_tokens, raw_windows)
-        self.eval_items = eval_items[:max_items]
-        self.probe_items = probe_items[:max_items]
-        self.follow_prompts = follow_prompts[:max_items]
+        # Items whose prompt leaves no room for an answer in the context window cannot be
+        # scored: they are left out (and counted) rather than scored as failures.
+        self.skipped: dict[str, int] = {}
+        self.eval_items = self._fitting("answer", eval_items)[:max_items]
+        self.probe_items = self._fitting("knowledge", probe_items)[:max_items]
+        self.follow_prompts = self._fitting("follow", follow_prompts)[:max_items]
         self.stop_ids = tuple(template.stop_ids)
         # Any special token ends generation: a model that emits <|im_start|> is opening a new turn.
         self.halt_ids = tuple(sorted(set(self.stop_ids) | set(self.tok.special_tokens.values())))
         self.new_turn = [list(m) for m in template.new_turn_markers]
+
+    def _prompt_of(self, x: Any) -> Any:
+        return x.prompt if isinstance(x, EvalItem) else x
+
+    def _fitting(self, name: str, items: list) -> list:
+        room = min(16, self.max_new_tokens)
+        kept = []
+        for x in items:
+            n_prompt = len(render_prompt(self._prompt_of(x), self.template))
+            longest = max((len(self.tok.encode(c)) for c in x.choices()), default=0) + 1 \
+                if isinstance(x, EvalItem) else room
+            if n_prompt + max(room, longest) <= self.block_size + 1:
+                kept.append(x)
+        self.skipped[name] = len(items) - len(kept)
+        return kept
 
     def _windows(self, tokens: np.ndarray, n: int) -> list[np.ndarray]:
         L = self.block_size + 1
@@ -109,18 +127,21 @@ class Evaluator:
 
     def generate(self, model: GPT, prompts: list) -> list[Generation]:
         encoded = [render_prompt(p, self.template) for p in prompts]
-        out: list[Generation] = []
-        for b in range(0, len(encoded), self.batch_size):
-            chunk = encoded[b : b + self.batch_size]
+        out: list[Generation | None] = [None] * len(encoded)
+        # Similar lengths share a batch, so a long prompt does not shorten the others' answers.
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b : b + self.batch_size]
+            chunk = [encoded[i] for i in idx]
             room = min(self.max_new_tokens, self.block_size - max(len(c) for c in chunk))
             gens = generate(model, chunk, max(room, 1), stop_ids=self.halt_ids, temperature=0.0)
-            for ids, new in zip(chunk, gens):
+            for i, ids, new in zip(idx, chunk, gens):
                 ended = bool(new) and new[-1] in self.stop_ids
                 body = new[:-1] if ended else new
                 text = self.tok.decode(body, skip_special=True)
                 followed = ended and bool(text.strip()) and not any(self._contains(body, m) for m in self.new_turn)
-                out.append(Generation(prompt=self.tok.decode(ids), text=text, ended=ended, followed=followed))
-        return out
+                out[i] = Generation(prompt=self.tok.decode(ids), text=text, ended=ended, followed=followed)
+        return out  # type: ignore[return-value]
 
     def mc_accuracy(self, model: GPT, items: list[EvalItem]) -> float | None:
         seqs, masks, owner = [], [], []
@@ -129,9 +150,7 @@ class Evaluator:
             prompt = render_prompt(item.prompt, self.template)
             for choice in item.choices():
                 resp = self.tok.encode(choice) + [end]
-                ids = np.asarray(prompt + resp, dtype=np.int32)
-                if len(ids) > self.block_size + 1:
-                    ids = ids[: self.block_size + 1]
+                ids = np.asarray(prompt + resp, dtype=np.int32)  # fits: see _fitting
                 m = np.zeros(len(ids), dtype=np.int32)
                 m[len(prompt):] = 1
                 seqs.append(ids)

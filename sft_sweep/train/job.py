@@ -151,7 +151,7 @@ class Job:
         tic = time.perf_counter()
         eval_key = stable_hash({k: v for k, v in flatten(self.cfg_dict).items()
                                 if k.split(".")[0] in ("data", "template", "eval", "model")
-                                and k != "eval.objective"})
+                                and not k.startswith("eval.objective")})
         cached = cache.read_eval(eval_key)
         if cached is None:
             base_metrics, base_gens = evaluator.evaluate(model)
@@ -221,7 +221,7 @@ class Job:
             self.ckpt_path.unlink()
         self.timings["total_s"] = time.perf_counter() - t_start
         data_report = {**data.report, "mix": mix_report, "batches": pl.batch_report,
-                       "n_train_examples": len(examples)}
+                       "n_train_examples": len(examples), "eval_skipped_too_long": evaluator.skipped}
         return self._summary(
             "completed", base=base_metrics, final=final, forgetting_pct=forgetting, steps=step,
             base_model={"key": cache.key, "built_here": base_info["built"]}, threads=threads,

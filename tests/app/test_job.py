@@ -1,0 +1,168 @@
+"""End-to-end jobs on the tiny model: files, skipping, resuming, failures, the base-model lock."""
+
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from sft_sweep.config import register_configs, to_object
+from sft_sweep.train.data_prep import prepare, pretrain_source
+from sft_sweep.train.job import Job
+from sft_sweep.train.pretrain import load_or_build_base
+from sft_sweep.train.runfiles import read_jsonl
+from tests.conftest import CONF_DIR, REPO
+
+register_configs()
+SMOKE = ["experiment=smoke", "train.threads=1"]
+
+
+def compose_cfg(overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+def run_job(tmp_path, cache_dir, extra=(), name="job"):
+    cfg = compose_cfg([*SMOKE, f"pretrain.cache_dir={cache_dir}", *extra])
+    job = Job(cfg, tmp_path / name, overrides=list(extra), base_dir=str(REPO))
+    return job, job.run()
+
+
+def test_job_writes_files_and_learns(tmp_path, cache_dir):
+    job, s = run_job(tmp_path, cache_dir, ["optim.lr=3e-3"])
+    assert s["status"] == "completed", s.get("error")
+    d = job.dir
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["config_hash"] == job.hash and summary["config"]["optim.lr"] == 3e-3
+    for part in ("base", "final"):
+        for k in ("raw_loss", "response_loss", "follow_rate", "answer_acc", "answer_mc_acc",
+                  "knowledge_acc", "knowledge_mc_acc"):
+            assert k in summary[part], (part, k)
+    expected = 100 * (summary["final"]["raw_loss"] - summary["base"]["raw_loss"]) / summary["base"]["raw_loss"]
+    assert summary["forgetting_pct"] == pytest.approx(expected)
+    rows = read_jsonl(d / "metrics.jsonl")
+    train = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert [r["step"] for r in train] == [3, 6, 9, 12]
+    assert {"step", "epoch", "lr", "loss", "grad_norm", "tokens_per_s"} <= set(train[0])
+    assert [r["step"] for r in evals] == [0, 6, 12]
+    # SFT lowers the loss on held-out responses (the base has never seen the template).
+    assert evals[-1]["response_loss"] < evals[0]["response_loss"]
+    assert train[-1]["loss"] < train[0]["loss"]
+    samples = read_jsonl(d / "samples.jsonl")
+    assert samples and {"prompt", "base", "sft"} <= set(samples[0])
+    assert (d / "model.npz").exists() and not (d / "checkpoint.npz").exists()
+
+
+def test_completed_job_is_skipped(tmp_path, cache_dir):
+    job, s = run_job(tmp_path, cache_dir, ["optim.lr=1e-3"])
+    before = (job.dir / "summary.json").read_text()
+    _, again = run_job(tmp_path, cache_dir, ["optim.lr=1e-3"])
+    assert again.get("skipped") is True
+    assert (job.dir / "summary.json").read_text() == before
+    # Another config in the same directory is not skipped.
+    _, other = run_job(tmp_path, cache_dir, ["optim.lr=2e-3"])
+    assert other.get("skipped") is None and other["status"] == "completed"
+
+
+def test_killed_job_resumes_to_the_same_result(tmp_path, cache_dir, monkeypatch):
+    _, full = run_job(tmp_path, cache_dir, ["optim.lr=3e-3"], name="full")
+
+    import sft_sweep.train.sft as sft
+
+    real_train = sft.train
+
+    def killed_after_step_7(model, opt, examples, cfg, pl, *, start_step, on_log, on_step_end, progress=None):
+        def step_end(step):
+            on_step_end(step)
+            if step == 7:
+                raise KeyboardInterrupt  # like a SIGINT / a cluster pre-emption
+        return real_train(model, opt, examples, cfg, pl, start_step=start_step, on_log=on_log,
+                          on_step_end=step_end, progress=progress)
+
+    monkeypatch.setattr(sft, "train", killed_after_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(tmp_path, cache_dir, ["optim.lr=3e-3"], name="killed")
+    assert (tmp_path / "killed" / "checkpoint.npz").exists()
+    monkeypatch.setattr(sft, "train", real_train)
+    _, resumed = run_job(tmp_path, cache_dir, ["optim.lr=3e-3"], name="killed")
+    assert resumed["status"] == "completed"
+    assert resumed["final"] == full["final"]
+    a = [r for r in read_jsonl(tmp_path / "full" / "metrics.jsonl")]
+    b = [r for r in read_jsonl(tmp_path / "killed" / "metrics.jsonl")]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]
+    assert strip(a) == strip(b)
+
+
+def test_missing_data_file_fails_cleanly(tmp_path, cache_dir):
+    _, s = run_job(tmp_path, cache_dir, ["data=files", f"data.datasets.main.path={tmp_path}/nope.json"])
+    assert s["status"] == "failed" and s["user_error"] is True
+    assert "nope.json" in s["error"]
+    assert json.loads((tmp_path / "job" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_non_finite_loss_fails_the_job(tmp_path, cache_dir, monkeypatch):
+    from sft_sweep.nn import GPT
+
+    real = GPT.loss_and_grads
+
+    def nan_loss(self, *a, **k):
+        loss, grads = real(self, *a, **k)
+        return float("nan"), grads
+
+    monkeypatch.setattr(GPT, "loss_and_grads", nan_loss)
+    _, s = run_job(tmp_path, cache_dir, ["optim.lr=1e-3"], name="nan")
+    assert s["status"] == "failed" and "non-finite" in s["error"]
+
+
+def _build(args):
+    overrides, cache = args
+    cfg = to_object(compose_cfg([*SMOKE, f"pretrain.cache_dir={cache}", *overrides]))
+    data = prepare(cfg, str(REPO))
+    _, _, info = load_or_build_base(cfg, data.pretrain_tokens, pretrain_source(cfg, str(REPO)), cache)
+    return info["built"]
+
+
+def test_lock_prevents_double_pretraining(tmp_path):
+    cache = str(tmp_path / "cache")
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        built = pool.map(_build, [(["pretrain.seed=7"], cache)] * 2)
+    assert sorted(built) == [False, True]
+    assert len(list((tmp_path / "cache").glob("base-*/model.npz"))) == 1
+
+
+def _cli(*args, cwd):
+    env = {**os.environ, "HYDRA_FULL_ERROR": ""}
+    env.pop("HYDRA_FULL_ERROR")
+    return subprocess.run([sys.executable, "-m", "sft_sweep.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("optim.lrr=0.1", "lrr"),
+    ("train.epochs=two", "two"),
+    ("model=huge", "huge"),
+])
+def test_bad_overrides_give_clean_errors(tmp_path, override, needle):
+    r = _cli(override, cwd=tmp_path)
+    assert r.returncode != 0
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_invalid_value_and_missing_file_give_clean_errors(tmp_path, cache_dir):
+    r = _cli(*SMOKE, "optim.lr=-1", f"pretrain.cache_dir={cache_dir}", cwd=tmp_path)
+    assert r.returncode == 1 and "optim.lr" in r.stderr and "Traceback" not in r.stderr
+    r = _cli(*SMOKE, "data=files", "data.datasets.main.path=missing.json", f"pretrain.cache_dir={cache_dir}",
+             cwd=tmp_path)
+    assert r.returncode == 1 and "missing.json" in r.stderr and "Traceback" not in r.stderr
