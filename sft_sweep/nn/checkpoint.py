@@ -130,13 +130,10 @@ def load_checkpoint(path, model: GPT, optimizer: AdamW | None = None) -> dict[st
         opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
         if not opt_state:
             raise CheckpointError(f"checkpoint {path} holds no optimizer state")
-        for key in ("m", "v"):
-            if key not in opt_state or opt_state[key].shape != (optimizer.size,):
-                raise CheckpointError(
-                    f"checkpoint {path}: optimizer state {key!r} does not match the optimizer "
-                    f"({optimizer.size} parameters)")
-        if "t" not in opt_state:
-            raise CheckpointError(f"checkpoint {path}: optimizer state lacks the step count")
+        try:
+            optimizer.check_state_dict(opt_state)
+        except ValueError as e:
+            raise CheckpointError(f"checkpoint {path}: {e}") from e
     for name, p in model.params.items():
         p[...] = arrays["param/" + name]
     if opt_state is not None:

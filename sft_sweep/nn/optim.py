@@ -214,19 +214,34 @@ class AdamW:
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {"m": self.m.copy(), "v": self.v.copy(), "t": np.array(self.t, dtype=np.int64)}
+        """Moments per parameter name (``m:<name>``, ``v:<name>``) and the step ``t``:
+        independent of the flat layout, so a checkpoint survives a layout change."""
+        d: dict[str, np.ndarray] = {"t": np.array(self.t, dtype=np.int64)}
+        for name, p in self.params.items():
+            o = self._offs[name]
+            d["m:" + name] = self.m[o:o + p.size].reshape(p.shape).copy()
+            d["v:" + name] = self.v[o:o + p.size].reshape(p.shape).copy()
+        return d
 
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
-        for key in ("m", "v", "t"):
-            if key not in d:
-                raise ValueError(f"optimizer state lacks {key!r}")
-        m, v = np.asarray(d["m"]), np.asarray(d["v"])
-        if m.shape != (self.size,) or v.shape != (self.size,):
-            raise ValueError(
-                f"optimizer state has {m.size} moments, this optimizer has {self.size} parameters")
-        self.m[...] = m
-        self.v[...] = v
+        self.check_state_dict(d)
+        for name, p in self.params.items():
+            o = self._offs[name]
+            self.m[o:o + p.size] = np.asarray(d["m:" + name]).reshape(-1)
+            self.v[o:o + p.size] = np.asarray(d["v:" + name]).reshape(-1)
         self.t = int(np.asarray(d["t"]))
+
+    def check_state_dict(self, d: dict[str, np.ndarray]) -> None:
+        """Raises ValueError naming the first entry that does not fit this optimizer."""
+        if "t" not in d:
+            raise ValueError("optimizer state lacks the step count 't'")
+        for name, p in self.params.items():
+            for key in ("m:" + name, "v:" + name):
+                if key not in d:
+                    raise ValueError(f"optimizer state lacks {key!r}")
+                if np.shape(d[key]) != p.shape:
+                    raise ValueError(f"optimizer state {key!r} has shape {np.shape(d[key])}, "
+                                     f"parameter has {p.shape}")
 
 
 SCHEDULES = ("cosine", "linear", "constant")

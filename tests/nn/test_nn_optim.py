@@ -110,8 +110,13 @@ def test_state_dict_roundtrip():
     opt2.load_state_dict(sd)
     assert opt2.t == 1
     assert np.array_equal(opt2.m, opt.m) and np.array_equal(opt2.v, opt.v)
-    with pytest.raises(ValueError):
-        opt2.load_state_dict({"m": sd["m"][:5], "v": sd["v"], "t": sd["t"]})
+    assert set(sd) == {"t"} | {f"{k}:{n}" for n in model.params for k in "mv"}
+    bad = dict(sd, **{"m:wte": sd["m:wte"][:5]})
+    with pytest.raises(ValueError, match="m:wte"):
+        opt2.load_state_dict(bad)
+    missing = {k: v for k, v in sd.items() if k != "v:lnf.b"}
+    with pytest.raises(ValueError, match="v:lnf.b"):
+        opt2.load_state_dict(missing)
 
 
 def test_non_finite_gradient_refused():
