@@ -34,13 +34,14 @@ LN_EPS = 1e-5
 _GELU_A = math.sqrt(2.0 / math.pi)
 _GELU_B = _GELU_A * 0.044715
 
-# Attention's softmax skips the per-row max subtraction when every score of a block is
-# below this (exp cannot overflow, even summed over thousands of keys) and no row sum
-# underflows; otherwise it falls back to the classic shifted form. Either way the
-# result is the softmax to working precision, and the row max (a slow reduction along
-# short rows in numpy) is usually not needed.
-_SOFTMAX_SAFE_MAX = 60.0
-_SOFTMAX_MIN_ROWSUM = 1e-30
+# Attention's softmax skips the per-row max subtraction (a slow reduction along short
+# rows in numpy) when every score of a block is below _SOFTMAX_SAFE_MAX and no row sum
+# falls below _SOFTMAX_MIN_ROWSUM; otherwise it takes the classic shifted form. Either
+# way it is the softmax to working precision. The bounds keep E = exp(S) and
+# 1 / rowsum(E) within about 1e-10..1e10, so nothing in the backward (which scales the
+# incoming gradient by 1 / rowsum) comes near float32's denormal range.
+_SOFTMAX_SAFE_MAX = 20.0
+_SOFTMAX_MIN_ROWSUM = 1e-10
 
 
 class Workspace:
