@@ -285,10 +285,10 @@ def sft_adds_no_knowledge(runs: RunSet) -> Finding:
     pooled_upper = pooled.mean + (pooled.half if pooled.n >= 2 and not math.isnan(pooled.half) else 0.0)
     clear = all(m < KNOWLEDGE_GAIN for _, m, _h in per) and (
         all(m + margin(h) < KNOWLEDGE_GAIN for _, m, h in per) or pooled_upper < KNOWLEDGE_GAIN)
-    if pooled.n >= 2:
+    if pooled.n >= 3:
         evidence += (f"; over all {pooled.n} jobs {100 * pooled.mean:+.1f} points, 95% CI up to "
                      f"{100 * pooled_upper:+.1f}")
-    lost = [(k, m) for k, m, h in per if m + margin(h) < -KNOWLEDGE_GAIN]
+    lost = [(k, m) for k, m, h in per if m + margin(h) < -need]
     contrast = []
     for m, what in (("answer_mc_acc", "multiple-choice accuracy on the facts the SFT data asks about"),
                     ("knowledge_acc", "generated answers to the probe")):

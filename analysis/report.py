@@ -127,6 +127,9 @@ class Block:
 def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: Path) -> list[Block]:
     doc: list[Block] = []
     names = ", ".join(r.resolve().name for r in runs.roots)
+    exp = runs.constants.get("name")  # the experiment's name in the app's config, when fixed
+    if isinstance(exp, str) and exp and exp != names and len(runs.roots) == 1:
+        names = f"{exp} ({names})"
     doc.append(Block("h1", f"Sweep report: {names}"))
     counts = runs.status_counts()
     done = int(runs.jobs["done"].sum())
@@ -177,8 +180,8 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
 
     # Jobs
     doc.append(Block("h2", "Jobs"))
-    doc.append(Block("p", f"{done} of {len(runs.jobs)} jobs completed and are analysed. "
-                          + ("Jobs that failed or are still running are listed here and left out of the "
+    doc.append(Block("p", f"{done} of {len(runs.jobs)} jobs completed and are analysed."
+                          + (" Jobs that failed or are still running are listed here and left out of the "
                              "figures, tables and findings." if done < len(runs.jobs) else "")))
     bad = runs.jobs[~runs.jobs["done"]]
     if not bad.empty:

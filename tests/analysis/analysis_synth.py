@@ -36,6 +36,9 @@ BASE_CONFIG = {
     "eval.every": EVAL_EVERY,
 }
 
+#: Planted in generations by the HTML / Markdown escaping tests.
+PLANTED = '<script>alert("x")</script> ``` | **bold** # heading'
+
 PROMPTS = [
     ("capital", "What is the capital of Veloria?", "Tarsen"),
     ("capital", "What is the capital of Ombrel?", "Kesh"),

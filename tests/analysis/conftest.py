@@ -9,9 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from analysis_synth import make_sweep  # noqa: E402
-
-PLANTED = '<script>alert("x")</script> ``` | **bold** # heading'
+from analysis_synth import PLANTED, make_sweep  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -251,3 +251,12 @@ def test_samples_collected(demo_runs):
     s = demo_runs.samples
     assert list(s.columns[:6]) == ["job", "task", "prompt", "reference", "base", "sft"]
     assert (s["job"] == "0").sum() == 4
+
+
+def test_skipped_counts_as_completed(tmp_path):
+    d = tmp_path / "s"
+    ov = ["optim.lr=0.001"]
+    s = summary_for(_config(**{"optim.lr": 1e-3}), ov, BASE_EVAL, BASE_EVAL, steps=1, status="skipped")
+    write_job(d / "0", overrides=ov, summary=s)
+    runs = collect_runs(d)
+    assert runs.jobs["done"].tolist() == [True] and runs.status_counts() == {"skipped": 1}

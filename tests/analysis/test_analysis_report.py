@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 from analysis.report import md_code, md_escape, write_report
-from analysis_synth import BASE_CONFIG, BASE_EVAL, summary_for, write_job
-from conftest import PLANTED
+from analysis_synth import BASE_CONFIG, BASE_EVAL, PLANTED, summary_for, write_job
 
 
 def test_report_files_written(demo_report):
@@ -91,3 +90,46 @@ def test_out_dir_and_running_only_sweep(tmp_path):
     md = paths.markdown.read_text()
     assert "No job has completed yet" in md
     assert "| 0 | running |" in md
+
+
+def test_several_sweeps_compared(tmp_path):
+    from analysis_synth import make_sweep
+
+    a = make_sweep(tmp_path / "runs" / "a", lrs=(1e-4,), epochs=(1,), seeds=(0,))
+    b = make_sweep(tmp_path / "runs" / "b", lrs=(1e-3,), epochs=(1,), seeds=(0,))
+    paths = write_report([a, b])
+    assert paths.out_dir == (tmp_path / "runs" / "report-a+b").resolve()
+    md = paths.markdown.read_text()
+    assert "# Sweep report: a, b" in md and "| learning rate | optim.lr | 1e-4, 1e-3 |" in md
+
+
+def test_only_some_metrics_measured(tmp_path):
+    """Metrics that do not apply are absent: the report still works and says what was not tested."""
+    d = tmp_path / "s"
+    base = {"raw_loss": 1.2, "response_loss": 3.0}
+    for i, lr in enumerate((1e-4, 1e-3)):
+        final = {"raw_loss": 1.2 * (1 + 0.05 * (i + 1)), "response_loss": 2.0 - i}
+        ov = [f"optim.lr={lr}"]
+        write_job(d / str(i), overrides=ov, summary=summary_for({**BASE_CONFIG, "optim.lr": lr}, ov, base, final, steps=2),
+                  metrics=[{"kind": "eval", "step": 0, **base}, {"kind": "eval", "step": 2, **final}])
+    paths = write_report(d)
+    by_key = {f.key: f for f in paths.findings}
+    assert by_key["sft_teaches_following"].verdict == "inconclusive"
+    assert "not tested" in by_key["sft_teaches_following"].evidence
+    assert by_key["forgetting_vs_lr"].verdict == "supported"
+    assert "tradeoff" not in paths.plots and "lr_comparison" in paths.plots
+    assert not paths.problems
+
+
+def test_a_failing_figure_is_reported_not_fatal(tmp_path, monkeypatch):
+    from analysis import plots
+    from analysis_synth import make_sweep
+
+    def broken(*_a, **_k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(plots, "PLOTS", [("broken", broken, "a figure that fails")] + plots.PLOTS[-1:])
+    paths = write_report(make_sweep(tmp_path / "s", lrs=(1e-4,), epochs=(1,), seeds=(0,)))
+    assert "base_vs_tuned" in paths.plots
+    assert any("figure broken" in str(p) and "boom" in str(p) for p in paths.problems)
+    assert "RuntimeError: boom" in paths.markdown.read_text()
