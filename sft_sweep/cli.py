@@ -3,6 +3,12 @@
 ``sft-sweep [overrides]`` runs one job; ``sft-sweep -m ...`` a sweep. A failed job writes
 ``summary.json`` with ``status: failed``; a single run then exits non-zero with a short message,
 while in a multirun the other jobs go on (the sweep's report counts the failures).
+
+What a job returns to the sweeper: ``eval.objective``'s value, or the list of ``eval.objectives``
+values for a multi-objective Optuna search. In a multirun a job with no usable value (failed, or a
+metric absent / NaN) returns None: the Optuna sweeper records that trial as FAIL and the search
+goes on (``max_failure_rate``), whereas a NaN makes optuna 2.x's ``study.tell`` raise and would
+stop the whole search. Hydra's basic sweeper ignores the value.
 """
 
 from __future__ import annotations
@@ -28,8 +34,19 @@ register_configs()
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
+def sweeper_value(summary: dict, cfg: DictConfig) -> float | list[float] | None:
+    """The job's return value for a sweeper (see the module docstring); None when there is none."""
+    if summary.get("status") != "completed":
+        return None
+    paths = list(cfg.eval.objectives)
+    values = [objective(summary, p) for p in paths] if paths else [objective(summary, cfg.eval.objective)]
+    if any(math.isnan(v) for v in values):
+        return None
+    return values if paths else values[0]
+
+
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base=None)
-def task(cfg: DictConfig) -> float:
+def task(cfg: DictConfig) -> float | list[float] | None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     job = Job(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task), base_dir=hc.runtime.cwd,
@@ -40,10 +57,11 @@ def task(cfg: DictConfig) -> float:
         if not multirun:
             print(f"sft-sweep: the job failed: {summary.get('error')}\n(details in {where})", file=sys.stderr)
             sys.exit(1)
-        return math.nan
-    value = objective(summary, cfg.eval.objective)
+        return None
+    value = sweeper_value(summary, cfg)
     if not multirun:
-        log.info("done: %s = %s (files in %s)", cfg.eval.objective, value, hc.runtime.output_dir)
+        log.info("done: %s = %s (files in %s)", list(cfg.eval.objectives) or cfg.eval.objective, value,
+                 hc.runtime.output_dir)
     return value
 
 
