@@ -41,3 +41,11 @@ def rich_runs(tmp_path_factory):
     d = make_sweep(tmp_path_factory.mktemp("sweeps") / "rich", lrs=(1e-4, 1e-3), epochs=(1,),
                    seeds=(0,), replay=(0.0, 0.05, 0.2), templates=("chatml", "alpaca"))
     return collect_runs(d)
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Skip drawing in tests about the report's text (figures are tested on their own)."""
+    import analysis.report
+
+    monkeypatch.setattr(analysis.report, "plot_all", lambda *a, **k: {})

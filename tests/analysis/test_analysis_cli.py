@@ -24,7 +24,7 @@ def small_sweep(tmp_path):
     return make_sweep(tmp_path / "small", lrs=(1e-4,), epochs=(1,), seeds=(0,))
 
 
-def test_cli_writes_report(small_sweep, tmp_path, capsys):
+def test_cli_writes_report(small_sweep, tmp_path, capsys, no_figures):
     out = tmp_path / "out"
     assert main([str(small_sweep), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -82,7 +82,7 @@ def test_python_dash_m(demo_sweep):
     assert "12 jobs: 10 completed" in r.stdout
 
 
-def test_callback_writes_report(tmp_path, capsys):
+def test_callback_writes_report(tmp_path, capsys, no_figures):
     from analysis_synth import make_sweep
 
     d = make_sweep(tmp_path / "s", lrs=(1e-4,), epochs=(1,), seeds=(0,))

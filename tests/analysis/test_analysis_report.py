@@ -52,7 +52,7 @@ def test_markdown_keeps_generations_in_fences(demo_report):
     assert "<script" not in outside
 
 
-def test_escaping_everywhere(tmp_path):
+def test_escaping_everywhere(tmp_path, no_figures):
     """Text from the data in a parameter value, an error message and a directory name."""
     evil = "<script>bad()</script>"
     d = tmp_path / "sweep"
@@ -81,7 +81,7 @@ def test_md_helpers():
     assert md_escape("- item") == r"\- item"
 
 
-def test_out_dir_and_running_only_sweep(tmp_path):
+def test_out_dir_and_running_only_sweep(tmp_path, no_figures):
     d = tmp_path / "sweep"
     write_job(d / "0", overrides=["optim.lr=0.1"], metrics=[{"kind": "train", "step": 3, "loss": 2.0}])
     out = tmp_path / "elsewhere"
@@ -92,7 +92,7 @@ def test_out_dir_and_running_only_sweep(tmp_path):
     assert "| 0 | running |" in md
 
 
-def test_several_sweeps_compared(tmp_path):
+def test_several_sweeps_compared(tmp_path, no_figures):
     from analysis_synth import make_sweep
 
     a = make_sweep(tmp_path / "runs" / "a", lrs=(1e-4,), epochs=(1,), seeds=(0,))
