@@ -30,7 +30,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, Percent
 from analysis.collect import RunSet
 from analysis.stats import aggregate, mean_ci, pareto_mask, t_quantile_975
 from analysis.style import (
-    AGGRESSIVE_BAND, Palette, col_name, col_short, fmt_param, fmt_sci, fmt_value, metric_label,
+    AGGRESSIVE_BAND, Palette, col_name, fmt_param, fmt_sci, fmt_value, metric_label,
     metric_scale, setting_label, sorted_values,
 )
 
@@ -180,6 +180,12 @@ def _smooth(rows: pd.DataFrame) -> pd.DataFrame:
 def _with_n(label: str, ns: Sequence[int], runs: RunSet) -> str:
     """``label (n=2)`` when the sweep has seeds (how many completed), else just ``label``."""
     return f"{label} ({_n_text(ns)})" if runs.seeds else label
+
+
+def _range_err(values: pd.Series) -> list[list[float]]:
+    """Error-bar extents from the mean down to the min and up to the max (never negative)."""
+    m = float(values.mean())
+    return [[max(0.0, m - float(values.min()))], [max(0.0, float(values.max()) - m)]]
 
 
 def _n_text(ns: Sequence[int]) -> str:
@@ -660,8 +666,8 @@ def plot_categories(runs: RunSet, out_dir: str | Path, palette: Palette | None =
                         low, high = (mean, mean) if math.isnan(ci) else (mean - ci, mean + ci)
                     xs.append(xi - 0.4 + width * (gi + 0.5))
                     ys.append(scale * mean)
-                    lo.append(scale * (mean - low))
-                    hi.append(scale * (high - mean))
+                    lo.append(max(0.0, scale * (mean - low)))  # rounding must not make it negative
+                    hi.append(max(0.0, scale * (high - mean)))
                 ax.bar(xs, ys, width=width * 0.92, yerr=[lo, hi], capsize=3,
                        color=palette.color(group, g) if group else palette.color(cat, cvals[0]),
                        edgecolor="white", lw=0.5)
@@ -781,7 +787,7 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
         x0 = mi - 0.42
         base = 100 * done[f"base_{m}"].dropna()
         bars = ax.bar(x0 + width * 0.5, base.mean(), width=width * 0.92, color=BASE_COLOR,
-                      yerr=[[base.mean() - base.min()], [base.max() - base.mean()]], capsize=3)
+                      yerr=_range_err(base), capsize=3)
         ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2)
         for gi, g in enumerate(gvals):
             part = done if group is None else done[done[group] == g]
@@ -791,7 +797,7 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
             x = x0 + width * (gi + 1.5)
             bars = ax.bar(x, vals.mean(), width=width * 0.92,
                           color=palette.color(group, g) if group else "#1f4e79",
-                          yerr=[[vals.mean() - vals.min()], [vals.max() - vals.mean()]], capsize=3)
+                          yerr=_range_err(vals), capsize=3)
             ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2)
     ax.set_xticks(range(len(metrics)))
     names = {"follow_rate": "follow rate", "answer_acc": "answer\naccuracy",

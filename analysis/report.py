@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.collect import DONE_STATUSES, Problem, RunSet, collect_runs
+from analysis.collect import Problem, RunSet, collect_runs
 from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding, compute_findings
 from analysis.plots import PLOTS, plot_all
 from analysis.style import col_name, fmt_metric, fmt_num, fmt_value, setting_label, sorted_values
@@ -523,4 +523,4 @@ def _atomic_text(path: Path, text: str) -> None:
 
 
 __all__ = ["write_report", "ReportPaths", "summary_table", "pick_samples", "render_markdown",
-           "render_html", "md_escape", "md_code", "default_out_dir", "DONE_STATUSES"]
+           "render_html", "md_escape", "md_code", "default_out_dir", "pareto_table"]

@@ -12,7 +12,7 @@ from analysis.collect import (
     collect_runs, detect_swept, find_job_dirs, parse_overrides, parse_scalar, _is_sweep_value,
 )
 from analysis.errors import ReportError
-from analysis_synth import BASE_CONFIG, BASE_EVAL, summary_for, write_job, write_multirun_yaml
+from analysis_synth import BASE_CONFIG, BASE_EVAL, summary_for, write_job
 
 
 def _config(**over):

@@ -85,3 +85,14 @@ def test_plots_do_not_touch_pyplot_state(demo_plots):
         import matplotlib.pyplot as plt
 
         assert plt.get_fignums() == []
+
+
+def test_constant_values_do_not_give_negative_error_bars(tmp_path):
+    """mean([0.1, 0.1, 0.1]) > 0.1 in floating point: whiskers must still be drawable."""
+    from analysis.collect import collect_runs
+    from analysis_synth import BASE_EVAL, make_results_sweep
+
+    base = {**BASE_EVAL, "follow_rate": 0.1, "knowledge_mc_acc": 0.1}
+    jobs = [{"params": {"optim.lr": lr}, "final": {"follow_rate": 0.1}} for lr in (1e-5, 1e-4, 1e-3)]
+    runs = collect_runs(make_results_sweep(tmp_path / "s", jobs, base=base))
+    assert _is_png(plots.plot_base_vs_tuned(runs, tmp_path / "out"))
