@@ -25,7 +25,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, PercentFormatter
+from matplotlib.ticker import (
+    FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator, PercentFormatter,
+)
 
 from analysis.collect import RunSet
 from analysis.stats import aggregate, mean_ci, pareto_mask, t_quantile_975
@@ -237,6 +239,38 @@ def _signed_percent(ax, axis: str = "y") -> None:
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+.0f}%" if v else "0%"))
 
 
+#: Forgetting above this (%) switches its axis to a symmetric log scale, so that a sweep with
+#: +10% and +700% jobs still shows the small values and the 10-15% band.
+SYMLOG_ABOVE = 150.0
+_NICE = (0, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+def _forgetting_axis(ax, values, axis: str = "y") -> str:
+    """Scale, limits and % ticks of a forgetting axis (0 and the band always in view).
+
+    Returns the label suffix to append (a second line "(log scale above 10%)" with symlog).
+    """
+    vals = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    lo = min(float(vals.min()) if vals.size else 0.0, 0.0)
+    hi = max(float(vals.max()) if vals.size else 0.0, AGGRESSIVE_BAND[1] + 2)
+    set_scale, set_lim = (ax.set_yscale, ax.set_ylim) if axis == "y" else (ax.set_xscale, ax.set_xlim)
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    if hi <= SYMLOG_ABOVE and lo >= -SYMLOG_ABOVE:
+        pad = 0.07 * (hi - lo)
+        set_lim(lo - pad, hi + pad)
+        _signed_percent(ax, axis)
+        return ""
+    lin = AGGRESSIVE_BAND[0]
+    set_scale("symlog", linthresh=lin, linscale=0.6)
+    set_lim(lo * 1.3 - 1 if lo < 0 else -1, hi * 1.3)
+    nice = _NICE if axis == "y" else (0, 10, 100, 1000, 10000)  # an x axis has less room for labels
+    ticks = [t for t in nice if t <= hi * 1.3] + [-t for t in nice if t and -t >= lo * 1.3]
+    target.set_major_locator(FixedLocator(sorted(ticks)))
+    target.set_minor_locator(NullLocator())
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+.0f}%" if v else "0%"))
+    return f"\n(log scale above {lin:g}%)"
+
+
 def _values(df: pd.DataFrame, col: str) -> list:
     return sorted_values(df[col]) if col in df else []
 
@@ -383,12 +417,11 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
         labels.append(_with_n(setting_label(kd, group_cols) if group_cols else "all jobs", part["n"], runs))
     _log_lr_axis(ax, _values(done, lr))
     ax.set_xlabel(f"{col_name(lr)} ({lr}, log scale)")
-    ax.set_ylabel("raw-text loss change vs base model (%)")
-    _signed_percent(ax)
+    extent = list(agg["mean"] + agg["ci"].fillna(0)) + list(agg["mean"] - agg["ci"].fillna(0)) \
+        + list(done["forgetting_pct"])
+    suffix = _forgetting_axis(ax, extent)
+    ax.set_ylabel("raw-text loss change vs base model (%)" + suffix)
     ax.grid(alpha=0.3)
-    top = max(float(np.nanmax(agg["mean"] + agg["ci"].fillna(0))), AGGRESSIVE_BAND[1] + 2)
-    bottom = min(float(np.nanmin(agg["mean"] - agg["ci"].fillna(0))), 0.0)
-    ax.set_ylim(bottom - 0.05 * (top - bottom), top + 0.08 * (top - bottom))
     handles.append(_band_handle())
     labels.append(_band_handle().get_label())
     _legend(fig, handles, labels, title=", ".join(col_name(c) for c in group_cols) or None)
@@ -456,12 +489,10 @@ def plot_forgetting_curves(runs: RunSet, out_dir: str | Path, palette: Palette |
             _missing_note(ax, color_col, values, shown)
         ax.set_title(_facet_title(key) or "all jobs", fontsize=10)
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("raw-text loss change vs step 0 (%)")
-        _signed_percent(ax)
         ax.grid(alpha=0.3)
-    pad = 0.06 * (hi - lo)
     for fi in range(len(facets)):
-        axes.flat[fi].set_ylim(lo - pad, hi + pad)
+        suffix = _forgetting_axis(axes.flat[fi], [lo, hi])
+        axes.flat[fi].set_ylabel("raw-text loss change vs step 0 (%)" + suffix)
     for fi in range(len(facets), nrows * ncols):
         axes.flat[fi].set_visible(False)
     handles = [Line2D([], [], color=palette.color(color_col, v) if color_col else "#1f4e79", lw=2.5)
@@ -526,7 +557,7 @@ def plot_mixing(runs: RunSet, out_dir: str | Path, palette: Palette | None = Non
         ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
         ax.set_xticks([100 * float(v) for v in _values(done, rp)])
         if m == "forgetting_pct":
-            _signed_percent(ax)
+            ax.set_ylabel(metric_label(m) + _forgetting_axis(ax, done[m]))
         else:
             _y_percent(ax)
         ax.set_title({"forgetting_pct": "forgetting"}.get(m, metric_label(m).split(" (")[0]), fontsize=10)
@@ -575,13 +606,17 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
                    edgecolors="black", linewidths=1.3, zorder=4)
         # Name the front's jobs only when that stays readable; the report lists them anyway.
         if len(front) <= 4 and len(runs.swept) <= 2:
+            ys = scale * pts[m]
+            low_band = float(ys.min()) + 0.2 * (float(ys.max()) - float(ys.min()))
             for _, row in front.iterrows():
+                below = scale * row[m] > low_band  # labels near the bottom go above the point
                 ax.annotate(setting_label(row, runs.swept, sep="\n") if runs.swept else row["job"],
                             (row["forgetting_pct"], scale * row[m]), textcoords="offset points",
-                            xytext=(9, -2), fontsize=7, va="top", color="#222222")
-        ax.set_xlabel("forgetting: raw-text loss change vs base (%)")
+                            xytext=(9, -2 if below else 4), fontsize=7, va="top" if below else "bottom",
+                            color="#222222")
+        suffix = _forgetting_axis(ax, pts["forgetting_pct"], "x")
+        ax.set_xlabel("forgetting: raw-text loss change vs base (%)" + suffix)
         ax.set_ylabel(metric_label(m))
-        _signed_percent(ax, "x")
         _y_percent(ax)
         ax.set_title(f"{metric_label(m).split(' (')[0]} vs forgetting", fontsize=10)
         ax.grid(alpha=0.3)
@@ -678,7 +713,7 @@ def plot_categories(runs: RunSet, out_dir: str | Path, palette: Palette | None =
             if m == "forgetting_pct":
                 _shade_band(ax)
                 ax.axhline(0, color="black", lw=0.8)
-                _signed_percent(ax)
+                ax.set_ylabel(metric_label(m) + _forgetting_axis(ax, done[m]), fontsize=8)
             elif scale == 100.0:
                 _y_percent(ax)
             ax.grid(alpha=0.3, axis="y")
@@ -720,6 +755,7 @@ def plot_seeds(runs: RunSet, out_dir: str | Path, palette: Palette | None = None
     rng = np.random.default_rng(0)
     for ax, m in zip(axes.flat, metrics):
         scale = metric_scale(m)
+        suffix = ""
         for xi, (key, part) in enumerate(settings):
             vals = scale * part[m].dropna().to_numpy(dtype=float)
             if vals.size == 0:
@@ -736,15 +772,16 @@ def plot_seeds(runs: RunSet, out_dir: str | Path, palette: Palette | None = None
         if m == "forgetting_pct":
             _shade_band(ax)
             ax.axhline(0, color="black", lw=0.8)
-            _signed_percent(ax)
+            suffix = _forgetting_axis(ax, done[m])
         elif scale == 100.0:
             _y_percent(ax)
         lo, hi = ax.get_ylim()
-        ax.set_ylim(lo, hi + 0.12 * (hi - lo))  # room for the n labels
+        if ax.get_yscale() == "linear":
+            ax.set_ylim(lo, hi + 0.12 * (hi - lo))  # room for the n labels
         ax.set_xticks(range(len(settings)))
         ax.set_xticklabels([setting_label(k, params, sep="\n") for k, _ in settings], fontsize=7)
         ax.set_xlim(-0.6, len(settings) - 0.4)
-        ax.set_ylabel(metric_label(m), fontsize=9)
+        ax.set_ylabel(metric_label(m) + (suffix if m == "forgetting_pct" else ""), fontsize=9)
         ax.set_title(metric_label(m).split(" (")[0], fontsize=10)
         ax.grid(alpha=0.3, axis="y")
     handles = [Line2D([], [], color="#555555", marker="o", ls="", ms=4, alpha=0.6),

@@ -96,3 +96,14 @@ def test_constant_values_do_not_give_negative_error_bars(tmp_path):
     jobs = [{"params": {"optim.lr": lr}, "final": {"follow_rate": 0.1}} for lr in (1e-5, 1e-4, 1e-3)]
     runs = collect_runs(make_results_sweep(tmp_path / "s", jobs, base=base))
     assert _is_png(plots.plot_base_vs_tuned(runs, tmp_path / "out"))
+
+
+def test_forgetting_axis_switches_to_symlog_for_huge_values():
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    assert plots._forgetting_axis(ax, [2.0, 9.0]) == "" and ax.get_yscale() == "linear"
+    lo, hi = ax.get_ylim()
+    assert lo <= 0 and hi >= 15  # zero and the 10-15% band always in view
+    ax = Figure().subplots()
+    assert "log scale" in plots._forgetting_axis(ax, [9.5, 790.0], "x") and ax.get_xscale() == "symlog"
