@@ -6,8 +6,9 @@ a sweep that did not vary the learning rate, ...). Only completed jobs are drawn
 
 Conventions in all figures: the title says what the figure answers and the subtitle how to
 read it, axes carry units, the learning rate is on a log axis, legends sit outside the data,
-and a value keeps its colour in every figure (``Palette``). With several seeds a line or point
-is the seed mean and the band / error bar its 95% confidence interval, with ``n`` shown.
+and a value keeps its colour in every figure (``Palette``). With several seeds a curve is the
+seed mean with the seeds' range as a band, a final value the seed mean with its 95% confidence
+interval as error bar, and ``n`` (completed seeds) is shown.
 
 Matplotlib is used through ``Figure`` objects only (no pyplot), so importing this module
 never changes the caller's backend and works headless.
@@ -109,8 +110,11 @@ def _log_lr_axis(ax, values: Sequence[float]) -> None:
     vals = sorted(v for v in values if v and v > 0)
     if not vals:
         return
-    ax.set_xticks(vals)
-    ax.set_xticklabels([fmt_sci(v) for v in vals])
+    if len(vals) <= 6:  # a tick at every swept value
+        ax.set_xticks(vals)
+        ax.set_xticklabels([fmt_sci(v) for v in vals])
+    else:  # many values (a search): decades only
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_sci(v)))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlim(vals[0] / 2.0, vals[-1] * 2.0)
 
@@ -141,6 +145,19 @@ def _facets(done: pd.DataFrame, cols: Sequence[str]) -> list[tuple[dict[str, Any
     order = {c: {v: i for i, v in enumerate(sorted_values(done[c]))} for c in cols}
     out.sort(key=lambda kv: tuple(order[c].get(kv[0][c], -1) for c in cols))
     return out
+
+
+MAX_FACETS = 12
+#: More line series than this (a search) are not drawn one per combination.
+MAX_SERIES = 8
+
+
+def _facet_cols(done: pd.DataFrame, cols: Sequence[str]) -> list[str]:
+    """The settings to split panels by: none when that would give more than ``MAX_FACETS``
+    panels (a random / Optuna search, where every job has its own combination)."""
+    cols = list(cols)
+    n = len(done.groupby(cols, dropna=False)) if cols and not done.empty else 1
+    return cols if n <= MAX_FACETS else []
 
 
 def _facet_ncols(done: pd.DataFrame, facet_cols: Sequence[str], n_facets: int) -> int:
@@ -299,7 +316,7 @@ def plot_lr_comparison(runs: RunSet, out_dir: str | Path, palette: Palette | Non
     if not rows:
         return None
 
-    facet_cols = [c for c in runs.params if c != lr]
+    facet_cols = _facet_cols(done, [c for c in runs.params if c != lr])
     facets = _facets(done, facet_cols)
     ncols = _facet_ncols(done, facet_cols, len(facets))
     blocks = math.ceil(len(facets) / ncols)
@@ -380,6 +397,9 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
     color_col, style_col = _series_cols(runs, [lr])
     extra = [c for c in runs.params if c not in (lr, color_col, style_col)]
     group_cols = [c for c in (color_col, style_col) if c] + extra
+    if group_cols and len(done.groupby(group_cols, dropna=False)) > MAX_SERIES:
+        color_col = style_col = None  # a search: one line through all jobs, not one per job
+        group_cols = []
 
     fig, axes = _grid(1, 1, w=6.2, h=4.2)
     ax = axes[0, 0]
@@ -458,7 +478,7 @@ def plot_forgetting_curves(runs: RunSet, out_dir: str | Path, palette: Palette |
         return None
     palette = palette or make_palette(runs)
     color_col = runs.axis("lr") or (runs.params[0] if runs.params else None)
-    facet_cols = [c for c in runs.params if c != color_col]
+    facet_cols = _facet_cols(done, [c for c in runs.params if c != color_col])
     facets = _facets(done, facet_cols)
     ncols = _facet_ncols(done, facet_cols, len(facets))
     nrows = math.ceil(len(facets) / ncols)
@@ -530,6 +550,9 @@ def plot_mixing(runs: RunSet, out_dir: str | Path, palette: Palette | None = Non
         style_col = next((c for c in runs.params if c not in (rp, color_col)), None)
     group_cols = [c for c in (color_col, style_col) if c]
     group_cols += [c for c in runs.params if c not in group_cols and c != rp]
+    if group_cols and len(done.groupby(group_cols, dropna=False)) > MAX_SERIES:
+        color_col = style_col = None
+        group_cols = []
     fig, axes = _grid(1, len(metrics))
     handles, labels = {}, {}
     for ax, m in zip(axes.flat, metrics):

@@ -107,3 +107,16 @@ def test_forgetting_axis_switches_to_symlog_for_huge_values():
     assert lo <= 0 and hi >= 15  # zero and the 10-15% band always in view
     ax = Figure().subplots()
     assert "log scale" in plots._forgetting_axis(ax, [9.5, 790.0], "x") and ax.get_xscale() == "symlog"
+
+
+def test_search_like_sweep_is_not_split_into_one_panel_per_job(tmp_path):
+    """An Optuna-style sweep: every job its own lr and warmup; figures still draw, unfaceted."""
+    from analysis.collect import collect_runs
+    from analysis_synth import make_results_sweep
+
+    jobs = [{"params": {"optim.lr": 10 ** (-5 + i / 5), "optim.warmup_steps": 3 * i},
+             "final": {"raw_loss": 1.21 * (1 + i / 100), "follow_rate": i / 20}} for i in range(16)]
+    runs = collect_runs(make_results_sweep(tmp_path / "s", jobs))
+    assert plots._facet_cols(runs.done_jobs(), ["optim.warmup_steps"]) == []
+    for fn in (plots.plot_lr_comparison, plots.plot_forgetting, plots.plot_forgetting_curves):
+        assert _is_png(fn(runs, tmp_path / "out"))
