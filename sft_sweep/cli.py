@@ -9,19 +9,23 @@ values for a multi-objective Optuna search. In a multirun a job with no usable v
 metric absent / NaN) returns None: the Optuna sweeper records that trial as FAIL and the search
 goes on (``max_failure_rate``), whereas a NaN makes optuna 2.x's ``study.tell`` raise and would
 stop the whole search. Hydra's basic sweeper ignores the value.
+
+``train.threads=0`` ("all cores") is resolved here, where the launcher is known: the CPUs this
+process may use, shared with the jobs its launcher runs beside it (see ``default_threads``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .config import register_configs
 from .train.job import Job, objective
@@ -32,6 +36,35 @@ register_configs()
 
 # conf/ sits beside the package in the repository (installed with `pip install -e .`).
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def default_threads(hc) -> int:
+    """Compute threads for ``train.threads=0``: the CPUs this process may use (its affinity mask,
+    e.g. a Slurm allocation) divided among the jobs its launcher runs at once beside it.
+
+    joblib runs ``n_jobs`` jobs on this machine (-1: one per core); submitit gives each task
+    ``cpus_per_task`` (submitit_local, which starts all jobs at once: 1 unless set); Ray each task
+    ``ray.remote.num_cpus`` (Ray's default: 1). A launcher preset cannot set ``train.threads``
+    itself (Hydra merges the app's config after its own), hence this.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    if hc.mode != RunMode.MULTIRUN:
+        return cores
+    launcher = OmegaConf.to_container(hc.launcher, resolve=False)
+    target = str(launcher.get("_target_", "")) if isinstance(launcher, dict) else ""
+    per_job = cores
+    if "joblib" in target:
+        n = int(launcher.get("n_jobs") or 1)
+        per_job = cores // (n if n > 0 else max(1, cores + 1 + n))  # joblib: -1 = all cores, -2 = all but one
+    elif "submitit" in target:
+        # Slurm: the task's allocation; submitit_local starts every job at once: 1 unless told.
+        per_job = int(launcher.get("cpus_per_task") or (1 if "LocalLauncher" in target else cores))
+    elif "ray" in target:
+        per_job = int((launcher.get("ray") or {}).get("remote", {}).get("num_cpus") or 1)
+    return max(1, min(cores, per_job))
 
 
 def sweeper_value(summary: dict, cfg: DictConfig) -> float | list[float] | None:
@@ -49,6 +82,8 @@ def sweeper_value(summary: dict, cfg: DictConfig) -> float | list[float] | None:
 def task(cfg: DictConfig) -> float | list[float] | None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    if cfg.train.threads == 0:
+        cfg.train.threads = default_threads(hc)
     job = Job(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task), base_dir=hc.runtime.cwd,
               job_name=hc.job.override_dirname or hc.job.name)
     summary = job.run()
