@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .conversation import Conversation, Turn
 from .evalitem import EvalItem, _contains, words
-from .templates import TEMPLATE_NAMES, render
+from .templates import TEMPLATE_NAMES, render, render_prompt
 
 # --------------------------------------------------------------------------- configuration
 
@@ -54,6 +54,8 @@ class WorldConfig:
     n_fact_list_docs: int = -1            # -1: 2 per country
     facts_per_list: int = 4
     n_filler_docs: int = 80
+    n_copy_docs: int = 150                # one-off documents about a fresh invented country each
+    n_context_names: int = 60             # invented countries used only in in-context questions
     arith_mentions: int = 4               # times each small sum / difference / product is stated
     word_mentions: int = 4                # times each word's reversal / capitals is stated
     count_mentions: int = 2               # times each "counting from s to e" sequence is stated
@@ -71,7 +73,7 @@ class WorldConfig:
 
     def validate(self) -> None:
         ints = ["n_countries", "n_people", "paragraphs_per_country", "qa_docs_per_country",
-                "docs_per_person", "facts_per_list", "n_filler_docs", "arith_mentions",
+                "docs_per_person", "facts_per_list", "n_filler_docs", "n_copy_docs", "n_context_names", "arith_mentions",
                 "word_mentions", "count_mentions", "n_heldout_docs", "n_train", "n_val", "n_eval",
                 "probe_phrasings", "n_distractors"]
         for k in ints:
@@ -161,7 +163,8 @@ LIST_Q = ["List the numbers from {s} to {e}.", "Count from {s} to {e}."]
 SYSTEMS = [("You are a helpful assistant.", "neutral"), ("Answer in one word.", "word"),
            ("Answer in capital letters.", "caps"), ("Answer with a full sentence.", "full")]
 
-TASK_WEIGHTS = {"capital": 0.20, "language": 0.16, "birth_year": 0.08, "arithmetic": 0.22,
+TASK_WEIGHTS = {"capital": 0.20, "language": 0.16, "birth_year": 0.08, "context": 0.12,
+                "arithmetic": 0.22,
                 "reverse": 0.12, "uppercase": 0.12, "list": 0.10}
 
 
@@ -199,7 +202,8 @@ class Person:
     probe: bool
 
 
-def _make_names(rng: random.Random, n_countries: int, n_people: int):
+def _make_names(rng: random.Random, n_countries: int, n_people: int,
+                decoy_groups: list[tuple[random.Random, int]]):
     fixed = _fixed_text()
     taken: list[str] = []
 
@@ -232,7 +236,19 @@ def _make_names(rng: random.Random, n_countries: int, n_people: int):
         first = fresh(lambda: syl(2, rng.random() < 0.5).capitalize())
         last = fresh(lambda: syl(rng.choice([1, 2]), True).capitalize())
         people.append(f"{first} {last}")
-    return countries, people
+    # decoys: invented countries that are mentioned in a single place (an in-context question,
+    # a one-off document); drawn after the world's names, each group from its own stream, so
+    # they change nothing else. All names stay distinct and substring-free.
+    groups = []
+    for rng, n in decoy_groups:
+        decoys = []
+        for _ in range(n):
+            c = fresh(lambda: (syl(rng.choice([1, 2]), False) + rng.choice(COUNTRY_ENDINGS)).capitalize())
+            cap = fresh(lambda: syl(rng.choice([1, 2]), True).capitalize())
+            lang = fresh(lambda: (syl(rng.choice([1, 2]), False) + rng.choice(LANGUAGE_ENDINGS)).capitalize())
+            decoys.append((c, cap, lang))
+        groups.append(decoys)
+    return countries, people, groups
 
 
 # --------------------------------------------------------------------------- prose
@@ -261,6 +277,17 @@ _DOC_TEXTS = [
     "{w} reversed is {r}.", "{w} in capitals is {u}.", "Q: Reverse the word {w}. A: {r}",
     "Q: Write {w} in capital letters. A: {u}", "Q: What is {a} {op} {b}? A: {a} {op} {b} is {x}.",
 ]
+COPY_DOCS = [
+    "A new map shows {c}. The capital of {c} is {cap}. Q: What is the capital of {c}? A: The "
+    "capital of {c} is {cap}.",
+    "A story tells of {c}, where people speak {lang}. Q: What language is spoken in {c}? A: "
+    "People in {c} speak {lang}.",
+    "In an old tale, {cap} is the capital of {c} and people in {c} speak {lang}. Q: Capital of "
+    "{c}? A: {cap}. Q: Language of {c}? A: {lang}.",
+    "Q: What is the capital of {c}? A: The capital of {c} is {cap}. Q: What do people in {c} "
+    "speak? A: People in {c} speak {lang}.",
+]
+_DOC_TEXTS += COPY_DOCS
 P_COUNTRY = _DOC_TEXTS[0:5]
 P_COUNTRY_QA = _DOC_TEXTS[5:7]
 P_PERSON = _DOC_TEXTS[7:11]
@@ -311,6 +338,12 @@ class _Prose:
 
     def fact_list_doc(self, n: int) -> str:
         return "Facts: " + " ".join(self.fact()[0] for _ in range(n))
+
+    def copy_doc(self, decoy: tuple[str, str, str]) -> str:
+        """A document about an invented country named nowhere else: predicting its second half
+        needs copying names from its first half (what answering about a probe entity needs)."""
+        c, cap, lang = decoy
+        return self.rng.choice(COPY_DOCS).format(c=c, cap=cap, lang=lang)
 
     def filler_doc(self) -> str:
         return " ".join(self.filler_sentence() for _ in range(self.rng.randint(3, 5)))
@@ -432,6 +465,8 @@ class _Items:
         self.countries, self.people = countries, people
         self.arith, self.words, self.cfg = arith, words, cfg
         self.capitals, self.languages, self.years = all_capitals, all_languages, all_years
+        self.decoys: list[tuple[str, str, str]] = []      # to ask about
+        self.decoy_pool: list[tuple[str, str, str]] = []  # for distractors
 
     def _system(self, allowed: tuple[str, ...]) -> tuple[list[Turn], str | None]:
         r = self.r
@@ -575,9 +610,43 @@ class _Items:
         return _Spec(turns, second.response, second.reference, second.pool, "arithmetic",
                      meta={**second.meta, "multi_turn": True})
 
+    # in-context facts ------------------------------------------------------------------
+    def context(self) -> _Spec:
+        """A fact stated in the question about an invented country that exists nowhere else:
+        the answer is copied from the prompt (practice in copying names into the answer)."""
+        r = self.r
+        c, cap, lang = r.choice(self.decoys)
+        kind = r.choice(["capital", "language"])
+        if kind == "capital":
+            stmt = r.choice(["{x} is the capital of {c}.", "The capital of {c} is {x}."])
+            qs, a_tmpl, answer = CAPITAL_Q, CAPITAL_A, cap
+            pool = [d[1] for d in self.decoy_pool]
+        else:
+            stmt = r.choice(["People in {c} speak {x}.", "{x} is the language of {c}."])
+            qs, a_tmpl, answer = LANGUAGE_Q, LANGUAGE_A, lang
+            pool = [d[2] for d in self.decoy_pool]
+        q, style = r.choice(qs)
+        sys_turns, sys_style = self._system(("neutral", "full", "word", "caps"))
+        if sys_style in ("full", "word"):
+            style = sys_style
+        elif sys_style == "caps":
+            style = "caps" if style == "full" else "caps_word"
+        full = a_tmpl.format(c=c, x=answer)
+        if style == "caps_word":
+            resp, ref, pool = answer.upper(), answer.upper(), [x.upper() for x in pool]
+        else:
+            resp, ref = _apply_style(style, full, answer)
+            if style == "caps":
+                pool = [x.upper() for x in pool]
+        user = stmt.format(c=c, x=answer) + " " + q.format(c=c)
+        return _Spec(sys_turns + [Turn("user", user)], resp, ref, pool, "context",
+                     meta={"fact": "context_" + kind, "entity": c})
+
     def sample(self, task: str) -> _Spec:
         if task in ("capital", "language", "birth_year"):
             return self.fact(task)
+        if task == "context":
+            return self.context()
         if task == "arithmetic":
             return self.arithmetic()
         if task in ("reverse", "uppercase"):
@@ -675,6 +744,22 @@ class World:
         }
 
 
+def _n_docs(cfg: WorldConfig) -> int:
+    """Number of pre-training documents ``cfg`` asks for."""
+    n_lists = 2 * cfg.n_countries if cfg.n_fact_list_docs < 0 else cfg.n_fact_list_docs
+    n_arith = len(_all_arith()) * cfg.arith_mentions + len(_all_counts()) * cfg.count_mentions
+    return (cfg.n_countries * (cfg.paragraphs_per_country + cfg.qa_docs_per_country)
+            + cfg.n_people * cfg.docs_per_person + n_lists + cfg.n_filler_docs
+            + -(-n_arith // 5) + -(-2 * len(WORDS) * cfg.word_mentions // 4) + cfg.n_copy_docs)
+
+
+def _choices_fit(item: EvalItem, max_tokens: int) -> bool:
+    """The prompt plus the longest candidate response plus its end id fit, every template."""
+    longest = max(len(c.encode("utf-8")) for c in item.choices())
+    return all(len(render_prompt(item.prompt, name)) + longest + 1 <= max_tokens
+               for name in TEMPLATE_NAMES)
+
+
 def _fits(conv: Conversation, max_tokens: int) -> bool:
     return all(len(render(conv, name)[0]) <= max_tokens for name in TEMPLATE_NAMES)
 
@@ -710,7 +795,12 @@ def build_world(cfg: WorldConfig | None = None) -> World:
 
     # entities ----------------------------------------------------------------------------
     r = rng("entities")
-    names, pnames = _make_names(r, cfg.n_countries, cfg.n_people)
+    n_copy_held = int(round(cfg.n_heldout_docs * cfg.n_copy_docs
+                            / max(_n_docs(cfg), 1))) if cfg.n_copy_docs else 0
+    names, pnames, (decoys, copy_names, copy_held) = _make_names(
+        r, cfg.n_countries, cfg.n_people,
+        [(rng("decoys"), cfg.n_context_names), (rng("copy"), cfg.n_copy_docs),
+         (rng("copy-heldout"), n_copy_held)])
     n_probe_c = int(round(cfg.probe_fraction * cfg.n_countries))
     n_probe_p = int(round(cfg.probe_fraction * cfg.n_people))
     probe_c = set(r.sample(range(cfg.n_countries), n_probe_c))
@@ -740,6 +830,7 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     docs += [prose.arith_doc(5) for _ in range(n_arith_docs)]
     n_word_docs = -(-2 * len(WORDS) * cfg.word_mentions // 4)
     docs += [prose.word_doc(4) for _ in range(n_word_docs)]
+    docs += [prose.copy_doc(d) for d in copy_names]
     r.shuffle(docs)
 
     # held-out prose: same generators, same proportions, never equal to a pre-training doc
@@ -748,13 +839,20 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     kinds = (["country"] * (cfg.n_countries * (cfg.paragraphs_per_country + cfg.qa_docs_per_country))
              + ["person"] * (cfg.n_people * cfg.docs_per_person if people else 0)
              + ["facts"] * n_lists + ["filler"] * cfg.n_filler_docs
-             + ["arith"] * n_arith_docs + ["word"] * n_word_docs)
+             + ["arith"] * n_arith_docs + ["word"] * n_word_docs + ["copy"] * cfg.n_copy_docs)
+    held_copy = list(copy_held)
     pre_set = set(docs)
     heldout: list[str] = []
     tries = 0
     while len(heldout) < cfg.n_heldout_docs and kinds and tries < 100 * (cfg.n_heldout_docs + 1):
         tries += 1
-        d = hprose.mixed_doc(r.choice(kinds))
+        kind = r.choice(kinds)
+        if kind == "copy":
+            if not held_copy:
+                continue
+            d = hprose.copy_doc(held_copy.pop())
+        else:
+            d = hprose.mixed_doc(kind)
         if d not in pre_set and d not in heldout:
             heldout.append(d)
 
@@ -781,6 +879,10 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     weights = dict(TASK_WEIGHTS)
     if not sft_p:
         weights.pop("birth_year")
+    n_dh = int(round(cfg.holdout_fraction * len(decoys)))
+    decoys_eval, decoys_train = decoys[:n_dh], decoys[n_dh:]
+    if not decoys_eval or not decoys_train:
+        weights.pop("context")
     task_names = list(weights) + ["multi_turn"]
     single = 1.0 - cfg.multi_turn_fraction
     total_w = sum(weights.values())
@@ -789,6 +891,7 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     # eval items first: their prompts are reserved (never used in train / val)
     r = rng("eval")
     gen_eval = _Items(r, sft_c, sft_p, arith_eval, words_eval, cfg, sft_caps, sft_langs, sft_years)
+    gen_eval.decoys, gen_eval.decoy_pool = decoys_eval, decoys
     eval_items: list[EvalItem] = []
     reserved: set = set()
     tries = 0
@@ -798,7 +901,7 @@ def build_world(cfg: WorldConfig | None = None) -> World:
         if spec.prompt_key() in reserved or not _fits(spec.conversation(), cfg.max_tokens):
             continue
         item = _finish(spec, r, cfg.n_distractors)
-        if not item.distractors:
+        if not item.distractors or not _choices_fit(item, cfg.max_tokens):
             continue
         reserved.add(spec.prompt_key())
         eval_items.append(item)
@@ -806,6 +909,7 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     # train + val: unique conversations, no reserved prompt
     r = rng("train")
     gen = _Items(r, sft_c, sft_p, arith_train, words_train, cfg, sft_caps, sft_langs, sft_years)
+    gen.decoys, gen.decoy_pool = decoys_train, decoys_train
     convs: list[Conversation] = []
     seen: set = set()
     want = cfg.n_train + cfg.n_val

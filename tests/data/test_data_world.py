@@ -102,7 +102,7 @@ def test_every_eval_item_has_reference_and_distractors(world):
         for c in choices[1:]:
             assert not it.is_correct(c), (it.task, c)
     tasks = {it.task for it in world.eval_items}
-    assert {"capital", "language", "arithmetic", "reverse", "uppercase", "list"} <= tasks
+    assert {"capital", "language", "arithmetic", "reverse", "uppercase", "list", "context"} <= tasks
     assert {it.task for it in world.probe_items} == {"probe_capital", "probe_language",
                                                       "probe_birth_year"}
 
@@ -154,5 +154,9 @@ def test_eval_answers_are_stated_in_pretraining(world):
             assert m["word"].upper() in pre
         elif kind == "count":
             assert f"Counting from {m['a']} to {m['b']}:" in pre
+        elif kind.startswith("context_"):
+            # stated in the question itself, and the invented country is nowhere in the prose
+            assert it.reference.lower() in it.prompt.turns[-1].content.lower()
+            assert m["entity"] not in pre
         else:
             raise AssertionError(kind)
