@@ -142,8 +142,6 @@ class GPT:
     thread. A setting, not a discovery: a parallel sweep runs one job per core with 1.
     """
 
-    EMBEDDINGS = ("wte", "wpe")
-
     def __init__(self, config: GPTConfig, seed: int = 0, threads: int = 1) -> None:
         if not isinstance(config, GPTConfig):
             raise ConfigError(f"GPT expects a GPTConfig, got {type(config).__name__}")
