@@ -335,7 +335,8 @@ class GPT:
                 Bc, r = b1 - b0, slice(b0 * T, b1 * T)
                 R = Bc * T
                 tmp, y = ws.get("tmpC", (R, C)), ws.get("y", (R, C))
-                L.layernorm_forward(x[r], xh1[r, :C], rstd1[r], tmp, inv_c)
+                work = ws.get("lnwork", (R, C))
+                L.layernorm_forward(x[r], xh1[r, :C], rstd1[r], tmp, inv_c, work)
                 qkv = ws.get("qkv", (R, 3 * C))
                 np.matmul(xh1[r], fw["qkv", i], out=qkv)
                 q5 = qkv.reshape(Bc, T, 3, H, hd)
@@ -350,7 +351,7 @@ class GPT:
                                     None if bias is None else bias[b0:b1], ws)
                 np.matmul(att[r], fw["proj", i], out=y)
                 x[r] += y
-                L.layernorm_forward(x[r], xh2[r, :C], rstd2[r], tmp, inv_c)
+                L.layernorm_forward(x[r], xh2[r, :C], rstd2[r], tmp, inv_c, work)
                 np.matmul(xh2[r], fw["fc", i], out=u[r])
                 g2 = ws.aug("g2", R, M)
                 L.gelu_forward(u[r], g2[:, :M], ws.get("Pg", (R, M)), ws.get("Tg", (R, M)))
@@ -367,7 +368,8 @@ class GPT:
         for b0, b1 in self._chunks(B, T):
             r = slice(b0 * T, b1 * T)
             R = (b1 - b0) * T
-            L.layernorm_forward(x[r], xhf[r, :C], rstdf[r], ws.get("tmpC", (R, C)), inv_c)
+            L.layernorm_forward(x[r], xhf[r, :C], rstdf[r], ws.get("tmpC", (R, C)), inv_c,
+                                ws.get("lnwork", (R, C)))
             lg = ws.get("logits", (R, V))
             np.matmul(xhf[r], fw["head"], out=lg)
             fn(r, lg)
@@ -419,7 +421,8 @@ class GPT:
                 L.gelu_backward(dg, u[r], Pg, Tg, g2[:, :M])
                 acc(first, dF_fc, xh2[r].T, dg)
                 np.matmul(dg, fw["fc", i][:C].T, out=dxh)
-                L.layernorm_backward(dxh, xh2[r, :C], rstd2[r], tmp, inv_c, dy, True)
+                work = ws.get("lnwork", (R, C))
+                L.layernorm_backward(dxh, xh2[r, :C], rstd2[r], tmp, inv_c, dy, True, work)
                 # attention
                 acc(first, g_proj, att[r].T, dy)
                 np.matmul(dy, fw["proj", i][:C].T, out=dxh)
@@ -435,7 +438,7 @@ class GPT:
                 np.copyto(d5[:, :, 2], dv.transpose(0, 2, 1, 3))
                 acc(first, dF_qkv, xh1[r].T, dqkv)
                 np.matmul(dqkv, fw["qkv", i][:C].T, out=dxh)
-                L.layernorm_backward(dxh, xh1[r, :C], rstd1[r], tmp, inv_c, dy, True)
+                L.layernorm_backward(dxh, xh1[r, :C], rstd1[r], tmp, inv_c, dy, True, work)
             L.unfold_ln_linear(dF_qkv, p[h + "ln1.w"], p[h + "ln1.b"], p[h + "attn.qkv.w"],
                                g[h + "attn.qkv.w"], g[h + "attn.qkv.b"], g[h + "ln1.w"],
                                g[h + "ln1.b"], self._qscale)
@@ -561,7 +564,7 @@ class GPT:
                 dxh = ws.get("dxh", (r.stop - r.start, C))
                 np.matmul(lg, fw["head"][:C].T, out=dxh)
                 L.layernorm_backward(dxh, xhf[r, :C], rstdf[r], ws.get("tmpC", dxh.shape),
-                                     inv_c, dx[r], False)
+                                     inv_c, dx[r], False, ws.get("lnwork", dxh.shape))
 
             self._head(ws, B, T, fw, head_fn)
             loss = math.fsum(losses)

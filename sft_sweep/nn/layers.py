@@ -125,20 +125,32 @@ def embedding_backward(dx, ids, dwte, dwpe, ones_b) -> None:
 # The affine part (w, b) lives in the following linear layer's folded weights, so these
 # two functions only normalize: xhat = (x - mean) * rstd.
 
-def layernorm_forward(x, xhat, rstd, tmp, inv_c) -> None:
-    """x (R, C) -> xhat (R, C) (may be a strided view), rstd (R,). ``inv_c`` = ones/C."""
+def layernorm_forward(x, xhat, rstd, tmp, inv_c, work=None) -> None:
+    """x (R, C) -> xhat (R, C), rstd (R,). ``inv_c`` = ones/C.
+
+    ``xhat`` is usually a strided view (the data part of a ones-augmented buffer), on
+    which row-broadcast passes are slow; with a contiguous ``work`` buffer the passes run
+    there and one copy fills ``xhat``.
+    """
+    out = xhat if work is None else work
     mean = x @ inv_c
-    np.subtract(x, mean[:, None], out=xhat)
-    np.multiply(xhat, xhat, out=tmp)
+    np.subtract(x, mean[:, None], out=out)
+    np.multiply(out, out, out=tmp)
     var = tmp @ inv_c
     var += LN_EPS
     np.sqrt(var, out=var)
     np.divide(1.0, var, out=rstd)
-    xhat *= rstd[:, None]
+    out *= rstd[:, None]
+    if work is not None:
+        np.copyto(xhat, work)
 
 
-def layernorm_backward(dxhat, xhat, rstd, tmp, inv_c, dx, accumulate: bool) -> None:
-    """dx (+)= rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)); clobbers dxhat."""
+def layernorm_backward(dxhat, xhat, rstd, tmp, inv_c, dx, accumulate: bool, work=None) -> None:
+    """dx (+)= rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)); clobbers dxhat.
+    ``work``: contiguous scratch to copy a strided ``xhat`` into first (faster passes)."""
+    if work is not None:
+        np.copyto(work, xhat)
+        xhat = work
     m1 = dxhat @ inv_c
     np.multiply(dxhat, xhat, out=tmp)
     m2 = tmp @ inv_c
