@@ -331,6 +331,7 @@ class GPT:
             att = ws.aug(("att", i), N, C)
             xh2, rstd2 = ws.aug(("xh2", i), N, C), ws.get(("rstd2", i), (N,))
             u = ws.get(("u", i), (N, M))
+            T1s = ws.get(("T1", i), (N, M))
             for b0, b1 in chunks:
                 Bc, r = b1 - b0, slice(b0 * T, b1 * T)
                 R = Bc * T
@@ -354,7 +355,7 @@ class GPT:
                 L.layernorm_forward(x[r], xh2[r, :C], rstd2[r], tmp, inv_c, work)
                 np.matmul(xh2[r], fw["fc", i], out=u[r])
                 g2 = ws.aug("g2", R, M)
-                L.gelu_forward(u[r], g2[:, :M], ws.get("Pg", (R, M)), ws.get("Tg", (R, M)))
+                L.gelu_forward(u[r], g2[:, :M], ws.get("Pg", (R, M)), T1s[r])
                 np.matmul(g2, fw["fcproj", i], out=y)
                 x[r] += y
 
@@ -402,7 +403,7 @@ class GPT:
             irs = ws.get(("irs", i), (B, H, T))
             att = ws.aug(("att", i), N, C)
             xh2, rstd2 = ws.aug(("xh2", i), N, C), ws.get(("rstd2", i), (N,))
-            u = ws.get(("u", i), (N, M))
+            u, T1s = ws.get(("u", i), (N, M)), ws.get(("T1", i), (N, M))
             dF_qkv, dF_fc = ws.get("dF_qkv", (C + 1, 3 * C)), ws.get("dF_fc", (C + 1, M))
             g_proj = self._wb(gflat, h + "attn.proj")
             g_fcproj = self._wb(gflat, h + "mlp.proj")
@@ -412,9 +413,9 @@ class GPT:
                 R = Bc * T
                 dy = dx[r]
                 tmp, dxh = ws.get("tmpC", (R, C)), ws.get("dxh", (R, C))
-                # MLP: recompute the GELU from u (cheaper than storing it)
-                g2, Pg, Tg = ws.aug("g2", R, M), ws.get("Pg", (R, M)), ws.get("Tg", (R, M))
-                L.gelu_forward(u[r], g2[:, :M], Pg, Tg)
+                # MLP: tanh was stored; the cheap parts of the GELU are recomputed
+                g2, Pg, Tg = ws.aug("g2", R, M), ws.get("Pg", (R, M)), T1s[r]
+                L.gelu_recompute(u[r], Tg, g2[:, :M], Pg)
                 acc(first, g_fcproj, g2.T, dy)
                 dg = ws.get("dg", (R, M))
                 np.matmul(dy, fw["fcproj", i][:M].T, out=dg)

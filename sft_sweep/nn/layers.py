@@ -199,8 +199,9 @@ def unfold_ln_linear(dF, lnw, lnb, W, dW, dbias, dlnw, dlnb, col_scale=None) -> 
 # --------------------------------------------------------------------------- GELU
 # Works on one chunk; ``u`` is the stored pre-activation. The forward produces
 # g2 = 2 * gelu(u) = u * (1 + tanh z): the factor 0.5 lives in the next layer's weights
-# (one pass fewer). The backward recomputes tanh from u instead of storing it (cheaper
-# than a round trip through memory) and multiplies by d(g2)/du:
+# (one pass fewer). T1 = 1 + tanh z is stored for the backward (the tanh is the costly
+# pass); P and g2 are recomputed from u (cheaper than a round trip through memory).
+# The backward multiplies by d(g2)/du:
 #   d g2/du = T1 + u (1 - th^2) dz/du,  T1 = 1 + th,  1 - th^2 = (2 - T1) T1,
 #   dz/du = A + 3B u^2 = 3P - 2A with P = A + B u^2
 #   => d g2/du = T1 * (1 + u (2 - T1)(3P - 2A)).
@@ -213,6 +214,14 @@ def gelu_forward(u, g2, P, T1) -> None:
     np.multiply(P, u, out=T1)
     np.tanh(T1, out=T1)
     T1 += 1.0
+    np.multiply(T1, u, out=g2)
+
+
+def gelu_recompute(u, T1, g2, P) -> None:
+    """From u and the stored T1: P = A + B u^2 and g2 = T1 u (what the backward needs)."""
+    np.multiply(u, u, out=P)
+    P *= _GELU_B
+    P += _GELU_A
     np.multiply(T1, u, out=g2)
 
 
