@@ -207,7 +207,7 @@ def unfold_ln_linear(dF, lnw, lnb, W, dW, dbias, dlnw, dlnb, col_scale=None) -> 
 #   => d g2/du = T1 * (1 + u (2 - T1)(3P - 2A)).
 
 def gelu_forward(u, g2, P, T1) -> None:
-    """g2 (R, M) view <- u (1 + tanh(u (A + B u^2))); P and T1 are chunk temporaries."""
+    """g2 (R, M) view <- u (1 + tanh(u (A + B u^2))); T1 <- 1 + tanh(...); P scratch."""
     np.multiply(u, u, out=P)
     P *= _GELU_B
     P += _GELU_A
