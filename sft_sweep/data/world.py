@@ -53,11 +53,11 @@ class WorldConfig:
     docs_per_person: int = 6
     n_fact_list_docs: int = -1            # -1: 2 per country
     facts_per_list: int = 4
-    n_filler_docs: int = 80
-    n_copy_docs: int = 150                # one-off documents about a fresh invented country each
+    n_filler_docs: int = 60
+    n_copy_docs: int = 0                  # one-off documents about a fresh invented country each
     n_context_names: int = 60             # invented countries used only in in-context questions
-    arith_mentions: int = 4               # times each small sum / difference / product is stated
-    word_mentions: int = 4                # times each word's reversal / capitals is stated
+    arith_mentions: int = 3               # times each small sum / difference / product is stated
+    word_mentions: int = 3                # times each word's reversal / capitals is stated
     count_mentions: int = 2               # times each "counting from s to e" sequence is stated
     n_heldout_docs: int = 60
     # instruction data
@@ -163,7 +163,7 @@ LIST_Q = ["List the numbers from {s} to {e}.", "Count from {s} to {e}."]
 SYSTEMS = [("You are a helpful assistant.", "neutral"), ("Answer in one word.", "word"),
            ("Answer in capital letters.", "caps"), ("Answer with a full sentence.", "full")]
 
-TASK_WEIGHTS = {"capital": 0.20, "language": 0.16, "birth_year": 0.08, "context": 0.12,
+TASK_WEIGHTS = {"capital": 0.20, "language": 0.16, "birth_year": 0.08, "context": 0.08,
                 "arithmetic": 0.22,
                 "reverse": 0.12, "uppercase": 0.12, "list": 0.10}
 
@@ -625,21 +625,12 @@ class _Items:
             stmt = r.choice(["People in {c} speak {x}.", "{x} is the language of {c}."])
             qs, a_tmpl, answer = LANGUAGE_Q, LANGUAGE_A, lang
             pool = [d[2] for d in self.decoy_pool]
+        # no system prompt: the statement already makes these the longest prompts
         q, style = r.choice(qs)
-        sys_turns, sys_style = self._system(("neutral", "full", "word", "caps"))
-        if sys_style in ("full", "word"):
-            style = sys_style
-        elif sys_style == "caps":
-            style = "caps" if style == "full" else "caps_word"
         full = a_tmpl.format(c=c, x=answer)
-        if style == "caps_word":
-            resp, ref, pool = answer.upper(), answer.upper(), [x.upper() for x in pool]
-        else:
-            resp, ref = _apply_style(style, full, answer)
-            if style == "caps":
-                pool = [x.upper() for x in pool]
+        resp, ref = _apply_style(style, full, answer)
         user = stmt.format(c=c, x=answer) + " " + q.format(c=c)
-        return _Spec(sys_turns + [Turn("user", user)], resp, ref, pool, "context",
+        return _Spec([Turn("user", user)], resp, ref, pool, "context",
                      meta={"fact": "context_" + kind, "entity": c})
 
     def sample(self, task: str) -> _Spec:
@@ -808,7 +799,7 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     countries = [Country(c, cap, lang, r.choice(GEO), r.choice(SIZES), r.choice(CITY_ADJ),
                          r.choice(KNOWN_FOR), i in probe_c)
                  for i, (c, cap, lang) in enumerate(names)]
-    years = r.sample(range(1600, 2000), cfg.n_people)
+    years = r.sample(range(1900, 2000), cfg.n_people)
     people = [Person(n, y, r.choice(JOBS), i in probe_p)
               for i, (n, y) in enumerate(zip(pnames, years))]
 
@@ -874,7 +865,7 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     sft_p = [p for p in people if not p.probe]
     sft_caps = [c.capital for c in sft_c]
     sft_langs = [c.language for c in sft_c]
-    sft_years = [p.year for p in sft_p] + [y for y in range(1600, 2000, 7)
+    sft_years = [p.year for p in sft_p] + [y for y in range(1900, 2000, 7)
                                           if y not in {p.year for p in people}]
     weights = dict(TASK_WEIGHTS)
     if not sft_p:
@@ -933,7 +924,7 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     r = rng("probe")
     all_caps = [c.capital for c in countries]
     all_langs = [c.language for c in countries]
-    all_years = [p.year for p in people] + [y for y in range(1600, 2000, 7)
+    all_years = [p.year for p in people] + [y for y in range(1900, 2000, 7)
                                            if y not in {p.year for p in people}]
     gp = _Items(r, countries, people, arith_eval, words_eval, cfg, all_caps, all_langs, all_years)
     probe_items: list[EvalItem] = []
