@@ -1,30 +1,47 @@
 """The built-in synthetic world: the default data, deterministic from a seed, no files.
 
-Design (numbers measured on the mini model, see issue 3):
+Entities: invented countries (capital, language) and people (birth year, 1900-1999). A
+fraction ``probe_fraction`` of each are *probe* entities: their facts appear in the
+pre-training prose only, never in ``train``, ``val`` or ``eval_items`` (not even as a
+distractor), so the knowledge probe measures what SFT elicits from pre-training. All names are
+distinct and no name is a substring of another name or of any fixed text of the world.
 
-- Entities: invented countries (capital, language) and people (birth year). A fraction
-  (``probe_fraction``) are *probe* entities: their facts appear in the pre-training prose
-  only, never in the instruction set, validation set or evaluation items (not even as a
-  distractor), so the knowledge probe measures what SFT elicits from pre-training.
-- Pre-training prose (``pretrain_docs``): short documents (< 300 bytes; the model sees 128-byte
-  windows) of several kinds: per-entity paragraphs that repeat the entity's name, Q/A-style
-  sheets ("Q: What is the capital of X? A: The capital of X is Y."), which teach copying a
-  name from a question into the answer, mixed fact lists, short travel stories, people's
-  biographies, small sums, word facts (reversal, capitals) and generic filler. Each fact is
-  stated about 10 times in several phrasings; at 2M training tokens that is ~100+ exposures
-  per fact (``World.stats()`` reports the figure), which the mini model can memorise for
-  ~40 countries (measured: 95% for 40, 23% for 60).
-- ``heldout_docs``: more documents from the same generators, none equal to a pre-training
-  document (the forgetting metric).
-- Instruction set (``train``, ``val``): short conversations (every one renders to at most
-  ``max_tokens`` ids with every template): questions about the non-probe entities, small
-  arithmetic, reversing / uppercasing a word, listing numbers, system prompts that set the
-  answer format ("Answer in one word.", "Answer in capital letters."), some two-exchange
-  conversations. No exact duplicates; train and val never share a conversation.
-- ``eval_items``: the same distribution, but their prompts never occur in train / val, their
-  arithmetic operand pairs and words are held out from the training tasks, and each has a
-  reference answer and ``n_distractors`` wrong answers of the same type.
-- ``probe_items``: every probe fact asked in ``probe_phrasings`` phrasings.
+``pretrain_docs``: short documents (< 300 bytes; the model sees 128-byte windows):
+
+- per-country paragraphs that repeat the name (4 per country, 5 phrasings), Q/A sheets
+  ("Q: What is the capital of X? A: The capital of X is Y.", 2 per country), and fact lists
+  that deal every fact in turn (so each fact is stated ~10 times in several phrasings);
+- people's biographies and Q/A lines;
+- closed sets of small facts, each stated a fixed number of times: sums and differences of
+  0..9 and products of 1..5, counting runs ("Counting from 3 to 6: 3, 4, 5, 6."), and the
+  reversal and capitals of 40 short words. Answering such questions is recall, like the
+  entity facts, which is what a 0.8M-parameter byte model can do;
+- generic filler sentences.
+
+Budget (measured on the mini model, seed 0, 1200 steps of 16 x 128 tokens = 2.5M tokens):
+with the default ~94 KB of prose each entity fact is seen ~260 times in pre-training; the base
+model then completed "The capital of X is" correctly for 40/40 countries, the language for
+39/40 and the birth year for 8/12 people. A 126 KB variant (with ``n_copy_docs=150``, ~160
+exposures per 2M tokens) dropped the capitals to ~65%: grow ``n_countries`` or the prose only
+together with the pre-training budget. ``World.stats()`` reports the exposures.
+
+``heldout_docs``: more documents from the same generators, none equal to a pre-training
+document (the forgetting metric).
+
+``train`` / ``val``: short conversations (each renders to at most ``max_tokens`` ids with every
+template; no exact duplicates; disjoint): questions about the non-probe entities in several
+phrasings (a terse one answered in one word), small arithmetic, reversing / uppercasing a
+word, counting, questions whose fact is stated in the prompt about an invented country that
+exists nowhere else ("context": practice in copying a name into the answer), system prompts
+that set the answer format ("Answer in one word.", "Answer in capital letters.", ...), and
+two-exchange conversations.
+
+``eval_items``: the same distribution, but no prompt of theirs occurs in train / val, and their
+arithmetic operand pairs, words and invented countries are held out from the training tasks.
+Each has a reference, the full reference response, ``n_distractors`` wrong answers of the
+same type, the fact it asks in ``meta``, and the whole prompt plus its longest candidate
+response fits ``max_tokens`` with every template. ``probe_items``: every probe fact in
+``probe_phrasings`` phrasings, distractors drawn from all entities.
 """
 
 from __future__ import annotations
