@@ -419,7 +419,7 @@ class GPT:
                 acc(first, g_fcproj, g2.T, dy)
                 dg = ws.get("dg", (R, M))
                 np.matmul(dy, fw["fcproj", i][:M].T, out=dg)
-                L.gelu_backward(dg, u[r], Pg, Tg, g2[:, :M])
+                L.gelu_backward(dg, u[r], Pg, Tg, ws.get("Wg", (R, M)))
                 acc(first, dF_fc, xh2[r].T, dg)
                 np.matmul(dg, fw["fc", i][:C].T, out=dxh)
                 work = ws.get("lnwork", (R, C))
