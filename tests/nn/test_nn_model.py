@@ -273,3 +273,63 @@ def test_threads_setting_validation():
     m = GPT(tiny_config(), threads=2)
     m.set_threads(1)
     assert m.threads == 1
+
+
+def test_no_float64_intermediates_in_float32_mode(monkeypatch):
+    """Every floating array a numpy function returns inside the model code is float32
+    (under numpy 2, one float64 scalar in the wrong place silently upcasts a pass)."""
+    import types
+
+    import sft_sweep.nn.gpt as G
+    import sft_sweep.nn.layers as Lmod
+
+    seen = []
+
+    class Checked(types.ModuleType):
+        def __getattr__(self, name):
+            attr = getattr(np, name)
+            if not callable(attr) or isinstance(attr, type) or isinstance(attr, np.ufunc):
+                if isinstance(attr, np.ufunc):
+                    return _CheckedUfunc(attr, seen)
+                return attr
+
+            def wrapped(*a, **kw):
+                out = attr(*a, **kw)
+                seen.append((name, out))
+                seen.extend((name, x) for x in (*a, *kw.values()) if _is_f64(x))
+                return out
+            return wrapped
+
+    monkeypatch.setattr(G, "np", Checked("np"))
+    monkeypatch.setattr(Lmod, "np", Checked("np"))
+    model = GPT(small_config(), seed=0)
+    rng = np.random.default_rng(0)
+    ids, targets, mask = random_batch(rng, 3, 32, 260)
+    seg = np.repeat(np.arange(4), 8)[None].repeat(3, 0)
+    model.loss_and_grads(ids, targets, mask, segment_ids=seg)
+    model.logits(ids)
+    bad = [name for name, out in seen       # asarray hands back the caller's own inputs
+           if name != "asarray" and (_is_f64(out) or (isinstance(out, np.ndarray)
+                                                        and out.dtype.kind == "f"
+                                                        and out.dtype != np.float32))]
+    assert not bad, f"float64 results from {sorted(set(bad))}"
+    assert len(seen) > 100
+
+
+class _CheckedUfunc:
+    def __init__(self, uf, seen):
+        self.uf, self.seen = uf, seen
+
+    def __call__(self, *a, **kw):
+        out = self.uf(*a, **kw)
+        self.seen.append((self.uf.__name__, out))
+        self.seen.extend((self.uf.__name__, x) for x in (*a, *kw.values()) if _is_f64(x))
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.uf, name)
+
+
+def _is_f64(x) -> bool:
+    """A float64 array or numpy float64 scalar (Python floats are fine: weak scalars)."""
+    return isinstance(x, (np.ndarray, np.generic)) and x.dtype == np.float64
