@@ -2,7 +2,7 @@
 
 Each ``*_forward`` writes into buffers the caller hands it (views into a reusable
 workspace) and each ``*_backward`` reads what its forward stored. The model runs them
-on *chunks* of a few whole sequences (~256 rows) at a time, so the temporaries of one
+on *chunks* of a few whole sequences (~512 rows) at a time, so the temporaries of one
 chunk stay in the core's L2 cache while they are reused.
 
 Conventions that keep float32 mode float32 end to end and fast:
