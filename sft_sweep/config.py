@@ -127,6 +127,7 @@ class PretrainConf:
     weight_decay: float = 0.0
     seed: int = 0
     cache_dir: str = "runs/cache"  # relative paths are taken from the directory sft-sweep started in
+    threads: int = 0  # compute threads while pre-training; 0: every core (the sweep's other jobs wait)
 
 
 @dataclass
@@ -207,6 +208,7 @@ def validate(cfg: Config) -> None:
     _check(pt.steps >= 0, "pretrain.steps", pt.steps, "must be >= 0", p)
     _check(pt.batch_size >= 1, "pretrain.batch_size", pt.batch_size, "must be >= 1", p)
     _check(pt.lr > 0, "pretrain.lr", pt.lr, "must be > 0", p)
+    _check(pt.threads >= 0, "pretrain.threads", pt.threads, "must be >= 0 (0: all cores)", p)
     if p:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(p))
 
@@ -257,7 +259,7 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 
 # Settings that change where or how fast a job runs but not what it computes: excluded from the
 # config hash so that, e.g., re-running a sweep with more threads still skips finished jobs.
-NON_SEMANTIC_KEYS = ("train.threads", "pretrain.cache_dir", "train.log_interval", "train.checkpoint_interval",
+NON_SEMANTIC_KEYS = ("train.threads", "pretrain.threads", "pretrain.cache_dir", "train.log_interval", "train.checkpoint_interval",
                      "eval.objective", "eval.objectives")
 
 

@@ -9,6 +9,7 @@ settings alone.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -24,6 +25,13 @@ from .cache import BaseCache, file_lock
 log = logging.getLogger(__name__)
 
 
+def _all_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the CPUs this process may use (e.g. a Slurm allocation)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def gpt_config(cfg: Config) -> GPTConfig:
     m = cfg.model
     return GPTConfig(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, n_mlp=m.n_mlp,
@@ -36,6 +44,7 @@ def base_key(cfg: Config, source: dict) -> str:
     m.pop("name", None)  # the same shape under another name is the same model
     p = dict(cfg.pretrain.__dict__)
     p.pop("cache_dir", None)
+    p.pop("threads", None)
     return stable_hash({"model": m, "pretrain": p, "source": source, "format": 1})
 
 
@@ -83,6 +92,9 @@ def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root
     """
     cache = BaseCache(cache_root, base_key(cfg, source))
     model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=threads)
+    # While one job pre-trains, the sweep's other jobs that need this base wait on the lock, so
+    # pre-training may use every core (pretrain.threads=0), not just this job's share.
+    pretrain_threads = cfg.pretrain.threads or _all_cores()
     info: dict[str, Any] = {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0}
     if not cache.exists():
         def waiting() -> None:
@@ -93,12 +105,15 @@ def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root
             if not cache.exists():  # nobody built it while we waited
                 log.info("pre-training base model %s (%d steps)", cache.key, cfg.pretrain.steps)
                 t0 = time.perf_counter()
+                model.set_threads(pretrain_threads)
                 curve = pretrain(model, tokens, cfg)
+                model.set_threads(threads)
                 info["pretrain_s"] = time.perf_counter() - t0
+                info["pretrain_threads"] = pretrain_threads
                 save_checkpoint(cache.model_path, model, step=cfg.pretrain.steps,
                                 extra={"kind": "base", "key": cache.key})
                 cache.write_meta({"key": cache.key, "model": cfg.model.__dict__, "pretrain": {
-                    k: v for k, v in cfg.pretrain.__dict__.items() if k != "cache_dir"},
+                    k: v for k, v in cfg.pretrain.__dict__.items() if k not in ("cache_dir", "threads")},
                     "source": source, "pretrain_s": info["pretrain_s"], "curve": curve,
                     "n_tokens": int(len(tokens))})
                 info["built"] = True
