@@ -271,6 +271,24 @@ class GPT:
             raise ValueError(f"segment_ids must be integers, got dtype {s.dtype}")
         return s
 
+    def _check_positions(self, positions, shape) -> np.ndarray | None:
+        """Per-token position ids (packed rows restart at 0 per document), or None for
+        the absolute positions 0..T-1."""
+        if positions is None:
+            return None
+        a = np.asarray(positions)
+        if a.shape != shape:
+            raise ValueError(f"positions shape {a.shape} does not match ids shape {shape}")
+        if a.dtype.kind not in "iu":
+            raise ValueError(f"positions must be integers, got dtype {a.dtype}")
+        n = self.config.block_size
+        if a.size and (a.min() < 0 or a.max() >= n):
+            bad = a[(a < 0) | (a >= n)][0]
+            raise ValueError(
+                f"positions contains {int(bad)} outside the model's positions 0..{n - 1} "
+                f"(block_size {n})")
+        return a.astype(np.intp, copy=False)
+
     # ------------------------------------------------------------------ folded weights
 
     def _wb(self, flat: np.ndarray, prefix: str) -> np.ndarray:
@@ -311,9 +329,10 @@ class GPT:
         cs = max(1, CHUNK_ROWS // T)
         return [(b0, min(b0 + cs, B)) for b0 in range(0, B, cs)]
 
-    def _forward_layers(self, ws: L.Workspace, ids: np.ndarray, seg, fw) -> None:
+    def _forward_layers(self, ws: L.Workspace, ids: np.ndarray, seg, fw, pos=None) -> None:
         """Runs embeddings and all blocks for one shard, keeping in ``ws`` what the
-        backward (or the generation cache) needs; leaves the final residual in ws "x"."""
+        backward (or the generation cache) needs; leaves the final residual in ws "x".
+        ``pos``: the shard's (B, T) position ids, or None for 0..T-1."""
         cfg, p = self.config, self.params
         B, T = ids.shape
         N, C, M, H, hd = B * T, cfg.n_embd, cfg.n_mlp, cfg.n_head, cfg.head_dim
@@ -323,7 +342,10 @@ class GPT:
         inv_c = ws.get("inv_c", (C,))
         inv_c.fill(1.0 / C)
         x = ws.get("x", (N, C))
-        L.embedding_forward(p["wte"], p["wpe"], ids, x)
+        if pos is None:
+            L.embedding_forward(p["wte"], p["wpe"], ids, x)
+        else:
+            L.embedding_forward(p["wte"], p["wpe"], ids, x, pos, ws.get("wpe_rows", (N, C)))
         for i in range(cfg.n_layer):
             xh1, rstd1 = ws.aug(("xh1", i), N, C), ws.get(("rstd1", i), (N,))
             q, k, v = (ws.get((n, i), (B, H, T, hd)) for n in ("q", "k", "v"))
@@ -378,7 +400,7 @@ class GPT:
             fn(r, lg)
 
     def _backward_layers(self, ws: L.Workspace, ids: np.ndarray, fw, g: dict,
-                         gflat: np.ndarray) -> None:
+                         gflat: np.ndarray, pos=None) -> None:
         """Backward through all blocks from ws "dx" (gradient at the final residual);
         writes every block's parameter gradients and the embeddings' into ``g``."""
         cfg, p = self.config, self.params
@@ -449,7 +471,7 @@ class GPT:
                                g[h + "mlp.fc.w"], g[h + "mlp.fc.b"], g[h + "ln2.w"],
                                g[h + "ln2.b"])
             g_fcproj[:M] *= 0.5
-        L.embedding_backward(dx, ids, g["wte"], g["wpe"], ws.ones(B))
+        L.embedding_backward(dx, ids, g["wte"], g["wpe"], ws.ones(B), pos)
 
     # ------------------------------------------------------------------ threads
 
@@ -484,7 +506,8 @@ class GPT:
 
     # ------------------------------------------------------------------ public API
 
-    def loss_and_grads(self, ids, targets, mask, segment_ids=None, normalizer=None):
+    def loss_and_grads(self, ids, targets, mask, segment_ids=None, normalizer=None,
+                       positions=None):
         """Masked mean cross-entropy and its exact gradient for every parameter.
 
         ``loss = sum(ce * mask) / normalizer`` with ``normalizer = mask.sum()`` by default;
@@ -493,6 +516,10 @@ class GPT:
 
         Targets at positions whose mask is 0 are ignored entirely (they may hold any
         integer, e.g. -100 or the pad id).
+
+        ``positions`` (B, T) ints in [0, block_size): the position embedding row of each
+        token (packed rows restart at 0 per document, so a packed example sees the same
+        positions as unpacked); None uses 0..T-1 in every row.
 
         Returns ``(loss: float, grads: dict name -> ndarray)``. The gradients are views
         into a freshly allocated flat buffer laid out like ``flat_params`` (reachable as
@@ -518,6 +545,7 @@ class GPT:
         self._check_vocab(targets, "targets", live)
         targets = np.where(live, targets, 0)
         seg = self._check_segments(segment_ids, shape)
+        pos = self._check_positions(positions, shape)
         if normalizer is None:
             total = float(mask.sum(dtype=np.float64))
             if total == 0.0:
@@ -544,7 +572,8 @@ class GPT:
             B = sid.shape[0]
             ws = self._workspace(i, sid.shape)
             base = s.start * T
-            self._forward_layers(ws, sid, None if seg is None else seg[s], fw)
+            spos = None if pos is None else pos[s]
+            self._forward_layers(ws, sid, None if seg is None else seg[s], fw, spos)
             g = _views(buf, self._layout)
             dF_head = ws.get("dF_head", (C + 1, V))
             dx = ws.get("dx", (B * T, C))
@@ -576,7 +605,7 @@ class GPT:
             p = self.params
             L.unfold_ln_linear(dF_head, p["lnf.w"], p["lnf.b"], p["wte"].T, g["wte"].T, None,
                                g["lnf.w"], g["lnf.b"])
-            self._backward_layers(ws, sid, fw, g, buf)
+            self._backward_layers(ws, sid, fw, g, buf, spos)
             return loss
 
         losses = self._run(work, shards, prepare=lambda: fw.update(self._fold()))
@@ -591,22 +620,24 @@ class GPT:
             out += self._shard_grads[i]
         return loss, self.grad_views(out)
 
-    def _eval(self, ids, seg, fn) -> None:
+    def _eval(self, ids, seg, fn, pos=None) -> None:
         B, T = ids.shape
         fw = {}
 
         def work(i, s):
             ws = self._workspace(i, ids[s].shape)
-            self._forward_layers(ws, ids[s], None if seg is None else seg[s], fw)
+            self._forward_layers(ws, ids[s], None if seg is None else seg[s], fw,
+                                 None if pos is None else pos[s])
             self._head(ws, s.stop - s.start, T, fw, lambda r, lg: fn(s, r, lg, ws))
 
         self._run(work, self._shards(B), prepare=lambda: fw.update(self._fold()))
 
-    def logits(self, ids, segment_ids=None) -> np.ndarray:
-        """Logits (B, T, V) in the model dtype."""
+    def logits(self, ids, segment_ids=None, positions=None) -> np.ndarray:
+        """Logits (B, T, V) in the model dtype (``positions`` as in ``loss_and_grads``)."""
         ids = self._check_ids(ids, "ids")
         self._check_vocab(ids, "ids")
         seg = self._check_segments(segment_ids, ids.shape)
+        pos = self._check_positions(positions, ids.shape)
         B, T = ids.shape
         V = self.config.vocab_size
         out = np.empty((B * T, V), dtype=self.dtype)
@@ -615,11 +646,12 @@ class GPT:
             base = s.start * T
             out[base + r.start: base + r.stop] = lg
 
-        self._eval(ids, seg, fn)
+        self._eval(ids, seg, fn, pos)
         return out.reshape(B, T, V)
 
-    def token_nll(self, ids, targets, segment_ids=None) -> np.ndarray:
-        """Per-position cross-entropy (B, T) of ``targets`` given ``ids``; no gradients."""
+    def token_nll(self, ids, targets, segment_ids=None, positions=None) -> np.ndarray:
+        """Per-position cross-entropy (B, T) of ``targets`` given ``ids``; no gradients
+        (``positions`` as in ``loss_and_grads``)."""
         ids = self._check_ids(ids, "ids")
         targets = np.asarray(targets)
         if targets.shape != ids.shape:
@@ -628,6 +660,7 @@ class GPT:
         self._check_vocab(ids, "ids")
         self._check_vocab(targets, "targets")
         seg = self._check_segments(segment_ids, ids.shape)
+        pos = self._check_positions(positions, ids.shape)
         B, T = ids.shape
         out = np.empty(B * T, dtype=self.dtype)
         tflat = targets.reshape(-1)
@@ -637,5 +670,5 @@ class GPT:
             rows = slice(base + r.start, base + r.stop)
             out[rows] = L.softmax_xent_forward(lg, tflat[rows], ws.ones(lg.shape[1]))
 
-        self._eval(ids, seg, fn)
+        self._eval(ids, seg, fn, pos)
         return out.reshape(B, T)

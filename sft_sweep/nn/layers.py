@@ -96,29 +96,49 @@ class Workspace:
 
 # --------------------------------------------------------------------------- embedding
 
-def embedding_forward(wte, wpe, ids, out) -> None:
-    """``out[b*T + t] = wte[ids[b, t]] + wpe[t]``; out is (B*T, C)."""
+def embedding_forward(wte, wpe, ids, out, positions=None, tmp=None) -> None:
+    """``out[b*T + t] = wte[ids[b, t]] + wpe[t]``; out is (B*T, C).
+
+    With ``positions`` (B, T) (packed rows: each document restarts at 0) the position
+    row is ``wpe[positions[b, t]]`` instead; ``tmp`` is an optional (B*T, C) scratch.
+    """
     B, T = ids.shape
     np.take(wte, ids.reshape(-1), axis=0, out=out)
-    out.reshape(B, T, -1)[...] += wpe[:T]
+    if positions is None:
+        out.reshape(B, T, -1)[...] += wpe[:T]
+    else:
+        out += np.take(wpe, positions.reshape(-1), axis=0, out=tmp)
 
 
-def embedding_backward(dx, ids, dwte, dwpe, ones_b) -> None:
+def _add_rows_by_index(dst, index, rows) -> None:
+    """``dst[index[n]] += rows[n]`` for every n (repeated indices summed).
+
+    Rows are grouped by index (stable sort) and summed per group with ``add.reduceat``:
+    twice as fast as ``add.at`` and as deterministic.
+    """
+    order = np.argsort(index, kind="stable")
+    sorted_idx = index[order]
+    starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
+    dst[sorted_idx[starts]] += np.add.reduceat(rows[order], starts, axis=0)
+
+
+def embedding_backward(dx, ids, dwte, dwpe, ones_b, positions=None) -> None:
     """Adds the token-embedding gradient into ``dwte`` (which already holds the tied
     head's gradient) and writes ``dwpe``.
 
-    Rows of dx are grouped by token id (stable sort) and summed per group with
-    ``add.reduceat``: twice as fast as ``add.at`` and as deterministic.
+    Without ``positions`` row t of every sequence used ``wpe[t]``, so ``dwpe[:T]`` is one
+    product with a ones vector; with ``positions`` (B, T) the rows of dx are scattered
+    (summed) into ``dwpe[positions]`` the same way as the token ids into ``dwte``.
     """
     B, T = ids.shape
     C = dx.shape[1]
-    flat = ids.reshape(-1)
-    order = np.argsort(flat, kind="stable")
-    sorted_ids = flat[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    dwte[sorted_ids[starts]] += np.add.reduceat(dx[order], starts, axis=0)
-    dwpe[T:] = 0.0
-    np.matmul(ones_b, dx.reshape(B, T * C), out=dwpe[:T].reshape(T * C))
+    _add_rows_by_index(dwte, ids.reshape(-1), dx)
+    if positions is None:
+        dwpe[T:] = 0.0
+        np.matmul(ones_b, dx.reshape(B, T * C), out=dwpe[:T].reshape(T * C))
+    else:
+        dwpe[...] = 0.0
+        _add_rows_by_index(dwpe, positions.reshape(-1), dx)
 
 
 # --------------------------------------------------------------------------- layernorm

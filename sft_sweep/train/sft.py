@@ -64,7 +64,8 @@ def accumulate(model: GPT, group: list[Batch]) -> tuple[float, dict[str, np.ndar
     norm = float(sum(float(b.mask.sum()) for b in group))
     total_loss, acc = 0.0, None
     for b in group:
-        loss, grads = model.loss_and_grads(b.ids, b.targets, b.mask, b.segment_ids, normalizer=norm)
+        loss, grads = model.loss_and_grads(b.ids, b.targets, b.mask, b.segment_ids, normalizer=norm,
+                                           positions=getattr(b, "positions", None))
         total_loss += loss
         if acc is None:
             acc = {k: g.copy() for k, g in grads.items()}
