@@ -16,6 +16,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
+from .data.world import WorldConfig
 from .errors import ConfigError
 
 
@@ -53,8 +54,8 @@ class QualityConf:
 class DataConf:
     name: str = "world"
     source: str = "world"  # world: the built-in synthetic world | files: datasets below
-    # Settings of the synthetic world (sft_sweep.data.WorldConfig fields), e.g. world.n_countries=40.
-    world: dict[str, Any] = field(default_factory=dict)
+    # Settings of the synthetic world (source=world), e.g. data.world.n_countries=60.
+    world: WorldConfig = field(default_factory=WorldConfig)
     datasets: dict[str, DatasetConf] = field(default_factory=dict)
     # Raw text (.txt / .jsonl with "text") for pre-training, replay and the forgetting metric when
     # source=files; null uses the synthetic world's prose.
@@ -164,6 +165,11 @@ def validate(cfg: Config) -> None:
            f"must divide model.n_embd={m.n_embd}", p)
     _check(m.init_std > 0, "model.init_std", m.init_std, "must be > 0", p)
     _check(cfg.data.source in ("world", "files"), "data.source", cfg.data.source, "must be world or files", p)
+    if cfg.data.source == "world":
+        try:
+            cfg.data.world.validate()
+        except ConfigError as e:
+            p.append(f"data.{e}")
     if cfg.data.source == "files":
         _check(len(cfg.data.datasets) > 0, "data.datasets", dict(cfg.data.datasets),
                "source=files needs at least one dataset (data.datasets.NAME.path=...)", p)

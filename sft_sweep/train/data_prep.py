@@ -62,11 +62,15 @@ def join_docs(docs: list[str], tok: ByteTokenizer) -> np.ndarray:
 
 
 def world_config(cfg: Config) -> WorldConfig:
+    """The synthetic world's settings, checked (a value out of range is a ConfigError)."""
+    w = cfg.data.world
+    if not isinstance(w, WorldConfig):  # a plain mapping (configs composed without the schema)
+        w = WorldConfig(**dict(w))
     try:
-        return WorldConfig(**dict(cfg.data.world))
-    except TypeError as e:
-        known = ", ".join(WorldConfig.__dataclass_fields__)
-        raise ConfigError(f"data.world: {e}. Known settings: {known}") from None
+        w.validate()
+    except ConfigError as e:
+        raise ConfigError(f"data.{e}") from None
+    return w
 
 
 def _file_digest(path: str) -> str:

@@ -61,6 +61,13 @@ def test_typo_in_override_fails_at_composition():
         _compose(["optim.lrr=0.1"])
 
 
+def test_world_settings_are_typed_keys():
+    cfg = to_object(_compose(["data.world.n_countries=60", "data.world.seed=3"]))
+    assert cfg.data.world.n_countries == 60 and cfg.data.world.seed == 3
+    with pytest.raises(ConfigCompositionException, match="n_countrie"):
+        _compose(["data.world.n_countrie=60"])
+
+
 def test_wrong_type_fails_at_composition():
     with pytest.raises(ConfigCompositionException):
         _compose(["train.epochs=two"])
@@ -79,6 +86,8 @@ def test_wrong_type_fails_at_composition():
     ("optim.schedule=step", "optim.schedule"),
     ("train.truncation=wrap", "train.truncation"),
     ("eval.objective=loss", "eval.objective"),
+    ("data.world.n_countries=2", "data.world.n_countries"),
+    ("data.world.probe_fraction=1.5", "data.world.probe_fraction"),
 ])
 def test_invalid_values_are_named(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
