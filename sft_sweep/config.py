@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import MissingMandatoryValue, ValidationError
 
 from .data.world import WorldConfig
 from .errors import ConfigError
@@ -56,12 +56,31 @@ class DataConf:
     source: str = "world"  # world: the built-in synthetic world | files: datasets below
     # Settings of the synthetic world (source=world), e.g. data.world.n_countries=60.
     world: WorldConfig = field(default_factory=WorldConfig)
-    datasets: dict[str, DatasetConf] = field(default_factory=dict)
+    # name -> DatasetConf fields. Untyped in the schema so that a new dataset can be added from the
+    # command line (+data.datasets.NAME.path=...); __post_init__ checks and converts each entry.
+    datasets: dict[str, Any] = field(default_factory=dict)
     # Raw text (.txt / .jsonl with "text") for pre-training, replay and the forgetting metric when
     # source=files; null uses the synthetic world's prose.
     pretrain_text: Optional[str] = None
     val_fraction: float = 0.05  # files: share of conversations held out for evaluation
     quality: QualityConf = field(default_factory=QualityConf)
+
+    def __post_init__(self) -> None:
+        known = list(DatasetConf.__dataclass_fields__)
+        converted: dict[str, DatasetConf] = {}
+        for name, d in self.datasets.items():
+            if isinstance(d, DatasetConf):
+                converted[name] = d
+                continue
+            if not isinstance(d, dict):
+                raise ConfigError(f"data.datasets.{name} must be a mapping with keys {known}, got {d!r}")
+            unknown = sorted(set(d) - set(known))
+            if unknown:
+                raise ConfigError(f"data.datasets.{name}: unknown key(s) {unknown}; known: {known}")
+            if not isinstance(d.get("path"), str) or not d.get("path"):
+                raise ConfigError(f"data.datasets.{name}.path is required (data.datasets.{name}.path=FILE)")
+            converted[name] = DatasetConf(**d)
+        self.datasets = converted
 
 
 @dataclass
@@ -229,6 +248,9 @@ def to_object(cfg: DictConfig) -> Config:
         obj = OmegaConf.to_object(cfg)
     except MissingMandatoryValue as e:
         raise ConfigError(f"{e.full_key} is required (set it with {e.full_key}=...)") from None
+    except ValidationError as e:  # raised by a dataclass __post_init__, wrapped by OmegaConf
+        cause = e.__cause__ if isinstance(e.__cause__, ConfigError) else None
+        raise (cause or ConfigError(str(e))) from None
     if not isinstance(obj, Config):  # composed without the schema (e.g. a bare yaml)
         obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), cfg))
     return obj  # type: ignore[return-value]

@@ -105,3 +105,27 @@ def test_config_hash_ignores_threads_but_not_lr():
 def test_sweep_dir_is_deterministic():
     cfg = _compose(["experiment=quickstart"], hydra=True)
     assert OmegaConf.select(cfg, "hydra.sweep.dir", throw_on_resolution_failure=False) == "runs/sweeps/quickstart"
+
+
+def test_datasets_can_be_added_from_the_command_line():
+    cfg = to_object(_compose(["data=files", "data.datasets.main.path=a.json", "+data.datasets.tools.path=b.json",
+                              "+data.datasets.tools.format=sharegpt", "+data.datasets.tools.role_map={observation: tool}",
+                              "+mix.weights.main=1", "+mix.weights.tools=2"]))
+    validate(cfg)
+    assert set(cfg.data.datasets) == {"main", "tools"}
+    assert cfg.data.datasets["tools"].format == "sharegpt"
+    assert cfg.data.datasets["tools"].role_map == {"observation": "tool"}
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["+data.datasets.x.pth=a.json"], r"data\.datasets\.x: unknown key"),
+    (["+data.datasets.x.format=alpaca"], r"data\.datasets\.x\.path is required"),
+])
+def test_bad_dataset_entries_are_named(overrides, needle):
+    with pytest.raises(ConfigError, match=needle):
+        to_object(_compose(["data=files", "data.datasets.main.path=a.json", *overrides]))
+
+
+def test_weight_for_an_unknown_dataset_is_refused():
+    with pytest.raises(ConfigError, match=r"mix\.weights\.nope"):
+        validate(to_object(_compose(["data=files", "data.datasets.main.path=a.json", "+mix.weights.nope=1"])))
