@@ -25,3 +25,25 @@ def random_batch(rng, B, T, V, p_mask=0.7):
     mask = (rng.random((B, T)) < p_mask).astype(np.float64)
     mask[:, 0] = 1.0
     return ids, targets, mask
+
+
+FD_STEP = 1e-5  # central-difference step for the float64 gradient checks
+
+
+def numeric_grad(model, fn, name, rng=None, max_entries=None):
+    """Central differences of ``fn()`` w.r.t. parameter ``name`` (all entries, or a random
+    ``max_entries`` of them); returns (flat indices, numeric gradient)."""
+    flat = model.params[name].reshape(-1)
+    idx = np.arange(flat.size)
+    if max_entries is not None and flat.size > max_entries:
+        idx = rng.choice(flat.size, max_entries, replace=False)
+    num = np.empty(idx.size)
+    for j, i in enumerate(idx):
+        old = flat[i]
+        flat[i] = old + FD_STEP
+        lp = fn()
+        flat[i] = old - FD_STEP
+        lm = fn()
+        flat[i] = old
+        num[j] = (lp - lm) / (2 * FD_STEP)
+    return idx, num

@@ -5,27 +5,9 @@ import pytest
 
 from sft_sweep.nn import GPT
 
-from nn_helpers import tiny_config
+from nn_helpers import numeric_grad, tiny_config
 
-H = 1e-5
 TOL = 1e-6
-
-
-def numeric_grad(model, fn, name, rng, max_entries=None):
-    flat = model.params[name].reshape(-1)
-    idx = np.arange(flat.size)
-    if max_entries is not None and flat.size > max_entries:
-        idx = rng.choice(flat.size, max_entries, replace=False)
-    num = np.empty(idx.size)
-    for j, i in enumerate(idx):
-        old = flat[i]
-        flat[i] = old + H
-        lp = fn()
-        flat[i] = old - H
-        lm = fn()
-        flat[i] = old
-        num[j] = (lp - lm) / (2 * H)
-    return idx, num
 
 
 def check_all(model, ids, targets, mask, segment_ids=None, max_entries=None):

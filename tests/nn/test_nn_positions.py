@@ -7,12 +7,11 @@ give the same loss and gradients as the same two examples in separate padded row
 import numpy as np
 import pytest
 
-from nn_helpers import small_config, tiny_config
+from nn_helpers import numeric_grad, small_config, tiny_config
 from sft_sweep.data import Example, make_batches
 from sft_sweep.nn import GPT
 from sft_sweep.train.sft import accumulate
 
-H = 1e-5
 TOL = 1e-6
 
 
@@ -28,17 +27,8 @@ def finite_difference_check(model, ids, targets, mask, segment_ids, positions):
 
     # the forward-only path agrees with the training forward
     assert fn() == pytest.approx(loss, rel=1e-13)
-    for name, p in model.params.items():
-        flat = p.reshape(-1)
-        num = np.empty(flat.size)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + H
-            lp = fn()
-            flat[i] = old - H
-            lm = fn()
-            flat[i] = old
-            num[i] = (lp - lm) / (2 * H)
+    for name in model.params:
+        _, num = numeric_grad(model, fn, name)
         ana = grads[name].reshape(-1)
         denom = max(np.linalg.norm(num), np.linalg.norm(ana))
         assert denom > 0, f"{name}: zero gradient, the check would prove nothing"
