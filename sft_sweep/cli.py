@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import register_configs
 from .train.job import Job, objective
+from .train.resources import available_cores
 
 log = logging.getLogger("sft_sweep")
 
@@ -47,10 +47,7 @@ def default_threads(hc) -> int:
     ``ray.remote.num_cpus`` (Ray's default: 1). A launcher preset cannot set ``train.threads``
     itself (Hydra merges the app's config after its own), hence this.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    cores = available_cores()
     if hc.mode != RunMode.MULTIRUN:
         return cores
     launcher = OmegaConf.to_container(hc.launcher, resolve=False)

@@ -204,7 +204,8 @@ def sample_rows(base: dict[str, list[dict]], tuned: dict[str, list[Generation]],
     per = {s: max(1, n // max(len(sets), 1)) for s in sets}
     for s in sets:
         for i, g in enumerate(tuned[s][: per[s]]):
-            item = items.get(s, [None] * (i + 1))[i] if items.get(s) else None
+            seq = items.get(s) or []
+            item = seq[i] if i < len(seq) else None
             b = base.get(s, [])
             rows.append({
                 "set": s,

@@ -27,6 +27,7 @@ from . import sft
 from .data_prep import PreparedData, pretrain_source, prepare, with_replay
 from .evaluate import Evaluator, sample_rows
 from .pretrain import load_or_build_base
+from .resources import available_cores
 from .runfiles import MetricsLog, atomic_write_json, atomic_write_jsonl, read_json
 
 log = logging.getLogger("sft_sweep")
@@ -49,7 +50,7 @@ def set_threads(cfg: Config) -> int:
     """
     from threadpoolctl import threadpool_limits
 
-    n = cfg.train.threads or (os.cpu_count() or 1)
+    n = cfg.train.threads or available_cores()
     threadpool_limits(limits=1)
     return n
 

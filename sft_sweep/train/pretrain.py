@@ -9,7 +9,6 @@ settings alone.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from typing import Any
@@ -21,15 +20,9 @@ from ..config import Config, stable_hash
 from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, save_checkpoint
 from ..tokenizer import ByteTokenizer
 from .cache import BaseCache, file_lock
+from .resources import available_cores
 
 log = logging.getLogger(__name__)
-
-
-def _all_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # the CPUs this process may use (e.g. a Slurm allocation)
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def gpt_config(cfg: Config) -> GPTConfig:
@@ -94,7 +87,7 @@ def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root
     model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=threads)
     # While one job pre-trains, the sweep's other jobs that need this base wait on the lock, so
     # pre-training may use every core (pretrain.threads=0), not just this job's share.
-    pretrain_threads = cfg.pretrain.threads or _all_cores()
+    pretrain_threads = cfg.pretrain.threads or available_cores()
     info: dict[str, Any] = {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0}
     if not cache.exists():
         def waiting() -> None:
