@@ -1,6 +1,6 @@
 """Collect the jobs of one or more sweep directories into pandas tables.
 
-Reads only the job files of DESIGN.md section 4 (``summary.json``, ``metrics.jsonl``,
+Reads only the job files described in ``sft_sweep.jobfiles`` (``summary.json``, ``metrics.jsonl``,
 ``samples.jsonl``, ``.hydra/overrides.yaml`` / ``.hydra/config.yaml``, and the sweep's
 ``multirun.yaml``), so it works on sweeps copied from another machine or a cluster, and on
 sweeps that are still running.
@@ -32,17 +32,16 @@ from typing import Any
 import pandas as pd
 
 from analysis.errors import ReportError
+from sft_sweep.jobfiles import (
+    COMPLETED, EVAL_METRICS, RUNNING, SAMPLE_FIELDS, atomic_path, flatten, forgetting_pct,
+)
 
 JOB_MARKERS = ("summary.json", "metrics.jsonl")
 HYDRA_DIR = ".hydra"
 #: Statuses whose results are final and usable. ``skipped`` is a job that had already completed.
-DONE_STATUSES = frozenset({"completed", "skipped"})
-#: Evaluation metrics of DESIGN.md section 4, in display order (others found in files are kept too).
-EVAL_METRICS = ("raw_loss", "response_loss", "follow_rate", "answer_acc", "answer_mc_acc",
-                "knowledge_acc", "knowledge_mc_acc")
-TRAIN_METRICS = ("loss", "lr", "grad_norm", "tokens_per_s", "epoch")
+DONE_STATUSES = frozenset({COMPLETED, "skipped"})
 CURVE_COLUMNS = ["job", "step", "kind", "metric", "value"]
-SAMPLE_COLUMNS = ["job", "task", "prompt", "reference", "base", "sft", "set"]
+SAMPLE_COLUMNS = ["job", *SAMPLE_FIELDS]
 
 # Config keys that differ between jobs without being an experimental choice (paths, stamps).
 _INCIDENTAL = re.compile(
@@ -135,7 +134,8 @@ class RunSet:
         tables = {"jobs": self.jobs, "curves": self.curves}
         for name, df in tables.items():
             path = out / f"{name}.csv"
-            _atomic_write(path, lambda p, df=df: df.to_csv(p, index=False))
+            with atomic_path(path) as tmp:
+                df.to_csv(tmp, index=False)
             written.append(path)
         try:
             import pyarrow  # noqa: F401
@@ -144,7 +144,8 @@ class RunSet:
         for name, df in tables.items():
             path = out / f"{name}.parquet"
             try:
-                _atomic_write(path, lambda p, df=df: _parquet_safe(df).to_parquet(p, index=False))
+                with atomic_path(path) as tmp:
+                    _parquet_safe(df).to_parquet(tmp, index=False)
                 written.append(path)
             except Exception as exc:  # noqa: BLE001 - optional format, never fail the report for it
                 self.problems.append(Problem(str(path), f"could not write Parquet: {exc}"))
@@ -238,7 +239,7 @@ def _read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) -
     elif (job_dir / "summary.json").exists():
         status = "unreadable"
     else:
-        status = "running"
+        status = RUNNING
     record["status"] = status
     record["done"] = status in DONE_STATUSES
     record["error"] = _first_line(summary.get("error")) if summary_ok and summary.get("error") else ""
@@ -247,11 +248,11 @@ def _read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) -
     # Config: the summary's resolved flat config, else Hydra's composed config.
     config: dict[str, Any] = {}
     if summary_ok and isinstance(summary.get("config"), dict):
-        config = _flatten(summary["config"])
+        config = _config_columns(summary["config"])
     elif (job_dir / HYDRA_DIR / "config.yaml").exists():
         raw = _read_yaml(job_dir / HYDRA_DIR / "config.yaml", problems)
         if isinstance(raw, dict):
-            config = {k: v for k, v in _flatten(raw).items()
+            config = {k: v for k, v in _config_columns(raw).items()
                       if not (isinstance(v, str) and "${" in v)}
 
     # Overrides: Hydra's record first, else the summary's copy.
@@ -283,7 +284,7 @@ def _read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) -
     if forgetting is None:
         b, f = record.get("base_raw_loss"), record.get("final_raw_loss")
         if b is not None and f is not None and b not in (0, 0.0) and math.isfinite(b):
-            forgetting = 100.0 * (f - b) / b
+            forgetting = forgetting_pct(b, f)
     record["forgetting_pct"] = forgetting
     record["steps"] = _number(summary.get("steps")) if summary_ok else None
     timings = summary.get("timings") if summary_ok else None
@@ -299,7 +300,7 @@ def _read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) -
     last_train: dict[str, Any] = {}
     last_eval: dict[str, Any] = {}
     if mpath.exists():
-        for row in _read_jsonl(mpath, problems, tolerate_partial_tail=(status == "running")):
+        for row in _read_jsonl(mpath, problems, tolerate_partial_tail=(status == RUNNING)):
             kind = str(row.get("kind", "")).strip() or "unknown"
             step = _number(row.get("step"))
             if step is None:
@@ -331,7 +332,7 @@ def _read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) -
     samples = []
     spath = job_dir / "samples.jsonl"
     if spath.exists():
-        for row in _read_jsonl(spath, problems, tolerate_partial_tail=(status == "running")):
+        for row in _read_jsonl(spath, problems, tolerate_partial_tail=(status == RUNNING)):
             samples.append({"job": job_id, **{k: _text(row.get(k)) for k in SAMPLE_COLUMNS[1:]}})
 
     return _Job(record, config, set(overrides), overrides, curves, samples)
@@ -703,13 +704,13 @@ def _read_yaml(path: Path, problems: list[Problem]) -> Any:
         return None
 
 
-def _flatten(obj: dict, prefix: str = "") -> dict[str, Any]:
+def _config_columns(obj: dict) -> dict[str, Any]:
+    """A config as table cells: dotted keys, lists as JSON text, empty mappings dropped."""
     out: dict[str, Any] = {}
-    for k, v in obj.items():
-        key = f"{prefix}{k}"
+    for key, v in flatten(obj).items():
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        elif isinstance(v, (list, tuple)):
+            continue
+        if isinstance(v, (list, tuple)):
             out[key] = json.dumps(v, default=str)
         elif v is None or isinstance(v, (bool, int, float, str)):
             out[key] = v
@@ -748,12 +749,6 @@ def _mtime(job_dir: Path) -> float | None:
         except OSError:
             pass
     return max(times) if times else None
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:

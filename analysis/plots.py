@@ -36,6 +36,7 @@ from analysis.style import (
     AGGRESSIVE_BAND, Palette, col_name, fmt_param, fmt_sci, fmt_value, metric_label,
     metric_scale, setting_label, sorted_values,
 )
+from sft_sweep.jobfiles import atomic_path, forgetting_pct
 
 DPI = 110
 PANEL_W, PANEL_H = 4.6, 3.3
@@ -69,9 +70,8 @@ def _save(fig: Figure, out_dir: Path, name: str) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.png"
-    tmp = out_dir / f".{name}.tmp.png"
-    fig.savefig(tmp, dpi=DPI, facecolor="white", format="png")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, facecolor="white", format="png")
     return path
 
 
@@ -465,7 +465,7 @@ def _forgetting_rows(runs: RunSet) -> pd.DataFrame:
         # Jobs whose eval rows do not start at step 0 use the summary's base evaluation.
         use_summary = first_step[first_step > 0].index
         base.loc[use_summary] = jobs.loc[use_summary, "base_raw_loss"]
-    raw = raw.assign(value=100.0 * (raw["value"] - raw["job"].map(base)) / raw["job"].map(base))
+    raw = raw.assign(value=forgetting_pct(raw["job"].map(base), raw["value"]))
     return raw[np.isfinite(raw["value"])]
 
 

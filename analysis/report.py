@@ -32,6 +32,7 @@ from analysis.collect import Problem, RunSet, collect_runs
 from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding, compute_findings
 from analysis.plots import PLOTS, plot_all
 from analysis.style import col_name, fmt_metric, fmt_num, fmt_value, setting_label, sorted_values
+from sft_sweep.jobfiles import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def write_report(dirs: str | os.PathLike | Sequence[str | os.PathLike], out_dir:
 
     tables = runs.export(files)
     constants = files / CONSTANTS_FILE
-    _atomic_text(constants, json.dumps(runs.constants, indent=1, sort_keys=True, default=str) + "\n")
+    write_atomic(constants, json.dumps(runs.constants, indent=1, sort_keys=True, default=str) + "\n")
     tables.append(constants)
     plots = plot_all(runs, files, on_error=lambda name, exc: runs.problems.append(
         Problem(f"figure {name}", f"could not be drawn: {type(exc).__name__}: {exc}")))
@@ -101,8 +102,8 @@ def write_report(dirs: str | os.PathLike | Sequence[str | os.PathLike], out_dir:
 
     doc = _build(runs, plots, findings, out)
     md_path, html_path = out / "report.md", out / "report.html"
-    _atomic_text(md_path, render_markdown(doc))
-    _atomic_text(html_path, render_html(doc))
+    write_atomic(md_path, render_markdown(doc))
+    write_atomic(html_path, render_html(doc))
     return ReportPaths(out, md_path, html_path, plots, tables, findings, list(runs.problems))
 
 
@@ -514,12 +515,6 @@ def render_html(doc: list[Block]) -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 __all__ = ["write_report", "ReportPaths", "summary_table", "pick_samples", "render_markdown",

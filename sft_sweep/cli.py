@@ -27,6 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .config import register_configs
+from .jobfiles import COMPLETED
 from .train.job import Job, objective
 from .train.resources import available_cores
 
@@ -66,7 +67,7 @@ def default_threads(hc) -> int:
 
 def sweeper_value(summary: dict, cfg: DictConfig) -> float | list[float] | None:
     """The job's return value for a sweeper (see the module docstring); None when there is none."""
-    if summary.get("status") != "completed":
+    if summary.get("status") != COMPLETED:
         return None
     paths = list(cfg.eval.objectives)
     values = [objective(summary, p) for p in paths] if paths else [objective(summary, cfg.eval.objective)]
@@ -84,7 +85,7 @@ def task(cfg: DictConfig) -> float | list[float] | None:
     job = Job(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task), base_dir=hc.runtime.cwd,
               job_name=hc.job.override_dirname or hc.job.name)
     summary = job.run()
-    if summary["status"] != "completed":
+    if summary["status"] != COMPLETED:
         where = f"{job.summary_path}"
         if not multirun:
             print(f"sft-sweep: the job failed: {summary.get('error')}\n(details in {where})", file=sys.stderr)

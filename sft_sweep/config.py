@@ -18,6 +18,7 @@ from omegaconf.errors import MissingMandatoryValue, ValidationError
 
 from .data.world import WorldConfig
 from .errors import ConfigError
+from .jobfiles import flatten
 
 
 @dataclass
@@ -254,21 +255,6 @@ def to_object(cfg: DictConfig) -> Config:
     if not isinstance(obj, Config):  # composed without the schema (e.g. a bare yaml)
         obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), cfg))
     return obj  # type: ignore[return-value]
-
-
-def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> {"a.b.c": value}; lists stay values."""
-    out: dict[str, Any] = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if isinstance(v, dict) and v:
-                out.update(flatten(v, key))
-            else:
-                out[key] = v
-    else:
-        out[prefix] = d
-    return out
 
 
 def config_dict(cfg: DictConfig) -> dict[str, Any]:

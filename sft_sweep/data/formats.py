@@ -39,6 +39,7 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from ..jobfiles import write_atomic
 from .conversation import ROLES, Conversation, ConversationError, Turn
 
 FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "chatml")
@@ -484,6 +485,4 @@ def save_conversations(conversations: list[Conversation], path: str | os.PathLik
         text = json.dumps(recs, ensure_ascii=False, indent=1) + "\n"
     else:
         raise ConfigError(f"unsupported file extension {path.suffix!r}; use .json or .jsonl")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text)

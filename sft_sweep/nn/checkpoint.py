@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any
 
 import numpy as np
 
 from ..errors import CheckpointError
+from ..jobfiles import atomic_path
 from .gpt import GPT, GPTConfig
 from .optim import AdamW
 
@@ -49,21 +49,8 @@ def save_checkpoint(path, model: GPT, optimizer: AdamW | None = None, step: int 
     if optimizer is not None:
         for key, value in optimizer.state_dict().items():
             arrays["opt/" + key] = np.asarray(value)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _config_diff(saved: dict, cfg: GPTConfig) -> list[str]:

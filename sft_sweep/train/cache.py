@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .runfiles import atomic_write_json, read_json
+from ..jobfiles import read_json, write_json
 
 
 @contextlib.contextmanager
@@ -60,7 +60,7 @@ class BaseCache:
         return read_json(self.meta_path) or {}
 
     def write_meta(self, meta: dict) -> None:
-        atomic_write_json(self.meta_path, {**meta, "complete": True})
+        write_json(self.meta_path, {**meta, "complete": True})
 
     def eval_path(self, eval_key: str) -> Path:
         return self.dir / f"eval-{eval_key}.json"
@@ -69,4 +69,4 @@ class BaseCache:
         return read_json(self.eval_path(eval_key))
 
     def write_eval(self, eval_key: str, result: dict) -> None:
-        atomic_write_json(self.eval_path(eval_key), result)
+        write_json(self.eval_path(eval_key), result)

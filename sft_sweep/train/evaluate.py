@@ -25,8 +25,6 @@ from ..data import EvalItem, Example, render_prompt
 from ..nn import GPT, generate
 from ..tokenizer import ByteTokenizer
 
-METRICS = ("raw_loss", "response_loss", "follow_rate", "answer_acc", "answer_mc_acc",
-           "knowledge_acc", "knowledge_mc_acc")
 
 
 def _pad(seqs: Sequence[np.ndarray], pad_id: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """One SFT job, top to bottom: config -> data -> base model -> SFT with evaluation -> job files.
 
-Files in the job directory (contract in DESIGN.md section 4):
+Files in the job directory (the contract is ``sft_sweep.jobfiles``):
   metrics.jsonl   train rows every ``train.log_interval`` steps, eval rows (step 0 = base model)
   summary.json    status, config hash, base / final evaluation, forgetting, timings, versions
   samples.jsonl   base vs tuned generations on held-out prompts
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..config import Config, config_dict, config_hash, flatten, stable_hash, to_object, validate
+from ..config import Config, config_dict, config_hash, stable_hash, to_object, validate
 from ..errors import CheckpointError, SftSweepError
 from ..nn import load_checkpoint, save_checkpoint
 from . import sft
@@ -28,7 +28,11 @@ from .data_prep import PreparedData, pretrain_source, prepare, with_replay
 from .evaluate import Evaluator, sample_rows
 from .pretrain import load_or_build_base
 from .resources import available_cores
-from .runfiles import MetricsLog, atomic_write_json, atomic_write_jsonl, read_json
+from ..jobfiles import (
+    CHECKPOINT, COMPLETED, FAILED, METRICS, MODEL, RUNNING, SAMPLES, SUMMARY, flatten, forgetting_pct,
+    read_json, write_json, write_jsonl,
+)
+from .runfiles import MetricsLog
 
 log = logging.getLogger("sft_sweep")
 
@@ -94,8 +98,8 @@ class Job:
         self.name = job_name or self.dir.name
         self.cfg_dict = config_dict(cfg_node)
         self.hash = config_hash(self.cfg_dict)
-        self.summary_path = self.dir / "summary.json"
-        self.ckpt_path = self.dir / "checkpoint.npz"
+        self.summary_path = self.dir / SUMMARY
+        self.ckpt_path = self.dir / CHECKPOINT
         self.timings: dict[str, float] = {}
 
     def _summary(self, status: str, **extra: Any) -> dict:
@@ -104,7 +108,7 @@ class Job:
 
     def completed_before(self) -> dict | None:
         s = read_json(self.summary_path)
-        if isinstance(s, dict) and s.get("status") == "completed" and s.get("config_hash") == self.hash:
+        if isinstance(s, dict) and s.get("status") == COMPLETED and s.get("config_hash") == self.hash:
             return s
         return None
 
@@ -116,16 +120,16 @@ class Job:
             return {**done, "skipped": True}
         t_start = time.perf_counter()
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.summary_path, self._summary("running"))
+        write_json(self.summary_path, self._summary(RUNNING))
         try:
             summary = self._run(t_start)
         except Exception as e:  # recorded in summary.json; the caller chooses the exit code
             user_error = isinstance(e, SftSweepError)
-            summary = self._summary("failed", error=f"{type(e).__name__}: {e}", user_error=user_error,
+            summary = self._summary(FAILED, error=f"{type(e).__name__}: {e}", user_error=user_error,
                                     traceback=None if user_error else traceback.format_exc(limit=20),
                                     timings={**self.timings, "total_s": time.perf_counter() - t_start})
             log.error("[%s] failed: %s", self.name, summary["error"])
-        atomic_write_json(self.summary_path, summary)
+        write_json(self.summary_path, summary)
         return summary
 
     def _run(self, t_start: float) -> dict:
@@ -180,7 +184,7 @@ class Job:
                                                      pretrain_source(cfg, self.base_dir), cache_root, threads)
                 opt = sft.make_optimizer(model, cfg)
                 start_step = 0
-        metrics = MetricsLog(self.dir / "metrics.jsonl", keep_until_step=start_step if start_step else None)
+        metrics = MetricsLog(self.dir / METRICS, keep_until_step=start_step if start_step else None)
         if start_step == 0:
             metrics.write({"kind": "eval", "step": 0, **base_metrics})
 
@@ -213,17 +217,17 @@ class Job:
         final = last["metrics"]
         forgetting = None
         if "raw_loss" in final and "raw_loss" in base_metrics:
-            forgetting = 100.0 * (final["raw_loss"] - base_metrics["raw_loss"]) / base_metrics["raw_loss"]
+            forgetting = forgetting_pct(base_metrics["raw_loss"], final["raw_loss"])
 
         items = {"answer": data.eval_items, "knowledge": data.probe_items, "follow": data.follow_prompts}
-        atomic_write_jsonl(self.dir / "samples.jsonl", sample_rows(base_gens, last["gens"], items, cfg.eval.n_samples))
-        save_checkpoint(self.dir / "model.npz", model, step=step, extra={"config_hash": self.hash})
+        write_jsonl(self.dir / SAMPLES, sample_rows(base_gens, last["gens"], items, cfg.eval.n_samples))
+        save_checkpoint(self.dir / MODEL, model, step=step, extra={"config_hash": self.hash})
         if self.ckpt_path.exists():
             self.ckpt_path.unlink()
         self.timings["total_s"] = time.perf_counter() - t_start
         data_report = {**data.report, "mix": mix_report, "batches": pl.batch_report,
                        "n_train_examples": len(examples), "eval_skipped_too_long": evaluator.skipped}
         return self._summary(
-            "completed", base=base_metrics, final=final, forgetting_pct=forgetting, steps=step,
+            COMPLETED, base=base_metrics, final=final, forgetting_pct=forgetting, steps=step,
             base_model={"key": cache.key, "built_here": base_info["built"]}, threads=threads,
             data=data_report, timings=self.timings)

@@ -14,7 +14,7 @@ from sft_sweep.config import register_configs, to_object
 from sft_sweep.train.data_prep import prepare, pretrain_source
 from sft_sweep.train.job import Job
 from sft_sweep.train.pretrain import load_or_build_base
-from sft_sweep.train.runfiles import read_jsonl
+from sft_sweep.jobfiles import read_jsonl
 from tests.conftest import CONF_DIR, REPO
 
 register_configs()
