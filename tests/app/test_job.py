@@ -166,3 +166,20 @@ def test_invalid_value_and_missing_file_give_clean_errors(tmp_path, cache_dir):
     r = _cli(*SMOKE, "data=files", "data.datasets.main.path=missing.json", f"pretrain.cache_dir={cache_dir}",
              cwd=tmp_path)
     assert r.returncode == 1 and "missing.json" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_job_and_cache_files_get_the_users_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        job, s = run_job(tmp_path, str(tmp_path / "cache"), ["optim.lr=1e-3"])
+    finally:
+        os.umask(old)
+    assert s["status"] == "completed", s.get("error")
+    want = 0o666 & ~umask
+    cache_files = sorted((tmp_path / "cache").glob("base-*/*"))
+    assert {p.name for p in cache_files} >= {"model.npz", "meta.json"}
+    assert any(p.name.startswith("eval-") for p in cache_files)
+    files = [job.dir / n for n in ("summary.json", "metrics.jsonl", "samples.jsonl", "model.npz")] + cache_files
+    modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in files}
+    assert modes == {k: oct(want) for k in modes}
