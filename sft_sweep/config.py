@@ -4,6 +4,9 @@ Registered in Hydra's ConfigStore as ``sft_sweep_schema``; ``conf/config.yaml`` 
 its defaults, so group files (``conf/model/mini.yaml`` ...) merge into typed nodes. A misspelt key
 or a value of the wrong type therefore fails at composition time, before any work starts.
 Value checks that types cannot express (lr > 0, heads divide width, ...) live in ``validate``.
+
+Every default lives here and only here: a file of ``conf/`` states just what its option changes,
+so ``Config()`` in code and a Hydra run without overrides are the same configuration.
 """
 
 from __future__ import annotations
@@ -16,20 +19,18 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, ValidationError
 
+from .data.quality import QualityConfig
 from .data.world import WorldConfig
 from .errors import ConfigError
 from .jobfiles import flatten
+from .nn.config import ModelShape
 
 
 @dataclass
-class ModelConf:
+class ModelConf(ModelShape):
+    """The model's shape (declared once, in ``ModelShape``) and a name for reports."""
+
     name: str = "mini"
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    n_mlp: int = 512
-    block_size: int = 128
-    init_std: float = 0.02
 
 
 @dataclass
@@ -40,15 +41,6 @@ class DatasetConf:
     format: str = "auto"  # auto | alpaca | sharegpt | messages | chatml
     role_map: dict[str, str] = field(default_factory=dict)
     on_bad_record: str = "error"  # error | skip
-
-
-@dataclass
-class QualityConf:
-    min_response_chars: int = 1
-    max_response_chars: int = 0  # 0: no limit
-    min_response_to_prompt_ratio: float = 0.0
-    min_token_diversity: float = 0.0
-    dedup: bool = True
 
 
 @dataclass
@@ -64,7 +56,7 @@ class DataConf:
     # source=files; null uses the synthetic world's prose.
     pretrain_text: Optional[str] = None
     val_fraction: float = 0.05  # files: share of conversations held out for evaluation
-    quality: QualityConf = field(default_factory=QualityConf)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self) -> None:
         known = list(DatasetConf.__dataclass_fields__)
@@ -117,9 +109,9 @@ class TrainConf:
     max_steps: int = 0  # 0: as many as the epochs give
     truncation: str = "truncate"  # truncate | drop
     pack: bool = False
-    eval_interval: int = 100
+    eval_interval: int = 50
     log_interval: int = 10
-    checkpoint_interval: int = 100
+    checkpoint_interval: int = 50
     seed: int = 0
     threads: int = 0  # compute threads for this job; 0: all cores
 

@@ -24,7 +24,6 @@ from ..data import (
     Conversation,
     EvalItem,
     Example,
-    QualityConfig,
     WorldConfig,
     build_world,
     filter_quality,
@@ -123,13 +122,6 @@ def render_examples(convs: list[Conversation], template: Any, mask: str, source:
     return out
 
 
-def _quality(cfg: Config) -> QualityConfig:
-    q = cfg.data.quality
-    return QualityConfig(min_response_chars=q.min_response_chars, max_response_chars=q.max_response_chars,
-                         min_response_to_prompt_ratio=q.min_response_to_prompt_ratio,
-                         min_token_diversity=q.min_token_diversity, dedup=q.dedup)
-
-
 def prepare(cfg: Config, base_dir: str | None = None) -> PreparedData:
     """Load, filter, render and length-fit the job's data. ``base_dir`` resolves relative paths."""
     tok = ByteTokenizer()
@@ -166,7 +158,7 @@ def prepare(cfg: Config, base_dir: str | None = None) -> PreparedData:
 
     rendered: dict[str, list[Example]] = {}
     for name, convs in sets.items():
-        kept, qrep = filter_quality(convs, _quality(cfg))
+        kept, qrep = filter_quality(convs, cfg.data.quality)
         report[f"quality.{name}"] = qrep
         exs, lrep = fit_length(render_examples(kept, template, cfg.template.mask, name), max_tokens,
                                cfg.train.truncation)

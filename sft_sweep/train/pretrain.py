@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from ..config import Config, stable_hash
 from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, save_checkpoint
+from ..nn.config import ModelShape
 from ..tokenizer import ByteTokenizer
 from .cache import BaseCache, file_lock
 from .resources import available_cores
@@ -26,9 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def gpt_config(cfg: Config) -> GPTConfig:
-    m = cfg.model
-    return GPTConfig(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, n_mlp=m.n_mlp,
-                     block_size=m.block_size, vocab_size=ByteTokenizer().vocab_size, init_std=m.init_std)
+    shape = {f.name: getattr(cfg.model, f.name) for f in fields(ModelShape)}
+    return GPTConfig(**shape, vocab_size=ByteTokenizer().vocab_size)
 
 
 def base_key(cfg: Config, source: dict) -> str:

@@ -129,3 +129,9 @@ def test_bad_dataset_entries_are_named(overrides, needle):
 def test_weight_for_an_unknown_dataset_is_refused():
     with pytest.raises(ConfigError, match=r"mix\.weights\.nope"):
         validate(to_object(_compose(["data=files", "data.datasets.main.path=a.json", "+mix.weights.nope=1"])))
+
+
+def test_hydra_default_config_equals_the_dataclass_defaults():
+    """Defaults live in the dataclasses only: a Hydra run without overrides and Config() agree."""
+    composed = config_dict(_compose())
+    assert composed == OmegaConf.to_container(OmegaConf.structured(Config()))
