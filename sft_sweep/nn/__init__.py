@@ -3,18 +3,22 @@ checkpoints.
 
 Public API (other parts of sft-sweep code against these names):
 
-``GPTConfig(n_layer, n_head, n_embd, n_mlp, block_size, vocab_size, init_std, dtype)``
+``GPTConfig(n_layer, n_head, n_embd, n_mlp, block_size, init_std, vocab_size, dtype)``
+    the shape (``config.ModelShape``, shared with the job config) plus vocabulary and dtype,
     validated in ``__post_init__`` (``ConfigError``); dtype ``"float32"`` or ``"float64"``.
 ``GPT(config, seed=0, threads=1)``
     ``params`` (name -> view into the flat buffer ``flat_params``), ``num_params``,
     ``set_threads(n)``, ``loss_and_grads(ids, targets, mask, segment_ids=None,
-    normalizer=None) -> (float, grads)``, ``logits(ids, segment_ids=None)`` (B, T, V),
-    ``token_nll(ids, targets, segment_ids=None)`` (B, T).
+    normalizer=None, positions=None) -> (float, grads)``,
+    ``logits(ids, segment_ids=None, positions=None)`` (B, T, V),
+    ``token_nll(ids, targets, segment_ids=None, positions=None)`` (B, T).
     Returned gradients live in a fresh buffer per call: the caller owns them.
     ``threads`` Python workers split the batch, one BLAS thread each. Not re-entrant:
     use one model from one thread at a time.
     Architecture: token + position embeddings, pre-LN blocks (fused-QKV causal attention,
     GELU MLP with the tanh approximation), final LN, head tied to the token embedding.
+``reference.logits(params, config, ids, segment_ids=None, positions=None)``
+    the same model written plainly (forward only): where to read how it works.
 ``AdamW(params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0, decay_embeddings=False,
 grad_clip=1.0)``
     ``step(grads, lr) -> grad norm before clipping``, ``state_dict()``,

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from . import layers as L
-from .gpt import GPT
+from .gpt import GPT, QUERY_BLOCK
 
 _ROWS_PER_THREAD = 16
 
@@ -40,10 +40,11 @@ def _prefill(model: GPT, ws: L.Workspace, ids: np.ndarray, lengths: np.ndarray,
     cfg = model.config
     B, T = ids.shape
     model._forward_layers(ws, ids, None, fw)
-    H, hd = cfg.n_head, cfg.head_dim
+    blocks = L.query_blocks(T, QUERY_BLOCK)
     for i in range(cfg.n_layer):
-        cache.kt[i][..., :T] = ws.get(("kt", i), (B, H, hd, T))
-        cache.v[i][:, :, :T] = ws.get(("v", i), (B, H, T, hd))
+        buf = model._block_buffers(ws, i, B, T, blocks)
+        cache.kt[i][..., :T] = buf.kt
+        cache.v[i][:, :, :T] = buf.v
     last = ws.get("x", (B * T, cfg.n_embd)).reshape(B, T, -1)[np.arange(B), lengths - 1]
     return _head(model, cache.ws, last, fw)
 
@@ -184,7 +185,7 @@ def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
         return out
 
     # Decode steps are tiny; threads only pay off for many rows each.
-    shards = model._shards(B) if B >= _ROWS_PER_THREAD * model.threads else [slice(0, B)]
+    shards = model.workers.shards(B) if B >= _ROWS_PER_THREAD * model.threads else [slice(0, B)]
     if use_cache:
         caches = [_Cache(model, s.stop - s.start) for s in shards]
         fw: dict = {}
@@ -193,15 +194,15 @@ def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
             ids, lengths = _pad(seqs)
 
             def run(i, s):
-                ws = model._workspace(i, ids[s].shape)
+                ws = model.workers.workspace(i, ids[s].shape)
                 return _prefill(model, ws, ids[s], lengths[s], caches[i], fw)
 
-            return np.concatenate(model._run(run, shards, prepare=lambda: fw.update(model._fold())))
+            return np.concatenate(model.workers.run(run, shards, prepare=lambda: fw.update(model._fold())))
 
         def next_logits(tokens):
             # Finished rows keep running on a clamped position; their output is ignored.
             pos = np.array([min(len(s) - 1, cfg.block_size - 1) for s in seqs], dtype=np.intp)
-            res = model._run(lambda i, s: _decode(model, tokens[s], pos[s], caches[i], fw),
+            res = model.workers.run(lambda i, s: _decode(model, tokens[s], pos[s], caches[i], fw),
                              shards)
             return np.concatenate(res)
     else:

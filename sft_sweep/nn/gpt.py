@@ -1,61 +1,73 @@
-"""The GPT: config, parameters in one flat buffer, masked cross-entropy with exact gradients.
+"""The fast GPT: parameters in one flat buffer, masked cross-entropy with exact gradients.
 
-Architecture: learned token + position embeddings; ``n_layer`` pre-LayerNorm blocks
-(LN -> fused-QKV causal multi-head attention -> projection, residual; LN -> GELU MLP,
-residual; GELU is the tanh approximation); final LayerNorm; output head tied to the
-token embedding (``logits = h @ wte.T``).
+To learn the model, read ``reference.py``: the same network written plainly, forward only. This
+file computes exactly that, faster, and adds the backward pass; its tests check it against the
+reference (float64) and against finite differences. What makes it fast:
 
-Speed model (2-core machine, see issue 2): the batch is split across ``threads`` Python
-worker threads, each running its shard's forward and backward with one BLAS thread
-(numpy releases the GIL in BLAS and in ufunc loops, so shards run truly in parallel);
-the per-shard gradients are summed at the end in a fixed order, so a fixed ``threads``
-setting is bit-reproducible.
+- LayerNorm weights, the attention's 1/sqrt(head_dim) and GELU's 0.5 are folded into the next
+  weight matrix once per call (``_fold``); each linear layer's weight and bias sit together in
+  the flat buffer so a product with a ones column applies both;
+- rows are processed in chunks that keep temporaries in cache, attention in query blocks;
+- every buffer lives in a reused per-thread ``Workspace``; each block's buffers are named once,
+  in ``_block_buffers``, for the forward and the backward alike;
+- the batch is split over worker threads (``workers.py``).
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import ConfigError, NonFiniteLossError
 from . import layers as L
 from .config import DTYPES, GPTConfig
+from .inputs import check_ids, check_positions, check_segments, check_vocab
+from .workers import ShardWorkers
 
 # Rows per chunk (whole sequences). Smaller chunks keep temporaries in L2; larger ones
 # make fewer numpy calls, and with two worker threads every call that releases and
 # re-takes the GIL can cost a thread handoff: 512 measured best for both batch 16 and 64.
-# Query-block height for causal attention.
 CHUNK_ROWS = 512
+# Query-block height for causal attention.
 QUERY_BLOCK = 64
-_WORKSPACES_KEPT = 3
+
+
+def _block_params(C: int, M: int) -> list[tuple[str, tuple[int, ...]]]:
+    """One block's parameters (name after ``h.<i>.``, shape), in reading order."""
+    return [("ln1.w", (C,)), ("ln1.b", (C,)), ("attn.qkv.w", (C, 3 * C)), ("attn.qkv.b", (3 * C,)),
+            ("attn.proj.w", (C, C)), ("attn.proj.b", (C,)), ("ln2.w", (C,)), ("ln2.b", (C,)),
+            ("mlp.fc.w", (C, M)), ("mlp.fc.b", (M,)), ("mlp.proj.w", (M, C)), ("mlp.proj.b", (C,))]
+
+
+def param_table(cfg: GPTConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """Every parameter (name, shape) in reading order: embeddings, blocks, final LayerNorm.
+
+    ``GPT.params`` and checkpoints list parameters in this order; the flat buffer's order is
+    derived from it (``_buffer_order``)."""
+    C = cfg.n_embd
+    table = [("wte", (cfg.vocab_size, C)), ("wpe", (cfg.block_size, C))]
+    for i in range(cfg.n_layer):
+        table += [(f"h.{i}.{name}", shape) for name, shape in _block_params(C, cfg.n_mlp)]
+    return table + [("lnf.w", (C,)), ("lnf.b", (C,))]
 
 
 LINEARS = ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")
 
 
-def _param_shapes(cfg: GPTConfig) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, shape) in the order of the flat buffer.
+def _buffer_order(table: list[tuple[str, tuple[int, ...]]]) -> list[tuple[str, tuple[int, ...]]]:
+    """The flat buffer's order: every linear layer's parameters first, then the rest.
 
-    Each linear layer's weight (C_in, C_out) is immediately followed by its bias, so
-    together they form one (C_in + 1, C_out) block: the model multiplies inputs that
-    carry a ones column by that block (bias for free) and gets both gradients from one
-    product. Embeddings and LayerNorm parameters follow.
+    Each linear layer's weight (C_in, C_out) is immediately followed by its bias (the reading
+    order has them so), so together they form one (C_in + 1, C_out) block: the model multiplies
+    inputs that carry a ones column by that block (bias for free) and gets both gradients from
+    one product. Embeddings and LayerNorm parameters follow.
     """
-    C, M, V = cfg.n_embd, cfg.n_mlp, cfg.vocab_size
-    dims = {"attn.qkv": (C, 3 * C), "attn.proj": (C, C), "mlp.fc": (C, M), "mlp.proj": (M, C)}
-    lin, ln = [], []
-    for i in range(cfg.n_layer):
-        h = f"h.{i}."
-        for name in LINEARS:
-            cin, cout = dims[name]
-            lin += [(h + name + ".w", (cin, cout)), (h + name + ".b", (cout,))]
-        ln += [(h + "ln1.w", (C,)), (h + "ln1.b", (C,)), (h + "ln2.w", (C,)), (h + "ln2.b", (C,))]
-    embs = [("wte", (V, C)), ("wpe", (cfg.block_size, C))]
-    ln += [("lnf.w", (C,)), ("lnf.b", (C,))]
-    return lin + embs + ln
+    def is_linear(name: str) -> bool:
+        return any(f".{lin}." in name for lin in LINEARS)
+
+    return [e for e in table if is_linear(e[0])] + [e for e in table if not is_linear(e[0])]
 
 
 def _views(flat: np.ndarray, layout) -> dict[str, np.ndarray]:
@@ -66,17 +78,23 @@ def _views(flat: np.ndarray, layout) -> dict[str, np.ndarray]:
     return out
 
 
-_BLAS = None
-_BLAS_LOCK = threading.Lock()
+class _BlockBuffers(NamedTuple):
+    """What a block's forward keeps in the workspace for its backward (and for generation)."""
 
-
-def _blas_controller():
-    global _BLAS
-    with _BLAS_LOCK:
-        if _BLAS is None:
-            from threadpoolctl import ThreadpoolController
-            _BLAS = ThreadpoolController()
-        return _BLAS
+    xh1: np.ndarray     # LayerNorm-1 output with a ones column (N, C + 1)
+    rstd1: np.ndarray   # its 1/std per row (N,)
+    q: np.ndarray       # queries, keys, values (B, H, T, hd); kt, vt transposed (B, H, hd, T)
+    k: np.ndarray
+    v: np.ndarray
+    kt: np.ndarray
+    vt: np.ndarray
+    Es: list            # unnormalised attention weights per query block
+    irs: np.ndarray     # 1 / row sums of the attention weights (B, H, T)
+    att: np.ndarray     # attention output with a ones column (N, C + 1)
+    xh2: np.ndarray     # LayerNorm-2 output with a ones column, and its 1/std
+    rstd2: np.ndarray
+    u: np.ndarray       # MLP pre-activation (N, M)
+    T1: np.ndarray      # tanh term of the GELU (N, M)
 
 
 class GPT:
@@ -91,34 +109,22 @@ class GPT:
             raise ConfigError(f"GPT expects a GPTConfig, got {type(config).__name__}")
         self.config = config
         self.dtype = np.dtype(DTYPES[config.dtype])
-        shapes = _param_shapes(config)
+        table = param_table(config)
         self._layout: dict[str, tuple[int, tuple[int, ...]]] = {}
         off = 0
-        for name, shape in shapes:
+        for name, shape in _buffer_order(table):
             self._layout[name] = (off, shape)
             off += math.prod(shape)
         self.num_params = off
         self.flat_params = np.zeros(off, dtype=self.dtype)
         views = _views(self.flat_params, self._layout)
-        # Logical order for readers (and for checkpoints listing), not buffer order.
-        order = ["wte", "wpe"]
-        for i in range(config.n_layer):
-            h = f"h.{i}."
-            order += [h + s for s in ("ln1.w", "ln1.b", "attn.qkv.w", "attn.qkv.b",
-                                      "attn.proj.w", "attn.proj.b", "ln2.w", "ln2.b",
-                                      "mlp.fc.w", "mlp.fc.b", "mlp.proj.w", "mlp.proj.b")]
-        order += ["lnf.w", "lnf.b"]
-        self.params: dict[str, np.ndarray] = {name: views[name] for name in order}
+        self.params: dict[str, np.ndarray] = {name: views[name] for name, _ in table}
         self._init_weights(seed)
-        self._threads = 1
-        self._pool: ThreadPoolExecutor | None = None
-        self._shard_grads: dict[int, np.ndarray] = {}
-        self._ws: dict[int, dict[tuple[int, int], L.Workspace]] = {}
         self._fw: dict | None = None
         C, hd = config.n_embd, config.head_dim
         self._qscale = np.ones(3 * C, dtype=self.dtype)
         self._qscale[:C] = 1.0 / math.sqrt(hd)
-        self.set_threads(threads)
+        self.workers = ShardWorkers(self.dtype, threads)
 
     # ------------------------------------------------------------------ setup
 
@@ -140,26 +146,13 @@ class GPT:
 
     @property
     def threads(self) -> int:
-        return self._threads
+        return self.workers.threads
 
     def set_threads(self, n: int) -> None:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ConfigError(f"threads must be a positive integer, got {n!r}")
-        n = int(n)
-        if n != self._threads or (n > 1 and self._pool is None):
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
-            if n > 1:
-                self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="gpt")
-            self._threads = n
-            self._shard_grads.clear()
-            self._ws.clear()
+        self.workers.set_threads(n)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self.workers.close()
 
     def __del__(self):  # pragma: no cover - best effort
         try:
@@ -176,60 +169,6 @@ class GPT:
     def layout(self) -> dict[str, tuple[int, tuple[int, ...]]]:
         """name -> (offset, shape) in the flat buffer."""
         return dict(self._layout)
-
-    # ------------------------------------------------------------------ input checks
-
-    def _check_ids(self, ids, what: str = "ids") -> np.ndarray:
-        a = np.asarray(ids)
-        if a.ndim != 2:
-            raise ValueError(f"{what} must be a 2-D (batch, time) array, got shape {a.shape}")
-        if a.shape[0] == 0 or a.shape[1] == 0:
-            raise ValueError(f"{what} must be non-empty, got shape {a.shape}")
-        if a.dtype.kind not in "iu":
-            if a.dtype.kind == "b" or not np.issubdtype(a.dtype, np.number):
-                raise ValueError(f"{what} must be integers, got dtype {a.dtype}")
-            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-                raise ValueError(f"{what} must be integers, got dtype {a.dtype} with fractions")
-        if a.shape[1] > self.config.block_size:
-            raise ValueError(
-                f"sequence length {a.shape[1]} exceeds the model's block_size "
-                f"{self.config.block_size}")
-        return a.astype(np.intp, copy=False)
-
-    def _check_vocab(self, a: np.ndarray, what: str, where: np.ndarray | None = None) -> None:
-        V = self.config.vocab_size
-        vals = a if where is None else a[where]
-        if vals.size and (vals.min() < 0 or vals.max() >= V):
-            bad = vals[(vals < 0) | (vals >= V)][0]
-            raise ValueError(f"{what} contains id {int(bad)} outside the vocabulary 0..{V - 1}")
-
-    def _check_segments(self, segment_ids, shape) -> np.ndarray | None:
-        if segment_ids is None:
-            return None
-        s = np.asarray(segment_ids)
-        if s.shape != shape:
-            raise ValueError(f"segment_ids shape {s.shape} does not match ids shape {shape}")
-        if s.dtype.kind not in "iu":
-            raise ValueError(f"segment_ids must be integers, got dtype {s.dtype}")
-        return s
-
-    def _check_positions(self, positions, shape) -> np.ndarray | None:
-        """Per-token position ids (packed rows restart at 0 per document), or None for
-        the absolute positions 0..T-1."""
-        if positions is None:
-            return None
-        a = np.asarray(positions)
-        if a.shape != shape:
-            raise ValueError(f"positions shape {a.shape} does not match ids shape {shape}")
-        if a.dtype.kind not in "iu":
-            raise ValueError(f"positions must be integers, got dtype {a.dtype}")
-        n = self.config.block_size
-        if a.size and (a.min() < 0 or a.max() >= n):
-            bad = a[(a < 0) | (a >= n)][0]
-            raise ValueError(
-                f"positions contains {int(bad)} outside the model's positions 0..{n - 1} "
-                f"(block_size {n})")
-        return a.astype(np.intp, copy=False)
 
     # ------------------------------------------------------------------ folded weights
 
@@ -271,6 +210,20 @@ class GPT:
         cs = max(1, CHUNK_ROWS // T)
         return [(b0, min(b0 + cs, B)) for b0 in range(0, B, cs)]
 
+    def _block_buffers(self, ws: L.Workspace, i: int, B: int, T: int, blocks) -> _BlockBuffers:
+        """Block ``i``'s activations in ``ws``: declared here once for forward and backward."""
+        cfg = self.config
+        N, C, M, H, hd = B * T, cfg.n_embd, cfg.n_mlp, cfg.n_head, cfg.head_dim
+        return _BlockBuffers(
+            xh1=ws.aug(("xh1", i), N, C), rstd1=ws.get(("rstd1", i), (N,)),
+            q=ws.get(("q", i), (B, H, T, hd)), k=ws.get(("k", i), (B, H, T, hd)),
+            v=ws.get(("v", i), (B, H, T, hd)),
+            kt=ws.get(("kt", i), (B, H, hd, T)), vt=ws.get(("vt", i), (B, H, hd, T)),
+            Es=[ws.get(("E", i, j), (B, H, r1 - r0, r1)) for j, (r0, r1) in enumerate(blocks)],
+            irs=ws.get(("irs", i), (B, H, T)), att=ws.aug(("att", i), N, C),
+            xh2=ws.aug(("xh2", i), N, C), rstd2=ws.get(("rstd2", i), (N,)),
+            u=ws.get(("u", i), (N, M)), T1=ws.get(("T1", i), (N, M)))
+
     def _forward_layers(self, ws: L.Workspace, ids: np.ndarray, seg, fw, pos=None) -> None:
         """Runs embeddings and all blocks for one shard, keeping in ``ws`` what the
         backward (or the generation cache) needs; leaves the final residual in ws "x".
@@ -289,15 +242,8 @@ class GPT:
         else:
             L.embedding_forward(p["wte"], p["wpe"], ids, x, pos, ws.get("wpe_rows", (N, C)))
         for i in range(cfg.n_layer):
-            xh1, rstd1 = ws.aug(("xh1", i), N, C), ws.get(("rstd1", i), (N,))
-            q, k, v = (ws.get((n, i), (B, H, T, hd)) for n in ("q", "k", "v"))
-            kt, vt = (ws.get((n, i), (B, H, hd, T)) for n in ("kt", "vt"))
-            Es = [ws.get(("E", i, j), (B, H, r1 - r0, r1)) for j, (r0, r1) in enumerate(blocks)]
-            irs = ws.get(("irs", i), (B, H, T))
-            att = ws.aug(("att", i), N, C)
-            xh2, rstd2 = ws.aug(("xh2", i), N, C), ws.get(("rstd2", i), (N,))
-            u = ws.get(("u", i), (N, M))
-            T1s = ws.get(("T1", i), (N, M))
+            xh1, rstd1, q, k, v, kt, vt, Es, irs, att, xh2, rstd2, u, T1s = \
+                self._block_buffers(ws, i, B, T, blocks)
             for b0, b1 in chunks:
                 Bc, r = b1 - b0, slice(b0 * T, b1 * T)
                 R = Bc * T
@@ -362,14 +308,8 @@ class GPT:
 
         for i in reversed(range(cfg.n_layer)):
             h = f"h.{i}."
-            xh1, rstd1 = ws.aug(("xh1", i), N, C), ws.get(("rstd1", i), (N,))
-            q, k = ws.get(("q", i), (B, H, T, hd)), ws.get(("k", i), (B, H, T, hd))
-            vt = ws.get(("vt", i), (B, H, hd, T))
-            Es = [ws.get(("E", i, j), (B, H, r1 - r0, r1)) for j, (r0, r1) in enumerate(blocks)]
-            irs = ws.get(("irs", i), (B, H, T))
-            att = ws.aug(("att", i), N, C)
-            xh2, rstd2 = ws.aug(("xh2", i), N, C), ws.get(("rstd2", i), (N,))
-            u, T1s = ws.get(("u", i), (N, M)), ws.get(("T1", i), (N, M))
+            xh1, rstd1, q, k, _, _, vt, Es, irs, att, xh2, rstd2, u, T1s = \
+                self._block_buffers(ws, i, B, T, blocks)
             dF_qkv, dF_fc = ws.get("dF_qkv", (C + 1, 3 * C)), ws.get("dF_fc", (C + 1, M))
             g_proj = self._wb(gflat, h + "attn.proj")
             g_fcproj = self._wb(gflat, h + "mlp.proj")
@@ -415,37 +355,6 @@ class GPT:
             g_fcproj[:M] *= 0.5
         L.embedding_backward(dx, ids, g["wte"], g["wpe"], ws.ones(B), pos)
 
-    # ------------------------------------------------------------------ threads
-
-    def _shards(self, B: int) -> list[slice]:
-        n = min(self._threads, B)
-        bounds = [round(i * B / n) for i in range(n + 1)]
-        return [slice(bounds[i], bounds[i + 1]) for i in range(n)]
-
-    def _workspace(self, i: int, shape: tuple[int, int]) -> L.Workspace:
-        """Shard ``i``'s workspace for a (rows, seq_len) shape. A few shapes are kept
-        (training and evaluation batches alternate); older ones are dropped."""
-        per = self._ws.setdefault(i, {})
-        ws = per.pop(shape, None)
-        if ws is None:
-            ws = L.Workspace(self.dtype)
-            while len(per) >= _WORKSPACES_KEPT:
-                per.pop(next(iter(per)))
-        per[shape] = ws                                 # most recent last
-        return ws
-
-    def _run(self, fn, shards, prepare=None):
-        """Runs ``fn(index, shard)`` for every shard with one BLAS thread each (after
-        ``prepare()``, under the same limit, so every product of a call sees the same
-        BLAS configuration and results are reproducible)."""
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            if prepare is not None:
-                prepare()
-            if len(shards) == 1 or self._pool is None:
-                return [fn(i, s) for i, s in enumerate(shards)]
-            futures = [self._pool.submit(fn, i, s) for i, s in enumerate(shards)]
-            return [f.result() for f in futures]
-
     # ------------------------------------------------------------------ public API
 
     def loss_and_grads(self, ids, targets, mask, segment_ids=None, normalizer=None,
@@ -468,12 +377,12 @@ class GPT:
         ``grads[name].base``); the caller owns them and may keep or modify them.
         A GPT is not re-entrant: call it from one thread at a time.
         """
-        ids = self._check_ids(ids, "ids")
+        ids = check_ids(ids, self.config.block_size, "ids")
         shape = ids.shape
         targets = np.asarray(targets)
         if targets.shape != shape:
             raise ValueError(f"targets shape {targets.shape} does not match ids shape {shape}")
-        targets = self._check_ids(targets, "targets")
+        targets = check_ids(targets, self.config.block_size, "targets")
         mask = np.asarray(mask)
         if mask.shape != shape:
             raise ValueError(f"mask shape {mask.shape} does not match ids shape {shape}")
@@ -482,12 +391,12 @@ class GPT:
         mask = mask.astype(self.dtype)
         if not np.all(np.isfinite(mask)):
             raise ValueError("mask contains non-finite values")
-        self._check_vocab(ids, "ids")
+        check_vocab(ids, self.config.vocab_size, "ids")
         live = mask != 0
-        self._check_vocab(targets, "targets", live)
+        check_vocab(targets, self.config.vocab_size, "targets", live)
         targets = np.where(live, targets, 0)
-        seg = self._check_segments(segment_ids, shape)
-        pos = self._check_positions(positions, shape)
+        seg = check_segments(segment_ids, shape)
+        pos = check_positions(positions, shape, self.config.block_size)
         if normalizer is None:
             total = float(mask.sum(dtype=np.float64))
             if total == 0.0:
@@ -502,17 +411,17 @@ class GPT:
         tflat = targets.reshape(-1)
 
         out = np.empty(self.num_params, dtype=self.dtype)
-        shards = self._shards(shape[0])
+        shards = self.workers.shards(shape[0])
         fw = {}
         C, V, T = self.config.n_embd, self.config.vocab_size, shape[1]
 
         def work(i, s):
-            buf = out if i == 0 else self._shard_grads.get(i)
+            buf = out if i == 0 else self.workers.grad_buffers.get(i)
             if buf is None:
-                buf = self._shard_grads[i] = np.empty(self.num_params, dtype=self.dtype)
+                buf = self.workers.grad_buffers[i] = np.empty(self.num_params, dtype=self.dtype)
             sid = ids[s]
             B = sid.shape[0]
-            ws = self._workspace(i, sid.shape)
+            ws = self.workers.workspace(i, sid.shape)
             base = s.start * T
             spos = None if pos is None else pos[s]
             self._forward_layers(ws, sid, None if seg is None else seg[s], fw, spos)
@@ -550,7 +459,7 @@ class GPT:
             self._backward_layers(ws, sid, fw, g, buf, spos)
             return loss
 
-        losses = self._run(work, shards, prepare=lambda: fw.update(self._fold()))
+        losses = self.workers.run(work, shards, prepare=lambda: fw.update(self._fold()))
         loss = 0.0
         for v in losses:
             loss += v
@@ -559,7 +468,7 @@ class GPT:
                 f"loss is {loss} (non-finite): the model or its inputs diverged; lower the "
                 f"learning rate or check the data")
         for i in range(1, len(shards)):
-            out += self._shard_grads[i]
+            out += self.workers.grad_buffers[i]
         return loss, self.grad_views(out)
 
     def _eval(self, ids, seg, fn, pos=None) -> None:
@@ -567,19 +476,19 @@ class GPT:
         fw = {}
 
         def work(i, s):
-            ws = self._workspace(i, ids[s].shape)
+            ws = self.workers.workspace(i, ids[s].shape)
             self._forward_layers(ws, ids[s], None if seg is None else seg[s], fw,
                                  None if pos is None else pos[s])
             self._head(ws, s.stop - s.start, T, fw, lambda r, lg: fn(s, r, lg, ws))
 
-        self._run(work, self._shards(B), prepare=lambda: fw.update(self._fold()))
+        self.workers.run(work, self.workers.shards(B), prepare=lambda: fw.update(self._fold()))
 
     def logits(self, ids, segment_ids=None, positions=None) -> np.ndarray:
         """Logits (B, T, V) in the model dtype (``positions`` as in ``loss_and_grads``)."""
-        ids = self._check_ids(ids, "ids")
-        self._check_vocab(ids, "ids")
-        seg = self._check_segments(segment_ids, ids.shape)
-        pos = self._check_positions(positions, ids.shape)
+        ids = check_ids(ids, self.config.block_size, "ids")
+        check_vocab(ids, self.config.vocab_size, "ids")
+        seg = check_segments(segment_ids, ids.shape)
+        pos = check_positions(positions, ids.shape, self.config.block_size)
         B, T = ids.shape
         V = self.config.vocab_size
         out = np.empty((B * T, V), dtype=self.dtype)
@@ -594,15 +503,15 @@ class GPT:
     def token_nll(self, ids, targets, segment_ids=None, positions=None) -> np.ndarray:
         """Per-position cross-entropy (B, T) of ``targets`` given ``ids``; no gradients
         (``positions`` as in ``loss_and_grads``)."""
-        ids = self._check_ids(ids, "ids")
+        ids = check_ids(ids, self.config.block_size, "ids")
         targets = np.asarray(targets)
         if targets.shape != ids.shape:
             raise ValueError(f"targets shape {targets.shape} does not match ids shape {ids.shape}")
-        targets = self._check_ids(targets, "targets")
-        self._check_vocab(ids, "ids")
-        self._check_vocab(targets, "targets")
-        seg = self._check_segments(segment_ids, ids.shape)
-        pos = self._check_positions(positions, ids.shape)
+        targets = check_ids(targets, self.config.block_size, "targets")
+        check_vocab(ids, self.config.vocab_size, "ids")
+        check_vocab(targets, self.config.vocab_size, "targets")
+        seg = check_segments(segment_ids, ids.shape)
+        pos = check_positions(positions, ids.shape, self.config.block_size)
         B, T = ids.shape
         out = np.empty(B * T, dtype=self.dtype)
         tflat = targets.reshape(-1)

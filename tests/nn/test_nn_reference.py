@@ -1,47 +1,15 @@
 """The optimized forward (chunks, folded LayerNorms, query blocks, unshifted softmax)
-against a plain, obviously-correct numpy transcription of the architecture."""
-
-import math
+against the plain transcription of the architecture in ``sft_sweep.nn.reference``."""
 
 import numpy as np
 import pytest
 
 from nn_helpers import small_config, tiny_config
-from sft_sweep.nn import GPT
+from sft_sweep.nn import GPT, reference
 
 
-def reference_logits(model, ids, segment_ids=None):
-    p = {n: v.astype(np.float64) for n, v in model.params.items()}
-    cfg = model.config
-    B, T = ids.shape
-    H, hd = cfg.n_head, cfg.head_dim
-
-    def ln(x, w, b):
-        mu = x.mean(-1, keepdims=True)
-        var = ((x - mu) ** 2).mean(-1, keepdims=True)
-        return (x - mu) / np.sqrt(var + 1e-5) * w + b
-
-    def gelu(x):
-        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
-
-    allowed = np.tril(np.ones((T, T), bool))[None]
-    if segment_ids is not None:
-        allowed = allowed & (segment_ids[:, :, None] == segment_ids[:, None, :])
-    x = p["wte"][ids] + p["wpe"][:T]
-    for i in range(cfg.n_layer):
-        h = f"h.{i}."
-        a = ln(x, p[h + "ln1.w"], p[h + "ln1.b"]) @ p[h + "attn.qkv.w"] + p[h + "attn.qkv.b"]
-        q, k, v = (a[..., j * cfg.n_embd:(j + 1) * cfg.n_embd].reshape(B, T, H, hd).transpose(0, 2, 1, 3)
-                   for j in range(3))
-        s = q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd)
-        s = np.where(allowed[:, None], s, -np.inf)
-        s = np.exp(s - s.max(-1, keepdims=True))
-        s /= s.sum(-1, keepdims=True)
-        o = (s @ v).transpose(0, 2, 1, 3).reshape(B, T, cfg.n_embd)
-        x = x + o @ p[h + "attn.proj.w"] + p[h + "attn.proj.b"]
-        m = ln(x, p[h + "ln2.w"], p[h + "ln2.b"]) @ p[h + "mlp.fc.w"] + p[h + "mlp.fc.b"]
-        x = x + gelu(m) @ p[h + "mlp.proj.w"] + p[h + "mlp.proj.b"]
-    return ln(x, p["lnf.w"], p["lnf.b"]) @ p["wte"].T
+def reference_logits(model, ids, segment_ids=None, positions=None):
+    return reference.logits(model.params, model.config, ids, segment_ids, positions)
 
 
 @pytest.mark.parametrize("B,T", [(1, 1), (3, 5), (5, 100), (9, 70)])
@@ -147,3 +115,14 @@ def test_softmax_rows_all_regimes(scale, shift):
         assert np.all(np.isfinite(got))
         tol = 1e-5 if dt == np.float32 else 1e-12
         np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
+
+
+def test_token_nll_and_positions_match_reference():
+    model = GPT(small_config(dtype="float64", block_size=128, init_std=0.1), seed=7)
+    rng = np.random.default_rng(7)
+    ids, targets = rng.integers(0, 260, (3, 40)), rng.integers(0, 260, (3, 40))
+    seg = np.repeat(np.arange(4), 10)[None].repeat(3, 0)
+    pos = np.tile(np.arange(10), 4)[None].repeat(3, 0)
+    want = reference.token_nll(model.params, model.config, ids, targets, seg, pos)
+    got = model.token_nll(ids, targets, segment_ids=seg, positions=pos)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)

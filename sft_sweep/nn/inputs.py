@@ -1,0 +1,61 @@
+"""Checks of the arrays a caller hands the GPT: shapes, integer ids, vocabulary and position
+ranges. Each raises ``ValueError`` naming the argument and what is wrong with it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_ids(ids, block_size: int, what: str = "ids") -> np.ndarray:
+    a = np.asarray(ids)
+    if a.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D (batch, time) array, got shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{what} must be non-empty, got shape {a.shape}")
+    if a.dtype.kind not in "iu":
+        if a.dtype.kind == "b" or not np.issubdtype(a.dtype, np.number):
+            raise ValueError(f"{what} must be integers, got dtype {a.dtype}")
+        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+            raise ValueError(f"{what} must be integers, got dtype {a.dtype} with fractions")
+    if a.shape[1] > block_size:
+        raise ValueError(
+            f"sequence length {a.shape[1]} exceeds the model's block_size {block_size}")
+    return a.astype(np.intp, copy=False)
+
+
+def check_vocab(a: np.ndarray, vocab_size: int, what: str, where: np.ndarray | None = None) -> None:
+    V = vocab_size
+    vals = a if where is None else a[where]
+    if vals.size and (vals.min() < 0 or vals.max() >= V):
+        bad = vals[(vals < 0) | (vals >= V)][0]
+        raise ValueError(f"{what} contains id {int(bad)} outside the vocabulary 0..{V - 1}")
+
+
+def check_segments(segment_ids, shape) -> np.ndarray | None:
+    if segment_ids is None:
+        return None
+    s = np.asarray(segment_ids)
+    if s.shape != shape:
+        raise ValueError(f"segment_ids shape {s.shape} does not match ids shape {shape}")
+    if s.dtype.kind not in "iu":
+        raise ValueError(f"segment_ids must be integers, got dtype {s.dtype}")
+    return s
+
+
+def check_positions(positions, shape, block_size: int) -> np.ndarray | None:
+    """Per-token position ids (packed rows restart at 0 per document), or None for
+    the absolute positions 0..T-1."""
+    if positions is None:
+        return None
+    a = np.asarray(positions)
+    if a.shape != shape:
+        raise ValueError(f"positions shape {a.shape} does not match ids shape {shape}")
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"positions must be integers, got dtype {a.dtype}")
+    n = block_size
+    if a.size and (a.min() < 0 or a.max() >= n):
+        bad = a[(a < 0) | (a >= n)][0]
+        raise ValueError(
+            f"positions contains {int(bad)} outside the model's positions 0..{n - 1} "
+            f"(block_size {n})")
+    return a.astype(np.intp, copy=False)
