@@ -11,7 +11,7 @@ goes on (``max_failure_rate``), whereas a NaN makes optuna 2.x's ``study.tell`` 
 stop the whole search. Hydra's basic sweeper ignores the value.
 
 ``train.threads=0`` ("all cores") is resolved here, where the launcher is known: the CPUs this
-process may use, shared with the jobs its launcher runs beside it (see ``default_threads``).
+process may use, shared with the jobs its launcher runs beside it (``resources.threads_per_job``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from .config import register_configs
 from .jobfiles import COMPLETED
 from .train.job import Job, objective
-from .train.resources import available_cores
+from .train.resources import threads_per_job
 
 log = logging.getLogger("sft_sweep")
 
@@ -40,29 +40,10 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def default_threads(hc) -> int:
-    """Compute threads for ``train.threads=0``: the CPUs this process may use (its affinity mask,
-    e.g. a Slurm allocation) divided among the jobs its launcher runs at once beside it.
-
-    joblib runs ``n_jobs`` jobs on this machine (-1: one per core); submitit gives each task
-    ``cpus_per_task`` (submitit_local, which starts all jobs at once: 1 unless set); Ray each task
-    ``ray.remote.num_cpus`` (Ray's default: 1). A launcher preset cannot set ``train.threads``
-    itself (Hydra merges the app's config after its own), hence this.
-    """
-    cores = available_cores()
-    if hc.mode != RunMode.MULTIRUN:
-        return cores
-    launcher = OmegaConf.to_container(hc.launcher, resolve=False)
-    target = str(launcher.get("_target_", "")) if isinstance(launcher, dict) else ""
-    per_job = cores
-    if "joblib" in target:
-        n = int(launcher.get("n_jobs") or 1)
-        per_job = cores // (n if n > 0 else max(1, cores + 1 + n))  # joblib: -1 = all cores, -2 = all but one
-    elif "submitit" in target:
-        # Slurm: the task's allocation; submitit_local starts every job at once: 1 unless told.
-        per_job = int(launcher.get("cpus_per_task") or (1 if "LocalLauncher" in target else cores))
-    elif "ray" in target:
-        per_job = int((launcher.get("ray") or {}).get("remote", {}).get("num_cpus") or 1)
-    return max(1, min(cores, per_job))
+    """Compute threads for ``train.threads=0`` under this Hydra run's launcher (see
+    ``resources.threads_per_job``)."""
+    launcher = OmegaConf.to_container(hc.launcher, resolve=False) if hc.mode == RunMode.MULTIRUN else None
+    return threads_per_job(launcher if isinstance(launcher, dict) else None, multirun=hc.mode == RunMode.MULTIRUN)
 
 
 def sweeper_value(summary: dict, cfg: DictConfig) -> float | list[float] | None:

@@ -263,14 +263,28 @@ def stable_hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
-# Settings that change where or how fast a job runs but not what it computes: excluded from the
-# config hash so that, e.g., re-running a sweep with more threads still skips finished jobs.
-NON_SEMANTIC_KEYS = ("train.threads", "pretrain.threads", "pretrain.cache_dir", "train.log_interval", "train.checkpoint_interval",
-                     "eval.objective", "eval.objectives")
+# The one rule for every cache key (the job's config hash, the base model's key, the base
+# evaluation's key): settings that change where or how fast a job runs, or what it reports to a
+# sweeper, but not what it computes. Re-running a sweep with more threads still skips its
+# finished jobs and reuses its base model.
+NON_SEMANTIC_KEYS = ("train.threads", "pretrain.threads", "pretrain.cache_dir", "train.log_interval",
+                     "train.checkpoint_interval", "eval.objective", "eval.objectives")
+
+
+def semantic(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``values`` (dotted keys below ``prefix``) without the keys of ``NON_SEMANTIC_KEYS``."""
+    return {k: v for k, v in values.items() if f"{prefix}{k}" not in NON_SEMANTIC_KEYS}
 
 
 def config_hash(cfg_dict: dict[str, Any]) -> str:
-    flat = flatten(cfg_dict)
-    for k in NON_SEMANTIC_KEYS:
-        flat.pop(k, None)
-    return stable_hash(flat)
+    return stable_hash(semantic(flatten(cfg_dict)))
+
+
+# The groups that decide what a base model's evaluation measures.
+BASE_EVAL_GROUPS = ("data", "template", "eval", "model")
+
+
+def base_eval_key(cfg_dict: dict[str, Any]) -> str:
+    """Key of a base model's cached evaluation (the model's own key names the base)."""
+    return stable_hash({k: v for k, v in semantic(flatten(cfg_dict)).items()
+                        if k.split(".")[0] in BASE_EVAL_GROUPS})

@@ -1,4 +1,4 @@
-"""One SFT job, top to bottom: config -> data -> base model -> SFT with evaluation -> job files.
+"""One SFT job as a recipe: load base, evaluate base, resume, train, finish (``Job._run``).
 
 Files in the job directory (the contract is ``sft_sweep.jobfiles``):
   metrics.jsonl   train rows every ``train.log_interval`` steps, eval rows (step 0 = base model)
@@ -20,18 +20,19 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..config import Config, config_dict, config_hash, stable_hash, to_object, validate
+from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
 from ..errors import CheckpointError, SftSweepError
-from ..nn import load_checkpoint, save_checkpoint
-from . import sft
-from .data_prep import PreparedData, pretrain_source, prepare, with_replay
-from .evaluate import Evaluator, sample_rows
-from .pretrain import load_or_build_base
-from .resources import available_cores
 from ..jobfiles import (
     CHECKPOINT, COMPLETED, FAILED, METRICS, MODEL, RUNNING, SAMPLES, SUMMARY, flatten, forgetting_pct,
     read_json, write_json, write_jsonl,
 )
+from ..nn import GPT, load_checkpoint, save_checkpoint
+from . import sft
+from .cache import BaseCache
+from .data_prep import PreparedData, pretrain_source, prepare, with_replay
+from .evaluate import Evaluator, sample_rows
+from .pretrain import load_or_build_base
+from .resources import job_threads
 from .runfiles import MetricsLog
 
 log = logging.getLogger("sft_sweep")
@@ -43,20 +44,6 @@ def versions() -> dict[str, str]:
 
     return {"sft_sweep": __version__, "numpy": np.__version__, "python": platform.python_version(),
             "hydra": hydra.__version__, "omegaconf": omegaconf.__version__}
-
-
-def set_threads(cfg: Config) -> int:
-    """Compute threads for this job; BLAS itself gets one thread per worker.
-
-    Set here, inside the job, because launchers such as joblib reuse worker processes: a limit
-    set by the launcher's parent would not reach them, and N jobs x N BLAS threads on N cores
-    oversubscribe the machine.
-    """
-    from threadpoolctl import threadpool_limits
-
-    n = cfg.train.threads or available_cores()
-    threadpool_limits(limits=1)
-    return n
 
 
 def objective(summary: dict, path: str) -> float:
@@ -133,101 +120,119 @@ class Job:
         return summary
 
     def _run(self, t_start: float) -> dict:
-        cfg = to_object(self.node)
+        """The recipe; each step is a method below."""
+        cfg = self.cfg = to_object(self.node)
         validate(cfg)
-        threads = set_threads(cfg)
+        self.threads = job_threads(cfg.train.threads, cfg.pretrain.threads)
         tic = time.perf_counter()
-
-        data = prepare(cfg, self.base_dir)
+        self.data = prepare(cfg, self.base_dir)
         self.timings["data_s"] = time.perf_counter() - tic
+        self.load_base()
+        self.evaluator = _evaluator(cfg, self.data)
+        self.evaluate_base()
+        examples, mix_report = with_replay(self.data, cfg.mix.replay_ratio, cfg.model.block_size + 1, cfg.train.seed)
+        self.plan = sft.plan(examples, cfg)
+        start_step = self.resume()
+        step = self.train(examples, start_step)
+        return self.finish(step, examples, mix_report, t_start)
 
-        # --- base model (shared, cached) and its evaluation -------------------------------------
-        tic = time.perf_counter()
+    def _base_model(self) -> tuple[GPT, BaseCache, dict]:
+        cfg = self.cfg
         cache_root = cfg.pretrain.cache_dir
         if not os.path.isabs(cache_root):
             cache_root = os.path.join(self.base_dir, cache_root)
-        model, cache, base_info = load_or_build_base(cfg, data.pretrain_tokens,
-                                                     pretrain_source(cfg, self.base_dir), cache_root, threads)
-        self.timings["base_s"] = time.perf_counter() - tic
-        self.timings["pretrain_s"] = base_info["pretrain_s"]
-        self.timings["base_wait_s"] = base_info["wait_s"]
+        return load_or_build_base(cfg, self.data.pretrain_tokens, pretrain_source(cfg, self.base_dir),
+                                  cache_root, self.threads)
 
-        evaluator = _evaluator(cfg, data)
+    def load_base(self) -> None:
+        """The sweep's shared pre-trained model: from the cache, or pre-trained here first."""
         tic = time.perf_counter()
-        eval_key = stable_hash({k: v for k, v in flatten(self.cfg_dict).items()
-                                if k.split(".")[0] in ("data", "template", "eval", "model")
-                                and not k.startswith("eval.objective")})
-        cached = cache.read_eval(eval_key)
+        self.model, self.cache, info = self._base_model()
+        self.base_built = info["built"]
+        self.timings["base_s"] = time.perf_counter() - tic
+        self.timings["pretrain_s"] = info["pretrain_s"]
+        self.timings["base_wait_s"] = info["wait_s"]
+
+    def evaluate_base(self) -> None:
+        """The base model's metrics and generations, cached beside it for these eval settings."""
+        tic = time.perf_counter()
+        key = base_eval_key(self.cfg_dict)
+        cached = self.cache.read_eval(key)
         if cached is None:
-            base_metrics, base_gens = evaluator.evaluate(model)
-            cached = {"metrics": base_metrics, "generations": _gen_dicts(base_gens)}
-            cache.write_eval(eval_key, cached)
-        base_metrics, base_gens = cached["metrics"], cached["generations"]
+            metrics, gens = self.evaluator.evaluate(self.model)
+            cached = {"metrics": metrics, "generations": _gen_dicts(gens)}
+            self.cache.write_eval(key, cached)
+        self.base_metrics, self.base_gens = cached["metrics"], cached["generations"]
         self.timings["base_eval_s"] = time.perf_counter() - tic
-        log.info("[%s] base model %s: %s", self.name, cache.key, _fmt(base_metrics))
+        log.info("[%s] base model %s: %s", self.name, self.cache.key, _fmt(self.base_metrics))
 
-        # --- SFT -----------------------------------------------------------------------------
-        examples, mix_report = with_replay(data, cfg.mix.replay_ratio, cfg.model.block_size + 1, cfg.train.seed)
-        pl = sft.plan(examples, cfg)
-        opt = sft.make_optimizer(model, cfg)
-        start_step = 0
-        if self.ckpt_path.exists():
-            try:
-                info = load_checkpoint(self.ckpt_path, model, opt)
-                if (info.get("extra") or {}).get("config_hash") != self.hash:
-                    raise CheckpointError("checkpoint belongs to another configuration")
-                start_step = int(info["step"])
-                log.info("[%s] resuming from step %d", self.name, start_step)
-            except CheckpointError as e:
-                log.warning("[%s] ignoring checkpoint %s: %s", self.name, self.ckpt_path, e)
-                model, cache, _ = load_or_build_base(cfg, data.pretrain_tokens,
-                                                     pretrain_source(cfg, self.base_dir), cache_root, threads)
-                opt = sft.make_optimizer(model, cfg)
-                start_step = 0
-        metrics = MetricsLog(self.dir / METRICS, keep_until_step=start_step if start_step else None)
+    def resume(self) -> int:
+        """The step to start from: that of this configuration's checkpoint, else 0."""
+        self.opt = sft.make_optimizer(self.model, self.cfg)
+        if not self.ckpt_path.exists():
+            return 0
+        try:
+            info = load_checkpoint(self.ckpt_path, self.model, self.opt)
+            if (info.get("extra") or {}).get("config_hash") != self.hash:
+                raise CheckpointError("checkpoint belongs to another configuration")
+        except CheckpointError as e:
+            log.warning("[%s] ignoring checkpoint %s: %s", self.name, self.ckpt_path, e)
+            # A load that failed half-way may have overwritten weights: start from the base again.
+            self.model, self.cache, _ = self._base_model()
+            self.opt = sft.make_optimizer(self.model, self.cfg)
+            return 0
+        start_step = int(info["step"])
+        log.info("[%s] resuming from step %d", self.name, start_step)
+        return start_step
+
+    def train(self, examples: list, start_step: int) -> int:
+        """SFT from ``start_step`` to the plan's last step, evaluating every ``train.eval_interval``
+        steps and at the end, checkpointing every ``train.checkpoint_interval``; the last step."""
+        cfg, total = self.cfg, self.plan.total_steps
+        self.metrics = MetricsLog(self.dir / METRICS, keep_until_step=start_step if start_step else None)
         if start_step == 0:
-            metrics.write({"kind": "eval", "step": 0, **base_metrics})
-
-        eval_s = 0.0
-        last: dict[str, Any] = {"step": -1, "metrics": None, "gens": None}
-
-        def do_eval(step: int) -> None:
-            nonlocal eval_s
-            t0 = time.perf_counter()
-            m, g = evaluator.evaluate(model)
-            eval_s += time.perf_counter() - t0
-            last.update(step=step, metrics=m, gens=g)
-            metrics.write({"kind": "eval", "step": step, **m})
-            log.info("[%s] step %d/%d eval: %s", self.name, step, pl.total_steps, _fmt(m))
+            self.metrics.write({"kind": "eval", "step": 0, **self.base_metrics})
+        self.eval_s = 0.0
+        self.last_eval: dict[str, Any] = {"step": -1, "metrics": None, "gens": None}
 
         def on_step_end(step: int) -> None:
-            if step % cfg.train.eval_interval == 0 or step == pl.total_steps:
-                do_eval(step)
-            if step % cfg.train.checkpoint_interval == 0 and step < pl.total_steps:
-                save_checkpoint(self.ckpt_path, model, opt, step=step, extra={"config_hash": self.hash})
+            if step % cfg.train.eval_interval == 0 or step == total:
+                self._evaluate(step)
+            if step % cfg.train.checkpoint_interval == 0 and step < total:
+                save_checkpoint(self.ckpt_path, self.model, self.opt, step=step, extra={"config_hash": self.hash})
 
         tic = time.perf_counter()
-        step = sft.train(model, opt, examples, cfg, pl, start_step=start_step, on_log=metrics.write,
-                         on_step_end=on_step_end)
-        if last["step"] != step:  # resumed after the last step, or no step at all
-            do_eval(step)
-        self.timings["sft_s"] = time.perf_counter() - tic - eval_s
-        self.timings["eval_s"] = eval_s
+        step = sft.train(self.model, self.opt, examples, cfg, self.plan, start_step=start_step,
+                         on_log=self.metrics.write, on_step_end=on_step_end)
+        if self.last_eval["step"] != step:  # resumed after the last step, or no step at all
+            self._evaluate(step)
+        self.timings["sft_s"] = time.perf_counter() - tic - self.eval_s
+        self.timings["eval_s"] = self.eval_s
+        return step
 
-        final = last["metrics"]
+    def _evaluate(self, step: int) -> None:
+        t0 = time.perf_counter()
+        m, g = self.evaluator.evaluate(self.model)
+        self.eval_s += time.perf_counter() - t0
+        self.last_eval.update(step=step, metrics=m, gens=g)
+        self.metrics.write({"kind": "eval", "step": step, **m})
+        log.info("[%s] step %d/%d eval: %s", self.name, step, self.plan.total_steps, _fmt(m))
+
+    def finish(self, step: int, examples: list, mix_report: dict, t_start: float) -> dict:
+        """Samples and the tuned model to the job directory, the checkpoint removed; the summary."""
+        cfg, data, base, final = self.cfg, self.data, self.base_metrics, self.last_eval["metrics"]
         forgetting = None
-        if "raw_loss" in final and "raw_loss" in base_metrics:
-            forgetting = forgetting_pct(base_metrics["raw_loss"], final["raw_loss"])
-
+        if "raw_loss" in final and "raw_loss" in base:
+            forgetting = forgetting_pct(base["raw_loss"], final["raw_loss"])
         items = {"answer": data.eval_items, "knowledge": data.probe_items, "follow": data.follow_prompts}
-        write_jsonl(self.dir / SAMPLES, sample_rows(base_gens, last["gens"], items, cfg.eval.n_samples))
-        save_checkpoint(self.dir / MODEL, model, step=step, extra={"config_hash": self.hash})
+        write_jsonl(self.dir / SAMPLES, sample_rows(self.base_gens, self.last_eval["gens"], items, cfg.eval.n_samples))
+        save_checkpoint(self.dir / MODEL, self.model, step=step, extra={"config_hash": self.hash})
         if self.ckpt_path.exists():
             self.ckpt_path.unlink()
         self.timings["total_s"] = time.perf_counter() - t_start
-        data_report = {**data.report, "mix": mix_report, "batches": pl.batch_report,
-                       "n_train_examples": len(examples), "eval_skipped_too_long": evaluator.skipped}
+        data_report = {**data.report, "mix": mix_report, "batches": self.plan.batch_report,
+                       "n_train_examples": len(examples), "eval_skipped_too_long": self.evaluator.skipped}
         return self._summary(
-            COMPLETED, base=base_metrics, final=final, forgetting_pct=forgetting, steps=step,
-            base_model={"key": cache.key, "built_here": base_info["built"]}, threads=threads,
+            COMPLETED, base=base, final=final, forgetting_pct=forgetting, steps=step,
+            base_model={"key": self.cache.key, "built_here": self.base_built}, threads=self.threads.sft,
             data=data_report, timings=self.timings)

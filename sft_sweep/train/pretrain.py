@@ -17,29 +17,31 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..config import Config, stable_hash
+from ..config import Config, semantic, stable_hash
 from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, save_checkpoint
 from ..nn.config import ModelShape
 from ..tokenizer import ByteTokenizer
 from .cache import BaseCache, file_lock
-from .resources import available_cores
+from .resources import Threads
 
 log = logging.getLogger(__name__)
 
 
 def gpt_config(cfg: Config) -> GPTConfig:
-    shape = {f.name: getattr(cfg.model, f.name) for f in fields(ModelShape)}
-    return GPTConfig(**shape, vocab_size=ByteTokenizer().vocab_size)
+    return GPTConfig(**_base_settings(cfg)["model"], vocab_size=ByteTokenizer().vocab_size)
+
+
+def _base_settings(cfg: Config) -> dict:
+    """What determines the base weights besides the text: the model's shape (a name is not part
+    of it: the same shape under another name is the same model) and the pre-training settings
+    that change results (``config.NON_SEMANTIC_KEYS``)."""
+    return {"model": {f.name: getattr(cfg.model, f.name) for f in fields(ModelShape)},
+            "pretrain": semantic(cfg.pretrain.__dict__, "pretrain.")}
 
 
 def base_key(cfg: Config, source: dict) -> str:
     """Everything that determines the base weights, hashed."""
-    m = dict(cfg.model.__dict__)
-    m.pop("name", None)  # the same shape under another name is the same model
-    p = dict(cfg.pretrain.__dict__)
-    p.pop("cache_dir", None)
-    p.pop("threads", None)
-    return stable_hash({"model": m, "pretrain": p, "source": source, "format": 1})
+    return stable_hash({**_base_settings(cfg), "source": source, "format": 1})
 
 
 def random_windows(tokens: np.ndarray, batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -78,17 +80,15 @@ def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | No
 
 
 def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root: str,
-                       threads: int = 1) -> tuple[GPT, BaseCache, dict]:
+                       threads: Threads) -> tuple[GPT, BaseCache, dict]:
     """The cached base model, pre-training it first if no job has yet.
 
     Returns (model, cache, info) where info has ``built`` (this call trained it), ``wait_s``
-    (time spent waiting on another job's lock) and ``pretrain_s``.
+    (time spent waiting on another job's lock) and ``pretrain_s``. The model computes with
+    ``threads.sft`` threads; pre-training uses ``threads.pretrain``.
     """
     cache = BaseCache(cache_root, base_key(cfg, source))
-    model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=threads)
-    # While one job pre-trains, the sweep's other jobs that need this base wait on the lock, so
-    # pre-training may use every core (pretrain.threads=0), not just this job's share.
-    pretrain_threads = cfg.pretrain.threads or available_cores()
+    model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=threads.sft)
     info: dict[str, Any] = {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0}
     if not cache.exists():
         def waiting() -> None:
@@ -99,17 +99,17 @@ def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root
             if not cache.exists():  # nobody built it while we waited
                 log.info("pre-training base model %s (%d steps)", cache.key, cfg.pretrain.steps)
                 t0 = time.perf_counter()
-                model.set_threads(pretrain_threads)
+                model.set_threads(threads.pretrain)
                 curve = pretrain(model, tokens, cfg)
-                model.set_threads(threads)
+                model.set_threads(threads.sft)
                 info["pretrain_s"] = time.perf_counter() - t0
-                info["pretrain_threads"] = pretrain_threads
+                info["pretrain_threads"] = threads.pretrain
                 save_checkpoint(cache.model_path, model, step=cfg.pretrain.steps,
                                 extra={"kind": "base", "key": cache.key})
-                cache.write_meta({"key": cache.key, "model": cfg.model.__dict__, "pretrain": {
-                    k: v for k, v in cfg.pretrain.__dict__.items() if k not in ("cache_dir", "threads")},
-                    "source": source, "pretrain_s": info["pretrain_s"], "curve": curve,
-                    "n_tokens": int(len(tokens))})
+                settings = _base_settings(cfg)
+                cache.write_meta({"key": cache.key, "model": cfg.model.__dict__, "pretrain": settings["pretrain"],
+                                  "source": source, "pretrain_s": info["pretrain_s"], "curve": curve,
+                                  "n_tokens": int(len(tokens))})
                 info["built"] = True
                 return model, cache, info
     load_checkpoint(cache.model_path, model)

@@ -135,3 +135,22 @@ def test_hydra_default_config_equals_the_dataclass_defaults():
     """Defaults live in the dataclasses only: a Hydra run without overrides and Config() agree."""
     composed = config_dict(_compose())
     assert composed == OmegaConf.to_container(OmegaConf.structured(Config()))
+
+
+def test_one_rule_for_every_cache_key():
+    """Where and how fast a job runs changes none of its keys; what it computes changes them."""
+    from sft_sweep.config import base_eval_key
+    from sft_sweep.train.pretrain import base_key
+
+    def keys(*overrides):
+        node = _compose(overrides)
+        d, cfg = config_dict(node), to_object(node)
+        return config_hash(d), base_eval_key(d), base_key(cfg, {"text": "world"})
+
+    plain = keys()
+    assert keys("train.threads=3", "pretrain.threads=2", "pretrain.cache_dir=/elsewhere",
+                "train.log_interval=7", "eval.objective=final.answer_acc") == plain
+    lr = keys("optim.lr=1e-3")
+    assert lr[0] != plain[0] and lr[1:] == plain[1:]
+    steps = keys("pretrain.steps=5")
+    assert steps[0] != plain[0] and steps[1] == plain[1] and steps[2] != plain[2]

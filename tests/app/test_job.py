@@ -14,6 +14,7 @@ from sft_sweep.config import register_configs, to_object
 from sft_sweep.train.data_prep import prepare, pretrain_source
 from sft_sweep.train.job import Job
 from sft_sweep.train.pretrain import load_or_build_base
+from sft_sweep.train.resources import Threads
 from sft_sweep.jobfiles import read_jsonl
 from tests.conftest import CONF_DIR, REPO
 
@@ -128,7 +129,8 @@ def _build(args):
     overrides, cache = args
     cfg = to_object(compose_cfg([*SMOKE, f"pretrain.cache_dir={cache}", *overrides]))
     data = prepare(cfg, str(REPO))
-    _, _, info = load_or_build_base(cfg, data.pretrain_tokens, pretrain_source(cfg, str(REPO)), cache)
+    _, _, info = load_or_build_base(cfg, data.pretrain_tokens, pretrain_source(cfg, str(REPO)), cache,
+                                    Threads(sft=1, pretrain=1))
     return info["built"]
 
 
