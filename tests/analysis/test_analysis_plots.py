@@ -102,11 +102,11 @@ def test_forgetting_axis_switches_to_symlog_for_huge_values():
     from matplotlib.figure import Figure
 
     ax = Figure().subplots()
-    assert plots._forgetting_axis(ax, [2.0, 9.0]) == "" and ax.get_yscale() == "linear"
+    assert plots.common.forgetting_axis(ax, [2.0, 9.0]) == "" and ax.get_yscale() == "linear"
     lo, hi = ax.get_ylim()
     assert lo <= 0 and hi >= 15  # zero and the 10-15% band always in view
     ax = Figure().subplots()
-    assert "log scale" in plots._forgetting_axis(ax, [9.5, 790.0], "x") and ax.get_xscale() == "symlog"
+    assert "log scale" in plots.common.forgetting_axis(ax, [9.5, 790.0], "x") and ax.get_xscale() == "symlog"
 
 
 def test_search_like_sweep_is_not_split_into_one_panel_per_job(tmp_path):
@@ -117,6 +117,6 @@ def test_search_like_sweep_is_not_split_into_one_panel_per_job(tmp_path):
     jobs = [{"params": {"optim.lr": 10 ** (-5 + i / 5), "optim.warmup_steps": 3 * i},
              "final": {"raw_loss": 1.21 * (1 + i / 100), "follow_rate": i / 20}} for i in range(16)]
     runs = collect_runs(make_results_sweep(tmp_path / "s", jobs))
-    assert plots._facet_cols(runs.done_jobs(), ["optim.warmup_steps"]) == []
+    assert plots.common.facet_columns(runs.done_jobs(), ["optim.warmup_steps"]) == []
     for fn in (plots.plot_lr_comparison, plots.plot_forgetting, plots.plot_forgetting_curves):
         assert _is_png(fn(runs, tmp_path / "out"))

@@ -1,0 +1,287 @@
+"""What every figure of the report shares: sizes and colours, saving a PNG atomically, titles
+and legends, the learning-rate and forgetting axes, facets, seed means and notes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import (
+    FixedLocator,
+    FuncFormatter,
+    MaxNLocator,
+    NullFormatter,
+    NullLocator,
+    PercentFormatter,
+)
+
+from analysis.collect import RunSet
+from analysis.stats import t_quantile_975
+from analysis.style import (
+    AGGRESSIVE_BAND,
+    Palette,
+    fmt_param,
+    fmt_sci,
+    setting_label,
+    sorted_values,
+)
+from sft_sweep.jobfiles import atomic_path
+
+DPI = 110
+PANEL_W, PANEL_H = 4.6, 3.3
+BAND_COLOR = "#d62728"
+BASE_COLOR = "#7f7f7f"
+FACET_MAX_COLS = 4
+
+
+
+def make_palette(runs: RunSet) -> Palette:
+    return Palette(runs.jobs, runs.swept)
+
+
+
+
+def panel_grid(nrows: int, ncols: int, *, w: float = PANEL_W, h: float = PANEL_H) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def save_png(fig: Figure, out_dir: Path, name: str) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, facecolor="white", format="png")
+    return path
+
+
+def add_header(fig: Figure, title: str, subtitle: str) -> None:
+    """Bold title and a smaller explanatory subtitle above the panels.
+
+    The figure grows by the header's height and the layout engine keeps the panels below it,
+    so nothing overlaps and no "tight" bounding-box pass (a second full draw) is needed.
+    """
+    n_lines = subtitle.count("\n") + 1
+    title_pt, sub_pt, pad_pt = 13, 9, 6
+    header_in = (pad_pt + title_pt * 1.35 + 3 + n_lines * sub_pt * 1.3 + pad_pt) / 72
+    w, h = fig.get_size_inches()
+    longest_sub = max(len(line) for line in subtitle.split("\n"))
+    w = max(w, 0.112 * len(title) + 0.6, 0.072 * longest_sub + 0.6)  # room for the text itself
+    total = h + header_in
+    fig.set_size_inches(w, total)
+    fig.get_layout_engine().set(rect=(0, 0, 1, h / total))
+    y_title = 1 - (pad_pt / 72) / total
+    y_sub = 1 - ((pad_pt + title_pt * 1.35 + 3) / 72) / total
+    fig.text(0.5, y_title, title, ha="center", va="top", fontsize=title_pt, fontweight="bold")
+    fig.text(0.5, y_sub, subtitle, ha="center", va="top", fontsize=sub_pt, color="#333333",
+             linespacing=1.3)
+
+
+def add_legend(fig: Figure, handles: list, labels: list, title: str | None = None):
+    """One legend for the figure, right of the panels (the layout engine makes room for it)."""
+    if not handles:
+        return None
+    return fig.legend(handles, labels, title=title, loc="outside right center", frameon=False,
+                      fontsize=9, title_fontsize=9, alignment="left")
+
+
+def log_lr_axis(ax, values: Sequence[float]) -> None:
+    ax.set_xscale("log")
+    vals = sorted(v for v in values if v and v > 0)
+    if not vals:
+        return
+    if len(vals) <= 6:  # a tick at every swept value
+        ax.set_xticks(vals)
+        ax.set_xticklabels([fmt_sci(v) for v in vals])
+    else:  # many values (a search): decades only
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_sci(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(vals[0] / 2.0, vals[-1] * 2.0)
+
+
+def shade_band(ax, *, vertical: bool = False) -> None:
+    lo, hi = AGGRESSIVE_BAND
+    if vertical:
+        ax.axvspan(lo, hi, color=BAND_COLOR, alpha=0.10, lw=0, zorder=0)
+        ax.axvline(lo, color=BAND_COLOR, lw=0.8, ls=":", zorder=0)
+    else:
+        ax.axhspan(lo, hi, color=BAND_COLOR, alpha=0.10, lw=0, zorder=0)
+        ax.axhline(lo, color=BAND_COLOR, lw=0.8, ls=":", zorder=0)
+
+
+def band_handle() -> Patch:
+    lo, hi = AGGRESSIVE_BAND
+    return Patch(facecolor=BAND_COLOR, alpha=0.18, label=f"{lo:g}–{hi:g}% forgetting: too aggressive")
+
+
+def split_facets(done: pd.DataFrame, cols: Sequence[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """Sub-tables of ``done`` per combination of ``cols`` (one facet when ``cols`` is empty)."""
+    if not cols:
+        return [({}, done)]
+    out = []
+    for key, part in done.groupby(list(cols), dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        out.append((dict(zip(cols, key)), part))
+    order = {c: {v: i for i, v in enumerate(sorted_values(done[c]))} for c in cols}
+    out.sort(key=lambda kv: tuple(order[c].get(kv[0][c], -1) for c in cols))
+    return out
+
+
+MAX_FACETS = 12
+#: More line series than this (a search) are not drawn one per combination.
+MAX_SERIES = 8
+
+
+def facet_columns(done: pd.DataFrame, cols: Sequence[str]) -> list[str]:
+    """The settings to split panels by: none when that would give more than ``MAX_FACETS``
+    panels (a random / Optuna search, where every job has its own combination)."""
+    cols = list(cols)
+    n = len(done.groupby(cols, dropna=False)) if cols and not done.empty else 1
+    return cols if n <= MAX_FACETS else []
+
+
+def facet_ncols(done: pd.DataFrame, facet_cols: Sequence[str], n_facets: int) -> int:
+    """Columns of the facet grid: the values of the last facet setting when the facets form a
+    full grid (rows then read as the other setting), else a balanced wrap of at most 4."""
+    if len(facet_cols) >= 2:
+        n_last = len(present_values(done, facet_cols[-1]))
+        if 2 <= n_last <= 5 and n_facets % n_last == 0:
+            return n_last
+    blocks = math.ceil(n_facets / FACET_MAX_COLS)
+    return max(1, math.ceil(n_facets / blocks))
+
+
+def mean_curve(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per step: mean over jobs, 95% CI half-width and number of jobs (rows: job, step, value)."""
+    table = rows.pivot_table(index="step", columns="job", values="value", aggfunc="mean")
+    n = table.count(axis=1)
+    mean = table.mean(axis=1)
+    std = table.std(axis=1, ddof=1)
+    t = n.map(lambda k: t_quantile_975(int(k) - 1) if k >= 2 else math.nan)
+    ci = t * std / np.sqrt(n)
+    return pd.DataFrame({"step": table.index.to_numpy(), "mean": mean.to_numpy(),
+                         "ci": ci.to_numpy(), "n": n.to_numpy(),
+                         "min": table.min(axis=1).to_numpy(), "max": table.max(axis=1).to_numpy()})
+
+
+def smooth(rows: pd.DataFrame) -> pd.DataFrame:
+    """Exponential moving average of each job's curve (span ~ 1/20 of its points)."""
+    parts = []
+    for _, part in rows.sort_values("step").groupby("job", sort=False):
+        span = max(1, round(len(part) / 20))
+        part = part.copy()
+        if span > 1:
+            part["value"] = part["value"].ewm(span=span, adjust=True).mean()
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else rows
+
+
+def with_n(label: str, ns: Sequence[int], runs: RunSet) -> str:
+    """``label (n=2)`` when the sweep has seeds (how many completed), else just ``label``."""
+    return f"{label} ({n_text(ns)})" if runs.seeds else label
+
+
+def range_err(values: pd.Series) -> list[list[float]]:
+    """Error-bar extents from the mean down to the min and up to the max (never negative)."""
+    m = float(values.mean())
+    return [[max(0.0, m - float(values.min()))], [max(0.0, float(values.max()) - m)]]
+
+
+def n_text(ns: Sequence[int]) -> str:
+    ns = sorted({int(n) for n in ns if n and not pd.isna(n)})
+    if not ns:
+        return "n=0"
+    return f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}–{ns[-1]}"
+
+
+def status_note(runs: RunSet) -> str:
+    total = len(runs.jobs)
+    done = int(runs.jobs["done"].sum())
+    if done == total:
+        return f"{done} jobs"
+    other = {k: v for k, v in runs.status_counts().items() if k not in ("completed", "skipped")}
+    rest = ", ".join(f"{v} {k}" for k, v in sorted(other.items()))
+    return f"{done} of {total} jobs completed ({rest}: not shown)"
+
+
+def seed_note(runs: RunSet, *, curves: bool = False) -> str:
+    n = runs.n_seeds()
+    if runs.seeds and n > 1:
+        if curves:
+            return f"line = mean of up to {n} seeds, band = range over the seeds"
+        return f"mean of up to {n} seeds, error bars = 95% CI"
+    return "one run per setting (no seed replicates)"
+
+
+def missing_note(ax, col: str, wanted: Sequence[Any], shown: Sequence[Any]) -> None:
+    """Say inside a facet which values have no completed job there."""
+    missing = [v for v in wanted if v not in set(shown)]
+    if missing:
+        ax.text(0.98, 0.98, "no completed job: " + ", ".join(fmt_param(col, v) for v in missing),
+                transform=ax.transAxes, ha="right", va="top", fontsize=7.5, color="#555555",
+                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="#cccccc", alpha=0.9))
+
+
+def facet_title(key: dict[str, Any]) -> str:
+    return setting_label(key, list(key)) if key else ""
+
+
+def y_percent(ax) -> None:
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+
+
+def signed_percent(ax, axis: str = "y") -> None:
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(MaxNLocator(nbins=7, steps=[1, 2, 5, 10]))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+.0f}%" if v else "0%"))
+
+
+#: Forgetting above this (%) switches its axis to a symmetric log scale, so that a sweep with
+#: +10% and +700% jobs still shows the small values and the 10-15% band.
+SYMLOG_ABOVE = 150.0
+NICE_TICKS = (0, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+def forgetting_axis(ax, values, axis: str = "y") -> str:
+    """Scale, limits and % ticks of a forgetting axis (0 and the band always in view).
+
+    Returns the label suffix to append (a second line "(log scale above 10%)" with symlog).
+    """
+    vals = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    lo = min(float(vals.min()) if vals.size else 0.0, 0.0)
+    hi = max(float(vals.max()) if vals.size else 0.0, AGGRESSIVE_BAND[1] + 2)
+    set_scale, set_lim = (ax.set_yscale, ax.set_ylim) if axis == "y" else (ax.set_xscale, ax.set_xlim)
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    if hi <= SYMLOG_ABOVE and lo >= -SYMLOG_ABOVE:
+        pad = 0.07 * (hi - lo)
+        set_lim(lo - pad, hi + pad)
+        signed_percent(ax, axis)
+        return ""
+    lin = AGGRESSIVE_BAND[0]
+    set_scale("symlog", linthresh=lin, linscale=0.6)
+    set_lim(lo * 1.3 - 1 if lo < 0 else -1, hi * 1.3)
+    nice = NICE_TICKS if axis == "y" else (0, 10, 100, 1000, 10000)  # an x axis has less room for labels
+    ticks = [t for t in nice if t <= hi * 1.3] + [-t for t in nice if t and -t >= lo * 1.3]
+    target.set_major_locator(FixedLocator(sorted(ticks)))
+    target.set_minor_locator(NullLocator())
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+.0f}%" if v else "0%"))
+    return f"\n(log scale above {lin:g}%)"
+
+
+def present_values(df: pd.DataFrame, col: str) -> list:
+    return sorted_values(df[col]) if col in df else []
+
+
+def series_cols(runs: RunSet, exclude: Sequence[str]) -> tuple[str | None, str | None]:
+    """Which swept settings become colour and line style (epochs and replay first)."""
+    rest = [c for c in runs.params if c not in exclude]
+    pref = [c for c in rest if runs.axis("epochs") == c or runs.axis("replay") == c]
+    ordered = pref + [c for c in rest if c not in pref]
+    return (ordered[0] if ordered else None), (ordered[1] if len(ordered) > 1 else None)
