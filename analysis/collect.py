@@ -1,8 +1,8 @@
 """Collect the jobs of one or more sweep directories into pandas tables.
 
-Reads only the job files described in ``sft_sweep.jobfiles`` (``summary.json``, ``metrics.jsonl``,
-``samples.jsonl``, ``.hydra/overrides.yaml`` / ``.hydra/config.yaml``, and the sweep's
-``multirun.yaml``), so it works on sweeps copied from another machine or a cluster, and on
+Each job directory is read by ``analysis.jobdir`` (only the job files described in
+``sft_sweep.jobfiles`` and Hydra's records); this module adds the sweep's ``multirun.yaml`` and
+builds the tables, so it works on sweeps copied from another machine or a cluster, and on
 sweeps that are still running.
 
 ``collect_runs(dirs)`` returns a ``RunSet``:
@@ -20,11 +20,10 @@ Which parameters were swept is detected from the data (see ``detect_swept``).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,16 +31,10 @@ from typing import Any
 import pandas as pd
 
 from analysis.errors import ReportError
-from sft_sweep.jobfiles import (
-    COMPLETED, EVAL_METRICS, RUNNING, SAMPLE_FIELDS, atomic_path, flatten, forgetting_pct,
+from analysis.jobdir import (
+    CURVE_COLUMNS, SAMPLE_COLUMNS, JobFiles, Problem, find_job_dirs, parse_overrides, read_job, read_yaml,
 )
-
-JOB_MARKERS = ("summary.json", "metrics.jsonl")
-HYDRA_DIR = ".hydra"
-#: Statuses whose results are final and usable. ``skipped`` is a job that had already completed.
-DONE_STATUSES = frozenset({COMPLETED, "skipped"})
-CURVE_COLUMNS = ["job", "step", "kind", "metric", "value"]
-SAMPLE_COLUMNS = ["job", *SAMPLE_FIELDS]
+from sft_sweep.jobfiles import EVAL_METRICS, atomic_path
 
 # Config keys that differ between jobs without being an experimental choice (paths, stamps).
 _INCIDENTAL = re.compile(
@@ -57,17 +50,6 @@ _ROLE_LAST = {
     "template": ("template",),
     "format": ("format", "data_format"),
 }
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A file that could not be read (or a part of it). The collection carries on without it."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
 
 
 @dataclass
@@ -154,14 +136,14 @@ class RunSet:
 
 def find_axis(columns: Sequence[str], role: str) -> str | None:
     """The first column in ``columns`` that plays ``role`` (see ``RunSet.axis``)."""
-    matches = [c for c in columns if _has_role(c, role)]
+    matches = [c for c in columns if has_role(c, role)]
     if not matches:
         return None
     # Prefer the shortest key (``optim.lr`` over ``optim.sched.peak_lr``).
     return min(matches, key=lambda c: (c.count("."), columns.index(c)))
 
 
-def _has_role(col: str, role: str) -> bool:
+def has_role(col: str, role: str) -> bool:
     last = _last(col)
     first = col.split(".")[0]
     if role == "seed":
@@ -184,197 +166,6 @@ def _last(col: str) -> str:
 # ======================================================================================
 # Finding and reading jobs
 # ======================================================================================
-
-
-def find_job_dirs(root: str | os.PathLike) -> list[Path]:
-    """Job directories under ``root`` (any depth; ``root`` itself when it is a job).
-
-    A job directory holds ``summary.json``, ``metrics.jsonl`` or ``.hydra/``. The search does
-    not descend into a job directory nor into hidden directories, and does not follow links.
-    """
-    root = Path(root)
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        here = Path(dirpath)
-        if _is_job(filenames, dirnames):
-            found.append(here)
-            dirnames[:] = []
-            continue
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-    return sorted(found, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
-
-
-def _is_job(filenames: Iterable[str], dirnames: Iterable[str]) -> bool:
-    files = set(filenames)
-    return any(m in files for m in JOB_MARKERS) or HYDRA_DIR in set(dirnames)
-
-
-def _natural_key(text: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
-@dataclass
-class _Job:
-    """What one job directory yielded."""
-
-    record: dict[str, Any]
-    config: dict[str, Any]
-    override_keys: set[str]
-    overrides: dict[str, Any]
-    curves: dict[str, list]
-    samples: list[dict[str, str]]
-
-
-def _read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) -> _Job:
-    record: dict[str, Any] = {"job": job_id, "sweep": sweep}
-    summary = _read_json(job_dir / "summary.json", problems)
-    summary_ok = isinstance(summary, dict)
-    if summary is not None and not summary_ok:
-        problems.append(Problem(str(job_dir / "summary.json"), "not a JSON object; ignored"))
-        summary = None
-
-    # Status: a job without (readable) summary is still running, or died without writing one.
-    if summary_ok:
-        status = str(summary.get("status") or "unknown").strip().lower() or "unknown"
-    elif (job_dir / "summary.json").exists():
-        status = "unreadable"
-    else:
-        status = RUNNING
-    record["status"] = status
-    record["done"] = status in DONE_STATUSES
-    record["error"] = _first_line(summary.get("error")) if summary_ok and summary.get("error") else ""
-    record["config_hash"] = str(summary.get("config_hash", "")) if summary_ok else ""
-
-    # Config: the summary's resolved flat config, else Hydra's composed config.
-    config: dict[str, Any] = {}
-    if summary_ok and isinstance(summary.get("config"), dict):
-        config = _config_columns(summary["config"])
-    elif (job_dir / HYDRA_DIR / "config.yaml").exists():
-        raw = _read_yaml(job_dir / HYDRA_DIR / "config.yaml", problems)
-        if isinstance(raw, dict):
-            config = {k: v for k, v in _config_columns(raw).items()
-                      if not (isinstance(v, str) and "${" in v)}
-
-    # Overrides: Hydra's record first, else the summary's copy.
-    override_list: list[str] | None = None
-    ov_path = job_dir / HYDRA_DIR / "overrides.yaml"
-    if ov_path.exists():
-        raw = _read_yaml(ov_path, problems)
-        if isinstance(raw, list):
-            override_list = [str(x) for x in raw]
-        elif raw is not None:
-            problems.append(Problem(str(ov_path), "not a YAML list of overrides; ignored"))
-    if override_list is None and summary_ok and isinstance(summary.get("overrides"), list):
-        override_list = [str(x) for x in summary["overrides"]]
-    overrides = parse_overrides(override_list or [])
-    record["overrides"] = " ".join(override_list or [])
-
-    # Results.
-    base = summary.get("base") if summary_ok else None
-    final = summary.get("final") if summary_ok else None
-    for prefix, block in (("base", base), ("final", final)):
-        if isinstance(block, dict):
-            for k, v in block.items():
-                if k in ("kind", "step"):
-                    continue
-                num = _number(v)
-                if num is not None:
-                    record[f"{prefix}_{k}"] = num
-    forgetting = _number(summary.get("forgetting_pct")) if summary_ok else None
-    if forgetting is None:
-        b, f = record.get("base_raw_loss"), record.get("final_raw_loss")
-        if b is not None and f is not None and b not in (0, 0.0) and math.isfinite(b):
-            forgetting = forgetting_pct(b, f)
-    record["forgetting_pct"] = forgetting
-    record["steps"] = _number(summary.get("steps")) if summary_ok else None
-    timings = summary.get("timings") if summary_ok else None
-    if isinstance(timings, dict):
-        for k, v in timings.items():
-            num = _number(v)
-            if num is not None:
-                record[f"time_{k}" if k.endswith("_s") else f"time_{k}_s"] = num
-
-    # Curves.
-    curves: dict[str, list] = {c: [] for c in CURVE_COLUMNS}
-    mpath = job_dir / "metrics.jsonl"
-    last_train: dict[str, Any] = {}
-    last_eval: dict[str, Any] = {}
-    if mpath.exists():
-        for row in _read_jsonl(mpath, problems, tolerate_partial_tail=(status == RUNNING)):
-            kind = str(row.get("kind", "")).strip() or "unknown"
-            step = _number(row.get("step"))
-            if step is None:
-                problems.append(Problem(str(mpath), f"a {kind!r} row has no numeric 'step'; skipped"))
-                continue
-            for k, v in row.items():
-                if k in ("kind", "step"):
-                    continue
-                num = _number(v)
-                if num is None:
-                    continue
-                curves["job"].append(job_id)
-                curves["step"].append(step)
-                curves["kind"].append(kind)
-                curves["metric"].append(k)
-                curves["value"].append(num)
-            if kind == "train" and step >= last_train.get("step", -math.inf):
-                last_train = {"step": step, **row}
-            elif kind == "eval" and step >= last_eval.get("step", -math.inf):
-                last_eval = {"step": step, **row}
-    record["last_step"] = last_train.get("step", last_eval.get("step"))
-    record["last_epoch"] = _number(last_train.get("epoch"))
-    record["last_loss"] = _number(last_train.get("loss"))
-    record["last_eval_step"] = last_eval.get("step")
-    record["last_eval_response_loss"] = _number(last_eval.get("response_loss"))
-    record["updated"] = _mtime(job_dir)
-    record["path"] = str(job_dir)
-
-    samples = []
-    spath = job_dir / "samples.jsonl"
-    if spath.exists():
-        for row in _read_jsonl(spath, problems, tolerate_partial_tail=(status == RUNNING)):
-            samples.append({"job": job_id, **{k: _text(row.get(k)) for k in SAMPLE_COLUMNS[1:]}})
-
-    return _Job(record, config, set(overrides), overrides, curves, samples)
-
-
-def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """``["optim.lr=1e-4", "+mix.replay_ratio=0.05", "~x"]`` -> ``{"optim.lr": 1e-4, ...}``.
-
-    Deletions (``~key``) and Hydra's own settings (``hydra.*``) are left out.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        item = str(item).strip()
-        if not item or item.startswith("~") or "=" not in item:
-            continue
-        key, value = item.split("=", 1)
-        key = key.lstrip("+").strip()
-        if "@" in key:  # group@package=option: keep the group
-            key = key.split("@", 1)[0]
-        if not key or key == "hydra" or key.startswith("hydra."):
-            continue
-        out[key] = parse_scalar(value)
-    return out
-
-
-def parse_scalar(text: str) -> Any:
-    """An override value as Hydra would type it: int, float (``1e-4`` too), bool, null, or string."""
-    s = str(text).strip()
-    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
-        return s[1:-1]
-    low = s.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("null", "none", "~"):
-        return None
-    if re.fullmatch(r"[+-]?\d+", s):
-        return int(s)
-    try:
-        f = float(s)
-    except ValueError:
-        return s
-    return f if low not in ("nan", "inf", "-inf", "+inf", "infinity") else s
 
 
 def _is_sweep_value(value: str) -> bool:
@@ -402,7 +193,7 @@ def _read_sweep_spec(root: Path, problems: list[Problem]) -> tuple[list[str], se
     path = root / "multirun.yaml"
     if not path.exists():
         return [], set()
-    raw = _read_yaml(path, problems)
+    raw = read_yaml(path, problems)
     if not isinstance(raw, dict):
         return [], set()
     task = _dig(raw, "hydra", "overrides", "task")
@@ -519,7 +310,7 @@ def collect_runs(dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> RunSe
 
     problems: list[Problem] = []
     names = _sweep_names(roots)
-    jobs: list[_Job] = []
+    jobs: list[JobFiles] = []
     sweep_specs: dict[str, list[str]] = {}
     spec_keys: set[str] = set()
     for root, name in zip(roots, names):
@@ -532,7 +323,7 @@ def collect_runs(dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> RunSe
                 rel = root.resolve().name or "job"
             job_id = rel if len(roots) == 1 else f"{name}/{rel}"
             try:
-                jobs.append(_read_job(job_dir, job_id, name, problems))
+                jobs.append(read_job(job_dir, job_id, name, problems))
             except Exception as exc:  # noqa: BLE001 - one broken job never stops the report
                 problems.append(Problem(str(job_dir), f"could not read job: {type(exc).__name__}: {exc}"))
     if not jobs:
@@ -638,117 +429,6 @@ def _tidy_param(col: pd.Series) -> pd.Series:
 # ======================================================================================
 # File helpers
 # ======================================================================================
-
-
-def _read_json(path: Path, problems: list[Problem]) -> Any:
-    if not path.exists():
-        return None
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}"))
-        return None
-    if not text.strip():
-        problems.append(Problem(str(path), "empty file; ignored"))
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        problems.append(Problem(str(path), f"not valid JSON (half-written?): {exc}; ignored"))
-        return None
-
-
-def _read_jsonl(path: Path, problems: list[Problem], *, tolerate_partial_tail: bool) -> list[dict]:
-    """Objects of a JSON-lines file. Bad lines are reported and skipped.
-
-    The last line of a file still being written may be cut off; for a running job that is
-    expected and silently ignored.
-    """
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}"))
-        return []
-    lines = text.split("\n")
-    partial_tail = not text.endswith("\n")
-    rows, bad = [], []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            is_tail = partial_tail and i == len(lines)
-            if is_tail and tolerate_partial_tail:
-                continue
-            bad.append(f"{i}" + (" (cut off at the end)" if is_tail else ""))
-            continue
-        if not isinstance(obj, dict):
-            bad.append(f"{i} (not an object)")
-            continue
-        rows.append(obj)
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        problems.append(Problem(str(path), f"skipped unreadable line(s) {shown}"))
-    return rows
-
-
-def _read_yaml(path: Path, problems: list[Problem]) -> Any:
-    import yaml  # PyYAML comes with omegaconf / hydra-core
-
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8", errors="replace"))
-    except (OSError, yaml.YAMLError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        problems.append(Problem(str(path), f"not valid YAML: {msg}; ignored"))
-        return None
-
-
-def _config_columns(obj: dict) -> dict[str, Any]:
-    """A config as table cells: dotted keys, lists as JSON text, empty mappings dropped."""
-    out: dict[str, Any] = {}
-    for key, v in flatten(obj).items():
-        if isinstance(v, dict):
-            continue
-        if isinstance(v, (list, tuple)):
-            out[key] = json.dumps(v, default=str)
-        elif v is None or isinstance(v, (bool, int, float, str)):
-            out[key] = v
-        else:
-            out[key] = str(v)
-    return out
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    return None
-
-
-def _text(v: Any) -> str:
-    if v is None:
-        return ""
-    return v if isinstance(v, str) else json.dumps(v, default=str)
-
-
-def _first_line(v: Any) -> str:
-    """One line of an error message: the exception line of a traceback, else the first line."""
-    lines = [ln for ln in _text(v).strip().splitlines() if ln.strip()]
-    if not lines:
-        return ""
-    return lines[-1].strip() if lines[0].startswith("Traceback") else lines[0].strip()
-
-
-def _mtime(job_dir: Path) -> float | None:
-    times = []
-    for name in ("metrics.jsonl", "summary.json"):
-        try:
-            times.append((job_dir / name).stat().st_mtime)
-        except OSError:
-            pass
-    return max(times) if times else None
 
 
 def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.collect import Problem, RunSet, collect_runs
+from analysis.collect import RunSet, collect_runs
+from analysis.jobdir import Problem
 from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding, compute_findings
 from analysis.plots import PLOTS, plot_all
 from analysis.style import col_name, fmt_metric, fmt_num, fmt_value, setting_label, sorted_values

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.collect import _has_role
+from analysis.collect import has_role
 
 ROLES = ("lr", "epochs", "replay", "template", "format", "model", "seed")
 ROLE_NAMES = {
@@ -54,7 +54,7 @@ MISSING_COLOR = "#999999"
 
 def role_of(col: str) -> str | None:
     for role in ROLES:
-        if _has_role(col, role):
+        if has_role(col, role):
             return role
     return None
 
