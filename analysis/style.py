@@ -16,8 +16,6 @@ ROLE_NAMES = {
     "lr": "learning rate", "epochs": "epochs", "replay": "replay ratio",
     "template": "chat template", "format": "data format", "model": "model", "seed": "seed",
 }
-SHORT_NAMES = {"lr": "lr", "epochs": "epochs", "replay": "replay", "template": "template",
-               "format": "format", "model": "model", "seed": "seed"}
 
 #: metric -> (label with unit, kind): kind "rate" is a 0-1 fraction shown as %, "pct" already in %.
 METRICS = {
@@ -32,11 +30,6 @@ METRICS = {
     "knowledge_mc_acc": ("knowledge-probe multiple-choice accuracy (%)", "rate"),
     "grad_norm": ("gradient norm", "num"),
     "tokens_per_s": ("throughput (tokens/s)", "num"),
-}
-METRIC_SHORT = {
-    "forgetting_pct": "forgetting", "raw_loss": "raw-text loss", "response_loss": "response loss",
-    "follow_rate": "follow rate", "answer_acc": "answer acc.", "answer_mc_acc": "answer MC acc.",
-    "knowledge_acc": "knowledge acc.", "knowledge_mc_acc": "knowledge MC acc.",
 }
 
 #: The "too aggressive" forgetting band (%), shaded in the forgetting figures.
@@ -67,7 +60,7 @@ def col_name(col: str) -> str:
 
 def col_short(col: str) -> str:
     role = role_of(col)
-    return SHORT_NAMES[role] if role else col.rsplit(".", 1)[-1]
+    return role or col.rsplit(".", 1)[-1]
 
 
 def is_missing(v: Any) -> bool:

@@ -1,4 +1,4 @@
-"""Quality filters for instruction data (the seed lesson's exercise 3) and exact dedup.
+"""Quality filters for instruction data (length, response-to-prompt ratio, word diversity) and exact dedup.
 
 Per conversation:
 

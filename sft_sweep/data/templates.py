@@ -40,7 +40,7 @@ is trained in mode ``"assistant"``):
   ``### Input:`` appears only for conversations loaded from Alpaca records with a non-empty
   ``input`` (other templates show the joined text ``instruction\\n\\ninput``).
 
-``plain`` (the seed lesson's minimal markers, as text), one line per turn::
+``plain`` (minimal role markers, as plain text), one line per turn::
 
     System: {system}\\n
     Instruction: {user}\\n

@@ -56,9 +56,6 @@ class BaseCache:
         meta = read_json(self.meta_path)
         return self.model_path.exists() and isinstance(meta, dict) and meta.get("complete") is True
 
-    def meta(self) -> dict:
-        return read_json(self.meta_path) or {}
-
     def write_meta(self, meta: dict) -> None:
         write_json(self.meta_path, {**meta, "complete": True})
 

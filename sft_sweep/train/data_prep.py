@@ -44,7 +44,7 @@ class PreparedData:
     template: Any
     pretrain_tokens: np.ndarray  # documents joined by end-of-text: pre-training and replay windows
     heldout_tokens: np.ndarray  # held-out raw text: the forgetting metric
-    train_examples: list[Example]  # instruction examples (replay is mixed in per job, see sft.py)
+    train_examples: list[Example]  # instruction examples (replay is mixed in per job: with_replay)
     val_examples: list[Example]  # held-out conversations: response loss
     eval_items: list[EvalItem]  # answer accuracy (empty when the data has no references)
     probe_items: list[EvalItem]  # knowledge probe (empty when the data has no probe)
@@ -176,7 +176,7 @@ def prepare(cfg: Config, base_dir: str | None = None) -> PreparedData:
     val_examples, vrep = fit_length(render_examples(val_convs, template, "assistant", "val"), max_tokens, "truncate")
     report["length.val"] = vrep
 
-    follow_prompts = [it.prompt for it in eval_items] if eval_items else [_prompt_of(c) for c in val_convs]
+    follow_prompts = [it.prompt for it in eval_items] if eval_items else [_without_last_answer(c) for c in val_convs]
     return PreparedData(
         template=template,
         pretrain_tokens=join_docs(pre_docs, tok),
@@ -190,7 +190,7 @@ def prepare(cfg: Config, base_dir: str | None = None) -> PreparedData:
     )
 
 
-def _prompt_of(conv: Conversation) -> Conversation:
+def _without_last_answer(conv: Conversation) -> Conversation:
     """The conversation up to (not including) its last assistant turn."""
     turns = list(conv.turns)
     while turns and turns[-1].role == "assistant":

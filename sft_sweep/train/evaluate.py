@@ -80,14 +80,14 @@ class Evaluator:
         self.halt_ids = tuple(sorted(set(self.stop_ids) | set(self.tok.special_tokens.values())))
         self.new_turn = [list(m) for m in template.new_turn_markers]
 
-    def _prompt_of(self, x: Any) -> Any:
+    def _prompt_part(self, x: Any) -> Any:
         return x.prompt if isinstance(x, EvalItem) else x
 
     def _fitting(self, name: str, items: list) -> list:
         room = min(16, self.max_new_tokens)
         kept = []
         for x in items:
-            n_prompt = len(render_prompt(self._prompt_of(x), self.template))
+            n_prompt = len(render_prompt(self._prompt_part(x), self.template))
             longest = max((len(self.tok.encode(c)) for c in x.choices()), default=0) + 1 \
                 if isinstance(x, EvalItem) else room
             if n_prompt + max(room, longest) <= self.block_size + 1:

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from analysis_synth import PLANTED, make_sweep  # noqa: E402
+from analysis_helpers import PLANTED, make_sweep  # noqa: E402
 
 
 @pytest.fixture(scope="session")

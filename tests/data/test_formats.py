@@ -12,7 +12,7 @@ from sft_sweep.data import (TEMPLATE_NAMES, Conversation, ConversationError, Tur
 from sft_sweep.errors import ConfigError, DataError
 from sft_sweep.tokenizer import ByteTokenizer
 
-from sft_data_support import shared_file
+from data_helpers import shared_file
 
 FIX = Path(__file__).parent / "fixtures"
 TOOL_MAP = {"function_call": "assistant", "observation": "tool"}

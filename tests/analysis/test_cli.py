@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def small_sweep(tmp_path):
-    from analysis_synth import make_sweep
+    from analysis_helpers import make_sweep
 
     return make_sweep(tmp_path / "small", lrs=(1e-4,), epochs=(1,), seeds=(0,))
 
@@ -66,7 +66,7 @@ def test_status_table(demo_sweep, capsys):
 
 
 def test_status_does_not_write(tmp_path, capsys):
-    from analysis_synth import make_sweep
+    from analysis_helpers import make_sweep
 
     d = make_sweep(tmp_path / "s", lrs=(1e-4,), epochs=(1,), seeds=(0,))
     before = sorted(p.relative_to(d) for p in d.rglob("*"))
@@ -83,7 +83,7 @@ def test_python_dash_m(demo_sweep):
 
 
 def test_callback_writes_report(tmp_path, capsys, no_figures):
-    from analysis_synth import make_sweep
+    from analysis_helpers import make_sweep
 
     d = make_sweep(tmp_path / "s", lrs=(1e-4,), epochs=(1,), seeds=(0,))
     cfg = OmegaConf.create({"hydra": {"sweep": {"dir": "s"}, "runtime": {"cwd": str(tmp_path)}}})
@@ -123,7 +123,7 @@ def test_callback_in_a_real_hydra_multirun(tmp_path):
         import hydra
         from hydra.core.hydra_config import HydraConfig
         sys.path.insert(0, sys.argv.pop(1))
-        from analysis_synth import simulate, summary_for, BASE_EVAL, BASE_CONFIG
+        from analysis_helpers import simulate, summary_for, BASE_EVAL, BASE_CONFIG
 
         @hydra.main(version_base=None, config_path="conf", config_name="config")
         def main(cfg):

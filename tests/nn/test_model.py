@@ -186,7 +186,7 @@ def test_bit_identical_losses_over_20_steps(threads):
 
 def test_overfit_small_fixed_batch():
     """The mini model memorizes a small fixed batch (loss below 0.05)."""
-    model = GPT(GPTConfig(), seed=0, threads=2)      # the issue's "mini": 4x4x128, MLP 512
+    model = GPT(GPTConfig(), seed=0, threads=2)      # the default "mini": 4x4x128, MLP 512
     opt = AdamW(model.params, weight_decay=0.0)
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 256, (2, 32))

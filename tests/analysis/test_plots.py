@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analysis import plots
-from analysis_synth import make_sweep
+from analysis_helpers import make_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -90,7 +90,7 @@ def test_plots_do_not_touch_pyplot_state(demo_plots):
 def test_constant_values_do_not_give_negative_error_bars(tmp_path):
     """mean([0.1, 0.1, 0.1]) > 0.1 in floating point: whiskers must still be drawable."""
     from analysis.collect import collect_runs
-    from analysis_synth import BASE_EVAL, make_results_sweep
+    from analysis_helpers import BASE_EVAL, make_results_sweep
 
     base = {**BASE_EVAL, "follow_rate": 0.1, "knowledge_mc_acc": 0.1}
     jobs = [{"params": {"optim.lr": lr}, "final": {"follow_rate": 0.1}} for lr in (1e-5, 1e-4, 1e-3)]
@@ -112,7 +112,7 @@ def test_forgetting_axis_switches_to_symlog_for_huge_values():
 def test_search_like_sweep_is_not_split_into_one_panel_per_job(tmp_path):
     """An Optuna-style sweep: every job its own lr and warmup; figures still draw, unfaceted."""
     from analysis.collect import collect_runs
-    from analysis_synth import make_results_sweep
+    from analysis_helpers import make_results_sweep
 
     jobs = [{"params": {"optim.lr": 10 ** (-5 + i / 5), "optim.warmup_steps": 3 * i},
              "final": {"raw_loss": 1.21 * (1 + i / 100), "follow_rate": i / 20}} for i in range(16)]

@@ -11,7 +11,7 @@ import pytest
 from analysis.collect import _is_sweep_value, collect_runs, detect_swept
 from analysis.jobdir import find_job_dirs, parse_overrides, parse_scalar
 from analysis.errors import ReportError
-from analysis_synth import BASE_CONFIG, BASE_EVAL, summary_for, write_job
+from analysis_helpers import BASE_CONFIG, BASE_EVAL, summary_for, write_job
 
 
 def _config(**over):

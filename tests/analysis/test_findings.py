@@ -6,7 +6,7 @@ import pytest
 
 from analysis import findings as F
 from analysis.collect import collect_runs
-from analysis_synth import BASE_EVAL, make_results_sweep
+from analysis_helpers import BASE_EVAL, make_results_sweep
 
 
 def _raw(forgetting_pct: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from analysis.report import md_code, md_escape, write_report
-from analysis_synth import BASE_CONFIG, BASE_EVAL, PLANTED, summary_for, write_job
+from analysis_helpers import BASE_CONFIG, BASE_EVAL, PLANTED, summary_for, write_job
 
 
 def test_report_files_written(demo_report):
@@ -93,7 +93,7 @@ def test_out_dir_and_running_only_sweep(tmp_path, no_figures):
 
 
 def test_several_sweeps_compared(tmp_path, no_figures):
-    from analysis_synth import make_sweep
+    from analysis_helpers import make_sweep
 
     a = make_sweep(tmp_path / "runs" / "a", lrs=(1e-4,), epochs=(1,), seeds=(0,))
     b = make_sweep(tmp_path / "runs" / "b", lrs=(1e-3,), epochs=(1,), seeds=(0,))
@@ -123,7 +123,7 @@ def test_only_some_metrics_measured(tmp_path):
 
 def test_a_failing_figure_is_reported_not_fatal(tmp_path, monkeypatch):
     from analysis import plots
-    from analysis_synth import make_sweep
+    from analysis_helpers import make_sweep
 
     def broken(*_a, **_k):
         raise RuntimeError("boom")

@@ -1,10 +1,10 @@
 """Synthetic sweep directories for the analysis tests (and a demo sweep to look at).
 
-The job files follow DESIGN.md section 4. Curves are made up but plausible: a higher learning
+The job files follow the contract of ``sft_sweep.jobfiles``. Curves are made up but plausible: a higher learning
 rate learns faster and forgets more, more epochs forget more, replaying pre-training text
 forgets less, the knowledge probe does not move.
 
-    python tests/analysis/analysis_synth.py OUT_DIR   # writes a demo sweep, then run
+    python tests/analysis/analysis_helpers.py OUT_DIR   # writes a demo sweep, then run
     sft-sweep-report OUT_DIR
 """
 
@@ -203,7 +203,7 @@ def make_sweep(sweep_dir: Path, *, lrs=(1e-5, 1e-4, 1e-3), epochs=(1, 2), seeds=
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python tests/analysis/analysis_synth.py OUT_DIR")
+        sys.exit("usage: python tests/analysis/analysis_helpers.py OUT_DIR")
     out = make_sweep(Path(sys.argv[1]), failed=1, running=1)
     print(f"demo sweep written to {out}")
 
