@@ -8,16 +8,8 @@ from matplotlib.patches import Patch
 
 from analysis.collect import RunSet
 from analysis.plots.common import (
-    BASE_COLOR,
-    add_header,
-    add_legend,
-    make_palette,
-    panel_grid,
-    present_values,
-    range_err,
-    save_png,
-    status_note,
-    y_percent,
+    BASE_COLOR, add_header, add_legend, make_palette, panel_grid, present_values, range_err,
+    save_png, status_note, y_percent,
 )
 from analysis.style import Palette, fmt_param
 

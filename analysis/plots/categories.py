@@ -9,16 +9,8 @@ from matplotlib.patches import Patch
 
 from analysis.collect import RunSet
 from analysis.plots.common import (
-    add_header,
-    add_legend,
-    forgetting_axis,
-    make_palette,
-    panel_grid,
-    present_values,
-    save_png,
-    shade_band,
-    status_note,
-    y_percent,
+    add_header, add_legend, forgetting_axis, make_palette, panel_grid, present_values, save_png,
+    shade_band, status_note, y_percent,
 )
 from analysis.stats import mean_ci
 from analysis.style import Palette, col_name, fmt_param, fmt_value, metric_label, metric_scale

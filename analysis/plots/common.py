@@ -13,23 +13,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import (
-    FixedLocator,
-    FuncFormatter,
-    MaxNLocator,
-    NullFormatter,
-    NullLocator,
-    PercentFormatter,
+    FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator, PercentFormatter,
 )
 
 from analysis.collect import RunSet
 from analysis.stats import t_quantile_975
 from analysis.style import (
-    AGGRESSIVE_BAND,
-    Palette,
-    fmt_param,
-    fmt_sci,
-    setting_label,
-    sorted_values,
+    AGGRESSIVE_BAND, Palette, fmt_param, fmt_sci, setting_label, sorted_values,
 )
 from sft_sweep.jobfiles import atomic_path
 

@@ -12,27 +12,9 @@ from matplotlib.lines import Line2D
 
 from analysis.collect import RunSet
 from analysis.plots.common import (
-    MAX_SERIES,
-    add_header,
-    add_legend,
-    band_handle,
-    facet_columns,
-    facet_ncols,
-    facet_title,
-    forgetting_axis,
-    log_lr_axis,
-    make_palette,
-    mean_curve,
-    missing_note,
-    panel_grid,
-    present_values,
-    save_png,
-    seed_note,
-    series_cols,
-    shade_band,
-    split_facets,
-    status_note,
-    with_n,
+    MAX_SERIES, add_header, add_legend, band_handle, facet_columns, facet_ncols, facet_title,
+    forgetting_axis, log_lr_axis, make_palette, mean_curve, missing_note, panel_grid,
+    present_values, save_png, seed_note, series_cols, shade_band, split_facets, status_note, with_n,
 )
 from analysis.stats import aggregate
 from analysis.style import AGGRESSIVE_BAND, Palette, col_name, fmt_value, setting_label

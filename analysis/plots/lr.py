@@ -11,22 +11,9 @@ from matplotlib.lines import Line2D
 
 from analysis.collect import RunSet
 from analysis.plots.common import (
-    add_header,
-    add_legend,
-    facet_columns,
-    facet_ncols,
-    facet_title,
-    make_palette,
-    mean_curve,
-    missing_note,
-    panel_grid,
-    present_values,
-    save_png,
-    seed_note,
-    smooth,
-    split_facets,
-    status_note,
-    with_n,
+    add_header, add_legend, facet_columns, facet_ncols, facet_title, make_palette, mean_curve,
+    missing_note, panel_grid, present_values, save_png, seed_note, smooth, split_facets,
+    status_note, with_n,
 )
 from analysis.style import Palette, col_name, fmt_value
 

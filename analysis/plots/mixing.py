@@ -9,21 +9,8 @@ from matplotlib.ticker import PercentFormatter
 
 from analysis.collect import RunSet
 from analysis.plots.common import (
-    MAX_SERIES,
-    add_header,
-    add_legend,
-    band_handle,
-    forgetting_axis,
-    make_palette,
-    panel_grid,
-    present_values,
-    save_png,
-    seed_note,
-    series_cols,
-    shade_band,
-    status_note,
-    with_n,
-    y_percent,
+    MAX_SERIES, add_header, add_legend, band_handle, forgetting_axis, make_palette, panel_grid,
+    present_values, save_png, seed_note, series_cols, shade_band, status_note, with_n, y_percent,
 )
 from analysis.stats import aggregate
 from analysis.style import Palette, col_name, metric_label, metric_scale, setting_label

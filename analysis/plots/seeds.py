@@ -11,17 +11,8 @@ from matplotlib.patches import Patch
 
 from analysis.collect import RunSet
 from analysis.plots.common import (
-    add_header,
-    add_legend,
-    forgetting_axis,
-    make_palette,
-    panel_grid,
-    present_values,
-    save_png,
-    shade_band,
-    split_facets,
-    status_note,
-    y_percent,
+    add_header, add_legend, forgetting_axis, make_palette, panel_grid, present_values, save_png,
+    shade_band, split_facets, status_note, y_percent,
 )
 from analysis.stats import aggregate
 from analysis.style import Palette, fmt_param, metric_label, metric_scale, setting_label

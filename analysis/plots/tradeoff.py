@@ -8,17 +8,8 @@ from matplotlib.lines import Line2D
 
 from analysis.collect import RunSet
 from analysis.plots.common import (
-    add_header,
-    add_legend,
-    band_handle,
-    forgetting_axis,
-    make_palette,
-    panel_grid,
-    present_values,
-    save_png,
-    shade_band,
-    status_note,
-    y_percent,
+    add_header, add_legend, band_handle, forgetting_axis, make_palette, panel_grid, present_values,
+    save_png, shade_band, status_note, y_percent,
 )
 from analysis.stats import pareto_mask
 from analysis.style import Palette, fmt_param, metric_label, metric_scale, setting_label

@@ -31,15 +31,19 @@ def check_vocab(a: np.ndarray, vocab_size: int, what: str, where: np.ndarray | N
         raise ValueError(f"{what} contains id {int(bad)} outside the vocabulary 0..{V - 1}")
 
 
+def _integers_like_ids(values, shape, what: str) -> np.ndarray:
+    a = np.asarray(values)
+    if a.shape != shape:
+        raise ValueError(f"{what} shape {a.shape} does not match ids shape {shape}")
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be integers, got dtype {a.dtype}")
+    return a
+
+
 def check_segments(segment_ids, shape) -> np.ndarray | None:
     if segment_ids is None:
         return None
-    s = np.asarray(segment_ids)
-    if s.shape != shape:
-        raise ValueError(f"segment_ids shape {s.shape} does not match ids shape {shape}")
-    if s.dtype.kind not in "iu":
-        raise ValueError(f"segment_ids must be integers, got dtype {s.dtype}")
-    return s
+    return _integers_like_ids(segment_ids, shape, "segment_ids")
 
 
 def check_positions(positions, shape, block_size: int) -> np.ndarray | None:
@@ -47,11 +51,7 @@ def check_positions(positions, shape, block_size: int) -> np.ndarray | None:
     the absolute positions 0..T-1."""
     if positions is None:
         return None
-    a = np.asarray(positions)
-    if a.shape != shape:
-        raise ValueError(f"positions shape {a.shape} does not match ids shape {shape}")
-    if a.dtype.kind not in "iu":
-        raise ValueError(f"positions must be integers, got dtype {a.dtype}")
+    a = _integers_like_ids(positions, shape, "positions")
     n = block_size
     if a.size and (a.min() < 0 or a.max() >= n):
         bad = a[(a < 0) | (a >= n)][0]
