@@ -37,3 +37,14 @@ def test_json_helpers_and_formulas(tmp_path):
     assert flatten({"a": {"b": 1, "c": {}}, "d": [1]}) == {"a.b": 1, "a.c": {}, "d": [1]}
     write_json(tmp_path / "x.json", {"a": np.float32(0.5), "b": float("nan"), "c": [np.int64(3)]})
     assert read_json(tmp_path / "x.json") == {"a": 0.5, "b": None, "c": [3]}
+
+
+def test_the_contract_imports_only_the_standard_library():
+    """The analysis reads copied sweeps on a laptop: the contract must not pull in numpy & co."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sft_sweep.jobfiles; "
+            "heavy = {'numpy', 'pandas', 'omegaconf', 'hydra', 'matplotlib'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
