@@ -14,7 +14,11 @@ Rules checked on construction (``ConversationError``, a ``ValueError``, names th
 
 Two ``assistant`` turns may be adjacent (a function call followed by the answer is common
 in tool-use data). A conversation may end with any role: an evaluation prompt ends with
-the ``user`` turn that the model is to answer.
+the ``user`` turn that the model is to answer (training data must end with the answer: the
+file loaders check that).
+
+``Turn.trained`` is an explicit per-turn training choice (a data file's ``loss_weight`` 0 or
+1); ``None`` leaves it to the template's mask mode.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class ConversationError(ValueError):
 class Turn:
     role: str
     content: str
+    trained: bool | None = None  # None: the mask mode decides; True / False: this turn's choice
 
 
 @dataclass
@@ -62,7 +67,8 @@ class Conversation:
 
     def key(self) -> tuple[tuple[str, str], ...]:
         """Exact identity of the conversation's text (used for deduplication)."""
-        return tuple((t.role, t.content) for t in self.turns)
+        return tuple((t.role, t.content) if t.trained is None else (t.role, t.content, t.trained)
+                     for t in self.turns)
 
     def text(self) -> str:
         """All contents joined by newlines (for searching, not for training)."""
@@ -82,7 +88,9 @@ class Conversation:
 
     def to_dict(self) -> dict:
         """``{"messages": [{"role", "content"}, ...]}``: the OpenAI messages shape."""
-        return {"messages": [{"role": t.role, "content": t.content} for t in self.turns]}
+        return {"messages": [{"role": t.role, "content": t.content}
+                             | ({} if t.trained is None else {"loss_weight": int(t.trained)})
+                             for t in self.turns]}
 
 
 def validate_turns(turns: list[Turn]) -> None:
@@ -99,6 +107,9 @@ def validate_turns(turns: list[Turn]) -> None:
         if not isinstance(t.content, str):
             raise ConversationError(
                 f"content must be a string, got {type(t.content).__name__}", i, "content")
+        if t.trained is not None and not isinstance(t.trained, bool):
+            raise ConversationError(
+                f"trained must be True, False or None, got {t.trained!r}", i, "content")
         if t.role == "system":
             if i != 0:
                 raise ConversationError("a system turn may only be the first turn", i, "role")

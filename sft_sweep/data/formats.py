@@ -1,7 +1,14 @@
 """Loading instruction data files into :class:`Conversation` objects.
 
-Files: ``.json`` (a top-level array of records) or ``.jsonl`` (one JSON object per line; blank
-lines are ignored). Text must be UTF-8 (a leading byte-order mark is accepted).
+Files: ``.json`` (a top-level array of records, or a single record object holding one
+conversation) or ``.jsonl`` (one JSON object per line; blank lines are ignored). Text must be
+UTF-8 (a leading byte-order mark is accepted).
+
+Only supervised data is accepted. Preference data (``chosen`` + ``rejected`` answers in any
+layout, KTO's ``completion`` + ``label`` or ``kto_tag``) is refused for the whole file,
+whatever ``on_bad_record`` says: its answers are alternatives to rank, not targets to imitate.
+Every conversation must end with an assistant turn (the answer trained on); one that ends with
+a user or tool turn is a bad record.
 
 Formats (one record -> one conversation):
 
@@ -16,8 +23,13 @@ Formats (one record -> one conversation):
   data. An optional top-level ``system`` string becomes the system turn; other top-level
   fields (such as ``tools``) are kept in ``meta``.
 - ``messages``: ``messages``: a list of ``{"role", "content"}`` (OpenAI chat format); roles
-  system / user / assistant / tool, plus ``role_map`` for other names. ``content`` must be a
-  string.
+  system / user / assistant / tool, plus ``role_map`` for other names.
+
+  In both turn-list formats a turn's text (``value`` / ``content``) is a string or a list of
+  parts: ``{"type": "text", "text": ...}`` (OpenAI) or ``{"type": "text", "value": ...}``
+  (LLaMA-Factory); text parts are joined with ``"\n"``, any other part (image, audio) makes
+  the record bad. An optional per-turn ``loss_weight`` of 0 or 1 decides whether that turn is
+  trained (``Turn.trained``); other weights are refused.
 - ``chatml``: ``text``: ``<|im_start|>role\\ncontent<|im_end|>`` blocks (whitespace between
   blocks). Inherent to text ChatML: a content that contains the literal ``<|im_end|>`` cannot
   be told apart from the end of the turn.
@@ -116,9 +128,11 @@ def _records(path: Path) -> list[tuple[object, int | None]]:
             raise DataError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}{hint}",
                             path=str(path)) from None
         if isinstance(data, dict):
+            if _shape(data) is not None:  # one conversation record on its own
+                return [(data, None)]
             keys = ", ".join(sorted(map(str, data))[:8])
             raise DataError(f"top-level JSON object (keys: {keys}) where an array of records "
-                            "was expected", path=str(path))
+                            "was expected; wrap the records in a list [...]", path=str(path))
         if not isinstance(data, list):
             raise DataError(f"top-level JSON {type(data).__name__} where an array of records "
                             "was expected", path=str(path))
@@ -160,6 +174,73 @@ def _opt_str(rec: dict, key: str) -> str:
     return v
 
 
+def _turn_text(v: object, field: str) -> str:
+    """A turn's text: a string, or a list of text parts joined by newlines."""
+    if not isinstance(v, list):
+        if v is None:
+            raise _BadRecord("null value", field, "is null; a string is required")
+        if not isinstance(v, str):
+            raise _BadRecord("wrong type", field, f"must be a string, got {_type_name(v)} "
+                             "(or a list of text parts)")
+        return v
+    if not v:
+        raise _BadRecord("no content", field, "has no parts")
+    texts = []
+    for j, part in enumerate(v):
+        where = f"{field}[{j}]"
+        if not isinstance(part, dict):
+            raise _BadRecord("wrong type", where, f"must be an object {{'type': 'text', 'text': ...}}, "
+                             f"got {_type_name(part)}")
+        kind = part.get("type", "text")
+        if kind != "text":
+            raise _BadRecord("non-text content", where,
+                             f"non-text content part {kind!r}: only text can be trained on here")
+        key = "text" if "text" in part else "value" if "value" in part else None
+        if key is None:
+            raise _BadRecord("missing field", where, "a text part needs 'text' or 'value'")
+        texts.append(_as_str(part[key], f"{where}.{key}"))
+    return "\n".join(texts)
+
+
+def _loss_weight(item: dict, field: str) -> bool | None:
+    """A turn's ``loss_weight``: 1 -> trained, 0 -> not, absent / null -> the mask mode decides."""
+    w = item.get("loss_weight")
+    if w is None:
+        return None
+    if isinstance(w, bool) or not isinstance(w, (int, float)):
+        raise _BadRecord("bad loss_weight", field, f"must be a number (0 or 1), got {_type_name(w)}")
+    if w not in (0, 1):
+        raise _BadRecord("bad loss_weight", field,
+                         f"must be 0 or 1, got {w} (fractional weights are not supported)")
+    return w == 1
+
+
+# Keys that make a record preference data (pairs to rank, or answers labelled good / bad).
+_PREFERENCE_KEYS: tuple[tuple[str, ...], ...] = (("chosen", "rejected"), ("completion", "label"),
+                                                 ("kto_tag",))
+
+
+def _preference_keys(rec: object) -> tuple[str, ...] | None:
+    if isinstance(rec, dict):
+        for keys in _PREFERENCE_KEYS:
+            if all(k in rec for k in keys):
+                return keys
+    return None
+
+
+def _refuse_preference_data(records: list, path: str, where) -> None:
+    for i, (rec, _line) in enumerate(records):
+        keys = _preference_keys(rec)
+        if keys is not None:
+            n = sum(_preference_keys(r) is not None for r, _ in records)
+            raise DataError(
+                f"has {' and '.join(repr(k) for k in keys)}{where(i)}: this is preference "
+                f"(DPO / KTO) data, not SFT data ({n} of {len(records)} records are preference "
+                "records); an SFT job would train on the prompts' history and ignore the ranked "
+                "answers. Use an SFT file (a conversation that ends with the answer to learn)",
+                path=path, record=i)
+
+
 def _shape(rec: object) -> str | None:
     if not isinstance(rec, dict):
         return None
@@ -183,6 +264,14 @@ def _build(turns: list[Turn], fields: list[str], meta: dict) -> Conversation:
     if not any(t.role == "assistant" for t in conv.turns):
         raise _BadRecord("no assistant turn", fields[0].split("[")[0] if fields else None,
                          "record has no assistant turn")
+    last = conv.turns[-1]
+    if last.role != "assistant":
+        raise _BadRecord("no final answer", fields[-1] if fields else None,
+                         f"the last turn is {last.role!r}, not the assistant's: a training "
+                         "conversation must end with the answer to learn")
+    if not any(t.trained or (t.trained is None and t.role == "assistant") for t in conv.turns):
+        raise _BadRecord("no trained turn", None,
+                         "no trained turn: every assistant turn has loss_weight 0")
     return conv
 
 
@@ -241,8 +330,10 @@ def _parse_turn_list(rec: dict, key: str, role_key: str, text_key: str, roles: d
             raise _BadRecord("unknown role", f"{base}.{role_key}",
                              f"unknown role {name!r} (known: {known}); map it with "
                              f"role_map={{{name!r}: 'assistant' | 'tool' | 'user' | 'system'}}")
-        content = _req_str(item, text_key, f"{base}.{text_key}")
-        turns.append(Turn(role, content))
+        if text_key not in item:
+            raise _BadRecord("missing field", f"{base}.{text_key}", "missing required field")
+        content = _turn_text(item[text_key], f"{base}.{text_key}")
+        turns.append(Turn(role, content, _loss_weight(item, f"{base}.loss_weight")))
         fields.append(f"{base}.{role_key}")
     return turns, fields
 
@@ -329,6 +420,7 @@ def load_conversations(path: str | os.PathLike, format: str = "auto", *,
         line = records[i][1]
         return f" (line {line})" if line is not None else ""
 
+    _refuse_preference_data(records, sp, where)
     fmt = format if format != "auto" else _detect(records, sp, where)
     parse = _PARSERS[fmt]
     out: list[Conversation] = []
@@ -388,23 +480,33 @@ def _detect(records: list, path: str, where) -> str:
     return next(iter(seen))
 
 
-def load_raw_text(path: str | os.PathLike) -> list[str]:
+_BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
+
+
+def load_raw_text(path: str | os.PathLike, report: dict | None = None) -> list[str]:
     """Raw documents for pre-training / replay.
 
-    - ``.txt``: split into documents at blank lines (one or more empty or whitespace-only
-      lines); each document is stripped of surrounding whitespace. A file without blank
-      lines is one document.
+    - ``.txt``: when the file has blank lines (empty or whitespace-only lines between text),
+      they separate documents, so a document may span several lines; when it has none, every
+      line is a document (one document per line, as in many corpus dumps). Documents are
+      stripped of surrounding whitespace.
     - ``.jsonl``: one object per line with a string field ``text``.
     - ``.json``: an array of such objects, or an array of strings.
-    Empty documents are dropped; no documents at all is an error.
+    Empty documents are dropped; no documents at all is an error. ``report`` (a dict, filled
+    in): ``{"documents": n, "split": how the documents were told apart}``.
     """
     path = Path(path)
     sp = str(path)
     if path.suffix.lower() == ".txt":
-        text = _read_text(path)
-        docs = [d.strip() for d in re.split(r"\n[ \t\r]*\n", text.replace("\r\n", "\n"))]
+        text = _read_text(path).replace("\r\n", "\n").strip()
+        if _BLANK_LINE.search(text):
+            docs, split = _BLANK_LINE.split(text), "blank lines separate documents (the file has blank lines)"
+        else:
+            docs, split = text.split("\n"), "one document per line (the file has no blank lines)"
+        docs = [d.strip() for d in docs]
         docs = [d for d in docs if d]
     else:
+        split = "one document per record"
         docs = []
         for i, (rec, line) in enumerate(_records(path)):
             w = f" (line {line})" if line is not None else ""
@@ -424,6 +526,9 @@ def load_raw_text(path: str | os.PathLike) -> list[str]:
                                 field="text")
             docs.append(v)
         docs = [d for d in docs if d.strip()]
+    if report is not None:
+        report.clear()
+        report.update({"documents": len(docs), "split": split})
     if not docs:
         raise DataError("no documents", path=sp)
     return docs

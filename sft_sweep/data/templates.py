@@ -13,6 +13,12 @@ Mask modes:
 - ``"last"``: the same, for the final assistant turn only;
 - ``"all"``: every id (but the first).
 
+A turn with an explicit choice (``Turn.trained``, from a file's per-message ``loss_weight``)
+overrides the mode ``"assistant"`` or ``"last"`` for its own text: ``False`` leaves an
+assistant turn's content and end id untrained, ``True`` trains it (and, for a system, user or
+tool turn, trains that turn's content; its framing stays untrained). ``"all"`` trains every id
+whatever the weights.
+
 Templates (``{...}`` is text encoded as bytes; ``<|x|>`` is a special id; ``+`` marks what
 is trained in mode ``"assistant"``):
 
@@ -203,8 +209,13 @@ def render(conversation: Conversation, template: str | Template = "chatml",
     ids: list[int] = []
     loss: list[int] = []
     for seg_ids, kind, turn in segs:
+        chosen = conversation.turns[turn].trained
         if mask == "all":
             on = 1
+        elif kind == "frame":
+            on = 0
+        elif chosen is not None:  # the data file's own per-turn choice
+            on = int(chosen)
         elif kind != "answer":
             on = 0
         elif mask == "assistant":

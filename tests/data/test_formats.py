@@ -191,6 +191,22 @@ BAD = [
     ("chatml_raw_text", "d.jsonl", _j({"text": "<|im_start|>user\nq<|im_end|><|im_start|>assistant\na<|im_end|>"}) + "\n" + _j({"text": "just prose"}),
      1, "text", "no <|im_start|>"),
     ("unsupported_extension", "d.csv", "a,b\n", None, None, "unsupported file extension"),
+    ("object_not_a_conversation", "d.json", _j({"data": [_msgs(*UA)]}), None, None, "wrap the records"),
+    ("preference_pairs", "d.json", _j([{"conversations": [{"from": "human", "value": "q"}],
+                                        "chosen": {"from": "gpt", "value": "a"},
+                                        "rejected": {"from": "gpt", "value": "b"}}]),
+     0, None, "preference (DPO / KTO) data, not SFT data"),
+    ("kto_labels", "d.jsonl", _j({"prompt": "q", "completion": "a", "label": False}), 0, None,
+     "not SFT data"),
+    ("ends_with_user", "d.json", _j([_msgs(*UA, ("user", "more?"))]), 0, "messages[2].role",
+     "last turn is 'user'"),
+    ("image_part", "d.jsonl", _j(_msgs(("user", [{"type": "image_url", "image_url": {"url": "u"}}]),
+                                       ("assistant", "a"))),
+     0, "messages[0].content[0]", "non-text content part"),
+    ("fractional_loss_weight", "d.jsonl",
+     _j({"messages": [{"role": "user", "content": "q"},
+                      {"role": "assistant", "content": "a", "loss_weight": 0.5}]}),
+     0, "messages[1].loss_weight", "must be 0 or 1"),
 ]
 
 

@@ -1,0 +1,265 @@
+"""Data the loaders must refuse (preference data, conversations that end before the answer)
+and real layouts they must accept (content as a list of parts, per-message loss weights, a
+single top-level conversation object, one raw-text document per line)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sft_sweep.data import Conversation, Turn, load_conversations, load_raw_text, render, save_conversations
+from sft_sweep.errors import DataError
+from sft_sweep.tokenizer import ByteTokenizer
+
+from sft_data_support import shared_file
+
+TOK = ByteTokenizer()
+
+
+def _write(tmp_path, name, obj):
+    path = tmp_path / name
+    if name.endswith(".jsonl"):
+        path.write_text("".join(json.dumps(r) + "\n" for r in obj), encoding="utf-8")
+    else:
+        path.write_text(json.dumps(obj), encoding="utf-8")
+    return path
+
+
+def _parts(*texts, key="text"):
+    return [{"type": "text", key: t} for t in texts]
+
+
+# --------------------------------------------------------------------------- preference data
+
+HUMAN = {"from": "human", "value": "Name a fruit."}
+PREFERENCE = [
+    ("sharegpt_chosen_rejected", [{"conversations": [HUMAN], "chosen": {"from": "gpt", "value": "Apple."},
+                                   "rejected": {"from": "gpt", "value": "No."}}]),
+    ("sharegpt_history_then_pair", [{"conversations": [HUMAN, {"from": "gpt", "value": "Apple."},
+                                                       {"from": "human", "value": "Another?"}],
+                                     "chosen": {"from": "gpt", "value": "Pear."},
+                                     "rejected": {"from": "gpt", "value": "No."}}]),
+    ("prompt_chosen_rejected", [{"prompt": "Name a fruit.", "chosen": "Apple.", "rejected": "No."}]),
+    ("messages_chosen_rejected", [{"messages": [{"role": "user", "content": "Name a fruit."}],
+                                   "chosen": [{"role": "assistant", "content": "Apple."}],
+                                   "rejected": [{"role": "assistant", "content": "No."}]}]),
+    ("alpaca_chosen_rejected", [{"instruction": "Name a fruit.", "input": "", "chosen": "Apple.",
+                                 "rejected": "No."}]),
+    ("kto_completion_label", [{"prompt": "Name a fruit.", "completion": "Apple.", "label": True}]),
+    ("kto_tag", [{"messages": [{"role": "user", "content": "Name a fruit."},
+                               {"role": "assistant", "content": "Apple."}], "kto_tag": False}]),
+    ("pair_after_good_records", [{"instruction": "a", "output": "b"}] * 3
+     + [{"instruction": "c", "chosen": "d", "rejected": "e"}]),
+]
+
+
+@pytest.mark.parametrize("fmt", ["auto", "sharegpt", "messages", "alpaca"])
+@pytest.mark.parametrize("policy", ["error", "skip"])
+@pytest.mark.parametrize("case", PREFERENCE, ids=[c[0] for c in PREFERENCE])
+def test_preference_data_is_refused_whatever_the_format_or_policy(tmp_path, case, policy, fmt):
+    _id, records = case
+    path = _write(tmp_path, "d.json", records)
+    with pytest.raises(DataError) as err:
+        load_conversations(path, fmt, on_bad_record=policy)
+    msg = str(err.value)
+    assert err.value.path == str(path) and "preference" in msg and "not SFT data" in msg, msg
+    assert err.value.record == len(records) - 1, msg
+
+
+def test_real_dpo_file_is_refused_as_preference_data():
+    path = shared_file("dpo_en_demo.json")
+    for policy in ("error", "skip"):
+        for fmt in ("auto", "sharegpt"):
+            with pytest.raises(DataError) as err:
+                load_conversations(path, fmt, on_bad_record=policy)
+            assert "preference" in str(err.value) and "chosen" in str(err.value)
+
+
+# --------------------------------------------------------------------------- last turn
+
+ENDS_EARLY = [
+    ("messages_user_last", "d.jsonl",
+     [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+                    {"role": "user", "content": "q2"}]}], "messages[2].role", "'user'"),
+    ("sharegpt_human_last", "d.json",
+     [{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"},
+                         {"from": "human", "value": "q2"}]}], "conversations[2].from", "'user'"),
+    ("tool_last", "d.jsonl",
+     [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "call"},
+                    {"role": "tool", "content": "r"}]}], "messages[2].role", "'tool'"),
+    ("chatml_user_last", "d.jsonl",
+     [{"text": "<|im_start|>user\nq<|im_end|><|im_start|>assistant\na<|im_end|><|im_start|>user\nq2<|im_end|>"}],
+     "text", "'user'"),
+]
+
+
+@pytest.mark.parametrize("case", ENDS_EARLY, ids=[c[0] for c in ENDS_EARLY])
+def test_conversation_must_end_with_the_assistant(tmp_path, case):
+    _id, name, records, field, role = case
+    good = records[0].copy()
+    path = _write(tmp_path, name, records)
+    with pytest.raises(DataError) as err:
+        load_conversations(path)
+    assert err.value.record == 0 and err.value.field == field, str(err.value)
+    assert "last turn" in str(err.value) and role in str(err.value)
+    # skipped and counted, never trained on
+    ok = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    if "text" in good:
+        ok = {"text": "<|im_start|>user\nq<|im_end|><|im_start|>assistant\na<|im_end|>"}
+    if "conversations" in good:
+        ok = {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
+    path = _write(tmp_path, name, [ok, good])
+    report: dict = {}
+    convs = load_conversations(path, on_bad_record="skip", report=report)
+    assert len(convs) == 1 and report["skipped"] == 1
+    assert report["skipped_reasons"] == {"no final answer": 1}
+
+
+# --------------------------------------------------------------------------- content parts
+
+def test_content_parts_are_joined_in_both_layouts(tmp_path):
+    recs = [{"messages": [{"role": "user", "content": _parts("Hello", "world")},
+                          {"role": "assistant", "content": _parts("Hi.")}]},
+            {"messages": [{"role": "user", "content": _parts("Hello", "world", key="value")},
+                          {"role": "assistant", "content": "Hi."}]},
+            {"conversations": [{"from": "human", "value": _parts("Hello", "world")},
+                               {"from": "gpt", "value": _parts("Hi.", key="value")}]}]
+    for i, rec in enumerate(recs):
+        path = _write(tmp_path, f"d{i}.jsonl", [rec])
+        (conv,) = load_conversations(path)
+        assert conv.turns == [Turn("user", "Hello\nworld"), Turn("assistant", "Hi.")]
+
+
+BAD_PARTS = [
+    ("image_part", [{"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": "x"}}],
+     "messages[0].content[1]", "non-text content part 'image_url'"),
+    ("audio_part", [{"type": "input_audio", "input_audio": {}}], "messages[0].content[0]",
+     "non-text content part 'input_audio'"),
+    ("text_part_without_text", [{"type": "text"}], "messages[0].content[0]", "'text' or 'value'"),
+    ("part_not_object", ["hello"], "messages[0].content[0]", "must be an object"),
+    ("part_text_not_string", [{"type": "text", "text": 3}], "messages[0].content[0].text", "must be a string"),
+    ("no_parts", [], "messages[0].content", "no parts"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_PARTS, ids=[c[0] for c in BAD_PARTS])
+def test_bad_content_parts_name_the_part(tmp_path, case):
+    _id, content, field, part = case
+    bad = {"messages": [{"role": "user", "content": content}, {"role": "assistant", "content": "a"}]}
+    ok = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    path = _write(tmp_path, "d.jsonl", [ok, bad])
+    with pytest.raises(DataError) as err:
+        load_conversations(path)
+    assert err.value.record == 1 and err.value.field == field and part in str(err.value), str(err.value)
+    report: dict = {}
+    assert len(load_conversations(path, on_bad_record="skip", report=report)) == 1
+    assert report["skipped"] == 1
+
+
+# --------------------------------------------------------------------------- loss weights
+
+def _weighted(*items):
+    return {"messages": [{"role": r, "content": c, "loss_weight": w} for r, c, w in items]}
+
+
+def _trained_text(conv, template="chatml", mask="assistant"):
+    ids, m = render(conv, template, mask)
+    return TOK.decode([i for i, on in zip(ids, m) if on])
+
+
+@pytest.mark.parametrize("template", ["chatml", "alpaca", "plain"])
+def test_loss_weights_decide_the_mask_token_by_token(tmp_path, template):
+    rec = _weighted(("user", "q1", 0.0), ("assistant", "SKIPPED", 0.0), ("user", "q2", 0),
+                    ("assistant", "KEPT", 1.0))
+    path = _write(tmp_path, "d.jsonl", [rec])
+    (conv,) = load_conversations(path)
+    ids, mask = render(conv, template)
+    plain = Conversation([Turn(t.role, t.content) for t in conv.turns])
+    ids0, mask0 = render(plain, template)
+    assert ids == ids0  # the weights change the mask only
+    skipped = TOK.encode("SKIPPED")
+    start = next(i for i in range(len(ids)) if ids[i:i + len(skipped)] == skipped)
+    expected = list(mask0)
+    for i in range(start, start + len(skipped) + 1):  # the content and the id that ends the turn
+        assert expected[i] == 1
+        expected[i] = 0
+    assert mask == expected
+    assert "SKIPPED" not in _trained_text(conv, template) and "KEPT" in _trained_text(conv, template)
+    # a weight of 1 on a user turn trains that turn's content too
+    rec = _weighted(("user", "LEARN-ME", 1), ("assistant", "a", 1))
+    (conv,) = load_conversations(_write(tmp_path, "e.jsonl", [rec]))
+    assert _trained_text(conv, template).startswith("LEARN-ME")
+    # weights survive a round trip through the messages format
+    out = tmp_path / "out.jsonl"
+    save_conversations([conv], out, "messages")
+    assert load_conversations(out)[0].turns == conv.turns
+
+
+@pytest.mark.parametrize("weight,part", [(0.5, "must be 0 or 1"), ("1", "must be a number"),
+                                         (True, "must be a number"), (2, "must be 0 or 1")])
+def test_other_loss_weights_are_refused(tmp_path, weight, part):
+    path = _write(tmp_path, "d.jsonl", [_weighted(("user", "q", 0), ("assistant", "a", weight))])
+    with pytest.raises(DataError) as err:
+        load_conversations(path)
+    assert err.value.field == "messages[1].loss_weight" and part in str(err.value), str(err.value)
+
+
+def test_all_weights_zero_is_no_training_target(tmp_path):
+    path = _write(tmp_path, "d.jsonl", [_weighted(("user", "q", 0), ("assistant", "a", 0))])
+    with pytest.raises(DataError, match="no trained turn"):
+        load_conversations(path)
+
+
+def test_real_v1_sft_file_with_parts_and_weights():
+    path = shared_file("v1_sft_demo.jsonl")
+    report: dict = {}
+    convs = load_conversations(path, report=report)
+    assert report == {**report, "format": "messages", "loaded": 500, "skipped": 0}
+    raw = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for conv, rec in zip(convs, raw):
+        for turn, msg in zip(conv.turns, rec["messages"]):
+            assert turn.content == "\n".join(p["value"] for p in msg["content"])
+            assert turn.trained is (msg["loss_weight"] == 1)
+    # every user turn has weight 0 and every assistant turn 1: the default assistant mask
+    for conv in convs[:50]:
+        plain = Conversation([Turn(t.role, t.content) for t in conv.turns])
+        assert render(conv, "chatml") == render(plain, "chatml")
+
+
+# --------------------------------------------------------------------------- top-level object
+
+def test_single_top_level_conversation_object(tmp_path):
+    rec = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    (conv,) = load_conversations(_write(tmp_path, "one.json", rec))
+    assert conv.turns == [Turn("user", "q"), Turn("assistant", "a")]
+    rec = {"data": [rec]}  # an object that is not a conversation: a clear refusal
+    with pytest.raises(DataError, match="wrap"):
+        load_conversations(_write(tmp_path, "two.json", rec))
+
+
+# --------------------------------------------------------------------------- raw text documents
+
+RAW = [
+    ("blank_lines_separate", "a1\na2\n\nb\n\n\nc\n", ["a1\na2", "b", "c"], "blank lines"),
+    ("lines_when_no_blank_line", "first doc\nsecond doc\n third doc \n", ["first doc", "second doc", "third doc"],
+     "lines"),
+    ("crlf_lines", "one\r\ntwo\r\n", ["one", "two"], "lines"),
+    ("whitespace_line_counts_as_blank", "a\nb\n  \nc\n", ["a\nb", "c"], "blank lines"),
+]
+
+
+@pytest.mark.parametrize("case", RAW, ids=[c[0] for c in RAW])
+def test_raw_text_document_rule(tmp_path, case):
+    _id, text, docs, rule = case
+    path = tmp_path / "r.txt"
+    path.write_text(text, encoding="utf-8")
+    report: dict = {}
+    assert load_raw_text(path, report=report) == docs
+    assert report["documents"] == len(docs) and rule in report["split"]
+
+
+def test_real_wiki_file_one_article_per_line():
+    path = shared_file("wiki_demo.txt")
+    docs = load_raw_text(path)
+    assert len(docs) == 30 and all(len(d) > 1000 for d in docs)
