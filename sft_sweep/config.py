@@ -11,8 +11,10 @@ so ``Config()`` in code and a Hydra run without overrides are the same configura
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -114,6 +116,10 @@ class TrainConf:
     checkpoint_interval: int = 50
     seed: int = 0
     threads: int = 0  # compute threads for this job; 0: all cores
+    # A job diverged (and fails with reason "diverged") when a training loss, or an evaluation
+    # loss, exceeds diverge_factor * ln(vocab_size): that many times the loss of a uniform guess.
+    # NaN / inf always count. 0 disables the bound.
+    diverge_factor: float = 2.0
 
 
 @dataclass
@@ -167,9 +173,27 @@ def _check(ok: bool, key: str, value: Any, rule: str, problems: list[str]) -> No
         problems.append(f"{key}={value!r}: {rule}")
 
 
+def _non_finite(node: Any, prefix: str, problems: list[str]) -> None:
+    """Every float setting (in dataclasses and dicts, at any depth) must be a finite number: no
+    setting here gives inf or NaN a meaning, and they would only fail later, mid-work."""
+    if dataclasses.is_dataclass(node):
+        items = [(f.name, getattr(node, f.name)) for f in dataclasses.fields(node)]
+    elif isinstance(node, dict):
+        items = list(node.items())
+    else:
+        return
+    for name, value in items:
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{key}={value!r}: must be a finite number")
+        else:
+            _non_finite(value, key, problems)
+
+
 def validate(cfg: Config) -> None:
     """Raise ConfigError listing every value that breaks a rule."""
     p: list[str] = []
+    _non_finite(cfg, "", p)
     m = cfg.model
     for k in ("n_layer", "n_head", "n_embd", "n_mlp", "block_size"):
         _check(getattr(m, k) >= 1, f"model.{k}", getattr(m, k), "must be >= 1", p)
@@ -200,6 +224,7 @@ def validate(cfg: Config) -> None:
     _check(0.0 <= o.beta1 < 1.0 and 0.0 <= o.beta2 < 1.0, "optim.beta1/beta2", (o.beta1, o.beta2),
            "must be in [0, 1)", p)
     _check(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, "must be >= 0 (0 disables clipping)", p)
+    _check(o.eps > 0, "optim.eps", o.eps, "must be > 0", p)
     _check(0.0 <= cfg.mix.replay_ratio < 1.0, "mix.replay_ratio", cfg.mix.replay_ratio, "must be in [0, 1)", p)
     for name, w in cfg.mix.weights.items():
         _check(w > 0, f"mix.weights.{name}", w, "must be > 0", p)
@@ -214,6 +239,8 @@ def validate(cfg: Config) -> None:
     for k in ("eval_interval", "log_interval", "checkpoint_interval"):
         _check(getattr(t, k) >= 1, f"train.{k}", getattr(t, k), "must be >= 1", p)
     _check(t.threads >= 0, "train.threads", t.threads, "must be >= 0 (0: all cores)", p)
+    _check(t.diverge_factor >= 0, "train.diverge_factor", t.diverge_factor,
+           "must be >= 0 (a multiple of ln(vocab_size); 0 disables the divergence bound)", p)
     e = cfg.eval
     for k in ("max_items", "max_new_tokens", "raw_windows", "batch_size"):
         _check(getattr(e, k) >= 1, f"eval.{k}", getattr(e, k), "must be >= 1", p)

@@ -38,3 +38,25 @@ class CheckpointError(SftSweepError):
 
 class NonFiniteLossError(SftSweepError):
     """Training produced a NaN or infinite loss."""
+
+
+class DivergedError(SftSweepError):
+    """Training diverged: a loss became non-finite or exceeded the divergence bound.
+
+    ``metric`` names the loss (``loss`` for training, or an evaluation metric such as
+    ``raw_loss``), ``value`` its value (NaN / inf included), ``step`` the optimiser step and
+    ``bound`` the limit it crossed (None when only non-finite values are caught).
+    """
+
+    reason = "diverged"
+
+    def __init__(self, metric: str, value: float, step: int, bound: float | None) -> None:
+        if value != value or value in (float("inf"), float("-inf")):
+            what = f"{metric} is non-finite ({value})"
+        else:
+            what = f"{metric} {value:.6g} > {bound:.4g} (train.diverge_factor x ln(vocab_size))"
+        super().__init__(f"diverged at step {step}: {what}; lower optim.lr or keep optim.grad_clip > 0")
+        self.metric, self.value, self.step, self.bound = metric, value, step, bound
+
+    def details(self) -> dict:
+        return {"metric": self.metric, "value": self.value, "step": self.step, "bound": self.bound}

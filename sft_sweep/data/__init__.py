@@ -16,7 +16,7 @@ from .evalitem import EvalItem
 from .examples import Example, fit_length, to_examples
 from .formats import FORMATS, load_conversations, load_raw_text, save_conversations
 from .mixing import mix_datasets, mix_replay, replay_stream
-from .quality import QualityConfig, filter_quality
+from .quality import QualityConfig, dedup_conversations, filter_quality
 from .templates import MASK_MODES, TEMPLATE_NAMES, Template, get_template, render, render_prompt
 from .world import World, WorldConfig, build_world
 
@@ -26,7 +26,7 @@ __all__ = [
     "render", "render_prompt", "get_template", "Template", "TEMPLATE_NAMES", "MASK_MODES",
     "Example", "to_examples", "fit_length",
     "EvalItem", "WorldConfig", "World", "build_world",
-    "QualityConfig", "filter_quality",
+    "QualityConfig", "filter_quality", "dedup_conversations",
     "mix_replay", "mix_datasets", "replay_stream",
     "make_batches", "Batch",
 ]

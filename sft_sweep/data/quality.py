@@ -89,3 +89,18 @@ def filter_quality(conversations: list[Conversation],
     report = {"n_in": len(conversations), "n_kept": len(kept), "removed": removed,
               "kept_mean": {k: round(v / n, 4) for k, v in sums.items()}}
     return kept, report
+
+
+def dedup_conversations(conversations: list[Conversation]) -> tuple[list[Conversation], int]:
+    """Exact duplicates removed (the first copy kept, order kept); returns (kept, n_removed).
+
+    Run before a validation split, so that copies of one conversation never land on both sides.
+    """
+    seen: set = set()
+    kept = []
+    for conv in conversations:
+        k = conv.key()
+        if k not in seen:
+            seen.add(k)
+            kept.append(conv)
+    return kept, len(conversations) - len(kept)

@@ -78,7 +78,10 @@ def _open(path) -> tuple[dict, dict[str, np.ndarray]]:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt: {e}") from e
+        # numpy's own text for bytes that are not an .npz suggests loading them with pickle:
+        # advice nobody should follow for a damaged file, so it is not passed on.
+        raise CheckpointError(f"checkpoint {path} is not a readable .npz archive (corrupt or "
+                              f"truncated: {type(e).__name__})") from None
     if "meta" not in arrays:
         raise CheckpointError(f"checkpoint {path} has no metadata; not an sft-sweep checkpoint")
     try:
@@ -93,8 +96,8 @@ def _open(path) -> tuple[dict, dict[str, np.ndarray]]:
 def load_checkpoint(path, model: GPT, optimizer: AdamW | None = None) -> dict[str, Any]:
     """Loads weights (and optimizer state) in place; returns {"step", "rng_state", "extra"}.
 
-    Refuses, with a message naming what differs, a checkpoint of another configuration.
-    Nothing is modified unless every check passes.
+    Refuses, with a message naming what differs, a checkpoint of another configuration, and
+    one whose weights hold NaN or inf. Nothing is modified unless every check passes.
     """
     meta, arrays = _open(path)
     diffs = _config_diff(meta["config"], model.config)
@@ -109,6 +112,10 @@ def load_checkpoint(path, model: GPT, optimizer: AdamW | None = None) -> dict[st
             raise CheckpointError(
                 f"checkpoint {path}: parameter {name!r} has shape {arrays[key].shape}, "
                 f"model expects {p.shape}")
+    bad = [name for name in model.params if not np.isfinite(arrays["param/" + name]).all()]
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: parameter(s) {bad[:5]} hold NaN or infinite values; "
+                              "the weights are unusable")
     extra_keys = sorted(k[6:] for k in arrays if k.startswith("param/") and k[6:] not in model.params)
     if extra_keys:
         raise CheckpointError(f"checkpoint {path} has parameters the model lacks: {extra_keys[:5]}")

@@ -6,6 +6,9 @@ exclusive lock on ``<key>.lock`` and trains; jobs that start meanwhile block on 
 then load the finished file. The model file is written atomically, so a reader never sees half
 of it even without the lock.
 
+A cached entry that cannot be loaded (damaged file, NaN weights) is moved aside under the lock,
+to ``base-<key>.corrupt-<time>``, and built again; the job records a warning naming both folders.
+
 The lock is ``fcntl.lockf`` (POSIX record locks). On Linux these also work over NFSv3 (through lockd)
 and NFSv4, the usual shared file systems of a Slurm cluster; on a file system without working
 locks, build the base once before launching the sweep (see README).
@@ -20,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from ..errors import CheckpointError
 from ..jobfiles import read_json, write_json
+from ..nn import GPT, load_checkpoint
 
 
 @contextlib.contextmanager
@@ -67,3 +72,18 @@ class BaseCache:
 
     def write_eval(self, eval_key: str, result: dict) -> None:
         write_json(self.eval_path(eval_key), result)
+
+    def load_into(self, model: GPT) -> str | None:
+        """Load the cached weights into ``model``; returns None, or why the entry is unusable
+        (the model is then left untouched)."""
+        try:
+            load_checkpoint(self.model_path, model)
+        except CheckpointError as e:
+            return str(e)
+        return None
+
+    def move_aside(self) -> Path:
+        """Rename the entry's folder out of the way (kept for inspection); call under the lock."""
+        aside = self.root / f"{self.dir.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        os.replace(self.dir, aside)
+        return aside

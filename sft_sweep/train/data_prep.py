@@ -7,6 +7,12 @@ Two sources:
   evaluation, and pre-training text from ``data.pretrain_text`` (or the world's prose when unset).
   Answer accuracy and the knowledge probe need reference answers, which plain files do not carry:
   those metrics are then absent from the job's files, not zero.
+
+Nothing is dropped silently: every skipped record, duplicate, filtered or length-dropped
+conversation is counted in ``PreparedData.report``, and what a user should know (records
+skipped, examples dropped for length, a metric that cannot be measured) is in
+``PreparedData.warnings``. Exact duplicates are removed before the validation split, so a
+conversation never sits on both sides of it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from ..data import (
     Example,
     WorldConfig,
     build_world,
+    dedup_conversations,
     filter_quality,
     fit_length,
     get_template,
@@ -50,6 +57,7 @@ class PreparedData:
     probe_items: list[EvalItem]  # knowledge probe (empty when the data has no probe)
     follow_prompts: list[Conversation]  # prompts for the follow-rate check
     report: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # data dropped or metrics lost: shown to the user
 
 
 def join_docs(docs: list[str], tok: ByteTokenizer) -> np.ndarray:
@@ -97,18 +105,27 @@ def pretrain_source(cfg: Config, base_dir: str | None = None) -> dict:
     return {"kind": "world", "world": stable_hash(world_config(cfg).__dict__)}
 
 
-def raw_text(cfg: Config, base_dir: str | None = None) -> tuple[list[str], list[str]]:
-    """(pre-training docs, held-out docs)."""
+def raw_text(cfg: Config, base_dir: str | None = None,
+             report: dict | None = None) -> tuple[list[str], list[str]]:
+    """(pre-training docs, held-out docs). One in ten documents (at least one) is held out for the
+    forgetting metric; ``report["pretrain_text"]`` (for files) says how many and how they were split."""
     if cfg.data.source == "files" and cfg.data.pretrain_text:
         path = _resolve(cfg.data.pretrain_text, base_dir)
-        docs = load_raw_text(path)
+        counted: dict = {}
+        docs = load_raw_text(path, report=counted)
         if len(docs) < 2:
-            raise DataError("needs at least 2 documents (some are held out for the forgetting metric)", path=path)
+            raise DataError(
+                f"data.pretrain_text: found {len(docs)} document ({counted['split']}); needs at least 2, "
+                "because one in ten (at least one) is held out for the forgetting metric. In a .txt, "
+                "blank lines separate documents when there are any, otherwise each line is one",
+                path=path)
         rng = random.Random(0)
         order = list(range(len(docs)))
         rng.shuffle(order)
         n_held = max(1, len(docs) // 10)
         held = {i for i in order[:n_held]}
+        if report is not None:
+            report["pretrain_text"] = {"documents": len(docs), "held_out": n_held, "split": counted["split"]}
         return [d for i, d in enumerate(docs) if i not in held], [docs[i] for i in sorted(held)]
     world = build_world(world_config(cfg))
     return world.pretrain_docs, world.heldout_docs
@@ -122,12 +139,18 @@ def render_examples(convs: list[Conversation], template: Any, mask: str, source:
     return out
 
 
-def prepare(cfg: Config, base_dir: str | None = None) -> PreparedData:
-    """Load, filter, render and length-fit the job's data. ``base_dir`` resolves relative paths."""
+def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None) -> PreparedData:
+    """Load, filter, render and length-fit the job's data. ``base_dir`` resolves relative paths.
+
+    ``report`` (a dict, filled in as the work goes): the counts, kept even when preparation
+    fails, so a failed job can still say what its data looked like.
+    """
     tok = ByteTokenizer()
     template = get_template(cfg.template.name)
     max_tokens = cfg.model.block_size + 1  # an example of L tokens fills L-1 positions
-    report: dict[str, Any] = {}
+    report = report if report is not None else {}
+    warnings: list[str] = []
+    paths: dict[str, str] = {}
 
     if cfg.data.source == "world":
         world = build_world(world_config(cfg))
@@ -137,23 +160,13 @@ def prepare(cfg: Config, base_dir: str | None = None) -> PreparedData:
         eval_items, probe_items = list(world.eval_items), list(world.probe_items)
         report["world"] = world.stats()
     else:
-        pre_docs, held_docs = raw_text(cfg, base_dir)
+        pre_docs, held_docs = raw_text(cfg, base_dir, report)
         sets, val_convs = {}, []
         for name, ds in cfg.data.datasets.items():
-            path = _resolve(ds.path, base_dir)
-            load_report: dict = {}
-            convs = load_conversations(path, ds.format, role_map=dict(ds.role_map) or None,
-                                       on_bad_record=ds.on_bad_record, report=load_report)
-            report[f"load.{name}"] = load_report
-            if len(convs) < 2:
-                raise DataError(f"dataset {name!r} has {len(convs)} usable conversations; need at least 2", path=path)
-            rng = random.Random(cfg.train.seed)
-            order = list(range(len(convs)))
-            rng.shuffle(order)
-            n_val = max(1, round(cfg.data.val_fraction * len(convs)))
-            val_idx = set(order[:n_val])
-            sets[name] = [c for i, c in enumerate(convs) if i not in val_idx]
-            val_convs += [convs[i] for i in sorted(val_idx)]
+            path = paths[name] = _resolve(ds.path, base_dir)
+            train, val = _load_and_split(cfg, name, ds, path, report, warnings)
+            sets[name] = train
+            val_convs += val
         eval_items, probe_items = [], []
 
     rendered: dict[str, list[Example]] = {}
@@ -164,8 +177,12 @@ def prepare(cfg: Config, base_dir: str | None = None) -> PreparedData:
                                cfg.train.truncation)
         report[f"length.{name}"] = lrep
         if not exs:
-            raise DataError(f"dataset {name!r}: no example left after quality filters and length fitting "
-                            f"(model.block_size={cfg.model.block_size})")
+            raise DataError(f"dataset {name!r}: no training example left: {_drop_counts(report, name, cfg)}",
+                            path=paths.get(name))
+        dropped = lrep["dropped_too_long"] + lrep["dropped_no_trained_tokens"]
+        if dropped:
+            warnings.append(f"dataset {name!r}: {dropped} of {lrep['n_in']} training conversations dropped by "
+                            f"length fitting ({_drop_counts(report, name, cfg)})")
         rendered[name] = exs
     if len(rendered) > 1 or cfg.mix.weights:
         weights = {n: float(cfg.mix.weights.get(n, 1.0)) for n in rendered}
@@ -175,6 +192,9 @@ def prepare(cfg: Config, base_dir: str | None = None) -> PreparedData:
         train_examples = next(iter(rendered.values()))
     val_examples, vrep = fit_length(render_examples(val_convs, template, "assistant", "val"), max_tokens, "truncate")
     report["length.val"] = vrep
+    if val_convs and not val_examples:
+        warnings.append(f"none of the {len(val_convs)} validation conversations keeps an answer token within "
+                        f"model.block_size={cfg.model.block_size}: response_loss is not measured")
 
     follow_prompts = [it.prompt for it in eval_items] if eval_items else [_without_last_answer(c) for c in val_convs]
     return PreparedData(
@@ -187,7 +207,79 @@ def prepare(cfg: Config, base_dir: str | None = None) -> PreparedData:
         probe_items=probe_items,
         follow_prompts=follow_prompts,
         report=report,
+        warnings=warnings,
     )
+
+
+def _load_and_split(cfg: Config, name: str, ds: Any, path: str, report: dict,
+                    warnings: list[str]) -> tuple[list[Conversation], list[Conversation]]:
+    """One dataset file: load, remove exact duplicates, then hold out ``data.val_fraction``."""
+    load_report: dict = {}
+    convs = load_conversations(path, ds.format, role_map=dict(ds.role_map) or None,
+                               on_bad_record=ds.on_bad_record, report=load_report)
+    report[f"load.{name}"] = load_report
+    if load_report["skipped"]:
+        reasons = ", ".join(f"{k}: {v}" for k, v in load_report["skipped_reasons"].items())
+        n_all = load_report["loaded"] + load_report["skipped"]
+        first = load_report["skipped_examples"][0] if load_report["skipped_examples"] else ""
+        warnings.append(f"dataset {name!r}: skipped {load_report['skipped']} of {n_all} records of {path} "
+                        f"(on_bad_record=skip; {reasons}); first: {first}")
+    if cfg.data.quality.dedup:
+        n_in = len(convs)
+        convs, n_dup = dedup_conversations(convs)
+        report[f"dedup.{name}"] = {"n_in": n_in, "duplicates": n_dup, "n_kept": len(convs)}
+    if len(convs) < 2:
+        raise DataError(f"dataset {name!r} has {len(convs)} usable distinct conversation(s); need at least 2 "
+                        "(one is held out for validation)", path=path)
+    rng = random.Random(cfg.train.seed)
+    order = list(range(len(convs)))
+    rng.shuffle(order)
+    n_val = max(1, round(cfg.data.val_fraction * len(convs)))
+    val_idx = set(order[:n_val])
+    report[f"split.{name}"] = {"train": len(convs) - n_val, "val": n_val}
+    return [c for i, c in enumerate(convs) if i not in val_idx], [convs[i] for i in sorted(val_idx)]
+
+
+def _drop_counts(report: dict, name: str, cfg: Config) -> str:
+    """What happened to a dataset's conversations, rule by rule, from the report."""
+    parts = []
+    load = report.get(f"load.{name}")
+    if load:
+        parts.append(f"{load['loaded']} loaded")
+        if load["skipped"]:
+            parts.append(f"{load['skipped']} bad records skipped")
+    dedup = report.get(f"dedup.{name}")
+    if dedup:
+        parts.append(f"{dedup['duplicates']} duplicates removed")
+    split = report.get(f"split.{name}")
+    if split:
+        parts.append(f"{split['val']} held out for validation")
+    q = report.get(f"quality.{name}")
+    if q:
+        removed = ", ".join(f"{k}={v}" for k, v in q["removed"].items() if v) or "none"
+        parts.append(f"quality filters removed {q['n_in'] - q['n_kept']} of {q['n_in']} ({removed})")
+    length = report.get(f"length.{name}")
+    if length:
+        parts.append(f"length fitting to model.block_size={cfg.model.block_size} with "
+                     f"train.truncation={cfg.train.truncation}: dropped_too_long={length['dropped_too_long']}, "
+                     f"dropped_no_trained_tokens={length['dropped_no_trained_tokens']}, "
+                     f"truncated={length['truncated']}")
+    return "; ".join(parts)
+
+
+def data_counts_line(report: dict) -> str:
+    """One line of what the data preparation kept and dropped (printed once per job)."""
+    out = []
+    for key, rep in report.items():
+        if key.startswith("load."):
+            out.append(f"{key[5:]}: {rep['loaded']} loaded, {rep['skipped']} skipped")
+        elif key.startswith("dedup.") and rep["duplicates"]:
+            out.append(f"{key[6:]}: {rep['duplicates']} duplicates")
+        elif key.startswith("quality.") and rep["n_in"] != rep["n_kept"]:
+            out.append(f"{key[8:]}: quality filters removed {rep['n_in'] - rep['n_kept']}")
+        elif key.startswith("length.") and rep["n_in"] != rep["n_kept"]:
+            out.append(f"{key[7:]}: length fitting dropped {rep['n_in'] - rep['n_kept']}")
+    return "; ".join(out)
 
 
 def _without_last_answer(conv: Conversation) -> Conversation:

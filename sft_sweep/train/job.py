@@ -21,15 +21,15 @@ import numpy as np
 
 from .. import __version__
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
-from ..errors import CheckpointError, SftSweepError
+from ..errors import CheckpointError, DivergedError, SftSweepError
 from ..jobfiles import (
-    CHECKPOINT, COMPLETED, FAILED, METRICS, MODEL, RUNNING, SAMPLES, SUMMARY, flatten, forgetting_pct,
+    CHECKPOINT, COMPLETED, FAILED, METRICS, MODEL, RUNNING, SAMPLES, SUMMARY, WARNINGS, flatten, forgetting_pct,
     read_json, write_json, write_jsonl,
 )
 from ..nn import GPT, load_checkpoint, save_checkpoint
 from . import sft
 from .cache import BaseCache
-from .data_prep import PreparedData, pretrain_source, prepare, with_replay
+from .data_prep import PreparedData, data_counts_line, pretrain_source, prepare, with_replay
 from .evaluate import Evaluator, sample_rows
 from .pretrain import load_or_build_base
 from .resources import job_threads
@@ -88,10 +88,18 @@ class Job:
         self.summary_path = self.dir / SUMMARY
         self.ckpt_path = self.dir / CHECKPOINT
         self.timings: dict[str, float] = {}
+        self.data_report: dict[str, Any] = {}  # filled while the data is prepared, kept if that fails
+        self.warnings: list[str] = []  # what the user should know (data dropped, files ignored)
+
+    def warn(self, message: str) -> None:
+        """Record a warning for summary.json and print it once."""
+        self.warnings.append(message)
+        log.warning("[%s] %s", self.name, message)
 
     def _summary(self, status: str, **extra: Any) -> dict:
         return {"status": status, "config_hash": self.hash, "overrides": self.overrides,
-                "config": flatten(self.cfg_dict), **extra, "versions": versions()}
+                "config": flatten(self.cfg_dict), **extra, WARNINGS: list(self.warnings),
+                "versions": versions()}
 
     def completed_before(self) -> dict | None:
         s = read_json(self.summary_path)
@@ -112,8 +120,10 @@ class Job:
             summary = self._run(t_start)
         except Exception as e:  # recorded in summary.json; the caller chooses the exit code
             user_error = isinstance(e, SftSweepError)
-            summary = self._summary(FAILED, error=f"{type(e).__name__}: {e}", user_error=user_error,
+            why = {"reason": DivergedError.reason, "diverged": e.details()} if isinstance(e, DivergedError) else {}
+            summary = self._summary(FAILED, error=f"{type(e).__name__}: {e}", user_error=user_error, **why,
                                     traceback=None if user_error else traceback.format_exc(limit=20),
+                                    data=self.data_report or None,
                                     timings={**self.timings, "total_s": time.perf_counter() - t_start})
             log.error("[%s] failed: %s", self.name, summary["error"])
         write_json(self.summary_path, summary)
@@ -125,10 +135,12 @@ class Job:
         validate(cfg)
         self.threads = job_threads(cfg.train.threads, cfg.pretrain.threads)
         tic = time.perf_counter()
-        self.data = prepare(cfg, self.base_dir)
+        self.data = prepare(cfg, self.base_dir, report=self.data_report)
         self.timings["data_s"] = time.perf_counter() - tic
+        self.report_data()
         self.load_base()
         self.evaluator = _evaluator(cfg, self.data)
+        self.warn_unmeasured()
         self.evaluate_base()
         examples, mix_report = with_replay(self.data, cfg.mix.replay_ratio, cfg.model.block_size + 1, cfg.train.seed)
         self.plan = sft.plan(examples, cfg)
@@ -144,10 +156,30 @@ class Job:
         return load_or_build_base(cfg, self.data.pretrain_tokens, pretrain_source(cfg, self.base_dir),
                                   cache_root, self.threads)
 
+    def report_data(self) -> None:
+        """What the data preparation kept and dropped, printed once; its warnings recorded."""
+        counts = data_counts_line(self.data.report)
+        if counts:
+            log.info("[%s] data: %s", self.name, counts)
+        for w in self.data.warnings:
+            self.warn(w)
+
+    def warn_unmeasured(self) -> None:
+        """A metric whose every prompt is too long for the model is absent: say so."""
+        sets = {"answer": (self.data.eval_items, "answer_acc"), "knowledge": (self.data.probe_items, "knowledge_acc"),
+                "follow": (self.data.follow_prompts, "follow_rate")}
+        for name, n in self.evaluator.skipped.items():
+            items, metric = sets[name]
+            if n and n == len(items):
+                self.warn(f"none of the {n} {name} prompts leaves room for an answer within "
+                          f"model.block_size={self.cfg.model.block_size}: {metric} is not measured")
+
     def load_base(self) -> None:
         """The sweep's shared pre-trained model: from the cache, or pre-trained here first."""
         tic = time.perf_counter()
         self.model, self.cache, info = self._base_model()
+        for w in info.get("warnings", []):
+            self.warn(w)
         self.base_built = info["built"]
         self.timings["base_s"] = time.perf_counter() - tic
         self.timings["pretrain_s"] = info["pretrain_s"]
@@ -176,7 +208,7 @@ class Job:
             if (info.get("extra") or {}).get("config_hash") != self.hash:
                 raise CheckpointError("checkpoint belongs to another configuration")
         except CheckpointError as e:
-            log.warning("[%s] ignoring checkpoint %s: %s", self.name, self.ckpt_path, e)
+            self.warn(f"checkpoint {self.ckpt_path} ignored, training starts from the base model: {e}")
             # A load that failed half-way may have overwritten weights: start from the base again.
             self.model, self.cache, _ = self._base_model()
             self.opt = sft.make_optimizer(self.model, self.cfg)
@@ -193,6 +225,7 @@ class Job:
         if start_step == 0:
             self.metrics.write({"kind": "eval", "step": 0, **self.base_metrics})
         self.eval_s = 0.0
+        self.diverge_bound = sft.divergence_bound(cfg)
         self.last_eval: dict[str, Any] = {"step": -1, "metrics": None, "gens": None}
 
         def on_step_end(step: int) -> None:
@@ -217,6 +250,8 @@ class Job:
         self.last_eval.update(step=step, metrics=m, gens=g)
         self.metrics.write({"kind": "eval", "step": step, **m})
         log.info("[%s] step %d/%d eval: %s", self.name, step, self.plan.total_steps, _fmt(m))
+        for key in ("raw_loss", "response_loss"):  # a blown-up model fails here, not at the end
+            sft.check_divergence(key, m.get(key), step, self.diverge_bound)
 
     def finish(self, step: int, examples: list, mix_report: dict, t_start: float) -> dict:
         """Samples and the tuned model to the job directory, the checkpoint removed; the summary."""

@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import Config, semantic, stable_hash
-from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, save_checkpoint
+from ..errors import CheckpointError
+from ..nn import GPT, AdamW, GPTConfig, lr_at, save_checkpoint
 from ..nn.config import ModelShape
 from ..tokenizer import ByteTokenizer
 from .cache import BaseCache, file_lock
@@ -84,19 +85,32 @@ def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root
     """The cached base model, pre-training it first if no job has yet.
 
     Returns (model, cache, info) where info has ``built`` (this call trained it), ``wait_s``
-    (time spent waiting on another job's lock) and ``pretrain_s``. The model computes with
-    ``threads.sft`` threads; pre-training uses ``threads.pretrain``.
+    (time spent waiting on another job's lock), ``pretrain_s`` and ``warnings`` (a corrupt cache
+    entry that was moved aside and rebuilt). The model computes with ``threads.sft`` threads;
+    pre-training uses ``threads.pretrain``.
     """
     cache = BaseCache(cache_root, base_key(cfg, source))
     model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=threads.sft)
-    info: dict[str, Any] = {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0}
-    if not cache.exists():
+    info: dict[str, Any] = {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0, "warnings": []}
+    if not cache.exists() or cache.load_into(model) is not None:
         def waiting() -> None:
             log.info("waiting for another job to finish pre-training base %s", cache.key)
 
         with file_lock(cache.lock_path, on_wait=waiting) as waited:
             info["wait_s"] = waited
-            if not cache.exists():  # nobody built it while we waited
+            if cache.exists():  # built meanwhile, or there from the start but unusable
+                problem = cache.load_into(model)
+                if problem is None:
+                    return model, cache, info
+                try:
+                    aside = cache.move_aside()
+                except OSError as e:
+                    raise CheckpointError(f"the cached base model {cache.dir} is corrupt ({problem}) and could "
+                                          f"not be moved aside ({e.strerror or e}); delete that folder and run "
+                                          "again") from None
+                info["warnings"].append(f"the cached base model {cache.dir} was corrupt ({problem}); "
+                                        f"moved it aside to {aside} and pre-trained it again")
+            if not cache.exists():
                 log.info("pre-training base model %s (%d steps)", cache.key, cfg.pretrain.steps)
                 t0 = time.perf_counter()
                 model.set_threads(threads.pretrain)
@@ -111,6 +125,4 @@ def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root
                                   "source": source, "pretrain_s": info["pretrain_s"], "curve": curve,
                                   "n_tokens": int(len(tokens))})
                 info["built"] = True
-                return model, cache, info
-    load_checkpoint(cache.model_path, model)
     return model, cache, info

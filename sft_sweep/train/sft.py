@@ -2,6 +2,11 @@
 
 Resuming is exact: batches are a pure function of (examples, seed, epoch), the optimiser state
 and step come from the checkpoint, and steps before the checkpoint are skipped without compute.
+
+Divergence: a model that predicts no better than a uniform guess has loss ln(vocab_size); a
+training or evaluation loss above ``train.diverge_factor`` times that (or a NaN / inf loss or
+gradient norm) means the run has blown up, so the job stops with :class:`DivergedError`
+(reported as ``failed`` with reason ``diverged``) instead of finishing with meaningless metrics.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..data import Batch, Example, make_batches
-from ..errors import NonFiniteLossError
+from ..errors import DivergedError, NonFiniteLossError
 from ..nn import GPT, AdamW, lr_at
 from ..tokenizer import ByteTokenizer
 
@@ -55,6 +60,21 @@ def learning_rate(step: int, total: int, cfg: Config) -> float:
                  warmup_steps=min(o.warmup_steps, max(total - 1, 0)), min_lr=o.lr * o.min_lr_ratio)
 
 
+def divergence_bound(cfg: Config) -> float | None:
+    """The loss above which a job has diverged, or None when the bound is disabled."""
+    if cfg.train.diverge_factor <= 0:
+        return None
+    return cfg.train.diverge_factor * math.log(ByteTokenizer().vocab_size)
+
+
+def check_divergence(metric: str, value: float | None, step: int, bound: float | None) -> None:
+    """Raise DivergedError when ``value`` is non-finite or above ``bound``."""
+    if value is None:
+        return
+    if not math.isfinite(value) or (bound is not None and value > bound):
+        raise DivergedError(metric, float(value), step, bound)
+
+
 def accumulate(model: GPT, group: list[Batch]) -> tuple[float, dict[str, np.ndarray], int]:
     """Loss and gradients of a group of micro-batches, normalised as one big batch.
 
@@ -86,6 +106,7 @@ def train(model: GPT, opt: AdamW, examples: list[Example], cfg: Config, pl: Plan
     if progress is None:
         progress = sys.stderr.isatty()
     step = 0
+    bound = divergence_bound(cfg)
     bar = tqdm(total=pl.total_steps, initial=start_step, desc="SFT", disable=not progress, leave=False)
     window_loss, window_n, window_tokens, window_s = 0.0, 0, 0, 0.0
     for epoch in range(cfg.train.epochs):
@@ -103,13 +124,17 @@ def train(model: GPT, opt: AdamW, examples: list[Example], cfg: Config, pl: Plan
                 step += 1
                 continue
             t0 = time.perf_counter()
-            loss, grads, tokens = accumulate(model, batches[g : g + ga])
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(f"non-finite training loss ({loss}) at step {step + 1}")
+            try:
+                loss, grads, tokens = accumulate(model, batches[g : g + ga])
+            except NonFiniteLossError:
+                raise DivergedError("loss", float("nan"), step + 1, bound) from None
+            check_divergence("loss", loss, step + 1, bound)
             lr = learning_rate(step, pl.total_steps, cfg)
-            gnorm = opt.step(grads, lr)
-            if not math.isfinite(gnorm):
-                raise NonFiniteLossError(f"non-finite gradient norm ({gnorm}) at step {step + 1}")
+            try:
+                gnorm = opt.step(grads, lr)
+            except NonFiniteLossError:
+                raise DivergedError("grad_norm", float("nan"), step + 1, None) from None
+            check_divergence("grad_norm", gnorm, step + 1, None)
             window_s += time.perf_counter() - t0  # compute only: evaluation time is not training speed
             step += 1
             window_loss += loss

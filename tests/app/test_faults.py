@@ -1,0 +1,276 @@
+"""Faults through the job: counted data drops, warnings, finite settings, divergence, corrupt
+caches and checkpoints, and the exit code of a multirun with failed jobs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sft_sweep.config import to_object, validate
+from sft_sweep.errors import CheckpointError, ConfigError, DataError
+from sft_sweep.train.data_prep import prepare
+from tests.app.test_job import SMOKE, cache_dir, compose_cfg, run_job  # noqa: F401 (a fixture)
+from tests.conftest import REPO
+
+
+def _conv(q, a):
+    return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+
+
+def _jsonl(path, recs):
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    return path
+
+
+def _files_cfg(data_path, *extra, pretrain_text=None):
+    over = [*SMOKE, "data=files", f"data.datasets.main.path={data_path}", *extra]
+    if pretrain_text is not None:
+        over.append(f"data.pretrain_text={pretrain_text}")
+    return to_object(compose_cfg(over))
+
+
+# --------------------------------------------------------------------------- raw text documents
+
+def test_one_document_per_line_text_is_accepted(tmp_path):
+    text = tmp_path / "wiki.txt"
+    text.write_text("".join(f"Article {i} says something about topic {i}.\n" for i in range(30)))
+    data = _jsonl(tmp_path / "d.jsonl", [_conv(f"q{i}", f"answer {i}") for i in range(20)])
+    prepared = prepare(_files_cfg(data, pretrain_text=text))
+    assert prepared.report["pretrain_text"] == {"documents": 30, "held_out": 3,
+                                                "split": "one document per line (the file has no blank lines)"}
+
+
+def test_too_few_documents_says_what_was_counted(tmp_path):
+    text = tmp_path / "one.txt"
+    text.write_text("One single article, all on one line.\n")
+    data = _jsonl(tmp_path / "d.jsonl", [_conv(f"q{i}", f"answer {i}") for i in range(20)])
+    with pytest.raises(DataError) as err:
+        prepare(_files_cfg(data, pretrain_text=text))
+    msg = str(err.value)
+    assert str(text) in msg and "found 1 document" in msg and "one document per line" in msg, msg
+    assert "held out" in msg
+
+
+# --------------------------------------------------------------------------- counts and dedup
+
+def test_everything_filtered_names_file_and_rule_counts(tmp_path):
+    data = _jsonl(tmp_path / "d.jsonl", [_conv(f"question {i}", "x") for i in range(12)])
+    report: dict = {}
+    with pytest.raises(DataError) as err:
+        prepare(_files_cfg(data, "data.quality.min_response_chars=5"), report=report)
+    msg = str(err.value)
+    assert str(data) in msg and "too_short=11" in msg and "12 loaded" in msg and "1 held out" in msg, msg
+    assert report["quality.main"]["removed"]["too_short"] == 11  # the counts survive the failure
+    data = _jsonl(tmp_path / "long.jsonl", [_conv("q" * 400, f"answer {i}") for i in range(12)])
+    with pytest.raises(DataError) as err:
+        prepare(_files_cfg(data, "train.truncation=drop"))
+    assert str(data) in str(err.value) and "dropped_too_long=11" in str(err.value), str(err.value)
+
+
+def test_dedup_happens_before_the_validation_split(tmp_path):
+    recs = [_conv("same question", "same answer")] * 10 + [_conv(f"q{i}", f"a{i}") for i in range(30)]
+    data = _jsonl(tmp_path / "d.jsonl", recs)
+    for seed in range(4):
+        prepared = prepare(_files_cfg(data, f"train.seed={seed}", "data.val_fraction=0.2"))
+        rep = prepared.report
+        assert rep["dedup.main"] == {"n_in": 40, "duplicates": 9, "n_kept": 31}
+        train_keys = {ex.ids.tobytes() for ex in prepared.train_examples}
+        val_keys = {ex.ids.tobytes() for ex in prepared.val_examples}
+        assert not train_keys & val_keys
+        assert len(prepared.train_examples) + len(prepared.val_examples) == 31
+
+
+def test_skips_and_drops_become_warnings(tmp_path):
+    recs = [_conv(f"q{i}", f"answer {i}") for i in range(20)] + [{"messages": [{"role": "robot"}]}]
+    data = _jsonl(tmp_path / "d.jsonl", recs)
+    prepared = prepare(_files_cfg(data, "+data.datasets.main.on_bad_record=skip"))
+    text = "\n".join(prepared.warnings)
+    assert "skipped 1 of 21 records" in text and str(data) in text, text
+    # validation conversations too long for the model: the response loss cannot be measured
+    recs = [_conv("q" * 400, f"answer {i}") for i in range(20)]
+    data = _jsonl(tmp_path / "long.jsonl", recs)
+    prepared = prepare(_files_cfg(data, "data.val_fraction=0.3", "template.mask=all"))
+    assert not prepared.val_examples
+    assert any("response_loss" in w for w in prepared.warnings), prepared.warnings
+
+
+def test_job_summary_lists_warnings_and_failed_data_counts(tmp_path, cache_dir):
+    recs = [_conv(f"q{i}", f"answer {i}") for i in range(20)] + [{"messages": "bad"}]
+    data = _jsonl(tmp_path / "d.jsonl", recs)
+    _, s = run_job(tmp_path, cache_dir, ["data=files", f"data.datasets.main.path={data}",
+                                         "+data.datasets.main.on_bad_record=skip", "train.max_steps=2"])
+    assert s["status"] == "completed", s.get("error")
+    assert any("skipped 1 of 21" in w for w in s["warnings"]), s["warnings"]
+    data = _jsonl(tmp_path / "e.jsonl", [_conv(f"question {i}", "x") for i in range(12)])
+    _, s = run_job(tmp_path, cache_dir, ["data=files", f"data.datasets.main.path={data}",
+                                         "data.quality.min_response_chars=5"], name="filtered")
+    assert s["status"] == "failed" and "too_short=11" in s["error"]
+    assert s["data"]["quality.main"]["removed"]["too_short"] == 11
+    assert s["warnings"] == []
+
+
+# --------------------------------------------------------------------------- finite settings
+
+FINITE = ["optim.lr", "optim.beta1", "optim.beta2", "optim.eps", "optim.grad_clip", "optim.weight_decay",
+          "optim.min_lr_ratio", "mix.replay_ratio", "data.val_fraction", "pretrain.lr", "model.init_std",
+          "data.quality.min_response_to_prompt_ratio", "train.diverge_factor"]
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+@pytest.mark.parametrize("key", FINITE)
+def test_float_settings_must_be_finite(key, value):
+    cfg = to_object(compose_cfg([*SMOKE, f"{key}={value}"]))
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert key in str(err.value) and "finite" in str(err.value), str(err.value)
+
+
+def test_eps_must_be_positive():
+    with pytest.raises(ConfigError, match="optim.eps"):
+        validate(to_object(compose_cfg([*SMOKE, "optim.eps=0"])))
+
+
+# --------------------------------------------------------------------------- divergence
+
+def test_divergence_bound_is_relative_to_a_uniform_guess():
+    from sft_sweep.train.sft import divergence_bound
+
+    cfg = to_object(compose_cfg(SMOKE))
+    vocab = 256 + 4
+    from sft_sweep.tokenizer import ByteTokenizer
+    vocab = ByteTokenizer().vocab_size
+    assert divergence_bound(cfg) == pytest.approx(cfg.train.diverge_factor * math.log(vocab))
+    assert divergence_bound(to_object(compose_cfg([*SMOKE, "train.diverge_factor=0"]))) is None
+
+
+@pytest.mark.parametrize("overrides,metric", [
+    (["optim.lr=1e3", "optim.grad_clip=0"], "loss"),
+    (["optim.lr=1e3", "optim.grad_clip=0", "train.diverge_factor=0"], None),
+])
+def test_diverged_job_fails_with_reason_step_and_loss(tmp_path, cache_dir, overrides, metric):
+    _, s = run_job(tmp_path, cache_dir, overrides, name="div")
+    if metric is None:  # the check disabled: only NaN / inf stops it (or it completes)
+        assert s.get("reason") != "diverged" or "non-finite" in s["error"]
+        return
+    assert s["status"] == "failed" and s["reason"] == "diverged", s.get("error")
+    d = s["diverged"]
+    assert d["metric"] == metric and d["step"] >= 1 and (d["value"] is None or d["value"] > d["bound"])
+    assert "diverged" in s["error"] and f"step {d['step']}" in s["error"]
+
+
+def test_non_finite_loss_is_a_divergence(tmp_path, cache_dir, monkeypatch):
+    from sft_sweep.nn import GPT
+
+    real = GPT.loss_and_grads
+
+    def nan_loss(self, *a, **k):
+        loss, grads = real(self, *a, **k)
+        return float("nan"), grads
+
+    monkeypatch.setattr(GPT, "loss_and_grads", nan_loss)
+    _, s = run_job(tmp_path, cache_dir, ["optim.lr=1e-3"], name="nan")
+    assert s["status"] == "failed" and s["reason"] == "diverged" and s["diverged"]["step"] == 1
+
+
+def test_eval_loss_above_the_bound_is_a_divergence(tmp_path, cache_dir, monkeypatch):
+    from sft_sweep.train import evaluate
+
+    real = evaluate.Evaluator.evaluate
+    calls = {"n": 0}
+
+    def blown_up(self, model):
+        m, g = real(self, model)
+        calls["n"] += 1
+        if calls["n"] > 1:  # the first is the base model (an eval setting of its own: not cached)
+            m = {**m, "raw_loss": 1e6}
+        return m, g
+
+    monkeypatch.setattr(evaluate.Evaluator, "evaluate", blown_up)
+    _, s = run_job(tmp_path, cache_dir, ["optim.lr=1e-3", "eval.max_new_tokens=15"], name="evaldiv")
+    assert s["status"] == "failed" and s["reason"] == "diverged", s.get("error")
+    assert s["diverged"]["metric"] == "raw_loss" and s["diverged"]["step"] == 6
+
+
+# --------------------------------------------------------------------------- corrupt caches
+
+def _base_dir(cache):
+    (d,) = [p for p in os.scandir(cache) if p.is_dir() and p.name.startswith("base-")]
+    return d.path
+
+
+def _corrupt_random_bytes(path):
+    with open(path, "wb") as f:
+        f.write(np.random.default_rng(0).bytes(4096))
+
+
+def _nan_weights(path):
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    name = next(k for k in arrays if k.startswith("param/"))
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[0] = np.nan
+    np.savez(path, **arrays)
+
+
+def test_checkpoint_messages_for_corrupt_and_non_finite_files(tmp_path):
+    from sft_sweep.nn import GPT, GPTConfig, load_checkpoint, save_checkpoint
+
+    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, n_mlp=16, block_size=8, vocab_size=20), seed=0)
+    p = tmp_path / "m.npz"
+    _corrupt_random_bytes(p)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(p, model)
+    assert "not a readable .npz" in str(err.value) and "allow_pickle" not in str(err.value)
+    save_checkpoint(p, model)
+    _nan_weights(p)
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_checkpoint(p, model)
+    assert all(np.array_equal(before[k], model.params[k]) for k in before)  # nothing loaded
+
+
+@pytest.mark.parametrize("damage", [_corrupt_random_bytes, _nan_weights])
+def test_corrupt_cached_base_is_moved_aside_and_rebuilt(tmp_path, damage):
+    cache = tmp_path / "cache"
+    _, first = run_job(tmp_path, str(cache), ["optim.lr=1e-3", "pretrain.seed=11"], name="a")
+    assert first["status"] == "completed"
+    base = _base_dir(cache)
+    damage(os.path.join(base, "model.npz"))
+    _, again = run_job(tmp_path, str(cache), ["optim.lr=1e-3", "pretrain.seed=11"], name="b")
+    assert again["status"] == "completed", again.get("error")
+    assert again["base_model"]["built_here"] is True
+    assert again["final"] == first["final"]  # the rebuilt base is the same model
+    aside = [p for p in os.listdir(cache) if ".corrupt-" in p]
+    assert len(aside) == 1
+    assert any("corrupt" in w and aside[0] in w for w in again["warnings"]), again["warnings"]
+
+
+def test_checkpoint_ignored_at_resume_is_a_warning(tmp_path, cache_dir):
+    d = tmp_path / "job"
+    d.mkdir()
+    (d / "checkpoint.npz").write_bytes(b"garbage")
+    _, s = run_job(tmp_path, cache_dir, ["optim.lr=1e-3"])
+    assert s["status"] == "completed"
+    assert any("checkpoint" in w and "ignored" in w for w in s["warnings"]), s["warnings"]
+
+
+# --------------------------------------------------------------------------- multirun exit code
+
+@pytest.mark.parametrize("lrs,code", [("1e-3,1e3", 1), ("1e-3", 0)])
+def test_multirun_exit_code_counts_failed_jobs(tmp_path, cache_dir, lrs, code):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    r = subprocess.run([sys.executable, "-m", "sft_sweep.cli", "-m", *SMOKE, f"pretrain.cache_dir={cache_dir}",
+                        "optim.grad_clip=0", "train.max_steps=3", f"optim.lr={lrs}",
+                        f"hydra.sweep.dir={tmp_path}/sweep"],
+                       cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == code, r.stderr[-2000:]
+    assert (tmp_path / "sweep" / "report.md").exists()  # the report is written first
+    if code:
+        assert "1 of 2 jobs failed" in r.stderr and "Traceback" not in r.stderr
