@@ -11,10 +11,15 @@ Registered in the app's config::
 
 A report problem never fails the sweep: it is printed (stderr) and logged, and the sweep's
 own result stands. ``sft-sweep-report DIR`` writes the same report by hand.
+
+After the report, the jobs of the sweep whose ``summary.json`` says ``failed`` are counted and
+named on stderr; ``failed_jobs()`` returns them, so that the ``sft-sweep`` command exits non-zero
+when any job failed (scripts and CI notice; the report and the other jobs are unaffected).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -26,6 +31,14 @@ from hydra.experimental.callback import Callback
 log = logging.getLogger(__name__)
 PREFIX = "[sft-sweep-report]"
 
+# Failed jobs of the multirun that ended last in this process (job directory, error).
+_FAILED: list[tuple[str, str]] = []
+
+
+def failed_jobs() -> list[tuple[str, str]]:
+    """(job directory, error) of every failed job of the last multirun that ended here."""
+    return list(_FAILED)
+
 
 class ReportCallback(Callback):
     """Writes ``report.md`` / ``report.html`` into ``hydra.sweep.dir`` at the end of a multirun."""
@@ -35,8 +48,17 @@ class ReportCallback(Callback):
         self.out_dir = out_dir
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        if not self.enabled:
-            return
+        _FAILED.clear()
+        sweep_dir: Path | str = "?"
+        if self.enabled:
+            sweep_dir = self._write(config)
+        try:
+            sweep_dir = sweep_dir_of(config)
+            _FAILED.extend(count_failed(sweep_dir))
+        except Exception as exc:  # noqa: BLE001 - the count must not hide the sweep's own result
+            print(f"{PREFIX} could not count the failed jobs of {sweep_dir}: {exc}", file=sys.stderr, flush=True)
+
+    def _write(self, config: Any) -> Path | str:
         sweep_dir: Path | str = "?"
         try:
             sweep_dir = sweep_dir_of(config)
@@ -52,6 +74,28 @@ class ReportCallback(Callback):
                   f"{PREFIX} the sweep itself is unaffected; retry with: sft-sweep-report {sweep_dir}",
                   file=sys.stderr, flush=True)
             log.debug("report callback failed", exc_info=True)
+        return sweep_dir
+
+
+def count_failed(sweep_dir: Path) -> list[tuple[str, str]]:
+    """The sweep's failed jobs (directory, error), also printed to stderr."""
+    from analysis.jobdir import find_job_dirs
+    from sft_sweep.jobfiles import FAILED, SUMMARY
+
+    dirs = find_job_dirs(sweep_dir)
+    failed = []
+    for job_dir in dirs:
+        try:
+            summary = json.loads((job_dir / SUMMARY).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(summary, dict) and summary.get("status") == FAILED:
+            failed.append((str(job_dir), str(summary.get("error") or "")))
+    if failed:
+        lines = [f"{PREFIX} {len(failed)} of {len(dirs)} jobs failed (exit status 1):"]
+        lines += [f"{PREFIX}   {d}: {err.splitlines()[-1] if err else '?'}" for d, err in failed[:20]]
+        print("\n".join(lines), file=sys.stderr, flush=True)
+    return failed
 
 
 def sweep_dir_of(config: Any) -> Path:

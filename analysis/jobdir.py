@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sft_sweep.jobfiles import COMPLETED, RUNNING, SAMPLE_FIELDS, flatten, forgetting_pct
+from sft_sweep.jobfiles import COMPLETED, RUNNING, SAMPLE_FIELDS, WARNINGS, flatten, forgetting_pct
 
 JOB_MARKERS = ("summary.json", "metrics.jsonl")
 HYDRA_DIR = ".hydra"
@@ -95,6 +95,10 @@ def read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) ->
     record["done"] = status in DONE_STATUSES
     record["error"] = _first_line(summary.get("error")) if summary_ok and summary.get("error") else ""
     record["config_hash"] = str(summary.get("config_hash", "")) if summary_ok else ""
+    warnings = summary.get(WARNINGS) if summary_ok else None
+    warnings = [str(w) for w in warnings] if isinstance(warnings, list) else []
+    record["n_warnings"] = len(warnings)
+    record["warnings"] = "\n".join(warnings)
 
     # Config: the summary's resolved flat config, else Hydra's composed config.
     config: dict[str, Any] = {}
@@ -172,6 +176,8 @@ def read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) ->
                 last_train = {"step": step, **row}
             elif kind == "eval" and step >= last_eval.get("step", -math.inf):
                 last_eval = {"step": step, **row}
+    elif status in DONE_STATUSES:
+        problems.append(Problem(str(mpath), "missing although the job completed: its curves are absent"))
     record["last_step"] = last_train.get("step", last_eval.get("step"))
     record["last_epoch"] = as_number(last_train.get("epoch"))
     record["last_loss"] = as_number(last_train.get("loss"))

@@ -198,6 +198,13 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
                          ", ".join(where) or "no metrics yet", str(j.get("error") or "")])
         doc.append(Block("table", header=["job", "status", "setting", "progress", "error"], rows=rows))
 
+    # Warnings the jobs recorded (data skipped or dropped, files ignored, caches rebuilt)
+    warned = runs.jobs[runs.jobs.get("n_warnings", pd.Series(0, index=runs.jobs.index)).fillna(0) > 0]
+    if not warned.empty:
+        doc.append(Block("h2", "Warnings"))
+        doc.append(Block("list", items=[f"job {j['job']}: {w}" for _, j in warned.iterrows()
+                                        for w in str(j["warnings"]).split("\n")][:100]))
+
     # Summary table
     if done:
         doc.append(Block("h2", "Summary per setting"))

@@ -81,6 +81,11 @@ def task(cfg: DictConfig) -> float | list[float] | None:
 
 def main() -> None:
     task()
+    # A multirun returns here after its report; any failed job makes the command fail too.
+    from analysis.callback import failed_jobs
+
+    if failed_jobs():
+        sys.exit(1)
 
 
 if __name__ == "__main__":
