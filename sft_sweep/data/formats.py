@@ -545,13 +545,19 @@ def conversation_to_record(conv: Conversation, format: str) -> dict:
 
     ``alpaca`` needs the shape system? (user, assistant)+ without tool turns; ``sharegpt``
     writes tool turns as ``observation`` (read them back with ``role_map={"observation":
-    "tool"}``).
+    "tool"}``). Per-turn loss weights are written as ``loss_weight`` in ``messages`` and
+    ``sharegpt``; ``alpaca`` and ``chatml`` cannot hold them, so a weighted conversation is
+    refused there rather than written without its weights.
     """
     if format == "messages":
         return {**{k: v for k, v in conv.meta.items() if k not in ("input", "input_turn")},
                 **conv.to_dict()}
+    if format in ("alpaca", "chatml") and any(t.trained is not None for t in conv.turns):
+        raise ConfigError(f"the {format} format cannot hold per-turn loss weights; save this "
+                          "conversation as messages or sharegpt")
     if format == "sharegpt":
         rec = {"conversations": [{"from": SHAREGPT_NAMES[t.role], "value": t.content}
+                                 | ({} if t.trained is None else {"loss_weight": int(t.trained)})
                                  for t in conv.turns]}
         rec.update({k: v for k, v in conv.meta.items() if k not in ("input", "input_turn")})
         return rec

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 
@@ -142,9 +141,9 @@ def test_eps_must_be_positive():
 def test_divergence_bound_is_relative_to_a_uniform_guess():
     from sft_sweep.train.sft import divergence_bound
 
-    cfg = to_object(compose_cfg(SMOKE))
-    vocab = 256 + 4
     from sft_sweep.tokenizer import ByteTokenizer
+
+    cfg = to_object(compose_cfg(SMOKE))
     vocab = ByteTokenizer().vocab_size
     assert divergence_bound(cfg) == pytest.approx(cfg.train.diverge_factor * math.log(vocab))
     assert divergence_bound(to_object(compose_cfg([*SMOKE, "train.diverge_factor=0"]))) is None
@@ -275,3 +274,32 @@ def test_multirun_exit_code_counts_failed_jobs(tmp_path, cache_dir, lrs, code):
     assert (tmp_path / "sweep" / "report.md").exists()  # the report is written first
     if code:
         assert "1 of 2 jobs failed" in r.stderr and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- command line
+
+def _cli_cases(tmp_path):
+    pref = tmp_path / "pref.json"
+    pref.write_text(json.dumps([{"conversations": [{"from": "human", "value": "q"}],
+                                 "chosen": {"from": "gpt", "value": "a"},
+                                 "rejected": {"from": "gpt", "value": "b"}}]))
+    one = tmp_path / "one.txt"
+    one.write_text("A single article on a single line.\n")
+    data = _jsonl(tmp_path / "d.jsonl", [_conv(f"q{i}", f"answer {i}") for i in range(20)])
+    return {
+        "lr_inf": (["optim.lr=inf"], "optim.lr=inf: must be a finite number"),
+        "preference_file": (["data=files", f"data.datasets.main.path={pref}"], "not SFT data"),
+        "one_document": (["data=files", f"data.datasets.main.path={data}", f"data.pretrain_text={one}"],
+                         "found 1 document"),
+    }
+
+
+@pytest.mark.parametrize("case", ["lr_inf", "preference_file", "one_document"])
+def test_command_line_refusals_are_one_clear_message(tmp_path, case):
+    overrides, needle = _cli_cases(tmp_path)[case]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    r = subprocess.run([sys.executable, "-m", "sft_sweep.cli", *SMOKE, *overrides,
+                        f"pretrain.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run"],
+                       cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 1 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "cache").exists()  # refused before any pre-training

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from sft_sweep.data import Conversation, Turn, load_conversations, load_raw_text, render, save_conversations
-from sft_sweep.errors import DataError
+from sft_sweep.errors import ConfigError, DataError
 from sft_sweep.tokenizer import ByteTokenizer
 
 from sft_data_support import shared_file
@@ -190,10 +190,14 @@ def test_loss_weights_decide_the_mask_token_by_token(tmp_path, template):
     rec = _weighted(("user", "LEARN-ME", 1), ("assistant", "a", 1))
     (conv,) = load_conversations(_write(tmp_path, "e.jsonl", [rec]))
     assert _trained_text(conv, template).startswith("LEARN-ME")
-    # weights survive a round trip through the messages format
-    out = tmp_path / "out.jsonl"
-    save_conversations([conv], out, "messages")
-    assert load_conversations(out)[0].turns == conv.turns
+    # weights survive a round trip through the formats that can hold them, and are never dropped
+    for fmt in ("messages", "sharegpt"):
+        out = tmp_path / f"out-{fmt}.jsonl"
+        save_conversations([conv], out, fmt)
+        assert load_conversations(out)[0].turns == conv.turns
+    for fmt in ("alpaca", "chatml"):
+        with pytest.raises(ConfigError, match="loss weights"):
+            save_conversations([conv], tmp_path / "out.json", fmt)
 
 
 @pytest.mark.parametrize("weight,part", [(0.5, "must be 0 or 1"), ("1", "must be a number"),
