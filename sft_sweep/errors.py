@@ -48,8 +48,6 @@ class DivergedError(SftSweepError):
     ``bound`` the limit it crossed (None when only non-finite values are caught).
     """
 
-    reason = "diverged"
-
     def __init__(self, metric: str, value: float, step: int, bound: float | None) -> None:
         if value != value or value in (float("inf"), float("-inf")):
             what = f"{metric} is non-finite ({value})"

@@ -11,8 +11,10 @@ A job directory holds:
     flattened to dotted keys, see ``flatten``), and once completed ``base`` / ``final`` (the
     evaluation metrics, ``EVAL_METRICS``, of the base and the tuned model), ``forgetting_pct``
     (``forgetting_pct``), ``steps``, ``base_model``, ``threads``, ``data``, ``timings``,
-    ``versions``; a failed job has ``error``, ``user_error`` and ``traceback`` instead of results.
-    An optional ``warnings`` list holds one-line notes about the job.
+    ``versions``; a failed job has ``error``, ``user_error``, ``traceback`` and the ``data`` counts
+    gathered so far instead of results, and a diverged one also ``reason`` (``DIVERGED``) and
+    ``diverged`` (``metric``, ``value``, ``step``, ``bound``). An optional ``warnings`` list holds
+    one-line notes about the job.
 ``metrics.jsonl``
     one JSON object a line: ``kind`` (``train`` | ``eval``), ``step``, and the metrics
     (``TRAIN_METRICS`` for train rows, ``EVAL_METRICS`` for eval rows; step 0 is the base model).
@@ -51,6 +53,8 @@ PRUNED = "pruned"  # stopped early by a search that judged it not worth finishin
 STATUSES = (RUNNING, COMPLETED, FAILED, INTERRUPTED, PRUNED)
 #: ``summary.json`` field with one-line notes about a job (a list of strings; may be absent).
 WARNINGS = "warnings"
+#: ``summary.json`` ``reason`` of a failed job whose loss blew up (see ``train.diverge_factor``).
+DIVERGED = "diverged"
 
 #: Evaluation metrics (eval rows of metrics.jsonl, ``base`` / ``final`` of summary.json), in
 #: display order.

@@ -23,8 +23,8 @@ from .. import __version__
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
 from ..errors import CheckpointError, DivergedError, SftSweepError
 from ..jobfiles import (
-    CHECKPOINT, COMPLETED, FAILED, METRICS, MODEL, RUNNING, SAMPLES, SUMMARY, WARNINGS, flatten, forgetting_pct,
-    read_json, write_json, write_jsonl,
+    CHECKPOINT, COMPLETED, DIVERGED, FAILED, METRICS, MODEL, RUNNING, SAMPLES, SUMMARY, WARNINGS, flatten,
+    forgetting_pct, read_json, write_json, write_jsonl,
 )
 from ..nn import GPT, load_checkpoint, save_checkpoint
 from . import sft
@@ -120,7 +120,7 @@ class Job:
             summary = self._run(t_start)
         except Exception as e:  # recorded in summary.json; the caller chooses the exit code
             user_error = isinstance(e, SftSweepError)
-            why = {"reason": DivergedError.reason, "diverged": e.details()} if isinstance(e, DivergedError) else {}
+            why = {"reason": DIVERGED, "diverged": e.details()} if isinstance(e, DivergedError) else {}
             summary = self._summary(FAILED, error=f"{type(e).__name__}: {e}", user_error=user_error, **why,
                                     traceback=None if user_error else traceback.format_exc(limit=20),
                                     data=self.data_report or None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from analysis.collect import collect_runs
 from analysis.report import write_report
-from analysis_synth import BASE_CONFIG, BASE_EVAL, summary_for, write_job
+from analysis_helpers import BASE_CONFIG, BASE_EVAL, summary_for, write_job
 
 
 def _row(step, **m):

@@ -12,7 +12,7 @@ from sft_sweep.data import Conversation, Turn, load_conversations, load_raw_text
 from sft_sweep.errors import ConfigError, DataError
 from sft_sweep.tokenizer import ByteTokenizer
 
-from sft_data_support import shared_file
+from data_helpers import shared_file
 
 TOK = ByteTokenizer()
 
