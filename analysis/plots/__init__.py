@@ -44,8 +44,8 @@ PLOTS: list[tuple[str, Callable[..., Path | None], str]] = [
      "per learning rate; columns split the other swept settings."),
     ("forgetting_vs_lr", plot_forgetting,
      "Forgetting (raw-text loss change against the base model) at the end of training, against "
-     f"the learning rate. The shaded band marks {AGGRESSIVE_BAND[0]:g}-{AGGRESSIVE_BAND[1]:g}%, where "
-     "fine-tuning is too aggressive."),
+     f"the learning rate. The darker band marks {AGGRESSIVE_BAND[0]:g}-{AGGRESSIVE_BAND[1]:g}%, the "
+     "threshold where fine-tuning turns too aggressive; everything above it (lighter shading) is."),
     ("forgetting_vs_step", plot_forgetting_curves,
      "How forgetting builds up during training (eval rows, relative to step 0)."),
     ("mixing", plot_mixing,

@@ -14,6 +14,17 @@ from analysis.plots.common import (
 from analysis.style import Palette, fmt_param
 
 
+BAR_NAMES = {"follow_rate": "follow rate", "answer_acc": "answer\naccuracy",
+             "answer_mc_acc": "answer\nmultiple-choice", "knowledge_acc": "knowledge probe\naccuracy",
+             "knowledge_mc_acc": "knowledge probe\nmultiple-choice"}
+
+
+def _denominator(metric: str) -> str:
+    """What a rate counts: the knowledge metrics ask probe questions (facts only pre-training
+    saw), the others held-out prompts of the SFT data's kind."""
+    return "probe questions" if metric.startswith("knowledge") else "held-out prompts"
+
+
 def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | None = None) -> Path | None:
     """Base model vs tuned models on each evaluation rate: what SFT changes (following the
     format, answering) and what it does not (the knowledge probe)."""
@@ -28,7 +39,7 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
     gvals = present_values(done, group) if group else [None]
     nbars = 1 + len(gvals)
     width = 0.84 / nbars
-    fig, axes = panel_grid(1, 1, w=max(6.5, 1.5 * len(metrics) + 2), h=4.0)
+    fig, axes = panel_grid(1, 1, w=max(6.5, 2.1 * len(metrics) + 1.5), h=4.0)
     ax = axes[0, 0]
     for mi, m in enumerate(metrics):
         x0 = mi - 0.42
@@ -47,11 +58,8 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
                           yerr=range_err(vals), capsize=3)
             ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2)
     ax.set_xticks(range(len(metrics)))
-    names = {"follow_rate": "follow rate", "answer_acc": "answer\naccuracy",
-             "answer_mc_acc": "answer\nmultiple-choice", "knowledge_acc": "knowledge probe\naccuracy",
-             "knowledge_mc_acc": "knowledge probe\nmultiple-choice"}
-    ax.set_xticklabels([names[m] for m in metrics])
-    ax.set_ylabel("% of held-out prompts")
+    ax.set_xticklabels([f"{BAR_NAMES[m]}\n(% of {_denominator(m)})" for m in metrics], fontsize=8)
+    ax.set_ylabel("% of items: held-out prompts or probe questions")
     ax.set_ylim(0, 105)
     y_percent(ax)
     ax.grid(alpha=0.3, axis="y")

@@ -11,7 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.text import Text
+from matplotlib.transforms import blended_transform_factory
 from matplotlib.ticker import (
     FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator, PercentFormatter,
 )
@@ -26,6 +29,10 @@ from sft_sweep.jobfiles import atomic_path
 DPI = 110
 PANEL_W, PANEL_H = 4.6, 3.3
 BAND_COLOR = "#d62728"
+BAND_ALPHA = 0.12
+ABOVE_ALPHA = 0.05
+#: Far enough beyond any forgetting axis (%) for the "above the band" shading to reach its edge.
+ABOVE_FAR = 1e9
 BASE_COLOR = "#7f7f7f"
 FACET_MAX_COLS = 4
 
@@ -39,6 +46,7 @@ def make_palette(runs: RunSet) -> Palette:
 
 def panel_grid(nrows: int, ncols: int, *, w: float = PANEL_W, h: float = PANEL_H) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer for measuring text (fit_labels); still no pyplot
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
 
@@ -97,18 +105,88 @@ def log_lr_axis(ax, values: Sequence[float]) -> None:
 
 
 def shade_band(ax, *, vertical: bool = False) -> None:
+    """Shade the forgetting threshold ``AGGRESSIVE_BAND`` and, lighter, everything beyond it:
+    forgetting inside the band is where fine-tuning turns too aggressive, above it it is."""
     lo, hi = AGGRESSIVE_BAND
+    span, line = (ax.axvspan, ax.axvline) if vertical else (ax.axhspan, ax.axhline)
+    span(lo, hi, color=BAND_COLOR, alpha=BAND_ALPHA, lw=0, zorder=0)
+    line(lo, color=BAND_COLOR, lw=0.8, ls=":", zorder=0)
+    # Beyond the band up to the edge of the axes, whatever its limits turn out to be: an artist
+    # added with add_artist does not widen the data limits the way a span would.
     if vertical:
-        ax.axvspan(lo, hi, color=BAND_COLOR, alpha=0.10, lw=0, zorder=0)
-        ax.axvline(lo, color=BAND_COLOR, lw=0.8, ls=":", zorder=0)
+        rect = Rectangle((hi, 0), ABOVE_FAR, 1, transform=blended_transform_factory(ax.transData, ax.transAxes))
     else:
-        ax.axhspan(lo, hi, color=BAND_COLOR, alpha=0.10, lw=0, zorder=0)
-        ax.axhline(lo, color=BAND_COLOR, lw=0.8, ls=":", zorder=0)
+        rect = Rectangle((0, hi), 1, ABOVE_FAR, transform=blended_transform_factory(ax.transAxes, ax.transData))
+    rect.set(facecolor=BAND_COLOR, alpha=ABOVE_ALPHA, lw=0, zorder=0, gid="above-band")
+    ax.add_artist(rect)
 
 
-def band_handle() -> Patch:
+def band_handles() -> list[Patch]:
+    """Legend entries of what ``shade_band`` shades, labelled with what each region means."""
     lo, hi = AGGRESSIVE_BAND
-    return Patch(facecolor=BAND_COLOR, alpha=0.18, label=f"{lo:g}–{hi:g}% forgetting: too aggressive")
+    return [Patch(facecolor=BAND_COLOR, alpha=BAND_ALPHA * 1.8,
+                  label=f"{lo:g}–{hi:g}% forgetting: threshold of too aggressive SFT"),
+            Patch(facecolor=BAND_COLOR, alpha=ABOVE_ALPHA * 1.8, label=f"above {hi:g}%: too aggressive")]
+
+
+def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0) -> None:
+    """Move value labels (annotations placed with an offset in points) so that each lies inside
+    the axes and none covers another.
+
+    A label that crosses the right or left edge goes to the other side of its point, one that
+    crosses the top or bottom is moved inside, and overlapping labels are pushed apart
+    vertically. Positions are measured on the laid-out figure, so the result holds for the
+    saved PNG (offsets are in points, which scale with the dpi).
+    """
+    labels = [t for t in labels if t is not None]
+    if not labels:
+        return
+    to_pt = 72.0 / fig.dpi
+    for _round in range(3):
+        fig.draw_without_rendering()
+        renderer = fig.canvas.get_renderer()
+        box = ax.get_window_extent(renderer)
+        for t in labels:
+            bb = text_box(t, renderer)
+            dx, dy = t.xyann
+            if bb.x1 > box.x1 - pad_px and dx >= 0:
+                t.xyann = (-abs(dx), dy)
+                t.set_horizontalalignment("right")
+            elif bb.x0 < box.x0 + pad_px and dx <= 0:
+                t.xyann = (abs(dx), dy)
+                t.set_horizontalalignment("left")
+        for _ in range(20):  # pairwise pushes; a few passes settle a handful of labels
+            moved = False
+            boxes = [text_box(t, renderer) for t in labels]
+            for i in range(len(labels)):
+                for j in range(i + 1, len(labels)):
+                    bi, bj = boxes[i], boxes[j]
+                    if bi.overlaps(bj):
+                        lo_i, hi_i = (i, j) if (bi.y0 + bi.y1) <= (bj.y0 + bj.y1) else (j, i)
+                        overlap_y = min(bi.y1, bj.y1) - max(bi.y0, bj.y0)
+                        push = (overlap_y + 2) / 2 * to_pt
+                        labels[lo_i].xyann = (labels[lo_i].xyann[0], labels[lo_i].xyann[1] - push)
+                        labels[hi_i].xyann = (labels[hi_i].xyann[0], labels[hi_i].xyann[1] + push)
+                        boxes = [text_box(t, renderer) for t in labels]
+                        moved = True
+            for t in labels:  # back inside the top and bottom edges
+                bb = text_box(t, renderer)
+                dx, dy = t.xyann
+                if bb.y1 > box.y1 - pad_px:
+                    t.xyann = (dx, dy - (bb.y1 - box.y1 + pad_px) * to_pt)
+                    moved = True
+                elif bb.y0 < box.y0 + pad_px:
+                    t.xyann = (dx, dy + (box.y0 + pad_px - bb.y0) * to_pt)
+                    moved = True
+            if not moved:
+                break
+
+
+def text_box(label, renderer):
+    """Display box of a label's text alone (an annotation's own extent includes its arrow)."""
+    if hasattr(label, "update_positions"):
+        label.update_positions(renderer)
+    return Text.get_window_extent(label, renderer)
 
 
 def split_facets(done: pd.DataFrame, cols: Sequence[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:

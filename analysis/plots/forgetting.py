@@ -12,8 +12,8 @@ from matplotlib.lines import Line2D
 
 from analysis.collect import RunSet
 from analysis.plots.common import (
-    MAX_SERIES, add_header, add_legend, band_handle, facet_columns, facet_ncols, facet_title,
-    forgetting_axis, log_lr_axis, make_palette, mean_curve, missing_note, panel_grid,
+    MAX_SERIES, add_header, add_legend, band_handles, facet_columns, facet_ncols, facet_title,
+    fit_labels, forgetting_axis, log_lr_axis, make_palette, mean_curve, missing_note, panel_grid,
     present_values, save_png, seed_note, series_cols, shade_band, split_facets, status_note, with_n,
 )
 from analysis.stats import aggregate
@@ -47,6 +47,7 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
     handles, labels = [], []
     series = list(agg.groupby(group_cols, dropna=False, sort=True)) if group_cols else [((), agg)]
     annotate = len(series) <= 3 and len(agg) <= 15
+    value_labels = []
     for si, (key, part) in enumerate(series):
         key = key if isinstance(key, tuple) else (key,)
         kd = dict(zip(group_cols, key))
@@ -69,8 +70,8 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
             ax.scatter(pts[lr] * dodge, pts["forgetting_pct"], color=color, s=12, alpha=0.5, zorder=1, lw=0)
         if annotate:
             for x, y in zip(part[lr] * dodge, part["mean"]):
-                ax.annotate(f"{y:+.1f}%", (x, y), textcoords="offset points", xytext=(9, 0),
-                            va="center", fontsize=8, color=color)
+                value_labels.append(ax.annotate(f"{y:+.1f}%", (x, y), textcoords="offset points",
+                                                xytext=(9, 0), va="center", fontsize=8, color=color))
         handles.append(Line2D([], [], color=color, ls=ls, marker=marker, lw=1.8))
         labels.append(with_n(setting_label(kd, group_cols) if group_cols else "all jobs", part["n"], runs))
     log_lr_axis(ax, present_values(done, lr))
@@ -80,13 +81,14 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
     suffix = forgetting_axis(ax, extent)
     ax.set_ylabel("raw-text loss change vs base model (%)" + suffix)
     ax.grid(alpha=0.3)
-    handles.append(band_handle())
-    labels.append(band_handle().get_label())
+    handles += band_handles()
+    labels += [h.get_label() for h in band_handles()]
     add_legend(fig, handles, labels, title=", ".join(col_name(c) for c in group_cols) or None)
     add_header(fig, "Forgetting: how much the tuned model lost on pre-training text",
             "100 × (raw-text loss after SFT − base) / base; higher = more forgotten\n"
             f"{status_note(runs)}; {seed_note(runs)}"
             + ("; small dots = single seeds" if runs.seeds and runs.n_seeds() > 1 else ""))
+    fit_labels(fig, ax, value_labels)
     return save_png(fig, out_dir, "forgetting_vs_lr")
 
 
@@ -157,8 +159,8 @@ def plot_forgetting_curves(runs: RunSet, out_dir: str | Path, palette: Palette |
                for v in values]
     labels = [with_n(fmt_value(color_col, v) if color_col else "all jobs", ns[v], runs)
               for v in values]
-    handles.append(band_handle())
-    labels.append(band_handle().get_label())
+    handles += band_handles()
+    labels += [h.get_label() for h in band_handles()]
     add_legend(fig, handles, labels, title=f"{col_name(color_col)} ({color_col})" if color_col else None)
     add_header(fig, "Forgetting during training: raw-text loss relative to the base model",
             "eval rows: 100 × (raw-text loss − its value at step 0) / value at step 0\n"

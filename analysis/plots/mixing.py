@@ -9,7 +9,7 @@ from matplotlib.ticker import PercentFormatter
 
 from analysis.collect import RunSet
 from analysis.plots.common import (
-    MAX_SERIES, add_header, add_legend, band_handle, forgetting_axis, make_palette, panel_grid,
+    MAX_SERIES, add_header, add_legend, band_handles, forgetting_axis, make_palette, panel_grid,
     present_values, save_png, seed_note, series_cols, shade_band, status_note, with_n, y_percent,
 )
 from analysis.stats import aggregate
@@ -68,8 +68,8 @@ def plot_mixing(runs: RunSet, out_dir: str | Path, palette: Palette | None = Non
             y_percent(ax)
         ax.set_title({"forgetting_pct": "forgetting"}.get(m, metric_label(m).split(" (")[0]), fontsize=10)
         ax.grid(alpha=0.3)
-    hl = list(handles.values()) + [band_handle()]
-    ll = [with_n(k, v, runs) for k, v in labels.items()] + [band_handle().get_label()]
+    hl = list(handles.values()) + band_handles()
+    ll = [with_n(k, v, runs) for k, v in labels.items()] + [h.get_label() for h in band_handles()]
     add_legend(fig, hl, ll, title=", ".join(col_name(c) for c in group_cols) or None)
     add_header(fig, "Mixing pre-training text back in: forgetting and follow rate vs replay ratio",
             "replay ratio = share of training sequences that are raw pre-training text\n"

@@ -8,11 +8,15 @@ from matplotlib.lines import Line2D
 
 from analysis.collect import RunSet
 from analysis.plots.common import (
-    add_header, add_legend, band_handle, forgetting_axis, make_palette, panel_grid, present_values,
-    save_png, shade_band, status_note, y_percent,
+    add_header, add_legend, band_handles, fit_labels, forgetting_axis, make_palette, panel_grid,
+    present_values, save_png, shade_band, status_note, y_percent,
 )
 from analysis.stats import pareto_mask
 from analysis.style import Palette, fmt_param, metric_label, metric_scale, setting_label
+
+
+#: Up to this many completed jobs every point of the trade-off is named.
+MAX_NAMED = 12
 
 
 def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = None) -> Path | None:
@@ -27,7 +31,8 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
     palette = palette or make_palette(runs)
     color_col = runs.axis("lr") or (runs.params[0] if runs.params else None)
     marker_col = next((c for c in runs.params if c != color_col), None)
-    fig, axes = panel_grid(1, len(metrics), w=5.0, h=3.9)
+    fig, axes = panel_grid(1, len(metrics), w=5.4, h=4.2)
+    labels_by_ax: dict = {}
     for ax, m in zip(axes.flat, metrics):
         pts = done.dropna(subset=["forgetting_pct", m])
         scale = metric_scale(m)
@@ -43,18 +48,20 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
                 drawstyle="steps-post", zorder=2)
         ax.scatter(front["forgetting_pct"], scale * front[m], s=150, facecolors="none",
                    edgecolors="black", linewidths=1.3, zorder=4)
-        # Name the front's jobs only when that stays readable; the report lists them anyway.
-        if len(front) <= 4 and len(runs.swept) <= 2:
-            ys = scale * pts[m]
-            low_band = float(ys.min()) + 0.2 * (float(ys.max()) - float(ys.min()))
-            for _, row in front.iterrows():
-                below = scale * row[m] > low_band  # labels near the bottom go above the point
-                ax.annotate(setting_label(row, runs.swept, sep="\n") if runs.swept else row["job"],
-                            (row["forgetting_pct"], scale * row[m]), textcoords="offset points",
-                            xytext=(9, -2 if below else 4), fontsize=7, va="top" if below else "bottom",
-                            color="#222222")
+        # Every point is named while that stays readable; in a larger search the front's jobs
+        # are, and points drawn on top of each other say how many they are.
+        named = pts if len(pts) <= MAX_NAMED else front
+        for _, row in named.iterrows():
+            labels_by_ax.setdefault(ax, []).append(ax.annotate(
+                _point_label(row, runs), (row["forgetting_pct"], scale * row[m]),
+                textcoords="offset points", xytext=(8, 0), va="center", fontsize=6.5, color="#222222",
+                arrowprops=dict(arrowstyle="-", lw=0.5, color="#999999", shrinkA=1, shrinkB=5)))
+        if len(pts) > MAX_NAMED:
+            for (x, y), n in _stacks(pts, m, scale).items():
+                labels_by_ax.setdefault(ax, []).append(ax.annotate(
+                    f"×{n}", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=7, color="#222222"))
         suffix = forgetting_axis(ax, pts["forgetting_pct"], "x")
-        ax.set_xlabel("forgetting: raw-text loss change vs base (%)" + suffix)
+        ax.set_xlabel("forgetting: raw-text loss\nchange vs base (%)" + suffix.replace("\n", " "))
         ax.set_ylabel(metric_label(m))
         y_percent(ax)
         ax.set_title(f"{metric_label(m).split(' (')[0]} vs forgetting", fontsize=10)
@@ -70,10 +77,24 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
             labels.append(fmt_param(marker_col, v))
     handles.append(Line2D([], [], color="black", ls="--", marker="o", mfc="none", ms=10))
     labels.append("Pareto front")
-    handles.append(band_handle())
-    labels.append(band_handle().get_label())
+    handles += band_handles()
+    labels += [h.get_label() for h in band_handles()]
     add_legend(fig, handles, labels)
     add_header(fig, "Trade-off: what each job gained against what it forgot",
             "one point per completed job; up-left is better; circled = Pareto front (no other job\n"
             f"is better on both axes); {status_note(runs)}")
+    for ax, texts in labels_by_ax.items():
+        fit_labels(fig, ax, texts)
     return save_png(fig, out_dir, "tradeoff")
+
+
+def _point_label(row, runs: RunSet) -> str:
+    """The job's swept values, one per line (its directory name when nothing was swept)."""
+    return setting_label(row, runs.swept, sep="\n") if runs.swept else str(row["job"])
+
+
+def _stacks(pts, metric: str, scale: float) -> dict[tuple[float, float], int]:
+    """Positions where more than one job has the same (forgetting, metric) values."""
+    key = pts[["forgetting_pct", metric]].round(6)
+    counts = key.value_counts()
+    return {(float(f), scale * float(v)): int(n) for (f, v), n in counts.items() if n > 1}
