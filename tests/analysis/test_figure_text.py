@@ -1,0 +1,164 @@
+"""What a reader sees in the figures: value labels inside the axes and apart, every trade-off
+point named, the forgetting band and the region above it shaded and labelled for what they
+mean, the knowledge bars counted in probe questions.
+
+The figures are measured on the laid-out ``Figure`` (matplotlib's own text extents), the same
+layout the PNG is written from."""
+
+from __future__ import annotations
+
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
+from matplotlib.text import Annotation, Text
+
+from analysis.collect import collect_runs
+from analysis.plots import base_vs_tuned, common, forgetting, tradeoff
+from analysis.style import AGGRESSIVE_BAND
+from analysis_helpers import BASE_EVAL, make_results_sweep
+
+# The quickstart's shape: three learning rates x two epochs, forgetting from +7% to +674%.
+QUICKSTART_LIKE = [
+    ((3e-5, 1), 6.8, 0.00, 0.00), ((3e-5, 2), 17.8, 0.29, 0.03),
+    ((3e-4, 1), 105.5, 0.94, 0.13), ((3e-4, 2), 132.8, 0.98, 0.23),
+    ((3e-3, 1), 569.9, 0.91, 0.02), ((3e-3, 2), 673.9, 0.97, 0.03),
+]
+
+
+def _jobs(rows):
+    return [{"params": {"optim.lr": lr, "train.epochs": ep},
+             "final": {"raw_loss": BASE_EVAL["raw_loss"] * (1 + forget / 100), "follow_rate": follow,
+                       "answer_acc": answer, "knowledge_mc_acc": 0.4}}
+            for (lr, ep), forget, follow, answer in rows]
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The Figure objects the plot functions save, by figure name."""
+    caught = {}
+
+    def keep(fig, out_dir, name):
+        caught[name] = fig
+        return common.save_png(fig, out_dir, name)
+
+    for module in (forgetting, tradeoff, base_vs_tuned):
+        monkeypatch.setattr(module, "save_png", keep)
+    return caught
+
+
+@pytest.fixture(scope="module")
+def quickstart_like(tmp_path_factory):
+    return collect_runs(make_results_sweep(tmp_path_factory.mktemp("qs") / "sweep", _jobs(QUICKSTART_LIKE)))
+
+
+def _laid_out(fig):
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _box(text, renderer):
+    if isinstance(text, Annotation):
+        text.update_positions(renderer)
+    return Text.get_window_extent(text, renderer)
+
+
+def _value_labels(ax):
+    return [t for t in ax.texts if isinstance(t, Annotation) and t.get_text()]
+
+
+def _assert_inside_and_apart(ax, labels, renderer):
+    frame = ax.get_window_extent(renderer)
+    boxes = [_box(t, renderer) for t in labels]
+    for t, b in zip(labels, boxes):
+        assert frame.x0 - 0.5 <= b.x0 and b.x1 <= frame.x1 + 0.5, f"{t.get_text()!r} crosses a side of the axes"
+        assert frame.y0 - 0.5 <= b.y0 and b.y1 <= frame.y1 + 0.5, f"{t.get_text()!r} crosses the top or bottom"
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), \
+                f"{labels[i].get_text()!r} covers {labels[j].get_text()!r}"
+
+
+def test_forgetting_value_labels_stay_inside_the_axes(quickstart_like, figures, tmp_path):
+    assert forgetting.plot_forgetting(quickstart_like, tmp_path) is not None
+    fig = figures["forgetting_vs_lr"]
+    ax = fig.axes[0]
+    labels = _value_labels(ax)
+    assert sorted(t.get_text() for t in labels) == sorted(f"{f:+.1f}%" for _, f, _, _ in QUICKSTART_LIKE)
+    _assert_inside_and_apart(ax, labels, _laid_out(fig))
+
+
+def _points(ax):
+    """(x, y) of every job drawn as a scatter point (the Pareto rings are hollow and skipped)."""
+    out = []
+    for coll in ax.collections:
+        if len(coll.get_facecolors()) and coll.get_facecolors()[0][3] > 0:
+            out += [tuple(map(float, xy)) for xy in coll.get_offsets()]
+    return out
+
+
+def test_every_tradeoff_point_is_named(quickstart_like, figures, tmp_path):
+    assert tradeoff.plot_tradeoff(quickstart_like, tmp_path) is not None
+    fig = figures["tradeoff"]
+    renderer = _laid_out(fig)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 2
+    for ax in panels:
+        labels = _value_labels(ax)
+        named = {tuple(map(float, t.xy)) for t in labels}
+        points = _points(ax)
+        assert len(points) == len(QUICKSTART_LIKE)
+        assert set(points) <= named, f"unnamed points in {ax.get_title()!r}"
+        assert {t.get_text() for t in labels} >= {f"lr {lr}\nepochs {ep}" for lr in ("3e-5", "3e-4", "3e-3")
+                                                  for ep in (1, 2)}
+        _assert_inside_and_apart(ax, labels, renderer)
+
+
+def test_points_on_top_of_each_other_are_each_named(figures, tmp_path):
+    rows = [((1e-4, 1), 5.0, 0.5, 0.1), ((1e-4, 2), 5.0, 0.5, 0.1), ((1e-3, 1), 40.0, 0.9, 0.2)]
+    runs = collect_runs(make_results_sweep(tmp_path / "sweep", _jobs(rows)))
+    tradeoff.plot_tradeoff(runs, tmp_path / "out")
+    ax = next(ax for ax in figures["tradeoff"].axes if ax.get_title().startswith("follow"))
+    at_shared_point = [t.get_text() for t in _value_labels(ax) if tuple(t.xy) == (pytest.approx(5.0), 50.0)]
+    assert sorted(at_shared_point) == ["lr 1e-4\nepochs 1", "lr 1e-4\nepochs 2"]
+    _assert_inside_and_apart(ax, _value_labels(ax), _laid_out(figures["tradeoff"]))
+
+
+def _shaded_at(ax, x, y, renderer) -> bool:
+    """Whether a band-coloured patch covers the data point (x, y)."""
+    where = ax.transData.transform((x, y))
+    for patch in ax.patches + [a for a in ax.get_children() if a.get_gid() == "above-band"]:
+        rgb = patch.get_facecolor()[:3]
+        if tuple(round(c, 3) for c in rgb) == tuple(round(c, 3) for c in to_rgb(common.BAND_COLOR)) \
+                and patch.contains_point(where):
+            return True
+    return False
+
+
+def test_band_and_everything_above_it_read_as_too_aggressive(quickstart_like, figures, tmp_path):
+    forgetting.plot_forgetting(quickstart_like, tmp_path)
+    fig = figures["forgetting_vs_lr"]
+    renderer = _laid_out(fig)
+    ax = fig.axes[0]
+    lo, hi = AGGRESSIVE_BAND
+    x = 3e-4
+    assert _shaded_at(ax, x, (lo + hi) / 2, renderer)
+    assert _shaded_at(ax, x, 130.0, renderer), "forgetting above the band is left unshaded"
+    assert not _shaded_at(ax, x, lo / 2, renderer)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    band = [t for t in legend if f"{lo:g}–{hi:g}%" in t]
+    above = [t for t in legend if f"above {hi:g}%" in t]
+    assert band and "threshold" in band[0]
+    assert above and "too aggressive" in above[0]
+
+
+def test_knowledge_bars_are_counted_in_probe_questions(quickstart_like, figures, tmp_path):
+    base_vs_tuned.plot_base_vs_tuned(quickstart_like, tmp_path)
+    ax = figures["base_vs_tuned"].axes[0]
+    ticks = {t.get_text().split("\n(")[0]: t.get_text() for t in ax.get_xticklabels()}
+    knowledge = [text for name, text in ticks.items() if name.startswith("knowledge")]
+    others = [text for name, text in ticks.items() if not name.startswith("knowledge")]
+    assert knowledge and all("probe questions" in t for t in knowledge)
+    assert others and all("held-out prompts" in t for t in others)
+    assert ax.get_ylabel() != "% of held-out prompts"
+    assert "probe questions" in ax.get_ylabel()
