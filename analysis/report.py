@@ -32,6 +32,7 @@ from analysis.collect import RunSet, collect_runs
 from analysis.jobdir import Problem
 from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding, compute_findings
 from analysis.plots import PLOTS, plot_all
+from analysis.sweepcmds import SweepCommand, sweep_commands
 from analysis.style import col_name, fmt_metric, fmt_num, fmt_value, setting_label, sorted_values
 from sft_sweep.jobfiles import write_atomic
 
@@ -139,6 +140,11 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
             + ", ".join(str(r) for r in runs.roots),
             f"{len(runs.jobs)} jobs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
             "Swept: " + (", ".join(f"{col_name(c)} ({c})" for c in runs.swept) or "nothing (single job)")]
+    commands = commands_by_sweep(runs)
+    mixed = {name: len(cmds) for name, cmds in commands.items() if len(cmds) > 1}
+    if mixed:
+        meta.append("Jobs from several sweep commands: " + ", ".join(f"{n} commands in {name}" for name, n in mixed.items())
+                    + " (each listed under What was swept)")
     if runs.seeds:
         meta.append(f"Seeds: {', '.join(runs.seeds)}, up to {runs.n_seeds()} per setting; numbers are "
                     "seed means, ± is a 95% confidence interval")
@@ -166,10 +172,7 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
                          rows=rows))
     else:
         doc.append(Block("p", "No setting differs between the jobs."))
-    specs = [(name, task) for name, task in runs.sweep_specs.items() if task]
-    if specs:
-        doc.append(Block("p", "Sweep command overrides (multirun.yaml):"))
-        doc.append(Block("list", items=[f"{name}: {' '.join(task)}" for name, task in specs]))
+    doc += _command_blocks(commands)
     if runs.constants:
         keep = {k: v for k, v in runs.constants.items() if not k.startswith("hydra.")}
         main = [k for k in MAIN_SETTINGS if k in keep]
@@ -232,11 +235,12 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
                              extra={"rel": os.path.relpath(path, out).replace(os.sep, "/")}))
 
     # Generations
-    samples = pick_samples(runs)
+    samples = pick_samples(runs, findings)
     if samples:
         doc.append(Block("h2", "Base vs tuned generations"))
-        doc.append(Block("p", "A few held-out prompts, the base model's continuation and the tuned models' "
-                              "answers (text shown verbatim, escaped)."))
+        doc.append(Block("p", "A few held-out prompts, the base model's continuation and the answers of the "
+                              "recommended job (or the best on the Pareto front) and of the jobs with the least "
+                              "and the most forgetting (text shown verbatim, escaped)."))
         for s in samples:
             doc.append(Block("sample", s["prompt"], extra=s))
 
@@ -252,6 +256,37 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
                                     if p.suffix in (".csv", ".parquet", ".json")]
                      + ["Regenerate with: sft-sweep-report " + " ".join(str(r) for r in runs.roots)]))
     return doc
+
+
+def commands_by_sweep(runs: RunSet) -> dict[str, list[SweepCommand]]:
+    """Per sweep directory of the report, the sweep commands that made its jobs."""
+    out: dict[str, list[SweepCommand]] = {}
+    if runs.jobs.empty:
+        return out
+    # Sweep names follow the order of the directories (the collection names them so).
+    for name, root in zip(runs.sweep_specs, runs.roots):
+        part = runs.jobs[runs.jobs["sweep"] == name]
+        out[name] = sweep_commands(root, list(zip(part["job"], part["path"])), runs.problems)
+    return out
+
+
+def _command_blocks(commands: dict[str, list[SweepCommand]]) -> list[Block]:
+    if not any(commands.values()):
+        return []
+    if len(commands) == 1:
+        (name, cmds), = commands.items()
+        if len(cmds) > 1:
+            intro = (f"This sweep directory holds jobs from {len(cmds)} sweep commands (each job's .hydra/ record "
+                     "says which; multirun.yaml keeps only the last one). Their jobs are analysed together:")
+        else:
+            intro = "Sweep command:"
+        return [Block("p", intro), Block("list", items=[c.describe() for c in cmds])]
+    mixed = [name for name, cmds in commands.items() if len(cmds) > 1]
+    intro = "Sweep commands, per sweep directory" + (
+        f" ({' and '.join(mixed)} {'holds' if len(mixed) == 1 else 'hold'} jobs from several commands, "
+        "analysed together):" if mixed else ":")
+    return [Block("p", intro),
+            Block("list", items=[f"{name}: {c.describe()}" for name, cmds in commands.items() for c in cmds])]
 
 
 def summary_table(runs: RunSet) -> tuple[list[str], list[list[str]]]:
@@ -298,8 +333,9 @@ def pareto_table(runs: RunSet) -> tuple[list[str], list[list[str]], str] | None:
     cols = runs.swept
     metrics = ["forgetting_pct", metric] + [m for m in ("final_answer_acc", "final_response_loss")
                                             if m != metric and m in done and done[m].notna().any()]
-    header = ["job"] + [col_name(c) for c in cols] + [_metric_header(m) for m in metrics]
-    rows = [[str(r["job"])] + [fmt_value(c, r[c]) for c in cols] + [fmt_metric(m, r[m]) for m in metrics]
+    # A job is named by its swept values; its directory name only when nothing was swept.
+    header = ([col_name(c) for c in cols] or ["job"]) + [_metric_header(m) for m in metrics]
+    rows = [([fmt_value(c, r[c]) for c in cols] or [str(r["job"])]) + [fmt_metric(m, r[m]) for m in metrics]
             for _, r in front.iterrows()]
     return header, rows, _metric_header(metric)
 
@@ -310,23 +346,71 @@ def _metric_header(m: str) -> str:
             "final_raw_loss": "raw-text loss"}.get(m, m)
 
 
-def pick_samples(runs: RunSet) -> list[dict[str, Any]]:
-    """Up to ``SAMPLE_PROMPTS`` prompts, each with the base output and the outputs of two
-    contrasting completed jobs (lowest and highest forgetting)."""
+def _gain_metric(done: pd.DataFrame) -> str | None:
+    """What the trade-off weighs against forgetting: the follow rate, else answer accuracy."""
+    if "forgetting_pct" not in done:
+        return None
+    return next((m for m in ("final_follow_rate", "final_answer_acc")
+                 if m in done and done[["forgetting_pct", m]].dropna().shape[0] >= 1), None)
+
+
+def recommended_job(runs: RunSet, findings: Sequence[Finding] = ()) -> tuple[pd.Series, str] | None:
+    """The job to show first: one of the recommended setting when the findings name one, else
+    the best job on the Pareto front (the least forgetting among the front's jobs that learnt
+    the format, i.e. reach half the best follow rate and 10 points over the base model)."""
+    done = runs.done_jobs()
+    if done.empty:
+        return None
+    with_samples = done[done["job"].isin(set(runs.samples["job"]))] if not runs.samples.empty else done
+    pool = with_samples if not with_samples.empty else done
+    rec = next((f for f in findings if f.key == "recommended_setting" and f.verdict == SUPPORTED), None)
+    best = rec.numbers.get("best") if rec is not None else None
+    if isinstance(best, dict) and best:
+        match = pool
+        for col, value in best.items():
+            if col in match:
+                match = match[match[col] == value]
+        if not match.empty:
+            return match.iloc[0], "recommended setting"
+    from analysis.stats import pareto_front
+
+    metric = _gain_metric(pool)
+    if metric is None:
+        return None
+    scored = pool.dropna(subset=["forgetting_pct", metric])
+    if scored.empty:
+        return None
+    front = pareto_front(scored, maximize=[metric], minimize=["forgetting_pct"]).sort_values("forgetting_pct")
+    base_col = metric.replace("final_", "base_", 1)
+    base = float(scored[base_col].mean()) if base_col in scored and scored[base_col].notna().any() else 0.0
+    need = max(0.5 * float(scored[metric].max()), base + 0.10)
+    learnt = front[front[metric] >= need]
+    pick = learnt.iloc[0] if not learnt.empty else front.sort_values(metric, ascending=False).iloc[0]
+    return pick, "best on the Pareto front"
+
+
+def pick_samples(runs: RunSet, findings: Sequence[Finding] = ()) -> list[dict[str, Any]]:
+    """Up to ``SAMPLE_PROMPTS`` prompts, each with the base output and the outputs of the
+    recommended job (``recommended_job``) and two contrasting completed jobs (lowest and
+    highest forgetting)."""
     if runs.samples.empty:
         return []
     done = runs.done_jobs()
     with_samples = done[done["job"].isin(set(runs.samples["job"]))]
     if with_samples.empty:
         return []
+    picks: list[tuple[pd.Series, str]] = []
+    chosen_job = recommended_job(runs, findings)
+    if chosen_job is not None and chosen_job[0]["job"] in set(with_samples["job"]):
+        picks.append(chosen_job)
     if "forgetting_pct" in with_samples and with_samples["forgetting_pct"].notna().any():
-        ordered = with_samples.sort_values("forgetting_pct")
-        picks = [ordered.iloc[0]]
-        if len(ordered) > 1:
-            picks.append(ordered.iloc[-1])
+        ordered = with_samples.dropna(subset=["forgetting_pct"]).sort_values("forgetting_pct")
+        picks += [(ordered.iloc[0], "least forgetting"), (ordered.iloc[-1], "most forgetting")]
     else:
-        picks = [with_samples.iloc[0]]
-    first = runs.samples[runs.samples["job"] == picks[0]["job"]].drop_duplicates("prompt")
+        picks.append((with_samples.iloc[0], ""))
+    seen: set[str] = set()
+    picks = [(j, why) for j, why in picks if not (j["job"] in seen or seen.add(j["job"]))]
+    first = runs.samples[runs.samples["job"] == picks[0][0]["job"]].drop_duplicates("prompt")
     # One prompt per evaluation set first (answer, knowledge, follow), then the rest in order.
     sets = first["set"].fillna("").tolist() if "set" in first else [""] * len(first)
     order = sorted(range(len(first)), key=lambda i: (sets[:i].count(sets[i]), i))
@@ -334,13 +418,15 @@ def pick_samples(runs: RunSet) -> list[dict[str, Any]]:
     out = []
     for _, s in chosen.iterrows():
         tuned = []
-        for j in picks:
+        for j, why in picks:
             rows = runs.samples[(runs.samples["job"] == j["job"]) & (runs.samples["prompt"] == s["prompt"])]
             if rows.empty:
                 continue
             label = setting_label(j, runs.swept) if runs.swept else f"job {j['job']}"
             if "forgetting_pct" in j and pd.notna(j["forgetting_pct"]):
                 label += f" (forgetting {fmt_metric('forgetting_pct', j['forgetting_pct'])})"
+            if why:
+                label = f"{why} — {label}"
             tuned.append((label, _clip(rows.iloc[0]["sft"])))
         title = " / ".join(t for t in (str(s.get("set") or ""), str(s["task"] or "")) if t) or "prompt"
         out.append({"task": title, "prompt": _clip(str(s["prompt"]).rstrip("\n")), "reference": _clip(s["reference"]),
@@ -526,4 +612,5 @@ def render_html(doc: list[Block]) -> str:
 
 
 __all__ = ["write_report", "ReportPaths", "summary_table", "pick_samples", "render_markdown",
-           "render_html", "md_escape", "md_code", "default_out_dir", "pareto_table"]
+           "render_html", "md_escape", "md_code", "default_out_dir", "pareto_table", "recommended_job",
+           "commands_by_sweep"]
