@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import RunSet, collect_runs
+from analysis.dataview import data_counts, read_summary, render_example
 from analysis.jobdir import Problem
 from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding, compute_findings
 from analysis.plots import PLOTS, plot_all
@@ -118,7 +119,7 @@ def write_report(dirs: str | os.PathLike | Sequence[str | os.PathLike], out_dir:
 
 @dataclass
 class Block:
-    kind: str  # h1 h2 h3 p list table img finding sample meta
+    kind: str  # h1 h2 h3 p list table img finding sample meta masked
     text: str = ""
     items: list[Any] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
@@ -208,6 +209,8 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
         doc.append(Block("list", items=[f"job {j['job']}: {w}" for _, j in warned.iterrows()
                                         for w in str(j["warnings"]).split("\n")][:100]))
 
+    doc += _training_data_blocks(runs, findings)
+
     # Summary table
     if done:
         doc.append(Block("h2", "Summary per setting"))
@@ -251,11 +254,53 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
         doc.append(Block("list", items=[str(p) for p in runs.problems[:100]]
                          + ([f"… and {len(runs.problems) - 100} more"] if len(runs.problems) > 100 else [])))
 
-    doc.append(Block("h2", "Data"))
+    doc.append(Block("h2", "Data files"))
     doc.append(Block("list", items=[f"{FILES_DIR}/{p.name}" for p in sorted((out / FILES_DIR).glob("*"))
                                     if p.suffix in (".csv", ".parquet", ".json")]
                      + ["Regenerate with: sft-sweep-report " + " ".join(str(r) for r in runs.roots)]))
     return doc
+
+
+def _training_data_blocks(runs: RunSet, findings: Sequence[Finding]) -> list[Block]:
+    """One training example with its loss mask, and the data counts the jobs recorded."""
+    done = runs.done_jobs()
+    if done.empty:
+        return []
+    shown = recommended_job(runs, findings)
+    job = shown[0] if shown is not None else done.iloc[0]
+    who = setting_label(job, runs.swept) if runs.swept else f"job {job['job']}"
+    out = [Block("h2", "Training data")]
+    try:
+        ex = render_example(job["path"])
+    except Exception as exc:  # noqa: BLE001 - a data file not on this machine must not stop the report
+        out.append(Block("p", f"The training example of {who} could not be rendered: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+    else:
+        out.append(Block("p", f"Example {ex.index} from {ex.source}, as job \"{who}\" trained on it: {ex.template} "
+                              f"template, loss mask \"{ex.mask_mode}\"; {ex.n_trained} of {ex.n_tokens} tokens are "
+                              f"trained ({ex.status}). Trained tokens are marked [[like this]] in report.md and "
+                              "highlighted in report.html."))
+        out.append(Block("masked", extra={"spans": ex.spans}))
+    counts = {j["job"]: data_counts(read_summary(j["path"]), runs.configs.get(j["job"], {}))
+              for _, j in done.iterrows()}
+    distinct = {tuple(c.lines()) for c in counts.values()}
+    if len(distinct) == 1:
+        out.append(Block("p", "Data counts recorded by the jobs (summary.json, the same in every completed job):"
+                         if len(counts) > 1 else "Data counts recorded by the job (summary.json):"))
+        out.append(Block("list", items=list(next(iter(distinct)))))
+    else:
+        header = ["job" if not runs.swept else "setting", "training examples", "filtered", "deduplicated",
+                  "truncated", "dropped", "replay ratio"]
+        rows = []
+        for _, j in done.iterrows():
+            c = counts[j["job"]]
+            rows.append([setting_label(j, runs.swept) if runs.swept else str(j["job"])]
+                        + [fmt_num(v) for v in (c.training_examples, c.filtered, c.deduplicated, c.truncated,
+                                                c.dropped)]
+                        + ["—" if c.replay_ratio is None else f"{100 * c.replay_ratio:.3g}%"])
+        out.append(Block("p", "Data counts recorded by each completed job (summary.json); they differ between jobs:"))
+        out.append(Block("table", header=header, rows=rows))
+    return out
 
 
 def commands_by_sweep(runs: RunSet) -> dict[str, list[SweepCommand]]:
@@ -500,6 +545,8 @@ def render_markdown(doc: list[Block]) -> str:
         elif b.kind == "img":
             rel = b.extra["rel"]
             out.append(f"![{md_escape(b.text)}]({_md_url(rel)})\n\n*{md_escape(b.text)}*\n")
+        elif b.kind == "masked":
+            out.append(md_code("".join(f"[[{t}]]" if on else t for t, on in b.extra["spans"])) + "\n")
         elif b.kind == "sample":
             s = b.extra
             parts = [f"### {md_escape(s['task'])}\n", "Prompt:\n", md_code(s["prompt"]) + "\n",
@@ -550,6 +597,7 @@ pre { background: #f6f8fa; border: 1px solid #e1e4e8; padding: .6em; white-space
 .sample { border: 1px solid #ddd; padding: .4em .9em; margin: 1em 0; border-radius: 4px; }
 .label { font-size: .85em; color: #555; }
 pre.empty { color: #888; font-style: italic; }
+pre.masked mark { background: #b7e4b7; color: #111; border-radius: 2px; }
 """
 
 _VERDICT_CLASS = {SUPPORTED: "v-supported", NOT_SUPPORTED: "v-not-supported", INCONCLUSIVE: "v-inconclusive"}
@@ -593,6 +641,9 @@ def render_html(doc: list[Block]) -> str:
             data = base64.b64encode(Path(b.path).read_bytes()).decode("ascii")
             body.append(f'<figure><img alt="{_e(b.text)}" src="data:image/png;base64,{data}">'
                         f"<figcaption>{_e(b.text)}</figcaption></figure>")
+        elif b.kind == "masked":
+            body.append('<pre class="masked">' + "".join(f"<mark>{_e(t)}</mark>" if on else _e(t)
+                                                          for t, on in b.extra["spans"]) + "</pre>")
         elif b.kind == "sample":
             s = b.extra
             parts = [f'<div class="sample"><h3>{_e(s["task"])}</h3>',
