@@ -133,7 +133,7 @@ def render_example(job_dir: str | Path) -> RenderedExample:
     raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
     cfg = to_object(OmegaConf.merge(OmegaConf.structured(Config), raw))
     if cfg.data.source == "world":
-        source, convs = "built-in world", build_world(world_config(cfg)).train[:SEARCH_EXAMPLES]
+        source, convs = "the built-in world", build_world(world_config(cfg)).train[:SEARCH_EXAMPLES]
     else:
         if not cfg.data.datasets:
             raise ValueError("the job names no data file")
@@ -141,7 +141,7 @@ def render_example(job_dir: str | Path) -> RenderedExample:
         path = Path(ds.path).expanduser()
         if not path.is_absolute():
             path = Path(_start_dir(job_dir) or ".") / path
-        source = f"{name} ({path.name})"
+        source = f"data set {name} ({path.name})"
         convs = load_conversations(path, ds.format, role_map=dict(ds.role_map) or None,
                                    on_bad_record="skip")[:SEARCH_EXAMPLES]
     if not convs:

@@ -119,7 +119,7 @@ def write_report(dirs: str | os.PathLike | Sequence[str | os.PathLike], out_dir:
 
 @dataclass
 class Block:
-    kind: str  # h1 h2 h3 p list table img finding sample meta masked
+    kind: str  # h1 h2 h3 p list table img finding sample meta masked commands
     text: str = ""
     items: list[Any] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
@@ -325,13 +325,13 @@ def _command_blocks(commands: dict[str, list[SweepCommand]]) -> list[Block]:
                      "says which; multirun.yaml keeps only the last one). Their jobs are analysed together:")
         else:
             intro = "Sweep command:"
-        return [Block("p", intro), Block("list", items=[c.describe() for c in cmds])]
+        return [Block("p", intro), Block("commands", items=[("", c.text(), c.notes()) for c in cmds])]
     mixed = [name for name, cmds in commands.items() if len(cmds) > 1]
     intro = "Sweep commands, per sweep directory" + (
         f" ({' and '.join(mixed)} {'holds' if len(mixed) == 1 else 'hold'} jobs from several commands, "
         "analysed together):" if mixed else ":")
     return [Block("p", intro),
-            Block("list", items=[f"{name}: {c.describe()}" for name, cmds in commands.items() for c in cmds])]
+            Block("commands", items=[(name, c.text(), c.notes()) for name, cmds in commands.items() for c in cmds])]
 
 
 def summary_table(runs: RunSet) -> tuple[list[str], list[list[str]]]:
@@ -545,6 +545,9 @@ def render_markdown(doc: list[Block]) -> str:
         elif b.kind == "img":
             rel = b.extra["rel"]
             out.append(f"![{md_escape(b.text)}]({_md_url(rel)})\n\n*{md_escape(b.text)}*\n")
+        elif b.kind == "commands":
+            out.append("\n".join(f"- {md_escape((where + ': ' if where else '') + cmd + ' (' + notes + ')')}"
+                                  for where, cmd, notes in b.items) + "\n")
         elif b.kind == "masked":
             out.append(md_code("".join(f"[[{t}]]" if on else t for t, on in b.extra["spans"])) + "\n")
         elif b.kind == "sample":
@@ -597,6 +600,7 @@ pre { background: #f6f8fa; border: 1px solid #e1e4e8; padding: .6em; white-space
 .sample { border: 1px solid #ddd; padding: .4em .9em; margin: 1em 0; border-radius: 4px; }
 .label { font-size: .85em; color: #555; }
 pre.empty { color: #888; font-style: italic; }
+code { background: #f3f3f3; padding: .05em .3em; border-radius: 3px; font-size: .92em; }
 pre.masked mark { background: #b7e4b7; color: #111; border-radius: 2px; }
 """
 
@@ -641,6 +645,9 @@ def render_html(doc: list[Block]) -> str:
             data = base64.b64encode(Path(b.path).read_bytes()).decode("ascii")
             body.append(f'<figure><img alt="{_e(b.text)}" src="data:image/png;base64,{data}">'
                         f"<figcaption>{_e(b.text)}</figcaption></figure>")
+        elif b.kind == "commands":
+            body.append("<ul>" + "".join(f"<li>{_e(where + ': ') if where else ''}<code>{_e(cmd)}</code> ({_e(notes)})</li>"
+                                         for where, cmd, notes in b.items) + "</ul>")
         elif b.kind == "masked":
             body.append('<pre class="masked">' + "".join(f"<mark>{_e(t)}</mark>" if on else _e(t)
                                                           for t, on in b.extra["spans"]) + "</pre>")

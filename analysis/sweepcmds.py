@@ -41,15 +41,19 @@ class SweepCommand:
     def text(self) -> str:
         return " ".join([PROG, *self.overrides])
 
-    def describe(self) -> str:
-        """``sft-sweep -m ... (6 jobs; the config sweeps optim.lr=3e-5,3e-4)``."""
+    def notes(self) -> str:
+        """``6 jobs; the config sweeps optim.lr=3e-5,3e-4``."""
         n = len(self.jobs)
         notes = [f"{n} job{'s' if n != 1 else ''}" if n else "no job of it found"]
         if self.config_sweeps:
             notes.append("the config sweeps " + " ".join(self.config_sweeps))
         if not self.typed:
             notes.append("rebuilt from the jobs' .hydra/ records")
-        return f"{self.text()} ({'; '.join(notes)})"
+        return "; ".join(notes)
+
+    def describe(self) -> str:
+        """``sft-sweep -m ... (6 jobs; the config sweeps optim.lr=3e-5,3e-4)``."""
+        return f"{self.text()} ({self.notes()})"
 
 
 @dataclass

@@ -57,11 +57,13 @@ def test_every_sweep_command_is_listed(two_command_sweep, tmp_path, no_figures):
     md = write_report(two_command_sweep, tmp_path / "out").markdown.read_text()
     assert "holds jobs from 2 sweep commands" in md
     assert "Jobs from several sweep commands: 2 commands in smoke" in md
-    first = "sft-sweep -m experiment=smoke train.threads=1 (2 jobs; the config sweeps optim.lr=3e-4,3e-3;"
-    second = "sft-sweep -m experiment=smoke optim.lr=1e-3,1e-2 train.epochs=2 train.threads=1 (2 jobs)"
+    first = "- sft-sweep -m experiment=smoke train.threads=1 (2 jobs; the config sweeps optim.lr=3e-4,3e-3;"
+    second = "- sft-sweep -m experiment=smoke optim.lr=1e-3,1e-2 train.epochs=2 train.threads=1 (2 jobs)"
     assert first in md
     assert second in md
     assert md.index(first) < md.index(second)  # in the order they ran
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<code>sft-sweep -m experiment=smoke optim.lr=1e-3,1e-2 train.epochs=2 train.threads=1</code>" in html
 
 
 def test_commands_of_the_same_shape_are_told_apart(tmp_path):
