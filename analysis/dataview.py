@@ -64,14 +64,16 @@ class DataCounts:
             out.append("replay ratio: not recorded")
         else:
             asked = f", asked {100 * self.replay_ratio_asked:.3g}%" if self.replay_ratio_asked is not None else ""
+            n = num(self.n_replay)
             out.append(f"replay ratio: {100 * self.replay_ratio:.3g}% of the training sequences are raw text"
-                       f" ({num(self.n_replay)} sequences{asked})")
+                       f" ({n} sequence{'' if n == '1' else 's'}{asked})")
         return out
 
 
 def data_counts(summary: dict[str, Any], config: dict[str, Any] | None = None) -> DataCounts:
     """The counts of ``summary["data"]``, summed over the training data sets (the held-out
-    split, ``length.val``, is not training data)."""
+    split, ``length.val``, is not training data). Duplicates are counted where the job removed
+    them: ``dedup.<set>`` (before the held-out split) or, in older jobs, the quality filter."""
     data = summary.get("data") if isinstance(summary, dict) else None
     counts = DataCounts()
     if not isinstance(data, dict):
@@ -88,6 +90,8 @@ def data_counts(summary: dict[str, Any], config: dict[str, Any] | None = None) -
             counts.filtered = (counts.filtered or 0) + sum(removed.values())
             for k, v in removed.items():
                 counts.filtered_by_rule[k] = counts.filtered_by_rule.get(k, 0) + v
+        elif kind == "dedup" and isinstance(rep.get("duplicates"), (int, float)):
+            counts.deduplicated = (counts.deduplicated or 0) + int(rep["duplicates"])
         elif kind == "length" and name != "val":
             counts.truncated = (counts.truncated or 0) + int(rep.get("truncated", 0))
             counts.dropped = (counts.dropped or 0) + int(rep.get("dropped_too_long", 0)) \

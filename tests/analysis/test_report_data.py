@@ -14,8 +14,10 @@ from analysis_helpers import BASE_CONFIG, BASE_EVAL, summary_for, write_job
 
 ANSWER = 'Use <b>bold</b> & <script>alert("x")</script> [[not a mark]]'
 DATA = {
-    "quality.main": {"n_in": 10, "n_kept": 6,
-                     "removed": {"too_short": 1, "too_long": 0, "low_ratio": 1, "low_diversity": 0, "duplicate": 2}},
+    "load.main": {"loaded": 12, "skipped": 1},
+    "dedup.main": {"n_in": 12, "duplicates": 2, "n_kept": 10},
+    "quality.main": {"n_in": 10, "n_kept": 8,
+                     "removed": {"too_short": 1, "too_long": 0, "low_ratio": 1, "low_diversity": 0}},
     "length.main": {"n_in": 6, "n_kept": 5, "truncated": 3, "dropped_too_long": 0, "dropped_no_trained_tokens": 1},
     "length.val": {"n_in": 2, "n_kept": 2, "truncated": 7, "dropped_too_long": 0, "dropped_no_trained_tokens": 0},
     "mix": {"n_sft": 5, "n_replay": 1, "achieved_ratio": 1 / 6},
@@ -55,6 +57,9 @@ def test_example_marks_exactly_the_assistant_answer(tmp_path):
 def test_counts_come_from_the_summary():
     c = data_counts({"data": DATA}, {"mix.replay_ratio": 0.2})
     assert (c.training_examples, c.filtered, c.deduplicated, c.truncated, c.dropped) == (6, 2, 2, 3, 1)
+    assert c.skipped_records == 1
+    older = {"quality.w": {"n_in": 5, "n_kept": 4, "removed": {"too_short": 0, "duplicate": 1}}}
+    assert data_counts({"data": older}).deduplicated == 1  # jobs that deduplicated in the quality filter
     assert c.filtered_by_rule == {"too_short": 1, "too_long": 0, "low_ratio": 1, "low_diversity": 0}
     assert c.replay_ratio == 1 / 6 and c.replay_ratio_asked == 0.2 and c.n_replay == 1
     assert data_counts({"data": {"train": 800}}).lines()[0] == "training examples: not recorded"
@@ -69,7 +74,8 @@ def test_report_shows_the_example_and_the_counts(tmp_path, no_figures):
     assert "Say <hi> & more<|im_end|>" in md  # inside a code fence: shown verbatim, untrained
     for line in ("training examples: 6", "filtered by the quality rules: 2 (too_short 1, low_ratio 1)",
                  "deduplicated: 2", "truncated: 3", "dropped (too long or no trained token left): 1",
-                 "replay ratio: 16.7% of the training sequences are raw text (1 sequences, asked 20%)"):
+                 "records skipped while loading: 1",
+                 "replay ratio: 16.7% of the training sequences are raw text (1 sequence, asked 20%)"):
         assert line.replace("_", "\\_") in md, line
     masked = re.search(r'<pre class="masked">(.*?)</pre>', html, re.S).group(1)
     assert "<script>" not in html and "<b>" not in masked
