@@ -19,7 +19,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from analysis.collect import _is_sweep_value as is_sweep_value
 from analysis.jobdir import HYDRA_DIR, Problem, natural_key, read_yaml
