@@ -23,7 +23,7 @@ from pathlib import Path
 from analysis.collect import _is_sweep_value as is_sweep_value
 from analysis.jobdir import HYDRA_DIR, Problem, natural_key, read_yaml
 
-PROG = "sft-sweep -m"
+PROG = "sft-sweep"
 
 
 @dataclass
@@ -36,9 +36,11 @@ class SweepCommand:
     config_sweeps: list[str] = field(default_factory=list)
     #: Taken verbatim from ``multirun.yaml`` (else rebuilt from the jobs' records).
     typed: bool = False
+    #: A ``-m`` run (Hydra's mode MULTIRUN); a single run's job has mode RUN.
+    multirun: bool = True
 
     def text(self) -> str:
-        return " ".join([PROG, *self.overrides])
+        return " ".join([PROG, *(["-m"] if self.multirun else []), *self.overrides])
 
     def notes(self) -> str:
         """``6 jobs; the config sweeps optim.lr=3e-5,3e-4``."""
@@ -63,6 +65,7 @@ class _JobRecord:
     hydra_overrides: list[str]
     num: int | None
     started: float
+    multirun: bool = True
 
     def keys(self) -> tuple[str, ...]:
         return tuple(sorted(_key(o) for o in self.overrides))
@@ -76,7 +79,7 @@ def sweep_commands(root: str | Path, jobs: Sequence[tuple[str, str | Path]],
     records = [r for job, path in jobs if (r := _read_job(job, Path(path), problems)) is not None]
     groups: dict[str, list[_JobRecord]] = {}
     for r in records:
-        shape = json.dumps([r.keys(), sorted(r.sweeper_params.items()), r.hydra_overrides])
+        shape = json.dumps([r.keys(), sorted(r.sweeper_params.items()), r.hydra_overrides, r.multirun])
         groups.setdefault(shape, []).append(r)
     commands = [_command(part) for group in groups.values() for part in _split_reruns(group)]
     commands.sort(key=lambda c: c[0])
@@ -105,7 +108,8 @@ def _read_job(job: str, path: Path, problems: list[Problem]) -> _JobRecord | Non
                 job, [str(o) for o in ov.get("task") or []],
                 {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {},
                 sorted(str(o) for o in ov.get("hydra") or [] if not str(o).startswith("hydra.mode=")),
-                num if isinstance(num, int) else None, _mtime(hydra_yaml))
+                num if isinstance(num, int) else None, _mtime(hydra_yaml),
+                multirun=str(hydra.get("mode") or "MULTIRUN").upper() != "RUN")
     if overrides_yaml.exists():
         raw = read_yaml(overrides_yaml, problems)
         if isinstance(raw, list):
@@ -149,7 +153,7 @@ def _command(jobs: list[_JobRecord]) -> tuple[float, SweepCommand]:
     for o in first.overrides:
         key = _key(o)
         vals = values[key]
-        from_config = first.sweeper_params.get(key.lstrip("+~"))
+        from_config = first.sweeper_params.get(key.lstrip("+~")) if first.multirun else None
         if from_config is not None and _within(vals, from_config):
             config_sweeps.append(f"{key.lstrip('+~')}={from_config}")
         elif len(vals) == 1:
@@ -158,7 +162,8 @@ def _command(jobs: list[_JobRecord]) -> tuple[float, SweepCommand]:
             vals = sorted(vals, key=_value_order)
             overrides.append(f"{o.split('=', 1)[0]}={','.join(vals)}")
     jobs_sorted = sorted((r.job for r in jobs), key=natural_key)
-    return min(r.started for r in jobs), SweepCommand(overrides, jobs_sorted, config_sweeps)
+    return min(r.started for r in jobs), SweepCommand(overrides, jobs_sorted, config_sweeps,
+                                                      multirun=first.multirun)
 
 
 def _key(override: str) -> str:

@@ -16,7 +16,7 @@ from analysis_helpers import BASE_CONFIG, BASE_EVAL, make_results_sweep, summary
 CONFIG_SWEEP = {"optim.lr": "3e-4,3e-3"}
 
 
-def _hydra_job(sweep, name, task, num, *, params=None, started=0.0, epochs=1):
+def _hydra_job(sweep, name, task, num, *, params=None, started=0.0, epochs=1, mode="MULTIRUN"):
     """A job directory as a Hydra multirun writes it: .hydra/ records and the job's files."""
     lr = float(next(o for o in task if o.startswith("optim.lr=")).split("=", 1)[1])
     config = {**BASE_CONFIG, "optim.lr": lr, "train.epochs": epochs}
@@ -28,7 +28,7 @@ def _hydra_job(sweep, name, task, num, *, params=None, started=0.0, epochs=1):
         "hydra:\n  overrides:\n    hydra:\n    - hydra.mode=MULTIRUN\n    task:\n"
         + "".join(f"    - {t}\n" for t in task)
         + "  sweeper:\n    params:" + ("\n" + params_yaml if params else " null\n")
-        + f"  job:\n    name: cli\n    num: {num}\n")
+        + f"  mode: {mode}\n  job:\n    name: cli\n    num: {num}\n")
     os.utime(job / ".hydra" / "hydra.yaml", (started, started))
     return job
 
@@ -125,3 +125,10 @@ def test_generations_show_the_best_of_the_pareto_front_without_a_recommendation(
     # learnt the format with the least forgetting is lr 3e-4.
     runs = _results(tmp_path, [(1e-4, 20.0, 0.1), (3e-4, 50.0, 0.9), (1e-3, 80.0, 0.95), (3e-3, 300.0, 0.97)])
     assert _tuned_labels(runs)[0] == "best on the Pareto front — lr 3e-4 (forgetting +50.0%)"
+
+
+def test_a_single_run_is_not_called_a_sweep(tmp_path):
+    job = _hydra_job(tmp_path / "single", "job", ["optim.lr=0.001", "experiment=smoke"], 0, params=CONFIG_SWEEP,
+                     mode="RUN")
+    (cmd,) = sweep_commands(job.parent, [("job", job)])
+    assert cmd.text() == "sft-sweep optim.lr=0.001 experiment=smoke"
