@@ -293,8 +293,8 @@ def missing_note(ax, col: str, wanted: Sequence[Any], shown: Sequence[Any]) -> N
     missing = [v for v in wanted if v not in set(shown)]
     if missing:
         ax.text(0.98, 0.98, "no completed job: " + ", ".join(fmt_param(col, v) for v in missing),
-                transform=ax.transAxes, ha="right", va="top", fontsize=7.5, color="#555555",
-                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="#cccccc", alpha=0.9))
+                transform=ax.transAxes, ha="right", va="top", fontsize=7.5, color="#555555", zorder=1,
+                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="#cccccc", alpha=0.7))  # under the data
 
 
 def facet_title(key: dict[str, Any]) -> str:

@@ -162,3 +162,19 @@ def test_knowledge_bars_are_counted_in_probe_questions(quickstart_like, figures,
     assert others and all("held-out prompts" in t for t in others)
     assert ax.get_ylabel() != "% of held-out prompts"
     assert "probe questions" in ax.get_ylabel()
+
+
+def test_missing_job_note_does_not_hide_a_curve(tmp_path, monkeypatch):
+    """The note naming a facet's missing learning rates sits in a corner a curve can run through:
+    the curve is drawn over it."""
+    from analysis.plots import lr as lr_module
+
+    caught = {}
+    monkeypatch.setattr(lr_module, "save_png", lambda fig, out_dir, name: caught.setdefault(name, fig))
+    rows = [((1e-4, 1), 2.0, 0.5, 0.1), ((1e-3, 1), 9.0, 0.8, 0.2), ((1e-3, 2), 12.0, 0.9, 0.2)]
+    lr_module.plot_lr_comparison(collect_runs(make_results_sweep(tmp_path / "sweep", _jobs(rows))), tmp_path)
+    notes = [(ax, t) for ax in caught["lr_comparison"].axes for t in ax.texts
+             if t.get_text().startswith("no completed job")]
+    assert notes
+    for ax, note in notes:
+        assert all(line.get_zorder() > note.get_zorder() for line in ax.lines)
