@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.text import Text
-from matplotlib.transforms import blended_transform_factory
+from matplotlib.transforms import Bbox, blended_transform_factory
 from matplotlib.ticker import (
     FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator, PercentFormatter,
 )
@@ -129,9 +129,11 @@ def band_handles() -> list[Patch]:
             Patch(facecolor=BAND_COLOR, alpha=ABOVE_ALPHA * 1.8, label=f"above {hi:g}%: too aggressive")]
 
 
-def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0) -> None:
+def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
+               points: Sequence[tuple[float, float]] = (), point_px: float = 5.0) -> None:
     """Move value labels (annotations placed with an offset in points) so that each lies inside
-    the axes and none covers another.
+    the axes and covers neither another label nor a data point of ``points`` (data coordinates,
+    each a square of ``2 * point_px`` pixels).
 
     A label that crosses the right or left edge goes to the other side of its point, one that
     crosses the top or bottom is moved inside, and overlapping labels are pushed apart
@@ -168,6 +170,19 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0) -> N
                         labels[lo_i].xyann = (labels[lo_i].xyann[0], labels[lo_i].xyann[1] - push)
                         labels[hi_i].xyann = (labels[hi_i].xyann[0], labels[hi_i].xyann[1] + push)
                         boxes = [text_box(t, renderer) for t in labels]
+                        moved = True
+            marks = [Bbox.from_extents(x - point_px, y - point_px, x + point_px, y + point_px)
+                     for x, y in ax.transData.transform(points)] if len(points) else []
+            for t in labels:  # off the data points, to the side the label's own point is not
+                bb = text_box(t, renderer)
+                for mark in marks:
+                    if bb.overlaps(mark):
+                        # the smaller move that keeps the label inside the axes
+                        shifts = sorted((mark.y1 - bb.y0 + 1, -(bb.y1 - mark.y0 + 1)), key=abs)
+                        fits = [d for d in shifts if box.y0 + pad_px <= bb.y0 + d and bb.y1 + d <= box.y1 - pad_px]
+                        shift = (fits or shifts)[0]
+                        t.xyann = (t.xyann[0], t.xyann[1] + shift * to_pt)
+                        bb = text_box(t, renderer)
                         moved = True
             for t in labels:  # back inside the top and bottom edges
                 bb = text_box(t, renderer)

@@ -33,6 +33,7 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
     marker_col = next((c for c in runs.params if c != color_col), None)
     fig, axes = panel_grid(1, len(metrics), w=5.4, h=4.2)
     labels_by_ax: dict = {}
+    points_by_ax: dict = {}
     for ax, m in zip(axes.flat, metrics):
         pts = done.dropna(subset=["forgetting_pct", m])
         scale = metric_scale(m)
@@ -50,6 +51,7 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
                    edgecolors="black", linewidths=1.3, zorder=4)
         # Every point is named while that stays readable; in a larger search the front's jobs
         # are, and points drawn on top of each other say how many they are.
+        points_by_ax[ax] = list(zip(pts["forgetting_pct"], scale * pts[m]))
         named = pts if len(pts) <= MAX_NAMED else front
         for _, row in named.iterrows():
             labels_by_ax.setdefault(ax, []).append(ax.annotate(
@@ -63,6 +65,12 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
         suffix = forgetting_axis(ax, pts["forgetting_pct"], "x")
         ax.set_xlabel("forgetting: raw-text loss\nchange vs base (%)" + suffix.replace("\n", " "))
         ax.set_ylabel(metric_label(m))
+        # A rate that hardly varies (every job at 0%) still gets an axis of a few points, so the
+        # percent ticks stay distinct.
+        ys = scale * pts[m]
+        lo, hi = float(ys.min()), float(ys.max())
+        span = max(hi - lo, 10.0)
+        ax.set_ylim(lo - 0.08 * span, lo + 1.08 * span)
         y_percent(ax)
         ax.set_title(f"{metric_label(m).split(' (')[0]} vs forgetting", fontsize=10)
         ax.grid(alpha=0.3)
@@ -84,7 +92,7 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
             "one point per completed job; up-left is better; circled = Pareto front (no other job\n"
             f"is better on both axes); {status_note(runs)}")
     for ax, texts in labels_by_ax.items():
-        fit_labels(fig, ax, texts)
+        fit_labels(fig, ax, texts, points=points_by_ax.get(ax, []))
     return save_png(fig, out_dir, "tradeoff")
 
 

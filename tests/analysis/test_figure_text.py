@@ -178,3 +178,21 @@ def test_missing_job_note_does_not_hide_a_curve(tmp_path, monkeypatch):
     assert notes
     for ax, note in notes:
         assert all(line.get_zorder() > note.get_zorder() for line in ax.lines)
+
+
+def test_close_points_keep_their_labels_off_each_other_and_the_rate_axis_readable(figures, tmp_path):
+    """Four jobs within 15 points of forgetting, answer accuracy 0% for all (a smoke sweep)."""
+    rows = [((3e-4, 1), 5.2, 0.0, 0.0), ((1e-3, 2), 3.9, 0.0, 0.0), ((3e-3, 1), 12.4, 0.0, 0.0),
+            ((1e-2, 2), 18.0, 0.33, 0.0)]
+    tradeoff.plot_tradeoff(collect_runs(make_results_sweep(tmp_path / "sweep", _jobs(rows))), tmp_path / "out")
+    fig = figures["tradeoff"]
+    renderer = _laid_out(fig)
+    for ax in (ax for ax in fig.axes if ax.get_title()):
+        labels = _value_labels(ax)
+        _assert_inside_and_apart(ax, labels, renderer)
+        for x, y in ax.transData.transform(_points(ax)):
+            for t in labels:
+                b = _box(t, renderer)
+                assert not (b.x0 < x < b.x1 and b.y0 < y < b.y1), f"{t.get_text()!r} covers a point"
+        ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        assert len(ticks) == len(set(ticks)) >= 3, ticks  # distinct percent ticks, not "0%, 0%, 0%"
