@@ -2,8 +2,10 @@
 
 ``write_report(dirs, out_dir=None)`` collects the jobs, exports the tables, draws the figures,
 computes the findings and writes both documents. Layout: findings first (the point of the
-sweep), then what was swept, job status, a summary table per setting, the figures, a few
-base vs tuned generations, and any file that could not be read.
+sweep), then what was swept and by which sweep commands (``analysis.sweepcmds``), job status,
+the training data (one example with its loss mask and the jobs' data counts,
+``analysis.dataview``), a summary table per setting, the Pareto front, the figures, a few base
+vs tuned generations (``analysis.samples``), and any file that could not be read.
 
 Safety: every text that comes from the job files (generations, prompts, error messages,
 parameter values, directory names) is escaped: HTML-escaped in ``report.html`` (which also
