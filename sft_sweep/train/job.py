@@ -23,8 +23,8 @@ from .. import __version__
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
 from ..errors import CheckpointError, DivergedError, SftSweepError
 from ..jobfiles import (
-    CHECKPOINT, COMPLETED, DIVERGED, FAILED, METRICS, MODEL, RUNNING, SAMPLES, SUMMARY, WARNINGS, flatten,
-    forgetting_pct, read_json, write_json, write_jsonl,
+    CHECKPOINT, COMPLETED, DIVERGED, FAILED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES, SUMMARY, WARNINGS,
+    flatten, forgetting_pct, read_json, write_json, write_jsonl,
 )
 from ..nn import GPT, load_checkpoint, save_checkpoint
 from . import sft
@@ -34,6 +34,7 @@ from .evaluate import Evaluator, sample_rows
 from .pretrain import load_or_build_base
 from .resources import job_threads
 from .runfiles import MetricsLog
+from .trial import Pruned, TrialReporter
 
 log = logging.getLogger("sft_sweep")
 
@@ -118,6 +119,10 @@ class Job:
         write_json(self.summary_path, self._summary(RUNNING))
         try:
             summary = self._run(t_start)
+        except Pruned as p:  # a search's pruner stopped it: a result, not a failure
+            summary = self._summary(PRUNED, **p.fields,
+                                    timings={**self.timings, "total_s": time.perf_counter() - t_start})
+            self.ckpt_path.unlink(missing_ok=True)
         except Exception as e:  # recorded in summary.json; the caller chooses the exit code
             user_error = isinstance(e, SftSweepError)
             why = {"reason": DIVERGED, "diverged": e.details()} if isinstance(e, DivergedError) else {}
@@ -227,6 +232,8 @@ class Job:
         self.eval_s = 0.0
         self.diverge_bound = sft.divergence_bound(cfg)
         self.last_eval: dict[str, Any] = {"step": -1, "metrics": None, "gens": None}
+        self.trial = TrialReporter.from_env(cfg.eval.objective, bool(cfg.eval.objectives), self.base_metrics,
+                                            total, self.name)  # None unless a search runs this job
 
         def on_step_end(step: int) -> None:
             if step % cfg.train.eval_interval == 0 or step == total:
@@ -252,6 +259,8 @@ class Job:
         log.info("[%s] step %d/%d eval: %s", self.name, step, self.plan.total_steps, _fmt(m))
         for key in ("raw_loss", "response_loss"):  # a blown-up model fails here, not at the end
             sft.check_divergence(key, m.get(key), step, self.diverge_bound)
+        if self.trial is not None:
+            self.trial.report(step, m, final=step == self.plan.total_steps)
 
     def finish(self, step: int, examples: list, mix_report: dict, t_start: float) -> dict:
         """Samples and the tuned model to the job directory, the checkpoint removed; the summary."""

@@ -1,0 +1,105 @@
+"""The study: where it is stored, who runs its trials, which running trials were abandoned.
+
+Storage: by default a journal file, ``<sweep dir>/optuna.journal``. Optuna's journal storage
+appends one JSON line per change under a lock made by an atomic symlink (safe on NFS, where
+SQLite's POSIX locks are not reliable), and every reader replays the log; so the sweeper, each job
+reporting its evaluations and ``optuna-dashboard`` may all use it at once. A database URL
+(``sqlite:///...`` on a local disk, ``postgresql://...``) is accepted too.
+
+Resume: each asked trial carries the sweeper that runs it (host and process id) as a user
+attribute. A RUNNING trial whose sweeper process is gone on this host was interrupted: a new run of
+the same search adopts it and launches its job again with the same parameters, in the same job
+directory, where the job resumes from its checkpoint. RUNNING trials of a live sweeper (another
+search on the same storage, or one on another host) are left to it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sft_sweep.train.trial import open_storage
+
+OWNER_ATTR = "sweeper"  # "host:pid" of the sweeper process that launched the trial's job
+
+
+class StudyError(Exception):
+    """A study that cannot be opened or used as asked (one line for the user)."""
+
+
+def owner_token() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def abandoned(trial: FrozenTrial) -> bool:
+    """A RUNNING trial whose sweeper died on this host (or that has no recorded sweeper)."""
+    if trial.state != TrialState.RUNNING:
+        return False
+    owner = str(trial.user_attrs.get(OWNER_ATTR) or "")
+    host, _, pid = owner.rpartition(":")
+    if not owner or not pid.isdigit():
+        return True
+    if host != socket.gethostname():
+        return False  # cannot tell from here: left to its own sweeper
+    return int(pid) != os.getpid() and not _process_alive(int(pid))
+
+
+def storage_spec(storage: str | None, sweep_dir: str) -> str:
+    """Absolute journal path or database URL (the jobs may run elsewhere than the sweeper's cwd)."""
+    if storage and "://" in storage:
+        return storage
+    return os.path.abspath(storage or os.path.join(sweep_dir, "optuna.journal"))
+
+
+def open_study(spec: str, name: str, directions: list[str], sampler: Any) -> optuna.Study:
+    """Create the study or load it; every failure becomes one StudyError line."""
+    try:
+        if "://" not in spec:
+            os.makedirs(os.path.dirname(spec), exist_ok=True)
+            if os.path.isdir(spec):
+                raise IsADirectoryError(f"{spec} is a directory")
+        storage = open_storage(spec)
+        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, directions=directions,
+                                    load_if_exists=True)
+    except Exception as e:  # noqa: BLE001 - file system, lock, database driver: all the same to the user
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise StudyError(f"cannot open the study storage {spec}: {type(e).__name__}: {reason}") from None
+    existing = [d.name.lower() for d in study.directions]
+    if existing != directions:
+        raise StudyError(f"study {name!r} in {spec} has directions {existing}, this search asks for {directions}: "
+                         "give it another hydra.sweeper.study_name or storage")
+    return study
+
+
+@dataclass
+class TrialRef:
+    """A trial this sweeper launches: a fresh one from ask(), or an adopted interrupted one."""
+
+    number: int
+    trial_id: int
+    params: dict[str, Any]
+    adopted: bool = False
+
+
+def counted(study: optuna.Study) -> int:
+    """Trials that count towards n_trials: finished ones and those running now (WAITING ones not yet)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING)
+
+
+def frozen(study: optuna.Study, number: int) -> FrozenTrial:
+    return study.get_trials(deepcopy=False)[number]
