@@ -100,12 +100,17 @@ class Search:
         except Exception as e:  # noqa: BLE001 - Hydra's grammar errors
             raise fail(f"cannot parse the search space: {str(e).splitlines()[0]}") from None
 
-    def _sampler(self, space: SearchSpace, n_existing: int) -> Any:
+    def _sampler(self, space: SearchSpace, trial_number: int) -> Any:
+        """A sampler for one ask, seeded with seed + the trial's number.
+
+        Per trial rather than per process: a re-run (resume) or a second search on the same study
+        would otherwise replay the first draws of the first run, and run the same jobs again. The
+        samplers keep no state of their own beyond their random generator: the rest is in the study.
+        """
         conf = dict(self.sampler_conf)
         target = str(conf.pop("_target_", "optuna.samplers.TPESampler"))
-        if conf.get("seed") is not None and n_existing:
-            # A re-run must not replay the first run's draws (its jobs would be the same ones again).
-            conf["seed"] = int(conf["seed"]) + n_existing
+        if conf.get("seed") is not None:
+            conf["seed"] = int(conf["seed"]) + trial_number
         if target.endswith("GridSampler"):
             try:
                 conf["search_space"] = space.grid()
@@ -119,7 +124,7 @@ class Search:
     def _open(self, space: SearchSpace) -> optuna.Study:
         try:
             study = _study.open_study(self.storage, self.study_name, self.directions, sampler=None)
-            study.sampler = self._sampler(space, len(study.get_trials(deepcopy=False)))
+            study.sampler = self._sampler(space, 0)  # checks the sampler settings before any job
             study.set_user_attr(PRUNER_ATTR, self.pruner_conf or None)
         except _study.StudyError as e:
             raise fail(str(e)) from None
@@ -153,7 +158,9 @@ class Search:
                 optuna.trial.Trial(study, ref.trial_id).set_user_attr(_study.OWNER_ATTR, owner)
             n_new = min(self.n_jobs - len(batch), self.n_trials - _study.counted(study))
             for _ in range(max(0, n_new)):
-                trial = study.ask(fixed_distributions=dict(space.distributions))
+                with _study.asking(self.storage, self.sweep_dir) as number:  # no other search asks meanwhile
+                    study.sampler = self._sampler(space, number(study))
+                    trial = study.ask(fixed_distributions=dict(space.distributions))
                 trial.set_user_attr(_study.OWNER_ATTR, owner)
                 for name, value in space.fixed.items():
                     trial.set_user_attr(name, value)

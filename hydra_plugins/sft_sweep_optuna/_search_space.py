@@ -59,7 +59,10 @@ def distribution(override: Override) -> BaseDistribution:
     name = override.get_key_element()
     value = override.value()
     if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
-        return CategoricalDistribution(_plain(list(override.sweep_iterator(transformer=Transformer.encode)), name))
+        choices = _plain(list(override.sweep_iterator(transformer=Transformer.encode)), name)
+        if value.shuffle:  # Hydra shuffled them; a sampler needs the same space on every run
+            choices.sort(key=lambda v: (type(v).__name__, v))
+        return CategoricalDistribution(choices)
     if isinstance(value, RangeSweep):
         values = list(override.sweep_iterator())
         if not values:

@@ -15,12 +15,14 @@ search on the same storage, or one on another host) are left to it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import optuna
+from optuna.storages.journal import JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
 from sft_sweep.train.trial import open_storage
@@ -103,3 +105,21 @@ def counted(study: optuna.Study) -> int:
 
 def frozen(study: optuna.Study, number: int) -> FrozenTrial:
     return study.get_trials(deepcopy=False)[number]
+
+
+@contextlib.contextmanager
+def asking(spec: str, sweep_dir: str) -> Iterator[Callable[[optuna.Study], int]]:
+    """Hold the study's ask lock; yields a function giving the number the next trial will get.
+
+    Searches sharing a study take this lock (Optuna's NFS-safe symlink lock, beside the journal
+    file, or in the sweep dir for a database) around choosing a sampler seed and asking, so the
+    number a sampler is seeded with is the number its trial gets.
+    """
+    path = spec + ".ask" if "://" not in spec else os.path.join(os.path.abspath(sweep_dir), ".optuna.ask")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    lock = JournalFileSymlinkLock(path)
+    lock.acquire()
+    try:
+        yield lambda study: len(study.get_trials(deepcopy=False))
+    finally:
+        lock.release()
