@@ -142,6 +142,9 @@ def read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) ->
             forgetting = forgetting_pct(b, f)
     record["forgetting_pct"] = forgetting
     record["steps"] = as_number(summary.get("steps")) if summary_ok else None
+    # a job a search pruned: where it stopped, and what it would have run
+    record["stopped_at_step"] = as_number(summary.get("stopped_at_step")) if summary_ok else None
+    record["steps_planned"] = as_number(summary.get("steps_planned")) if summary_ok else None
     timings = summary.get("timings") if summary_ok else None
     if isinstance(timings, dict):
         for k, v in timings.items():

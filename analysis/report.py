@@ -35,6 +35,7 @@ from analysis.dataview import data_counts, read_summary, render_example
 from analysis.jobdir import Problem
 from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding, compute_findings
 from analysis.plots import PLOTS, plot_all
+from analysis.pruning import saved_sentence
 from analysis.samples import pick_samples, recommended_job
 from analysis.sweepcmds import SweepCommand, sweep_commands
 from analysis.style import col_name, fmt_metric, fmt_num, fmt_value, setting_label, sorted_values
@@ -147,6 +148,9 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
     if mixed:
         meta.append("Jobs from several sweep commands: " + ", ".join(f"{n} commands in {name}" for name, n in mixed.items())
                     + " (each listed under What was swept)")
+    pruned = saved_sentence(runs)
+    if pruned:
+        meta.append(pruned)
     if runs.seeds:
         meta.append(f"Seeds: {', '.join(runs.seeds)}, up to {runs.n_seeds()} per setting; numbers are "
                     "seed means, ± is a 95% confidence interval")
@@ -188,8 +192,8 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
     # Jobs
     doc.append(Block("h2", "Jobs"))
     doc.append(Block("p", f"{done} of {len(runs.jobs)} jobs completed and are analysed."
-                          + (" Jobs that failed or are still running are listed here and left out of the "
-                             "figures, tables and findings." if done < len(runs.jobs) else "")))
+                          + (" Jobs that failed, were pruned by the search or are still running are listed "
+                             "here and left out of the tables and findings." if done < len(runs.jobs) else "")))
     bad = runs.jobs[~runs.jobs["done"]]
     if not bad.empty:
         rows = []

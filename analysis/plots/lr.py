@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from matplotlib.lines import Line2D
 
 from analysis.collect import RunSet
+from analysis.pruning import draw_pruned, pruned_jobs
 from analysis.plots.common import (
     add_header, add_legend, facet_columns, facet_ncols, facet_title, make_palette, mean_curve,
     missing_note, panel_grid, present_values, save_png, seed_note, smooth, split_facets,
@@ -38,8 +40,9 @@ def plot_lr_comparison(runs: RunSet, out_dir: str | Path, palette: Palette | Non
         return None
 
     facet_cols = facet_columns(done, [c for c in runs.params if c != lr])
-    facets = split_facets(done, facet_cols)
-    ncols = facet_ncols(done, facet_cols, len(facets))
+    shown_jobs = pd.concat([done, pruned_jobs(runs)])  # a facet may hold only pruned jobs
+    facets = [(key, part[part["done"]]) for key, part in split_facets(shown_jobs, facet_cols)]
+    ncols = facet_ncols(shown_jobs, facet_cols, len(facets))
     blocks = math.ceil(len(facets) / ncols)
     fig, axes = panel_grid(len(rows) * blocks, ncols)
     lrs = present_values(done, lr)
@@ -64,6 +67,8 @@ def plot_lr_comparison(runs: RunSet, out_dir: str | Path, palette: Palette | Non
                     ax.fill_between(mc["step"], mc["min"], mc["max"], color=color, alpha=0.18, lw=0)
                 ns[v].append(int(mc["n"].max()))
                 ylims[name] += [float(np.nanmin(mc["mean"])), float(np.nanmax(mc["mean"]))]
+            ylims[name] += draw_pruned(ax, runs, key, name, "loss" if name == "train" else "response_loss",
+                                       lambda v: palette.color(lr, v), lr, smooth if name == "train" else None)
             missing_note(ax, lr, lrs, shown)
             ax.set_xlabel("optimizer step")
             ax.set_ylabel(ylabel)
@@ -86,6 +91,9 @@ def plot_lr_comparison(runs: RunSet, out_dir: str | Path, palette: Palette | Non
     labels = [with_n(fmt_value(lr, v), ns[v], runs) for v in lrs]
     add_legend(fig, handles, labels, title=f"{col_name(lr)} ({lr})")
     by = f"; columns: {', '.join(col_name(c) for c in facet_cols)}" if facet_cols else ""
+    note = status_note(runs)
+    if not pruned_jobs(runs).empty:
+        note = note.replace(": not shown)", "") + "; pruned jobs dashed up to their stop (x))"
     add_header(fig, "Learning-rate comparison: how fast and how far each lr learns",
-            f"{status_note(runs)}; {seed_note(runs, curves=True)}{by}")
+            f"{note}; {seed_note(runs, curves=True)}{by}")
     return save_png(fig, out_dir, "lr_comparison")
