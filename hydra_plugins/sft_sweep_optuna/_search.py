@@ -141,8 +141,7 @@ class Search:
                 self.n_trials = size
         study = self._open(space)
         owner = _study.owner_token()
-        pending = [_study.TrialRef(t.number, t._trial_id, dict(t.params), adopted=True)
-                   for t in study.get_trials(deepcopy=False) if _study.abandoned(t)]
+        pending = _study.settle_abandoned(study)
         already = _study.counted(study) - len(pending)
         log.info("study %r in %s: %d of %d trials there already, %d interrupted to resume; sampler %s, pruner %s",
                  self.study_name, self.storage, already, self.n_trials, len(pending),

@@ -25,7 +25,7 @@ import optuna
 from optuna.storages.journal import JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
-from sft_sweep.train.trial import open_storage
+from sft_sweep.train.trial import PRUNED_AT_ATTR, open_storage
 
 OWNER_ATTR = "sweeper"  # "host:pid" of the sweeper process that launched the trial's job
 
@@ -96,6 +96,19 @@ class TrialRef:
     trial_id: int
     params: dict[str, Any]
     adopted: bool = False
+
+
+def settle_abandoned(study: optuna.Study) -> list[TrialRef]:
+    """The abandoned trials to launch again; those whose job had already been pruned are told so instead."""
+    again = []
+    for t in study.get_trials(deepcopy=False):
+        if not abandoned(t):
+            continue
+        if PRUNED_AT_ATTR in t.user_attrs and len(study.directions) == 1:
+            study.tell(t.number, state=TrialState.PRUNED, skip_if_finished=True)
+        else:
+            again.append(TrialRef(t.number, t._trial_id, dict(t.params), adopted=True))
+    return again
 
 
 def counted(study: optuna.Study) -> int:

@@ -70,7 +70,8 @@ class SuccessiveHalvingPrunerConf:
     """Asynchronous successive halving: at rungs min_resource * reduction_factor**k steps keep the top 1/rf."""
 
     _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
-    min_resource: Any = "auto"  # SFT steps before the first rung (auto: from the first finished trial)
+    # SFT steps to the first rung: the app's first evaluation (auto: Optuna's guess from the first trial)
+    min_resource: Any = "${oc.select:train.eval_interval,auto}"
     reduction_factor: int = 3
     min_early_stopping_rate: int = 0
     bootstrap_count: int = 0
@@ -79,7 +80,7 @@ class SuccessiveHalvingPrunerConf:
 @dataclass
 class HyperbandPrunerConf:
     _target_: str = "optuna.pruners.HyperbandPruner"
-    min_resource: int = 1
+    min_resource: Any = "${oc.select:train.eval_interval,1}"  # SFT steps of the smallest budget
     max_resource: Any = "auto"  # SFT steps of a full trial (auto: from the first finished trial)
     reduction_factor: int = 3
     bootstrap_count: int = 0

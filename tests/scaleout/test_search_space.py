@@ -162,3 +162,21 @@ def test_storage_that_cannot_be_opened_is_one_error(tmp_path):
     _study.open_study(str(tmp_path / "ok.journal"), "s", ["minimize"], sampler=None)
     with pytest.raises(_study.StudyError, match="directions"):
         _study.open_study(str(tmp_path / "ok.journal"), "s", ["maximize"], sampler=None)
+
+
+def test_abandoned_trials_are_launched_again_unless_their_job_was_pruned(tmp_path):
+    _, study = _study_in(tmp_path, None)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    dead = f"{socket.gethostname()}:{pid}"
+    pruned, cut_short, live = (study.ask({"x": FloatDistribution(0, 1)}) for _ in range(3))
+    for t in (pruned, cut_short):
+        t.set_user_attr(_study.OWNER_ATTR, dead)
+        t.report(0.5, 6)
+    pruned.set_user_attr(trial_mod.PRUNED_AT_ATTR, 6)
+    live.set_user_attr(_study.OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+    again = _study.settle_abandoned(study)
+    assert [(r.number, r.params, r.adopted) for r in again] == [(1, cut_short.params, True)]
+    assert [t.state for t in study.get_trials()] == [TrialState.PRUNED, TrialState.RUNNING, TrialState.RUNNING]
