@@ -5,10 +5,10 @@
 while in a multirun the other jobs go on (the sweep's report counts the failures).
 
 What a job returns to the sweeper: ``eval.objective``'s value, or the list of ``eval.objectives``
-values for a multi-objective Optuna search. In a multirun a job with no usable value (failed, or a
-metric absent / NaN) returns None: the Optuna sweeper records that trial as FAIL and the search
-goes on (``max_failure_rate``), whereas a NaN makes optuna 2.x's ``study.tell`` raise and would
-stop the whole search. Hydra's basic sweeper ignores the value.
+values for a multi-objective Optuna search. In a multirun a job with no usable value (failed,
+pruned, or a metric absent / NaN) returns None: the search sweeper records that trial as FAIL (or
+PRUNED, which the job marked in the study) and the search goes on (``max_failure_rate``). Hydra's
+basic sweeper ignores the value.
 
 ``train.threads=0`` ("all cores") is resolved here, where the launcher is known: the CPUs this
 process may use, shared with the jobs its launcher runs beside it (``resources.threads_per_job``).
