@@ -141,7 +141,8 @@ class Search:
                 self.n_trials = size
         study = self._open(space)
         owner = _study.owner_token()
-        pending = _study.settle_abandoned(study)
+        with _study.asking(self.storage, self.sweep_dir):
+            pending = _study.settle_abandoned(study, set(space.distributions))
         already = _study.counted(study) - len(pending)
         log.info("study %r in %s: %d of %d trials there already, %d interrupted to resume; sampler %s, pruner %s",
                  self.study_name, self.storage, already, self.n_trials, len(pending),
@@ -160,7 +161,7 @@ class Search:
                 with _study.asking(self.storage, self.sweep_dir) as number:  # no other search asks meanwhile
                     study.sampler = self._sampler(space, number(study))
                     trial = study.ask(fixed_distributions=dict(space.distributions))
-                trial.set_user_attr(_study.OWNER_ATTR, owner)
+                    trial.set_user_attr(_study.OWNER_ATTR, owner)
                 for name, value in space.fixed.items():
                     trial.set_user_attr(name, value)
                 batch.append(_study.TrialRef(trial.number, trial._trial_id, dict(trial.params)))

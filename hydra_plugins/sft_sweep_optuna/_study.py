@@ -55,7 +55,7 @@ def abandoned(trial: FrozenTrial) -> bool:
     owner = str(trial.user_attrs.get(OWNER_ATTR) or "")
     host, _, pid = owner.rpartition(":")
     if not owner or not pid.isdigit():
-        return True
+        return True  # only seen under the ask lock, so its sweeper died between ask and recording itself
     if host != socket.gethostname():
         return False  # cannot tell from here: left to its own sweeper
     return int(pid) != os.getpid() and not _process_alive(int(pid))
@@ -98,14 +98,20 @@ class TrialRef:
     adopted: bool = False
 
 
-def settle_abandoned(study: optuna.Study) -> list[TrialRef]:
-    """The abandoned trials to launch again; those whose job had already been pruned are told so instead."""
+def settle_abandoned(study: optuna.Study, param_names: set[str]) -> list[TrialRef]:
+    """The abandoned trials to launch again (call it holding the ask lock: see ``asking``).
+
+    One whose job had already been pruned is told PRUNED; one whose sweeper died before its
+    parameters were all drawn cannot be launched as it was, and is told FAIL.
+    """
     again = []
     for t in study.get_trials(deepcopy=False):
         if not abandoned(t):
             continue
         if PRUNED_AT_ATTR in t.user_attrs and len(study.directions) == 1:
             study.tell(t.number, state=TrialState.PRUNED, skip_if_finished=True)
+        elif set(t.params) != param_names:
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         else:
             again.append(TrialRef(t.number, t._trial_id, dict(t.params), adopted=True))
     return again
@@ -125,11 +131,16 @@ def asking(spec: str, sweep_dir: str) -> Iterator[Callable[[optuna.Study], int]]
     """Hold the study's ask lock; yields a function giving the number the next trial will get.
 
     Searches sharing a study take this lock (Optuna's NFS-safe symlink lock, beside the journal
-    file, or in the sweep dir for a database) around choosing a sampler seed and asking, so the
-    number a sampler is seeded with is the number its trial gets.
+    file, or in the sweep dir for a database) around choosing a sampler seed, asking and recording
+    the trial's sweeper, and around looking for abandoned trials: so the number a sampler is seeded
+    with is the number its trial gets, and no search sees another's trial before it has an owner.
+    A lock left by a killed sweeper is broken after Optuna's grace period (30 s without change).
     """
     path = spec + ".ask" if "://" not in spec else os.path.join(os.path.abspath(sweep_dir), ".optuna.ask")
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    # The lock is a symlink to this file; Optuna times a stale lock by the target's mtime, so the
+    # target must exist (a dangling link would be waited on forever).
+    open(path, "a").close()
     lock = JournalFileSymlinkLock(path)
     lock.acquire()
     try:

@@ -172,11 +172,31 @@ def test_abandoned_trials_are_launched_again_unless_their_job_was_pruned(tmp_pat
     os.waitpid(pid, 0)
     dead = f"{socket.gethostname()}:{pid}"
     pruned, cut_short, live = (study.ask({"x": FloatDistribution(0, 1)}) for _ in range(3))
+    half_drawn = study.ask()  # its sweeper died before drawing x: cannot be launched as it was
+    half_drawn.set_user_attr(_study.OWNER_ATTR, dead)
     for t in (pruned, cut_short):
         t.set_user_attr(_study.OWNER_ATTR, dead)
         t.report(0.5, 6)
     pruned.set_user_attr(trial_mod.PRUNED_AT_ATTR, 6)
     live.set_user_attr(_study.OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
-    again = _study.settle_abandoned(study)
+    again = _study.settle_abandoned(study, {"x"})
     assert [(r.number, r.params, r.adopted) for r in again] == [(1, cut_short.params, True)]
-    assert [t.state for t in study.get_trials()] == [TrialState.PRUNED, TrialState.RUNNING, TrialState.RUNNING]
+    assert [t.state for t in study.get_trials()] == [TrialState.PRUNED, TrialState.RUNNING, TrialState.RUNNING,
+                                                     TrialState.FAIL]
+
+
+def test_ask_lock_left_by_a_killed_sweeper_is_broken(tmp_path, monkeypatch):
+    import time
+
+    spec = str(tmp_path / "s.journal")
+    with _study.asking(spec, str(tmp_path)):
+        pass
+    # a sweeper killed inside the lock leaves the symlink behind; its target is old
+    os.symlink(spec + ".ask", spec + ".ask.lock")
+    old = time.time() - 3600
+    os.utime(spec + ".ask", (old, old))
+    monkeypatch.setattr("optuna.storages.journal._file.JournalFileSymlinkLock.__init__.__defaults__", (1,))
+    t0 = time.monotonic()
+    with _study.asking(spec, str(tmp_path)) as number:
+        assert number(_study_in(tmp_path / "x", None)[1]) == 0
+    assert time.monotonic() - t0 < 10
