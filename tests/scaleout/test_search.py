@@ -172,3 +172,19 @@ def test_two_searches_on_one_storage_at_once_share_the_study_intact(tmp_path, ca
             pytest.approx(t.intermediate_values)
         if t.state == TrialState.COMPLETE:
             assert t.value == pytest.approx(job["final"]["response_loss"])
+
+
+@pytest.mark.slow
+def test_search_through_joblib_two_trials_at_a_time_reports_from_the_workers(tmp_path, cache_dir):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason='needs pip install -e ".[launchers]"')
+    sweep(tmp_path / "sweep", cache_dir, "hparams_search=answer_acc", "hydra.sweeper.n_trials=4",
+          "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "train.threads=1",
+          *PRUNABLE[:3], "hydra.sweeper.pruner.n_startup_trials=1", timeout=900)
+    study = load(tmp_path / "sweep")
+    assert len(study.trials) == 4 and all(t.state.is_finished() for t in study.trials)
+    # every trial got its evaluations from its job, which ran in a joblib worker process
+    assert all(6 in t.intermediate_values for t in study.trials)
+    jobs = jobs_by_lr(tmp_path / "sweep")
+    for t in study.trials:
+        status = jobs[t.params["optim.lr"]]["status"]
+        assert status == ("pruned" if t.state == TrialState.PRUNED else "completed")
