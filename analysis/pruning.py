@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .collect import RunSet
+from sft_sweep.jobfiles import PRUNED
 
-PRUNED = "pruned"
+from .collect import RunSet
 
 
 def pruned_jobs(runs: RunSet) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import TrialState
 
-from sft_sweep.train.runfiles import atomic_write_text
+from sft_sweep.jobfiles import write_atomic
 from sft_sweep.train.trial import ENV_STORAGE, ENV_STUDY, ENV_TRIAL_ID, PRUNED_AT_ATTR, PRUNER_ATTR, make_pruner
 
 from . import _study
@@ -232,6 +232,6 @@ class Search:
         else:
             results["solutions"] = [{"params": dict(t.params), "values": list(t.values)} for t in study.best_trials]
             log.info("%d Pareto solutions", len(results["solutions"]))
-        atomic_write_text(os.path.join(self.sweep_dir, RESULTS_FILE), OmegaConf.to_yaml(OmegaConf.create(results)))
+        write_atomic(os.path.join(self.sweep_dir, RESULTS_FILE), OmegaConf.to_yaml(OmegaConf.create(results)))
         if not complete:
             raise fail(f"no trial completed ({counts}); job files in {self.sweep_dir}")

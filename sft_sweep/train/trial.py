@@ -18,6 +18,8 @@ import math
 import os
 from typing import Any
 
+from ..jobfiles import forgetting_pct
+
 log = logging.getLogger("sft_sweep")
 
 ENV_STORAGE = "SFT_SWEEP_STUDY_STORAGE"
@@ -66,7 +68,7 @@ def interim_summary(metrics: dict, base: dict) -> dict:
     """What summary.json would hold if the job ended now: objectives are paths into it."""
     view: dict[str, Any] = {"base": base, "final": metrics}
     if "raw_loss" in metrics and base.get("raw_loss"):
-        view["forgetting_pct"] = 100.0 * (metrics["raw_loss"] - base["raw_loss"]) / base["raw_loss"]
+        view["forgetting_pct"] = forgetting_pct(base["raw_loss"], metrics["raw_loss"])
     return view
 
 

@@ -1,11 +1,11 @@
 """Jobs a search pruned: counted apart from failed ones, compute saved, out of final metrics, drawn to the stop."""
 
 from analysis import collect_runs
-from analysis.plots import plot_lr_comparison
+from analysis.plots.lr import plot_lr_comparison
 from analysis.pruning import compute_saved, pruned_jobs, saved_sentence
 from analysis.report import write_report
 
-from analysis_synth import BASE_CONFIG, BASE_EVAL, simulate, summary_for, write_job
+from analysis_helpers import BASE_CONFIG, BASE_EVAL, simulate, summary_for, write_job
 
 
 def _search_sweep(root):
@@ -63,7 +63,7 @@ def test_no_pruned_job_no_compute_saved_line(tmp_path):
 
 
 def test_lr_figure_draws_pruned_curves_up_to_the_stop(tmp_path, monkeypatch):
-    import analysis.plots as plots
+    import analysis.plots.lr as plots
 
     runs = _search_sweep(tmp_path / "s")
     drawn = []
