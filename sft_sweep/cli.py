@@ -2,7 +2,8 @@
 
 ``sft-sweep [overrides]`` runs one job; ``sft-sweep -m ...`` a sweep. A failed job writes
 ``summary.json`` with ``status: failed``; a single run then exits non-zero with a short message,
-while in a multirun the other jobs go on (the sweep's report counts the failures).
+while in a multirun the other jobs go on (the sweep's report counts the failures). Ctrl-C ends a
+job with status ``interrupted``; the same command run again resumes it from its last checkpoint.
 
 What a job returns to the sweeper: ``eval.objective``'s value, or the list of ``eval.objectives``
 values for a multi-objective Optuna search. In a multirun a job with no usable value (failed,
@@ -18,15 +19,18 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .appconf import conf_dir, missing_plugin
 from .config import register_configs
+from .config_check import check_keys
+from .errors import ConfigError
 from .jobfiles import COMPLETED
 from .train.job import Job, objective
 from .train.resources import threads_per_job
@@ -35,8 +39,9 @@ log = logging.getLogger("sft_sweep")
 
 register_configs()
 
-# conf/ sits beside the package in the repository (installed with `pip install -e .`).
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# Keys the command line sweeps over (``optim.lr=1e-4,1e-3``), handed to the jobs, which may run in
+# other processes, so that they label themselves by the swept values only.
+SWEPT_ENV = "SFT_SWEEP_SWEPT_KEYS"
 
 
 def default_threads(hc) -> int:
@@ -44,6 +49,38 @@ def default_threads(hc) -> int:
     ``resources.threads_per_job``)."""
     launcher = OmegaConf.to_container(hc.launcher, resolve=False) if hc.mode == RunMode.MULTIRUN else None
     return threads_per_job(launcher if isinstance(launcher, dict) else None, multirun=hc.mode == RunMode.MULTIRUN)
+
+
+def runs_beside_others(hc) -> bool:
+    """Whether this job shares the terminal with other jobs running at the same time."""
+    if hc.mode != RunMode.MULTIRUN:
+        return False
+    launcher = OmegaConf.to_container(hc.launcher, resolve=False)
+    target = str(launcher.get("_target_", "")) if isinstance(launcher, dict) else ""
+    if "BasicLauncher" in target or not target:
+        return False
+    return not ("joblib" in target and int(launcher.get("n_jobs") or 1) == 1)
+
+
+def job_label(hc, cfg: DictConfig) -> str:
+    """A short name for log lines and progress bars: the swept values only (``lr=3e-4 epochs=2``)."""
+    if hc.mode != RunMode.MULTIRUN:
+        return str(cfg.name)
+    swept = {k for k in os.environ.get(SWEPT_ENV, "").split(",") if k}
+    params = OmegaConf.select(hc, "sweeper.params", default=None)
+    if params:
+        swept |= {str(k) for k in params.keys()}
+    pairs = []
+    for ov in hc.overrides.task:
+        key, _, value = ov.partition("=")
+        key = key.lstrip("+~")
+        if key in swept:
+            pairs.append((key, value))
+    if not pairs:
+        return hc.job.override_dirname or f"job {hc.job.num}"
+    tails = [k.rsplit(".", 1)[-1] for k, _ in pairs]
+    short = len(set(tails)) == len(tails)  # the last part names the key unless two keys share it
+    return " ".join(f"{(k.rsplit('.', 1)[-1] if short else k)}={v}" for k, v in pairs)
 
 
 def sweeper_value(summary: dict, cfg: DictConfig) -> float | list[float] | None:
@@ -57,19 +94,32 @@ def sweeper_value(summary: dict, cfg: DictConfig) -> float | list[float] | None:
     return values if paths else values[0]
 
 
-@hydra.main(config_path=CONF_DIR, config_name="config", version_base=None)
 def task(cfg: DictConfig) -> float | list[float] | None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    label = job_label(hc, cfg)
+    if multirun:  # a single run was checked before its directory was made (ConfigCheck)
+        try:
+            check_keys(cfg)
+        except ConfigError as err:
+            log.error("[%s] refused: %s", label, err)
+            return None
     if cfg.train.threads == 0:
         cfg.train.threads = default_threads(hc)
+    show_bars = sys.stderr.isatty() and not runs_beside_others(hc)
     job = Job(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task), base_dir=hc.runtime.cwd,
-              job_name=hc.job.override_dirname or hc.job.name)
-    summary = job.run()
+              job_name=label, progress=show_bars)
+    if show_bars:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with logging_redirect_tqdm():  # log lines printed above the bar, not glued onto it
+            summary = job.run()
+    else:
+        summary = job.run()
     if summary["status"] != COMPLETED:
-        where = f"{job.summary_path}"
         if not multirun:
-            print(f"sft-sweep: the job failed: {summary.get('error')}\n(details in {where})", file=sys.stderr)
+            print(f"sft-sweep: the job failed: {summary.get('error')}\n(details in {job.summary_path})",
+                  file=sys.stderr)
             sys.exit(1)
         return None
     value = sweeper_value(summary, cfg)
@@ -79,8 +129,59 @@ def task(cfg: DictConfig) -> float | list[float] | None:
     return value
 
 
+def _is_flag(arg: str, *names: str) -> bool:
+    return arg in names or any(arg.startswith(n + "=") for n in names if n.startswith("--"))
+
+
+def show_sweep_config(argv: list[str]) -> list[str]:
+    """``-m ... --cfg job``: Hydra allows only one of them, so print the config the jobs share.
+
+    The sweep's own overrides (``optim.lr=1e-4,1e-3``) are left out of the printed config and
+    listed in a comment above it, together with the sweeper's ``params``.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in argv if not _is_flag(a, "-m", "--multirun")]
+    overrides = [a for a in args if not a.startswith("-") and "=" in a]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # Hydra reports a malformed override itself
+        return args
+    swept = [o.input_line for o in parsed if o.is_sweep_override()]
+    if swept:
+        print(f"# multirun: the jobs differ in {' '.join(swept)} (shown below without them)")
+    return [a for a in args if a not in swept]
+
+
 def main() -> None:
-    task()
+    argv = sys.argv[1:]
+    try:
+        config_path = str(conf_dir())
+    except FileNotFoundError as err:
+        print(f"sft-sweep: {err}", file=sys.stderr)
+        sys.exit(1)
+    problem = missing_plugin([a for a in argv if not a.startswith("-")])
+    if problem:
+        print(problem, file=sys.stderr)
+        sys.exit(1)
+    multirun = any(_is_flag(a, "-m", "--multirun") for a in argv)
+    if multirun and any(_is_flag(a, "-c", "--cfg") for a in argv):
+        argv = show_sweep_config(argv)
+    elif multirun:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        try:
+            parsed = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-") and "=" in a])
+            os.environ[SWEPT_ENV] = ",".join(o.key_or_group.lstrip("+~") for o in parsed if o.is_sweep_override())
+        except Exception:  # Hydra reports a malformed override itself
+            pass
+    sys.argv = [sys.argv[0], *argv]
+    app = hydra.main(config_path=config_path, config_name="config", version_base=None)(task)
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("\nsft-sweep: interrupted; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
     # A multirun returns here after its report; any failed job makes the command fail too.
     from analysis.callback import failed_jobs
 

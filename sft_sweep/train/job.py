@@ -23,8 +23,8 @@ from .. import __version__
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
 from ..errors import CheckpointError, DivergedError, SftSweepError
 from ..jobfiles import (
-    CHECKPOINT, COMPLETED, DIVERGED, FAILED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES, SUMMARY, WARNINGS,
-    flatten, forgetting_pct, read_json, write_json, write_jsonl,
+    CHECKPOINT, COMPLETED, DIVERGED, FAILED, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES, SUMMARY,
+    WARNINGS, flatten, forgetting_pct, read_json, write_json, write_jsonl,
 )
 from ..nn import GPT, load_checkpoint, save_checkpoint
 from . import sft
@@ -78,12 +78,13 @@ def _fmt(metrics: dict) -> str:
 
 class Job:
     def __init__(self, cfg_node: Any, job_dir: str | os.PathLike, *, overrides: list[str] | None = None,
-                 base_dir: str | None = None, job_name: str | None = None) -> None:
+                 base_dir: str | None = None, job_name: str | None = None, progress: bool | None = None) -> None:
         self.node = cfg_node
         self.dir = Path(job_dir)
         self.overrides = list(overrides or [])
         self.base_dir = base_dir or os.getcwd()
         self.name = job_name or self.dir.name
+        self.progress = progress  # progress bars; None: when stderr is a terminal
         self.cfg_dict = config_dict(cfg_node)
         self.hash = config_hash(self.cfg_dict)
         self.summary_path = self.dir / SUMMARY
@@ -119,6 +120,12 @@ class Job:
         write_json(self.summary_path, self._summary(RUNNING))
         try:
             summary = self._run(t_start)
+        except KeyboardInterrupt:
+            # Ctrl-C: the last periodic checkpoint stays, so the same command resumes from it.
+            write_json(self.summary_path, self._summary(
+                INTERRUPTED, timings={**self.timings, "total_s": time.perf_counter() - t_start}))
+            log.warning("[%s] interrupted; the same command resumes it", self.name)
+            raise
         except Pruned as p:  # a search's pruner stopped it: a result, not a failure
             summary = self._summary(PRUNED, **p.fields,
                                     timings={**self.timings, "total_s": time.perf_counter() - t_start})
@@ -159,7 +166,7 @@ class Job:
         if not os.path.isabs(cache_root):
             cache_root = os.path.join(self.base_dir, cache_root)
         return load_or_build_base(cfg, self.data.pretrain_tokens, pretrain_source(cfg, self.base_dir),
-                                  cache_root, self.threads)
+                                  cache_root, self.threads, progress=self.progress)
 
     def report_data(self) -> None:
         """What the data preparation kept and dropped, printed once; its warnings recorded."""
@@ -243,7 +250,8 @@ class Job:
 
         tic = time.perf_counter()
         step = sft.train(self.model, self.opt, examples, cfg, self.plan, start_step=start_step,
-                         on_log=self.metrics.write, on_step_end=on_step_end)
+                         on_log=self.metrics.write, on_step_end=on_step_end, progress=self.progress,
+                         desc=self.name)
         if self.last_eval["step"] != step:  # resumed after the last step, or no step at all
             self._evaluate(step)
         self.timings["sft_s"] = time.perf_counter() - tic - self.eval_s

@@ -81,7 +81,7 @@ def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | No
 
 
 def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root: str,
-                       threads: Threads) -> tuple[GPT, BaseCache, dict]:
+                       threads: Threads, progress: bool | None = None) -> tuple[GPT, BaseCache, dict]:
     """The cached base model, pre-training it first if no job has yet.
 
     Returns (model, cache, info) where info has ``built`` (this call trained it), ``wait_s``
@@ -114,7 +114,7 @@ def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root
                 log.info("pre-training base model %s (%d steps)", cache.key, cfg.pretrain.steps)
                 t0 = time.perf_counter()
                 model.set_threads(threads.pretrain)
-                curve = pretrain(model, tokens, cfg)
+                curve = pretrain(model, tokens, cfg, progress=progress)
                 model.set_threads(threads.sft)
                 info["pretrain_s"] = time.perf_counter() - t0
                 info["pretrain_threads"] = threads.pretrain

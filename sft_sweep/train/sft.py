@@ -98,7 +98,7 @@ def accumulate(model: GPT, group: list[Batch]) -> tuple[float, dict[str, np.ndar
 
 def train(model: GPT, opt: AdamW, examples: list[Example], cfg: Config, pl: Plan, *, start_step: int,
           on_log: Callable[[dict], None], on_step_end: Callable[[int], None],
-          progress: bool | None = None) -> int:
+          progress: bool | None = None, desc: str = "SFT") -> int:
     """Run SFT from ``start_step`` to ``pl.total_steps``; returns the last step.
 
     ``on_step_end(step)`` runs after every optimiser step (evaluation, checkpoints).
@@ -107,7 +107,7 @@ def train(model: GPT, opt: AdamW, examples: list[Example], cfg: Config, pl: Plan
         progress = sys.stderr.isatty()
     step = 0
     bound = divergence_bound(cfg)
-    bar = tqdm(total=pl.total_steps, initial=start_step, desc="SFT", disable=not progress, leave=False)
+    bar = tqdm(total=pl.total_steps, initial=start_step, desc=desc, disable=not progress, leave=False)
     window_loss, window_n, window_tokens, window_s = 0.0, 0, 0, 0.0
     for epoch in range(cfg.train.epochs):
         if step >= pl.total_steps:

@@ -82,18 +82,19 @@ def test_killed_job_resumes_to_the_same_result(tmp_path, cache_dir, monkeypatch)
 
     real_train = sft.train
 
-    def killed_after_step_7(model, opt, examples, cfg, pl, *, start_step, on_log, on_step_end, progress=None):
+    def killed_after_step_7(model, opt, examples, cfg, pl, *, start_step, on_log, on_step_end, **kw):
         def step_end(step):
             on_step_end(step)
             if step == 7:
                 raise KeyboardInterrupt  # like a SIGINT / a cluster pre-emption
         return real_train(model, opt, examples, cfg, pl, start_step=start_step, on_log=on_log,
-                          on_step_end=step_end, progress=progress)
+                          on_step_end=step_end, **kw)
 
     monkeypatch.setattr(sft, "train", killed_after_step_7)
     with pytest.raises(KeyboardInterrupt):
         run_job(tmp_path, cache_dir, ["optim.lr=3e-3"], name="killed")
     assert (tmp_path / "killed" / "checkpoint.npz").exists()
+    assert json.loads((tmp_path / "killed" / "summary.json").read_text())["status"] == "interrupted"
     monkeypatch.setattr(sft, "train", real_train)
     _, resumed = run_job(tmp_path, cache_dir, ["optim.lr=3e-3"], name="killed")
     assert resumed["status"] == "completed"
