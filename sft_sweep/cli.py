@@ -67,7 +67,7 @@ def job_label(hc, cfg: DictConfig) -> str:
     if hc.mode != RunMode.MULTIRUN:
         return str(cfg.name)
     swept = {k for k in os.environ.get(SWEPT_ENV, "").split(",") if k}
-    params = OmegaConf.select(hc, "sweeper.params", default=None)
+    params = OmegaConf.select(hc.sweeper, "params", default=None)
     if params:
         swept |= {str(k) for k in params.keys()}
     pairs = []
@@ -168,6 +168,10 @@ def main() -> None:
     if multirun and any(_is_flag(a, "-c", "--cfg") for a in argv):
         argv = show_sweep_config(argv)
     elif multirun:
+        # After a Ctrl-C, joblib's worker processes leave semaphores to multiprocessing's resource
+        # tracker, which then warns about them on exit: noise below the one-line message.
+        quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+        os.environ["PYTHONWARNINGS"] = ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), quiet) if w)
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         try:
