@@ -1,0 +1,308 @@
+"""``sft-sweep-inspect``: what a data file (or the built-in world) trains on, token by token.
+
+    sft-sweep-inspect                                         # the built-in world, chatml, assistant mask
+    sft-sweep-inspect data.json --template alpaca --mask last -n 5
+    sft-sweep-inspect glaive.json --role-map function_call=assistant --role-map observation=tool
+    sft-sweep-inspect data.jsonl --html mask.html             # a page with the trained tokens marked
+    sft-sweep-inspect data.json model=tiny train.truncation=drop   # any job override after the file
+
+Each example is shown with its trained tokens highlighted (colour on a terminal, ``[[...]]`` when
+piped), its trained / total token count and what the length policy did to it. The file's counts
+(loaded, skipped, filtered by quality rule, deduplicated, truncated, dropped) come from the same
+preparation a job runs, so they are the numbers the job records in ``summary.json`` (``data``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Conversation, filter_quality, fit_length, get_template, load_conversations, render
+from .errors import SftSweepError
+from .tokenizer import ByteTokenizer
+
+TOK = ByteTokenizer()
+ANSI_TRAINED, ANSI_SPECIAL, ANSI_RESET = "\x1b[1;30;42m", "\x1b[2m", "\x1b[0m"
+
+
+@dataclass
+class RenderedExample:
+    index: int  # position in the data file (or the world's training set)
+    ids: list[int]  # after the length policy (empty when dropped)
+    mask: list[int]
+    rendered_len: int  # ids before the length policy
+    status: str  # kept | truncated | dropped: too long | dropped: no trained tokens | filtered / duplicate
+    source: str = ""
+
+    @property
+    def n_trained(self) -> int:
+        return int(sum(self.mask[1:]))
+
+    @property
+    def n_total(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class DataInspection:
+    template: str
+    mask: str
+    max_tokens: int
+    examples: list[RenderedExample]
+    counts: dict[str, Any]  # the job's own data report (summary.json "data"), unchanged
+    notes: list[str] = field(default_factory=list)
+
+
+def compose_config(overrides: list[str]):
+    """The typed Config a job with these overrides would get (Hydra's compose API, our conf/)."""
+    from hydra import compose, initialize_config_dir
+
+    from .appconf import conf_dir
+    from .config import register_configs, to_object, validate
+    from .config_check import check_keys
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        composed = compose("config", overrides=list(overrides))
+    check_keys(composed)
+    cfg = to_object(composed)
+    validate(cfg)
+    return cfg
+
+
+def _training_conversations(cfg, base_dir: str | None) -> list[tuple[str, list[Conversation]]]:
+    """(dataset name, conversations in file order) as the job loads them, before its held-out split."""
+    from .train.data_prep import _resolve, world_config
+    from .data import build_world
+
+    if cfg.data.source == "world":
+        return [("world", list(build_world(world_config(cfg)).train))]
+    out = []
+    for name, ds in cfg.data.datasets.items():
+        convs = load_conversations(_resolve(ds.path, base_dir), ds.format, role_map=dict(ds.role_map) or None,
+                                   on_bad_record=ds.on_bad_record)
+        out.append((name, convs))
+    return out
+
+
+def inspect_config(cfg, base_dir: str | None = None, n_examples: int = 3, start: int = 0) -> DataInspection:
+    """Render ``n_examples`` examples from ``start`` and the job's data counts for a Config."""
+    from .train.data_prep import _quality, prepare
+
+    prepared = prepare(cfg, base_dir)  # the job's own pipeline: its report is what the job records
+    max_tokens = cfg.model.block_size + 1
+    template = get_template(cfg.template.name)
+    examples: list[RenderedExample] = []
+    for name, convs in _training_conversations(cfg, base_dir):
+        kept, _ = filter_quality(convs, _quality(cfg))
+        kept_ids = {id(c) for c in kept}
+        for i in range(start, min(len(convs), start + n_examples - len(examples))):
+            conv = convs[i]
+            ids, mask = render(conv, template, mask=cfg.template.mask)
+            if id(conv) not in kept_ids:
+                examples.append(RenderedExample(i, ids, mask, len(ids), "removed by the quality filter or as a duplicate", name))
+                continue
+            from .data import Example
+
+            fitted, rep = fit_length([Example(np.asarray(ids), np.asarray(mask), name)], max_tokens, cfg.train.truncation)
+            if fitted:
+                ex = fitted[0]
+                status = "truncated" if rep["truncated"] else "kept"
+                examples.append(RenderedExample(i, ex.ids.tolist(), ex.mask.tolist(), len(ids), status, name))
+            else:
+                why = "too long" if rep["dropped_too_long"] else "no trained tokens left"
+                examples.append(RenderedExample(i, ids, mask, len(ids), f"dropped: {why}", name))
+        if len(examples) >= n_examples:
+            break
+    counts = {**prepared.report, "n_train_examples": len(prepared.train_examples),
+              "n_val_examples": len(prepared.val_examples)}
+    return DataInspection(cfg.template.name, cfg.template.mask, max_tokens, examples, counts)
+
+
+def inspect_job(job_dir: str | Path, n_examples: int = 1) -> DataInspection:
+    """The data of a finished job, rendered as it trained on it (for reports)."""
+    import yaml
+
+    from .config import to_object
+    from omegaconf import OmegaConf
+
+    job_dir = Path(job_dir)
+    raw = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
+    hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text()) or {}
+    base_dir = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("cwd")
+    from .config import Config
+
+    cfg = to_object(OmegaConf.merge(OmegaConf.structured(Config), raw))
+    return inspect_config(cfg, base_dir, n_examples=n_examples)
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+def spans(ids: list[int], mask: list[int]) -> list[tuple[str, bool]]:
+    """(text, trained) runs: consecutive ids with the same mask decoded together."""
+    out: list[tuple[str, bool]] = []
+    run: list[int] = []
+    on = None
+    for t, m in zip(ids, mask):
+        if on is not None and bool(m) != on:
+            out.append((TOK.decode(run), on))
+            run = []
+        run.append(t)
+        on = bool(m)
+    if run:
+        out.append((TOK.decode(run), bool(on)))
+    return out
+
+
+def as_text(ex: RenderedExample, style: str) -> str:
+    """``style``: ``ansi`` (highlight on a terminal) or ``brackets`` (``[[trained]]``)."""
+    parts = []
+    for text, trained in spans(ex.ids, ex.mask):
+        if style == "ansi":
+            parts.append(f"{ANSI_TRAINED}{text}{ANSI_RESET}" if trained else text)
+        else:
+            parts.append(f"[[{text}]]" if trained else text)
+    return "".join(parts)
+
+
+def as_html(ex: RenderedExample) -> str:
+    return "".join(f"<mark>{html.escape(t)}</mark>" if on else html.escape(t) for t, on in spans(ex.ids, ex.mask))
+
+
+def example_header(ex: RenderedExample) -> str:
+    share = 100.0 * ex.n_trained / max(ex.n_total - 1, 1)
+    extra = f", rendered {ex.rendered_len}" if ex.rendered_len != ex.n_total else ""
+    return (f"example {ex.index} ({ex.source}): {ex.n_trained} trained / {ex.n_total} tokens "
+            f"({share:.0f}% of targets){extra}; {ex.status}")
+
+
+def counts_lines(counts: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, rep in counts.items():
+        if key.startswith("load.") and isinstance(rep, dict):
+            lines.append(f"{key[5:]}: loaded {rep.get('loaded')} ({rep.get('format')}), skipped {rep.get('skipped', 0)}"
+                         + (f" {rep.get('skipped_reasons')}" if rep.get("skipped") else ""))
+        elif key.startswith("quality.") and isinstance(rep, dict):
+            removed = rep.get("removed", {})
+            dup = removed.get("duplicate", 0)
+            filt = {k: v for k, v in removed.items() if k != "duplicate" and v}
+            lines.append(f"{key[8:]}: {rep.get('n_in')} training conversations, filtered {sum(filt.values())}"
+                         + (f" {filt}" if filt else "") + f", deduplicated {dup}, kept {rep.get('n_kept')}")
+        elif key.startswith("length.") and isinstance(rep, dict):
+            lines.append(f"{key[7:]}: {rep.get('n_in')} examples, truncated {rep.get('truncated')}, dropped "
+                         f"{rep.get('dropped_too_long', 0)} too long + {rep.get('dropped_no_trained_tokens', 0)} "
+                         f"with no trained token, kept {rep.get('n_kept')}")
+    lines.append(f"training examples {counts.get('n_train_examples')}, held-out examples {counts.get('n_val_examples')}")
+    return lines
+
+
+def html_page(found: DataInspection, title: str) -> str:
+    rows = "\n".join(f"<h3>{html.escape(example_header(ex))}</h3>\n<pre>{as_html(ex)}</pre>" for ex in found.examples)
+    counts = "\n".join(f"<li>{html.escape(line)}</li>" for line in counts_lines(found.counts))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+            "pre{white-space:pre-wrap;background:#f6f6f6;padding:.6em}mark{background:#9be39b}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p>template <b>{found.template}</b>, mask <b>{found.mask}</b>, "
+            f"at most {found.max_tokens} tokens per example; <mark>marked</mark> tokens are trained.</p>"
+            f"<ul>{counts}</ul>\n{rows}\n</body></html>\n")
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    doc = __doc__ or ""
+    p = argparse.ArgumentParser(prog="sft-sweep-inspect", description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n" + doc.split("\n\n")[1])
+    p.add_argument("items", nargs="*", help="a data file (none: the built-in world), then job overrides key=value")
+    p.add_argument("--template", help="chatml, alpaca or plain (default: the config's, chatml)")
+    p.add_argument("--mask", help="assistant, last or all (default: assistant)")
+    p.add_argument("--format", default="auto", help="alpaca, sharegpt, messages, chatml or auto")
+    p.add_argument("--role-map", action="append", default=[], metavar="FROM=ROLE",
+                   help="map a role name of the file to system/user/assistant/tool (repeatable)")
+    p.add_argument("--skip-bad-records", action="store_true", help="skip and count bad records instead of stopping")
+    p.add_argument("-n", "--examples", type=int, default=3, help="examples to show (default 3)")
+    p.add_argument("--start", type=int, default=0, help="index of the first example shown")
+    p.add_argument("--html", metavar="FILE", help="write an HTML page instead of printing the examples")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    p.add_argument("--json", action="store_true", help="print the counts and per-example numbers as JSON")
+    return p.parse_intermixed_args(argv)
+
+
+def overrides_from(args: argparse.Namespace) -> tuple[list[str], str | None]:
+    files = [a for a in args.items if "=" not in a]
+    overrides = [a for a in args.items if "=" in a]
+    if len(files) > 1:
+        raise SftSweepError(f"one data file at a time, got {files}")
+    path = files[0] if files else None
+    out = []
+    if path is not None:
+        if not Path(path).is_file():
+            raise SftSweepError(f"no such data file: {path}")
+        out += ["data=files", f"data.datasets.main.path={Path(path).resolve()}", f"data.datasets.main.format={args.format}"]
+        if args.role_map:
+            pairs = []
+            for item in args.role_map:
+                src, sep, role = item.partition("=")
+                if not sep:
+                    raise SftSweepError(f"--role-map takes FROM=ROLE, got {item!r}")
+                pairs.append(f"{src}: {role}")
+            out.append("+data.datasets.main.role_map={" + ", ".join(pairs) + "}")
+        if args.skip_bad_records:
+            out.append("data.datasets.main.on_bad_record=skip")
+    if args.template:
+        out.append(f"template={args.template}")
+    if args.mask:
+        out.append(f"template.mask={args.mask}")
+    return out + overrides, path
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        overrides, path = overrides_from(args)
+        cfg = compose_config(overrides)
+        found = inspect_config(cfg, base_dir=".", n_examples=args.examples, start=args.start)
+    except SftSweepError as e:
+        print(f"sft-sweep-inspect: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:  # Hydra's composition errors (misspelt override, unknown option)
+        if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
+            raise
+        print(f"sft-sweep-inspect: {str(e).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
+    title = f"{path or 'built-in world'}: {found.template} template, {found.mask} mask"
+    if args.html:
+        from .train.runfiles import atomic_write_text
+
+        atomic_write_text(Path(args.html), html_page(found, title))
+        print(f"wrote {args.html}")
+    if args.json:
+        print(json.dumps({"template": found.template, "mask": found.mask, "max_tokens": found.max_tokens,
+                          "counts": found.counts,
+                          "examples": [{"index": e.index, "trained": e.n_trained, "total": e.n_total,
+                                        "rendered": e.rendered_len, "status": e.status} for e in found.examples]},
+                         indent=2, default=str))
+        return
+    if args.html:
+        return
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    print(f"{title}; at most {found.max_tokens} tokens per example; "
+          + ("highlighted" if color else "[[bracketed]]") + " tokens are trained")
+    for line in counts_lines(found.counts):
+        print(f"  {line}")
+    for ex in found.examples:
+        print()
+        print(example_header(ex))
+        print(as_text(ex, "ansi" if color else "brackets"))
+
+
+if __name__ == "__main__":
+    main()
