@@ -51,7 +51,7 @@ def cut_at_new_turn(ids: list[int], tmpl: Template) -> list[int]:
     """The reply up to its end-of-turn id, or up to where the model starts a new turn unasked."""
     end = len(ids)
     for i, t in enumerate(ids):
-        if t in tmpl.stop_ids:
+        if t in tmpl.stop_ids or TOK.is_special(t):
             end = i
             break
     for marker in tmpl.new_turn_markers:
@@ -98,7 +98,9 @@ class ChatSession:
         for name, model in self.models.items():
             ids = self._prompt_ids(name, user, model.config.block_size)
             s = self.sampling
-            out = generate(model, [ids], s.max_new_tokens, stop_ids=self.template.stop_ids,
+            # Any special token ends the reply: a model emitting <|im_start|> is opening a new turn.
+            halt = set(self.template.stop_ids) | set(TOK.special_tokens.values())
+            out = generate(model, [ids], s.max_new_tokens, stop_ids=halt,
                            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, rng=self.rng)[0]
             text = TOK.decode(cut_at_new_turn(out, self.template), skip_special=True).strip()
             self.histories[name] += [Turn("user", user), Turn("assistant", text or " ")]

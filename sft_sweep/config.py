@@ -147,6 +147,9 @@ class PretrainConf:
     seed: int = 0
     cache_dir: str = "runs/cache"  # relative paths are taken from the directory sft-sweep started in
     threads: int = 0  # compute threads while pre-training; 0: every core (the sweep's other jobs wait)
+    # A base model checkpoint (model.npz of this package) to fine-tune instead of pre-training one;
+    # relative paths are taken from the directory sft-sweep started in. Its shape must match model.*.
+    init_from: Optional[str] = None
 
 
 @dataclass
@@ -298,9 +301,24 @@ NON_SEMANTIC_KEYS = ("train.threads", "pretrain.threads", "pretrain.cache_dir", 
                      "train.checkpoint_interval", "eval.objective", "eval.objectives")
 
 
+# Experiment trackers (the logger group) copy what a job computes elsewhere; options that did not
+# exist before count only when set, so that earlier jobs keep their hashes and bases their keys.
+NON_SEMANTIC_GROUPS = ("logger",)
+UNSET_IS_ABSENT = ("pretrain.init_from",)
+
+
 def semantic(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``values`` (dotted keys below ``prefix``) without the keys of ``NON_SEMANTIC_KEYS``."""
-    return {k: v for k, v in values.items() if f"{prefix}{k}" not in NON_SEMANTIC_KEYS}
+    """``values`` (dotted keys below ``prefix``) without the keys of ``NON_SEMANTIC_KEYS``, the
+    ``NON_SEMANTIC_GROUPS`` and the ``UNSET_IS_ABSENT`` keys left at None."""
+    out = {}
+    for k, v in values.items():
+        full = f"{prefix}{k}"
+        if full in NON_SEMANTIC_KEYS or full.split(".")[0] in NON_SEMANTIC_GROUPS:
+            continue
+        if full in UNSET_IS_ABSENT and v is None:
+            continue
+        out[k] = v
+    return out
 
 
 def config_hash(cfg_dict: dict[str, Any]) -> str:

@@ -105,6 +105,14 @@ def _base_candidates(job_dir: Path, config: dict[str, Any], key: str) -> list[Pa
 
 
 def find_base(job_dir: Path, config: dict[str, Any]) -> tuple[Path | None, str | None]:
+    init_from = (config.get("pretrain") or {}).get("init_from")
+    if init_from:  # the job started from the user's own checkpoint
+        hydra_cfg = _read_yaml(job_dir / ".hydra" / "hydra.yaml") or {}
+        cwd = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("cwd") or "."
+        cand = Path(cwd) / Path(init_from).expanduser()
+        if cand.is_file():
+            return cand, None
+        return None, f"the job's base checkpoint (pretrain.init_from={init_from}) is not here; give --base PATH"
     summary = _read_json(job_dir / "summary.json") or {}
     key = (summary.get("base_model") or {}).get("key")
     if not key:

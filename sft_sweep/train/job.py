@@ -145,6 +145,8 @@ class Job:
         """The recipe; each step is a method below."""
         cfg = self.cfg = to_object(self.node)
         validate(cfg)
+        if cfg.pretrain.init_from and not os.path.isabs(cfg.pretrain.init_from):
+            cfg.pretrain.init_from = os.path.join(self.base_dir, os.path.expanduser(cfg.pretrain.init_from))
         self.threads = job_threads(cfg.train.threads, cfg.pretrain.threads)
         tic = time.perf_counter()
         self.data = prepare(cfg, self.base_dir, report=self.data_report)

@@ -8,10 +8,12 @@ settings alone.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import time
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,7 @@ from tqdm import tqdm
 
 from ..config import Config, semantic, stable_hash
 from ..errors import CheckpointError
-from ..nn import GPT, AdamW, GPTConfig, lr_at, save_checkpoint
+from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, read_checkpoint_config, save_checkpoint
 from ..nn.config import ModelShape
 from ..tokenizer import ByteTokenizer
 from .cache import BaseCache, file_lock
@@ -80,6 +82,34 @@ def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | No
     return curve
 
 
+def load_given_base(cfg: Config, path: str, cache_root: str, threads: Threads) -> tuple[GPT, BaseCache, dict]:
+    """The user's own base checkpoint (``pretrain.init_from``) instead of pre-training one.
+
+    Its evaluation is cached like a pre-trained base's, under a key made from the file's content.
+    A checkpoint of another shape is refused with both shapes named.
+    """
+    if not Path(path).is_file():
+        raise CheckpointError(f"pretrain.init_from: no such checkpoint {path}")
+    try:
+        saved = read_checkpoint_config(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"pretrain.init_from: {e}") from None
+    wanted = gpt_config(cfg)
+    shape_fields = ("n_layer", "n_head", "n_embd", "n_mlp", "block_size", "vocab_size")
+    if any(getattr(saved, f) != getattr(wanted, f) for f in shape_fields):
+        def shape(c: GPTConfig) -> str:
+            return " ".join(f"{f}={getattr(c, f)}" for f in shape_fields)
+
+        raise CheckpointError(f"pretrain.init_from={path} is a model of shape {shape(saved)}, but the config asks "
+                              f"for {shape(wanted)} (set model=... or model.* to match the checkpoint)")
+    h = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    cache = BaseCache(cache_root, f"init-{h}")
+    cache.dir.mkdir(parents=True, exist_ok=True)
+    model = GPT(wanted, seed=cfg.pretrain.seed, threads=threads.sft)
+    load_checkpoint(path, model)
+    return model, cache, {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0, "init_from": path}
+
+
 def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root: str,
                        threads: Threads, progress: bool | None = None) -> tuple[GPT, BaseCache, dict]:
     """The cached base model, pre-training it first if no job has yet.
@@ -89,6 +119,8 @@ def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root
     entry that was moved aside and rebuilt). The model computes with ``threads.sft`` threads;
     pre-training uses ``threads.pretrain``.
     """
+    if cfg.pretrain.init_from:
+        return load_given_base(cfg, cfg.pretrain.init_from, cache_root, threads)
     cache = BaseCache(cache_root, base_key(cfg, source))
     model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=threads.sft)
     info: dict[str, Any] = {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0, "warnings": []}

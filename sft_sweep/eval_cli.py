@@ -1,0 +1,145 @@
+"""``sft-sweep-eval MODEL_OR_JOB_DIR [overrides]``: evaluate a model with the current eval config.
+
+    sft-sweep-eval runs/sweeps/quickstart/optim.lr=0.0003,train.epochs=2
+    sft-sweep-eval JOB_DIR eval.max_items=200 eval.max_new_tokens=64 --with-base
+    sft-sweep-eval path/to/model.npz model=mini data=world --out metrics.json
+
+A job directory is evaluated on its own data and template: its config is composed again from the
+job's recorded overrides plus the ones given here, so today's eval settings apply. A bare ``.npz``
+takes the config from the overrides alone (the model's shape from the checkpoint). The metrics are
+printed and written as JSON (``--out``; for a job directory by default ``JOB_DIR/eval/<time>.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import SftSweepError
+from .jobmodels import JobModels, load_model, resolve
+
+SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "n_mlp", "block_size")
+
+
+def _job_overrides(job_dir: Path) -> list[str]:
+    try:
+        recorded = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        recorded = None
+    if not isinstance(recorded, list):
+        summary = json.loads((job_dir / "summary.json").read_text()) if (job_dir / "summary.json").exists() else {}
+        recorded = summary.get("overrides") or []
+    return [str(o) for o in recorded]
+
+
+def _launch_dir(job_dir: Path | None) -> str:
+    if job_dir is not None:
+        try:
+            hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text()) or {}
+            cwd = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("cwd")
+            if cwd and Path(cwd).is_dir():
+                return str(cwd)
+        except (OSError, yaml.YAMLError):
+            pass
+    return os.getcwd()
+
+
+def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = False) -> dict[str, Any]:
+    from .inspect_data import compose_config
+    from .train.data_prep import prepare
+    from .train.evaluate import Evaluator
+
+    if found.tuned is None:
+        raise SftSweepError("; ".join(found.notes) or "no model to evaluate")
+    model = load_model(found.tuned)  # first: a file that is no checkpoint is refused before any work
+    shape = model.config
+    base_overrides = _job_overrides(found.job_dir) if found.job_dir is not None else \
+        [f"model.{k}={getattr(shape, k)}" for k in SHAPE_KEYS]
+    cfg = compose_config(base_overrides + list(overrides))
+    base_dir = _launch_dir(found.job_dir)
+    data = prepare(cfg, base_dir)
+    e = cfg.eval
+    evaluator = Evaluator(template=data.template, val_examples=data.val_examples, heldout_tokens=data.heldout_tokens,
+                          eval_items=data.eval_items, probe_items=data.probe_items,
+                          follow_prompts=data.follow_prompts, block_size=cfg.model.block_size,
+                          max_items=e.max_items, max_new_tokens=e.max_new_tokens, raw_windows=e.raw_windows,
+                          batch_size=e.batch_size)
+    result: dict[str, Any] = {"model": str(found.tuned), "job": str(found.job_dir) if found.job_dir else None,
+                              "overrides": list(overrides), "template": cfg.template.name}
+    tic = time.perf_counter()
+    model.set_threads(max(1, cfg.train.threads))
+    result["metrics"], _ = evaluator.evaluate(model)
+    if with_base:
+        if found.base is None:
+            raise SftSweepError("; ".join(found.notes) or "no base model found (give --base PATH)")
+        result["base_model"] = str(found.base)
+        result["base_metrics"], _ = evaluator.evaluate(load_model(found.base))
+        b, f = result["base_metrics"].get("raw_loss"), result["metrics"].get("raw_loss")
+        if b and f is not None:
+            result["forgetting_pct"] = 100.0 * (f - b) / b
+    result["eval_skipped_too_long"] = evaluator.skipped
+    result["eval_s"] = time.perf_counter() - tic
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    names = sorted(set(result["metrics"]) | set(result.get("base_metrics", {})))
+    lines = [f"{'metric':<18} {'base':>10} {'model':>10}" if "base_metrics" in result else f"{'metric':<18} {'model':>10}"]
+    for n in names:
+        m = result["metrics"].get(n)
+        cell = "" if m is None else f"{m:.4g}"
+        if "base_metrics" in result:
+            b = result["base_metrics"].get(n)
+            lines.append(f"{n:<18} {'' if b is None else f'{b:.4g}':>10} {cell:>10}")
+        else:
+            lines.append(f"{n:<18} {cell:>10}")
+    if "forgetting_pct" in result:
+        lines.append(f"{'forgetting_pct':<18} {'':>10} {result['forgetting_pct']:>+10.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    doc = __doc__ or ""
+    p = argparse.ArgumentParser(prog="sft-sweep-eval", description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n" + doc.split("\n\n")[1])
+    p.add_argument("target", help="a job directory or a model .npz")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. eval.max_items=200")
+    p.add_argument("--base", help="the base model's .npz (default: the job's)")
+    p.add_argument("--with-base", action="store_true", help="evaluate the base model too, and the forgetting")
+    p.add_argument("--out", help="write the metrics here as JSON")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_intermixed_args(argv)
+    try:
+        found = resolve(args.target, base=args.base)
+        result = evaluate_model(found, args.overrides, with_base=args.with_base)
+    except SftSweepError as e:
+        print(f"sft-sweep-eval: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:  # Hydra's composition errors (misspelt override, unknown option)
+        if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
+            raise
+        print(f"sft-sweep-eval: {str(e).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
+    out = args.out
+    if out is None and found.job_dir is not None:
+        out = str(found.job_dir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S.json", time.gmtime()))
+    print(json.dumps(result, indent=2) if args.json else format_result(result))
+    if out:
+        from .train.runfiles import atomic_write_json
+
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, result)
+        if not args.json:
+            print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
