@@ -153,6 +153,28 @@ class PretrainConf:
 
 
 @dataclass
+class TensorBoardConf:
+    log_dir: str = "tensorboard"  # inside the job directory
+
+
+@dataclass
+class MlflowConf:
+    # A local file store (a relative path is taken from the directory sft-sweep started in) or any
+    # tracking URI: http://host:5000, sqlite:///abs/mlflow.db, databricks ...
+    tracking_uri: str = "mlruns"
+    experiment_name: Optional[str] = None  # None: the config's name
+    log_model: bool = True  # model.npz as an artifact of the run
+
+
+@dataclass
+class LoggerConf:
+    """Experiment trackers beside the job's own files (metrics.jsonl, summary.json: always written)."""
+
+    tensorboard: Optional[TensorBoardConf] = None
+    mlflow: Optional[MlflowConf] = None
+
+
+@dataclass
 class Config:
     name: str = "default"  # experiment name: names the sweep directory
     model: ModelConf = field(default_factory=ModelConf)
@@ -163,6 +185,7 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     eval: EvalConf = field(default_factory=EvalConf)
     pretrain: PretrainConf = field(default_factory=PretrainConf)
+    logger: LoggerConf = field(default_factory=LoggerConf)
 
 
 def register_configs() -> None:

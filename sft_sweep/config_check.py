@@ -13,11 +13,13 @@ checked by the job, since the sweep may change them.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import typing
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from .config import Config, to_object, validate
 from .errors import ConfigError
@@ -26,34 +28,35 @@ from .errors import ConfigError
 OPEN_MAPPINGS = ("data.datasets", "mix.weights")
 
 
-def _schema_keys(node: Any) -> list[str] | None:
-    """Keys of a structured node; None when the node is a free mapping (any key allowed)."""
-    if isinstance(node, DictConfig) and OmegaConf.get_type(node) not in (dict, None):
-        return [str(k) for k in node.keys()]
-    return None
+def _fields(tp: Any) -> dict[str, Any] | None:
+    """Field name -> type of a dataclass (Optional unwrapped); None for anything else (free mappings)."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) is typing.Union and len(args) == 1:
+        tp = args[0]
+    if not dataclasses.is_dataclass(tp):
+        return None
+    hints = typing.get_type_hints(tp)
+    return {f.name: hints[f.name] for f in dataclasses.fields(tp)}
 
 
 def unknown_keys(cfg: DictConfig) -> list[str]:
     """Dotted keys of ``cfg`` (without Hydra's node) that the schema does not define."""
-    schema = OmegaConf.structured(Config)
     found: list[str] = []
 
-    def walk(node: Any, ref: Any, prefix: str) -> None:
-        if prefix in OPEN_MAPPINGS or not isinstance(node, DictConfig):
-            return
-        allowed = _schema_keys(ref)
-        if allowed is None:
+    def walk(node: Any, tp: Any, prefix: str) -> None:
+        fields = _fields(tp)
+        if prefix in OPEN_MAPPINGS or fields is None or not isinstance(node, DictConfig) or node._is_none():
             return
         for key in node.keys():
             path = f"{prefix}.{key}" if prefix else str(key)
             if key == "hydra" and not prefix:
                 continue
-            if key not in allowed:
+            if key not in fields:
                 found.append(path)
                 continue
-            walk(node._get_node(key), ref._get_node(key), path)
+            walk(node._get_node(key), fields[key], path)
 
-    walk(cfg, schema, "")
+    walk(cfg, Config, "")
     return found
 
 
@@ -62,9 +65,10 @@ def check_keys(cfg: DictConfig) -> None:
     if bad:
         known = {}
         for key in bad:
-            parent = key.rpartition(".")[0]
-            ref = OmegaConf.select(OmegaConf.structured(Config), parent) if parent else OmegaConf.structured(Config)
-            known[key] = ", ".join(str(k) for k in ref.keys()) if isinstance(ref, DictConfig) else "?"
+            tp: Any = Config
+            for part in key.split(".")[:-1]:
+                tp = (_fields(tp) or {}).get(part)
+            known[key] = ", ".join(_fields(tp) or {}) or "?"
         detail = "; ".join(f"{k} (known here: {known[k]})" for k in bad)
         raise ConfigError(f"unknown config key {detail}. Keys can be added only as "
                           f"+data.datasets.NAME.FIELD=... and +mix.weights.NAME=...")

@@ -35,6 +35,7 @@ from .pretrain import load_or_build_base
 from .resources import job_threads
 from .runfiles import MetricsLog
 from .trial import Pruned, TrialReporter
+from ..tracking import Tracking, open_tracking
 
 log = logging.getLogger("sft_sweep")
 
@@ -92,6 +93,7 @@ class Job:
         self.timings: dict[str, float] = {}
         self.data_report: dict[str, Any] = {}  # filled while the data is prepared, kept if that fails
         self.warnings: list[str] = []  # what the user should know (data dropped, files ignored)
+        self.tracking = Tracking([], self.name)  # the logger group's trackers, opened by run()
 
     def warn(self, message: str) -> None:
         """Record a warning for summary.json and print it once."""
@@ -117,12 +119,15 @@ class Job:
             return {**done, "skipped": True}
         t_start = time.perf_counter()
         self.dir.mkdir(parents=True, exist_ok=True)
+        resumed = self.ckpt_path.exists()
         write_json(self.summary_path, self._summary(RUNNING))
+        self.tracking = open_tracking(self.cfg_dict, self.dir, self.name, self.base_dir)
+        self.tracking.start(self.cfg_dict, resumed)
         try:
             summary = self._run(t_start)
         except KeyboardInterrupt:
             # Ctrl-C: the last periodic checkpoint stays, so the same command resumes from it.
-            write_json(self.summary_path, self._summary(
+            self._write_final(self._summary(
                 INTERRUPTED, timings={**self.timings, "total_s": time.perf_counter() - t_start}))
             log.warning("[%s] interrupted; the same command resumes it", self.name)
             raise
@@ -138,8 +143,17 @@ class Job:
                                     data=self.data_report or None,
                                     timings={**self.timings, "total_s": time.perf_counter() - t_start})
             log.error("[%s] failed: %s", self.name, summary["error"])
+        return self._write_final(summary)
+
+    def _write_final(self, summary: dict) -> dict:
+        """Write summary.json, then hand the job's files to the trackers (their warnings added)."""
         write_json(self.summary_path, summary)
-        return summary
+        files = {"summary": self.summary_path, "metrics": self.dir / METRICS, "samples": self.dir / SAMPLES,
+                 "model": self.dir / MODEL}
+        tracked = self.tracking.finish(summary, files)
+        if tracked is not summary:
+            write_json(self.summary_path, tracked)
+        return tracked
 
     def _run(self, t_start: float) -> dict:
         """The recipe; each step is a method below."""
@@ -235,7 +249,8 @@ class Job:
         """SFT from ``start_step`` to the plan's last step, evaluating every ``train.eval_interval``
         steps and at the end, checkpointing every ``train.checkpoint_interval``; the last step."""
         cfg, total = self.cfg, self.plan.total_steps
-        self.metrics = MetricsLog(self.dir / METRICS, keep_until_step=start_step if start_step else None)
+        self.metrics = self.tracking.tee(MetricsLog(self.dir / METRICS,
+                                                    keep_until_step=start_step if start_step else None))
         if start_step == 0:
             self.metrics.write({"kind": "eval", "step": 0, **self.base_metrics})
         self.eval_s = 0.0

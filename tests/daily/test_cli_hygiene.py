@@ -24,9 +24,15 @@ def test_conf_dir_is_the_top_level_conf_in_a_checkout():
 
 
 @pytest.mark.parametrize("override,key", [("+optim.lrr=1", "optim.lrr"), ("+train.foo.bar=2", "train.foo"),
-                                          ("+nonsense=1", "nonsense"), ("+data.world.n_country=3", "data.world.n_country")])
+                                          ("+nonsense=1", "nonsense"), ("+data.world.n_country=3", "data.world.n_country"),
+                                          ("+logger.wandb.project=x", "logger.wandb")])
 def test_added_keys_outside_the_schema_are_found(override, key):
     assert unknown_keys(_compose([override])) == [key]
+
+
+def test_keys_of_a_selected_logger_are_checked():
+    assert unknown_keys(_compose(["logger=mlflow", "+logger.mlflow.uri=x"])) == ["logger.mlflow.uri"]
+    assert unknown_keys(_compose(["logger=[mlflow,tensorboard]", "logger.mlflow.tracking_uri=http://h:5000"])) == []
 
 
 def test_documented_additions_are_allowed():

@@ -1,0 +1,186 @@
+"""MLflow: one run per job, and in a multirun a parent run for the sweep with the jobs as children.
+
+Written through ``MlflowClient`` (no global active run, so jobs in parallel worker processes do not
+share state). The run id is kept in the job directory (``tracking.json``): a job resumed after
+Ctrl-C continues its run. The sweep's parent run is opened by ``SweepRun``, a Hydra callback, and
+its id is kept beside Hydra's ``multirun.yaml``, where every job of the sweep finds it.
+
+A local store (``mlruns``, the default) is MLflow's file store, which MLflow 3 keeps in maintenance
+mode behind ``MLFLOW_ALLOW_FILE_STORE``; it is allowed here unless the user set that variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+# A tracking server that is down must not hold a job for minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from ..jobfiles import read_json, write_json  # noqa: E402
+from . import RUN_STATUS, flat_config  # noqa: E402
+
+PARENT_FILE = ".mlflow_sweep_run.json"
+STATE_FILE = "tracking.json"
+MAX_PARAM_LEN = 500  # MLflow's limit for a param value
+
+
+def store_uri(uri: str, base_dir: str) -> str:
+    """A tracking URI; a plain path (``mlruns``) becomes a file store under ``base_dir``."""
+    if urlparse(uri).scheme and not (len(uri) > 1 and uri[1] == ":"):  # not a Windows drive letter
+        return uri
+    path = Path(uri).expanduser()
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return path.resolve().as_uri()
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name)
+    except Exception:  # another job of the sweep created it first
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def sweep_dir_of(job_dir: Path) -> Path | None:
+    """The multirun directory a job belongs to (where Hydra wrote multirun.yaml), if any."""
+    for d in list(Path(job_dir).resolve().parents)[:6]:
+        if (d / "multirun.yaml").exists() or (d / PARENT_FILE).exists():
+            return d
+    return None
+
+
+def _reopen(client: MlflowClient, run_id: str | None, uri: str, state_uri: str | None) -> str | None:
+    """``run_id`` when it exists in this store (set running again), else None."""
+    if not run_id or state_uri != uri:
+        return None
+    try:
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    except Exception:  # deleted, or another store
+        return None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class MlflowTracker:
+    name = "mlflow"
+
+    def __init__(self, job_dir: Path, label: str, base_dir: str, *, experiment_name: str, tracking_uri: str,
+                 log_model: bool = True) -> None:
+        self.job_dir = Path(job_dir)
+        self.label = label
+        self.uri = store_uri(tracking_uri, base_dir)
+        self.experiment_name = experiment_name
+        self.log_model = log_model
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.run_id: str | None = None
+
+    def start(self, config: dict[str, Any], resumed: bool) -> None:
+        state = read_json(self.job_dir / STATE_FILE) or {}
+        self.run_id = _reopen(self.client, state.get("mlflow_run_id"), self.uri, state.get("mlflow_tracking_uri"))
+        if self.run_id is not None:
+            return
+        exp = experiment_id(self.client, self.experiment_name)
+        tags = {"sft_sweep.job_dir": str(self.job_dir.resolve())}
+        sweep = sweep_dir_of(self.job_dir)
+        parent = read_json(sweep / PARENT_FILE) if sweep else None
+        if isinstance(parent, dict) and parent.get("tracking_uri") == self.uri and parent.get("run_id"):
+            tags["mlflow.parentRunId"] = parent["run_id"]
+        run = self.client.create_run(exp, run_name=self.label, tags=tags)
+        self.run_id = run.info.run_id
+        write_json(self.job_dir / STATE_FILE, {"mlflow_run_id": self.run_id, "mlflow_tracking_uri": self.uri})
+        params = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in flat_config(config).items()]
+        for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
+
+    def log_row(self, row: dict[str, Any]) -> None:
+        kind, step, ts = row.get("kind"), int(row.get("step", 0)), _now_ms()
+        metrics = [Metric(f"{kind}/{k}", float(v), ts, step) for k, v in row.items()
+                   if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+
+    def finish(self, summary: dict[str, Any], files: dict[str, Path]) -> None:
+        step, ts = int(summary.get("steps") or 0), _now_ms()
+        metrics = []
+        for part in ("base", "final"):
+            metrics += [Metric(f"{part}/{k}", float(v), ts, step) for k, v in (summary.get(part) or {}).items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if summary.get("forgetting_pct") is not None:
+            metrics.append(Metric("forgetting_pct", float(summary["forgetting_pct"]), ts, step))
+        self.client.log_batch(self.run_id, metrics=metrics,
+                              tags=[RunTag("sft_sweep.status", str(summary.get("status")))])
+        for name, path in files.items():
+            if name == "model" and not self.log_model:
+                continue
+            if Path(path).is_file():
+                self.client.log_artifact(self.run_id, str(path))
+        self.client.set_terminated(self.run_id, RUN_STATUS.get(str(summary.get("status")), "FAILED"))
+
+
+class SweepRun:
+    """Hydra callback: the sweep's parent MLflow run, opened before the jobs and closed after them."""
+
+    def __init__(self) -> None:
+        self.client: MlflowClient | None = None
+        self.run_id: str | None = None
+        self.sweep_dir: Path | None = None
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        ml = OmegaConf.select(config, "logger.mlflow", default=None)
+        if not ml:
+            return
+        try:
+            from analysis.callback import sweep_dir_of as configured_sweep_dir
+
+            cwd = str(OmegaConf.select(config, "hydra.runtime.cwd", default=None) or os.getcwd())
+            uri = store_uri(str(ml.tracking_uri), cwd)
+            self.sweep_dir = configured_sweep_dir(config)
+            self.sweep_dir.mkdir(parents=True, exist_ok=True)
+            self.client = MlflowClient(tracking_uri=uri)
+            state = read_json(self.sweep_dir / PARENT_FILE) or {}
+            self.run_id = _reopen(self.client, state.get("run_id"), uri, state.get("tracking_uri"))
+            if self.run_id is None:
+                name = str(ml.experiment_name or config.name)
+                run = self.client.create_run(experiment_id(self.client, name), run_name=f"sweep {config.name}",
+                                             tags={"sft_sweep.sweep_dir": str(self.sweep_dir)})
+                self.run_id = run.info.run_id
+                write_json(self.sweep_dir / PARENT_FILE, {"run_id": self.run_id, "tracking_uri": uri})
+            command = " ".join(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
+            self.client.set_tag(self.run_id, "sft_sweep.command", command[:5000])
+        except Exception as e:  # noqa: BLE001 - the sweep runs without its parent run
+            self.run_id = None
+            print(f"sft-sweep: warning: MLflow parent run for the sweep not opened: {type(e).__name__}: "
+                  f"{str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        if self.client is None or self.run_id is None or self.sweep_dir is None:
+            return
+        try:
+            for name in ("report.md", "report.html"):
+                if (self.sweep_dir / name).is_file():
+                    self.client.log_artifact(self.run_id, str(self.sweep_dir / name))
+            self.client.set_terminated(self.run_id, "FINISHED")
+        except Exception as e:  # noqa: BLE001
+            print(f"sft-sweep: warning: MLflow parent run not closed: {type(e).__name__}: {e}", file=sys.stderr)
