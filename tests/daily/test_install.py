@@ -50,4 +50,10 @@ def test_wheel_in_a_fresh_venv_runs_from_another_directory(tmp_path):
     assert all(json.loads(p.read_text())["status"] == "completed" for p in summaries)
     assert (elsewhere / "runs" / "sweeps" / "smoke" / "report.html").exists()
     for tool in ("sft-sweep-report", "sft-sweep-chat", "sft-sweep-inspect", "sft-sweep-eval"):
-        assert (bin_dir / tool).exists(), tool
+        assert "usage:" in _run([str(bin_dir / tool), "--help"], cwd=elsewhere).stdout, tool
+    job = next(p.parent for p in summaries)
+    assert "trained /" in _run([str(bin_dir / "sft-sweep-inspect"), "-n", "1", "model=tiny"], cwd=elsewhere).stdout
+    chat = _run([str(bin_dir / "sft-sweep-chat"), str(job), "--prompt", "What is the capital of X?", "--json",
+                 "--max-new-tokens", "8"], cwd=elsewhere).stdout
+    assert set(json.loads(chat)["models"]) == {"base", "tuned"}
+    assert "raw_loss" in _run([str(bin_dir / "sft-sweep-eval"), str(job)], cwd=elsewhere).stdout
