@@ -87,3 +87,20 @@ def test_new_options_keep_earlier_config_hashes():
     assert config_hash(before) == config_hash(d)
     d["pretrain"]["init_from"] = "/x/model.npz"
     assert config_hash(before) != config_hash(d)
+
+
+def test_inspect_job_renders_a_finished_jobs_data_with_its_counts(finished_job):
+    from omegaconf import OmegaConf
+
+    from sft_sweep.inspect_data import inspect_job
+
+    job_dir, summary = finished_job
+    hydra_dir = job_dir / ".hydra"
+    cfg = _compose([*SMOKE, "optim.lr=3e-3"])
+    OmegaConf.save(cfg, hydra_dir / "config.yaml")
+    (hydra_dir / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {REPO}\n")
+    found = inspect_job(job_dir, n_examples=1)
+    assert len(found.examples) == 1 and found.examples[0].n_trained > 0
+    for key, value in found.counts.items():
+        if key in summary["data"]:
+            assert summary["data"][key] == value, key
