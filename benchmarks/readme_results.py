@@ -78,7 +78,8 @@ def render(record: dict) -> str:
     lines = [f"Measured by `benchmarks/readme_results.py` on {record['date']} at commit {record['commit']}: "
              f"{m['cpu']}, {m['usable_cores']} of {m['cores']} cores usable, {m['os']}, Python {m['python']}, "
              f"numpy {m['numpy']}. Command: `{' '.join(record['command'])}`"
-             + (f", {record['wall_s']:.0f} s wall" if record.get("wall_s") else "") + ".",
+             + (f", {record['wall_s']:.0f} s wall" if record.get("wall_s") else "") + "."
+             + (f" {record['note']}" if record.get("note") else ""),
              "",
              "| lr | epochs | forgetting | follow rate | answer acc. | answer MC acc. | knowledge MC acc. | response loss |",
              "|---|---|---|---|---|---|---|---|"]
@@ -112,7 +113,9 @@ def main() -> None:
     p.add_argument("--run", action="store_true", help="run the README's quickstart command first (from the repository)")
     p.add_argument("--sweep", default=str(REPO / "runs" / "sweeps" / "quickstart"))
     p.add_argument("--write", action="store_true", help="record the sweep and update README.md")
-    p.add_argument("extra", nargs="*", help="after --: extra sft-sweep overrides for --run")
+    p.add_argument("--note", help="recording an earlier run: how it ran (wall time, load, cached base ...)")
+    p.add_argument("--commit", help="recording an earlier run: the commit it ran at (default: HEAD)")
+    p.add_argument("extra", nargs="*", help="after --: extra sft-sweep overrides (--run passes them on)")
     args = p.parse_args()
     if args.run or args.write:
         command = COMMAND + list(args.extra)
@@ -121,8 +124,9 @@ def main() -> None:
             tic = time.perf_counter()
             subprocess.run(command, cwd=REPO, check=True)
             wall = time.perf_counter() - tic
-        record = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": commit(), "machine": machine(),
-                  "command": command, "wall_s": wall, **collect(Path(args.sweep))}
+        record = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": args.commit or commit(),
+                  "machine": machine(), "command": command, "wall_s": wall, "note": args.note,
+                  **collect(Path(args.sweep))}
         RECORD.parent.mkdir(parents=True, exist_ok=True)
         RECORD.write_text(json.dumps(record, indent=1) + "\n")
         write_readme(REPO / "README.md", render(record))

@@ -1,0 +1,37 @@
+"""The README's results table is the one rendered from the recorded run of its command."""
+
+import importlib.util
+
+from tests.conftest import REPO
+
+spec = importlib.util.spec_from_file_location("readme_results", REPO / "benchmarks" / "readme_results.py")
+readme_results = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(readme_results)
+
+
+def test_readme_table_matches_the_recorded_run():
+    import json
+
+    record = json.loads(readme_results.RECORD.read_text())
+    assert record["command"][:3] == ["sft-sweep", "-m", "experiment=quickstart"]
+    assert len(record["jobs"]) == 6 and record["machine"]["cpu"]
+    block = readme_results.readme_block((REPO / "README.md").read_text())
+    assert block == readme_results.render(record)
+
+
+def test_render_formats_every_job(tmp_path):
+    job = {"lr": 3e-4, "epochs": 2, "forgetting_pct": 12.345,
+           "base": {"follow_rate": 0.0, "answer_acc": 0.0, "answer_mc_acc": 0.31, "knowledge_mc_acc": 0.65,
+                    "response_loss": 4.8333},
+           "final": {"follow_rate": 0.98, "answer_acc": 0.23, "answer_mc_acc": 0.48, "knowledge_mc_acc": 0.6522,
+                     "response_loss": 0.5041}}
+    record = {"date": "2026-01-01", "commit": "abc", "command": ["sft-sweep", "-m", "experiment=quickstart"],
+              "machine": {"cpu": "X", "cores": 2, "usable_cores": 2, "os": "Linux", "python": "3.11", "numpy": "2"},
+              "jobs": [job]}
+    lines = readme_results.render(record).splitlines()
+    assert lines[-2] == "| base model | | | 0% | 0% | 31% | 65% | 4.833 |"
+    assert lines[-1] == "| 0.0003 | 2 | +12.3% | 98% | 23% | 48% | 65% | 0.504 |"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{readme_results.START}\nold\n{readme_results.END}\nb\n")
+    readme_results.write_readme(readme, "new table")
+    assert readme.read_text() == f"a\n{readme_results.START}\nnew table\n{readme_results.END}\nb\n"
