@@ -133,10 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         out = str(found.job_dir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S.json", time.gmtime()))
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     if out:
-        from .train.runfiles import atomic_write_json
+        from .jobfiles import write_json
 
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out, result)
+        write_json(out, result)
         if not args.json:
             print(f"written to {out}")
 

@@ -94,14 +94,14 @@ def _training_conversations(cfg, base_dir: str | None) -> list[tuple[str, list[C
 
 def inspect_config(cfg, base_dir: str | None = None, n_examples: int = 3, start: int = 0) -> DataInspection:
     """Render ``n_examples`` examples from ``start`` and the job's data counts for a Config."""
-    from .train.data_prep import _quality, prepare
+    from .train.data_prep import prepare
 
     prepared = prepare(cfg, base_dir)  # the job's own pipeline: its report is what the job records
     max_tokens = cfg.model.block_size + 1
     template = get_template(cfg.template.name)
     examples: list[RenderedExample] = []
     for name, convs in _training_conversations(cfg, base_dir):
-        kept, _ = filter_quality(convs, _quality(cfg))
+        kept, _ = filter_quality(convs, cfg.data.quality)
         kept_ids = {id(c) for c in kept}
         for i in range(start, min(len(convs), start + n_examples - len(examples))):
             conv = convs[i]
@@ -280,9 +280,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     title = f"{path or 'built-in world'}: {found.template} template, {found.mask} mask"
     if args.html:
-        from .train.runfiles import atomic_write_text
+        from .jobfiles import write_atomic
 
-        atomic_write_text(Path(args.html), html_page(found, title))
+        write_atomic(Path(args.html), html_page(found, title))
         print(f"wrote {args.html}")
     if args.json:
         print(json.dumps({"template": found.template, "mask": found.mask, "max_tokens": found.max_tokens,
