@@ -177,6 +177,9 @@ def as_html(ex: RenderedExample) -> str:
 
 
 def example_header(ex: RenderedExample) -> str:
+    if ex.status.startswith(("dropped", "removed")):  # shown as rendered: none of it is trained
+        return (f"example {ex.index} ({ex.source}): {ex.status}; as rendered {ex.n_trained} trained / "
+                f"{ex.n_total} tokens")
     share = 100.0 * ex.n_trained / max(ex.n_total - 1, 1)
     extra = f", rendered {ex.rendered_len}" if ex.rendered_len != ex.n_total else ""
     return (f"example {ex.index} ({ex.source}): {ex.n_trained} trained / {ex.n_total} tokens "
