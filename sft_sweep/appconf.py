@@ -32,6 +32,7 @@ PLUGINS: dict[str, tuple[str, str | None]] = {
     "ray": ("hydra_plugins.hydra_ray_launcher", "ray"),
     "ray_aws": ("hydra_plugins.hydra_ray_launcher", "ray"),
     "optuna": ("hydra_plugins.hydra_optuna_sweeper", "search"),
+    "sft_optuna": ("optuna", "search"),  # our sweeper ships with the package; optuna comes with [search]
 }
 
 
