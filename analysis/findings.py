@@ -507,4 +507,6 @@ def compute_findings(runs: RunSet) -> list[Finding]:
         f = categorical_effect(runs, role)
         if f is not None:
             out.append(f)
-    return out
+    from analysis.story import story_findings  # imports this module's Finding
+
+    return story_findings(runs) + out

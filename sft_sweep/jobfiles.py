@@ -59,7 +59,7 @@ DIVERGED = "diverged"
 #: Evaluation metrics (eval rows of metrics.jsonl, ``base`` / ``final`` of summary.json), in
 #: display order.
 EVAL_METRICS = ("raw_loss", "response_loss", "follow_rate", "answer_acc", "answer_mc_acc",
-                "knowledge_acc", "knowledge_mc_acc")
+                "knowledge_acc", "knowledge_mc_acc", "base_knowledge_sft", "base_knowledge_probe")
 #: Training metrics (train rows of metrics.jsonl).
 TRAIN_METRICS = ("loss", "lr", "grad_norm", "tokens_per_s", "epoch")
 #: Fields of a samples.jsonl row.

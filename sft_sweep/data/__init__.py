@@ -18,14 +18,14 @@ from .formats import FORMATS, load_conversations, load_raw_text, save_conversati
 from .mixing import mix_datasets, mix_replay, replay_stream
 from .quality import QualityConfig, dedup_conversations, filter_quality
 from .templates import MASK_MODES, TEMPLATE_NAMES, Template, get_template, render, render_prompt
-from .world import World, WorldConfig, build_world
+from .world import FactCompletion, World, WorldConfig, build_world
 
 __all__ = [
     "Turn", "Conversation", "ConversationError", "ROLES",
     "load_conversations", "load_raw_text", "save_conversations", "FORMATS",
     "render", "render_prompt", "get_template", "Template", "TEMPLATE_NAMES", "MASK_MODES",
     "Example", "to_examples", "fit_length",
-    "EvalItem", "WorldConfig", "World", "build_world",
+    "EvalItem", "WorldConfig", "World", "build_world", "FactCompletion",
     "QualityConfig", "filter_quality", "dedup_conversations",
     "mix_replay", "mix_datasets", "replay_stream",
     "make_batches", "Batch",

@@ -36,15 +36,21 @@ def replay_count(n_sft: int, ratio: float) -> int:
 
 
 def mix_replay(examples: list[Example], raw_docs_ids, ratio: float, window: int,
-               seed: int = 0) -> tuple[list[Example], dict]:
+               seed: int = 0, epoch: int = 0) -> tuple[list[Example], dict]:
     """Add pre-training windows so they are a fraction ``ratio`` of all training sequences.
 
-    ``n_replay = round(ratio * n / (1 - ratio))`` windows of ``window`` ids (pass the model's
-    block size + 1 to fill a row) start at uniformly random offsets of the replay stream
-    (see :func:`replay_stream`) and are trained on every token (source ``"replay"``).
-    The windows are fixed for a given seed: pass ``seed + epoch`` for fresh windows per epoch.
-    Returns the SFT examples followed by the windows (batching shuffles) and
-    ``{"n_sft", "n_replay", "target_ratio", "achieved_ratio", "replay_tokens"}``.
+    The ratio counts sequences (rows before packing), not tokens: ``n_replay = round(ratio * n /
+    (1 - ratio))`` windows of ``window`` ids (pass the model's block size + 1 to fill a row)
+    start at uniformly random offsets of the replay stream (see :func:`replay_stream`) and are
+    trained on every token but the first (source ``"replay"``). Because an SFT example trains
+    only its response tokens, replay's share of the *trained tokens* is much larger than
+    ``ratio``; the report gives both.
+
+    The windows are a pure function of ``(seed, epoch)``: call once per epoch for fresh windows
+    (reusing one draw every epoch lets SFT memorise those few windows, and forgetting on the rest
+    of the text comes back). Returns the SFT examples followed by the windows (batching
+    shuffles) and ``{"epoch", "n_sft", "n_replay", "target_ratio", "achieved_ratio",
+    "replay_tokens", "sft_trained_tokens", "replay_token_fraction"}``.
     """
     n_sft = len(examples)
     n_raw = replay_count(n_sft, ratio)
@@ -53,7 +59,7 @@ def mix_replay(examples: list[Example], raw_docs_ids, ratio: float, window: int,
     stream = replay_stream(raw_docs_ids) if n_raw else np.zeros(0, dtype=np.int32)
     if n_raw and len(stream) < 2:
         raise ConfigError("replay ratio > 0 but the replay text is empty")
-    rng = np.random.default_rng([int(seed), 0x5EED])
+    rng = np.random.default_rng([int(seed), int(epoch), 0x5EED])
     out = list(examples)
     w = min(window, len(stream))
     starts = rng.integers(0, len(stream) - w + 1, size=n_raw) if n_raw else []
@@ -63,9 +69,13 @@ def mix_replay(examples: list[Example], raw_docs_ids, ratio: float, window: int,
         mask[0] = 0
         out.append(Example(ids, mask, "replay"))
     total = n_sft + n_raw
-    report = {"n_sft": n_sft, "n_replay": n_raw, "target_ratio": float(ratio),
+    sft_tokens = int(sum(int(np.count_nonzero(e.mask[1:])) for e in examples))
+    replay_tokens = int(n_raw * (w - 1)) if n_raw else 0
+    report = {"epoch": int(epoch), "n_sft": n_sft, "n_replay": n_raw, "target_ratio": float(ratio),
               "achieved_ratio": (n_raw / total) if total else 0.0,
-              "replay_tokens": int(n_raw * w)}
+              "replay_tokens": replay_tokens, "sft_trained_tokens": sft_tokens,
+              "replay_token_fraction": (replay_tokens / (replay_tokens + sft_tokens))
+              if replay_tokens + sft_tokens else 0.0}
     return out, report
 
 

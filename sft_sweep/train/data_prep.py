@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config, stable_hash
+from ..config import Config
 from ..data import (
     Conversation,
     EvalItem,
     Example,
+    FactCompletion,
     WorldConfig,
     build_world,
     dedup_conversations,
@@ -58,6 +59,8 @@ class PreparedData:
     follow_prompts: list[Conversation]  # prompts for the follow-rate check
     report: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # data dropped or metrics lost: shown to the user
+    # every asked fact in pre-training phrasing (base-knowledge completion); empty for files
+    fact_completions: list[FactCompletion] = field(default_factory=list)
 
 
 def join_docs(docs: list[str], tok: ByteTokenizer) -> np.ndarray:
@@ -95,14 +98,20 @@ def _resolve(path: str, base_dir: str | None) -> str:
     return str(p)
 
 
-def pretrain_source(cfg: Config, base_dir: str | None = None) -> dict:
-    """What determines the pre-training text: part of the base model's cache key."""
-    if cfg.data.source == "files" and cfg.data.pretrain_text:
-        path = _resolve(cfg.data.pretrain_text, base_dir)
-        if not Path(path).is_file():
-            raise DataError("pre-training text file not found (data.pretrain_text)", path=path)
-        return {"kind": "file", "sha256": _file_digest(path)}
-    return {"kind": "world", "world": stable_hash(world_config(cfg).__dict__)}
+def pretrain_source(cfg: Config, base_dir: str | None = None, tokens: np.ndarray | None = None) -> dict:
+    """What pre-training reads, as part of the base model's cache key: the digest of the
+    pre-training token stream itself (``tokens``, as ``prepare`` built it; built here when not
+    given). So settings that change only the SFT data (``data.world.n_train``, task weights that
+    add no prose, ...) reuse the same base model, and any change to the pre-training text does not."""
+    if tokens is None:
+        if cfg.data.source == "files" and cfg.data.pretrain_text:
+            path = _resolve(cfg.data.pretrain_text, base_dir)
+            if not Path(path).is_file():
+                raise DataError("pre-training text file not found (data.pretrain_text)", path=path)
+        tokens = join_docs(raw_text(cfg, base_dir)[0], ByteTokenizer())
+    kind = "file" if cfg.data.source == "files" and cfg.data.pretrain_text else "world"
+    digest = hashlib.sha256(np.ascontiguousarray(tokens, dtype=np.int32).tobytes()).hexdigest()[:16]
+    return {"kind": kind, "tokens_sha256": digest, "n_tokens": int(len(tokens))}
 
 
 def raw_text(cfg: Config, base_dir: str | None = None,
@@ -158,6 +167,7 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
         sets = {"world": world.train}
         val_convs = world.val
         eval_items, probe_items = list(world.eval_items), list(world.probe_items)
+        facts = world.fact_completions()
         report["world"] = world.stats()
     else:
         pre_docs, held_docs = raw_text(cfg, base_dir, report)
@@ -168,6 +178,7 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
             sets[name] = train
             val_convs += val
         eval_items, probe_items = [], []
+        facts = []
 
     rendered: dict[str, list[Example]] = {}
     for name, convs in sets.items():
@@ -208,6 +219,7 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
         follow_prompts=follow_prompts,
         report=report,
         warnings=warnings,
+        fact_completions=facts,
     )
 
 
@@ -290,8 +302,46 @@ def _without_last_answer(conv: Conversation) -> Conversation:
     return Conversation(turns=turns, meta=dict(conv.meta))
 
 
-def with_replay(data: PreparedData, ratio: float, window: int, seed: int) -> tuple[list[Example], dict]:
-    if ratio <= 0:
-        n = len(data.train_examples)
-        return list(data.train_examples), {"n_sft": n, "n_replay": 0, "achieved_ratio": 0.0}
-    return mix_replay(data.train_examples, data.pretrain_tokens, ratio, window, seed)
+class ReplayMix:
+    """The training examples of each epoch: the SFT examples plus fresh pre-training windows.
+
+    ``mix.replay_ratio`` = r is the fraction of training *sequences* that are raw pre-training
+    windows (rows of ``window`` tokens, every token trained), in every epoch: n_replay =
+    round(r * n_sft / (1 - r)). The windows of epoch e are drawn with the seed (train.seed, e),
+    so each epoch sees different pre-training text, and a resumed job draws the same ones.
+    """
+
+    def __init__(self, data: PreparedData, ratio: float, window: int, seed: int) -> None:
+        self.sft = list(data.train_examples)
+        self.stream = data.pretrain_tokens
+        self.ratio, self.window, self.seed = float(ratio), int(window), int(seed)
+        self._reports: dict[int, dict] = {}
+
+    def __call__(self, epoch: int) -> list[Example]:
+        if self.ratio <= 0:
+            self._reports[epoch] = {"epoch": epoch, "n_sft": len(self.sft), "n_replay": 0,
+                                    "target_ratio": 0.0, "achieved_ratio": 0.0}
+            return list(self.sft)
+        out, rep = mix_replay(self.sft, self.stream, self.ratio, self.window, self.seed, epoch)
+        self._reports[epoch] = rep
+        return out
+
+    def report(self, epochs: int) -> dict:
+        """Target and achieved ratio (overall and per epoch) for ``epochs`` epochs."""
+        for e in range(epochs):
+            if e not in self._reports:
+                self(e)
+        per = [self._reports[e] for e in range(epochs)]
+        n_sft = sum(p["n_sft"] for p in per)
+        n_rep = sum(p["n_replay"] for p in per)
+        out = {"target_ratio": self.ratio, "n_sft": per[0]["n_sft"], "n_replay": per[0]["n_replay"],
+               "achieved_ratio": n_rep / (n_sft + n_rep) if n_sft + n_rep else 0.0,
+               "fresh_per_epoch": True, "per_epoch": per}
+        if "replay_token_fraction" in per[0]:
+            out["replay_token_fraction"] = per[0]["replay_token_fraction"]
+        return out
+
+
+def with_replay(data: PreparedData, ratio: float, window: int, seed: int) -> ReplayMix:
+    """The per-epoch training examples (see ``ReplayMix``); ``mix(epoch)`` gives an epoch's."""
+    return ReplayMix(data, ratio, window, seed)

@@ -12,6 +12,10 @@ Metrics (each absent when its data is absent, never a fake 0):
 - ``answer_mc_acc`` / ``knowledge_mc_acc``: share of items where the reference response has the
   highest log-probability among the item's candidates (reference plus distractors). This needs no
   generation, so it also measures what a base model knows before it can follow a chat format.
+- ``base_knowledge_sft`` / ``base_knowledge_probe``: share of the asked facts (of the entities
+  the SFT data asks about / of the probe entities) that greedy completion of the pre-training
+  phrasing gets right, with no chat template: "The capital of X is" -> " Y". What the model
+  knows, whether or not it can answer a question about it.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ class Evaluator:
     def __init__(self, *, template: Any, val_examples: list[Example], heldout_tokens: np.ndarray,
                  eval_items: list[EvalItem], probe_items: list[EvalItem], follow_prompts: list,
                  block_size: int, max_items: int, max_new_tokens: int, raw_windows: int,
-                 batch_size: int) -> None:
+                 batch_size: int, fact_completions: Sequence[Any] = ()) -> None:
         self.tok = ByteTokenizer()
         self.template = template
         self.block_size = block_size
@@ -79,6 +83,9 @@ class Evaluator:
         # Any special token ends generation: a model that emits <|im_start|> is opening a new turn.
         self.halt_ids = tuple(sorted(set(self.stop_ids) | set(self.tok.special_tokens.values())))
         self.new_turn = [list(m) for m in template.new_turn_markers]
+        # every asked fact, not capped by max_items: the metric is a share of all of them
+        self.facts = [f for f in fact_completions
+                      if len(self.tok.encode(f.prompt)) + len(self.tok.encode(f.answer)) + 3 <= block_size]
 
     def _prompt_part(self, x: Any) -> Any:
         return x.prompt if isinstance(x, EvalItem) else x
@@ -164,6 +171,37 @@ class Evaluator:
             correct += int(np.argmax(s) == 0 and (len(s) == 1 or s[0] > np.max(s[1:])))
         return correct / len(items)
 
+    # ---- base knowledge -----------------------------------------------------------------
+    def complete(self, model: GPT, prompts: list[str], max_new: int) -> list[str]:
+        """Greedy continuations of raw text (no template), each prompt read as a document start."""
+        encoded = [[self.tok.eot_id] + self.tok.encode(p) for p in prompts]
+        out = [""] * len(encoded)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b : b + self.batch_size]
+            gens = generate(model, [encoded[i] for i in idx], max_new, stop_ids=self.halt_ids, temperature=0.0)
+            for i, new in zip(idx, gens):
+                out[i] = self.tok.decode(new, skip_special=True)
+        return out
+
+    @staticmethod
+    def completes(text: str, answer: str) -> bool:
+        """The continuation states ``answer`` as its first word (" Vaizem." / " Vaizem,")."""
+        t = text.lstrip()
+        return t.startswith(answer) and (len(t) == len(answer) or not t[len(answer)].isalnum())
+
+    def base_knowledge(self, model: GPT) -> dict[str, float]:
+        if not self.facts:
+            return {}
+        max_new = max(len(self.tok.encode(f.answer)) for f in self.facts) + 2
+        texts = self.complete(model, [f.prompt for f in self.facts], max_new)
+        out = {}
+        for group in ("sft", "probe"):
+            hits = [self.completes(t, f.answer) for f, t in zip(self.facts, texts) if f.group == group]
+            if hits:
+                out[f"base_knowledge_{group}"] = float(np.mean(hits))
+        return out
+
     # ---- all ----------------------------------------------------------------------------
     def evaluate(self, model: GPT) -> tuple[dict, dict[str, list[Generation]]]:
         """(metrics, generations by set). Metrics without data are left out."""
@@ -191,6 +229,7 @@ class Evaluator:
             gens["knowledge"] = g
             put("knowledge_acc", float(np.mean([it.is_correct(x.text) for it, x in zip(self.probe_items, g)])))
             put("knowledge_mc_acc", self.mc_accuracy(model, self.probe_items))
+        metrics.update(self.base_knowledge(model))
         return metrics, gens
 
 

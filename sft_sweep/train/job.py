@@ -29,7 +29,8 @@ from ..jobfiles import (
 from ..nn import GPT, load_checkpoint, save_checkpoint
 from . import sft
 from .cache import BaseCache
-from .data_prep import PreparedData, data_counts_line, pretrain_source, prepare, with_replay
+from .data_prep import (PreparedData, ReplayMix, data_counts_line, pretrain_source, prepare,
+                        with_replay)
 from .evaluate import Evaluator, sample_rows
 from .pretrain import load_or_build_base
 from .resources import job_threads
@@ -66,7 +67,8 @@ def _evaluator(cfg: Config, data: PreparedData) -> Evaluator:
     return Evaluator(template=data.template, val_examples=data.val_examples, heldout_tokens=data.heldout_tokens,
                      eval_items=data.eval_items, probe_items=data.probe_items, follow_prompts=data.follow_prompts,
                      block_size=cfg.model.block_size, max_items=e.max_items, max_new_tokens=e.max_new_tokens,
-                     raw_windows=e.raw_windows, batch_size=e.batch_size)
+                     raw_windows=e.raw_windows, batch_size=e.batch_size,
+                     fact_completions=data.fact_completions)
 
 
 def _gen_dicts(gens: dict) -> dict[str, list[dict]]:
@@ -170,19 +172,20 @@ class Job:
         self.evaluator = _evaluator(cfg, self.data)
         self.warn_unmeasured()
         self.evaluate_base()
-        examples, mix_report = with_replay(self.data, cfg.mix.replay_ratio, cfg.model.block_size + 1, cfg.train.seed)
-        self.plan = sft.plan(examples, cfg)
+        examples = with_replay(self.data, cfg.mix.replay_ratio, cfg.model.block_size + 1, cfg.train.seed)
+        self.plan = sft.plan(examples(0), cfg)
         start_step = self.resume()
         step = self.train(examples, start_step)
-        return self.finish(step, examples, mix_report, t_start)
+        return self.finish(step, examples, t_start)
 
     def _base_model(self) -> tuple[GPT, BaseCache, dict]:
         cfg = self.cfg
         cache_root = cfg.pretrain.cache_dir
         if not os.path.isabs(cache_root):
             cache_root = os.path.join(self.base_dir, cache_root)
-        return load_or_build_base(cfg, self.data.pretrain_tokens, pretrain_source(cfg, self.base_dir),
-                                  cache_root, self.threads, progress=self.progress)
+        tokens = self.data.pretrain_tokens
+        return load_or_build_base(cfg, tokens, pretrain_source(cfg, self.base_dir, tokens), cache_root,
+                                  self.threads, progress=self.progress)
 
     def report_data(self) -> None:
         """What the data preparation kept and dropped, printed once; its warnings recorded."""
@@ -245,7 +248,7 @@ class Job:
         log.info("[%s] resuming from step %d", self.name, start_step)
         return start_step
 
-    def train(self, examples: list, start_step: int) -> int:
+    def train(self, examples: ReplayMix, start_step: int) -> int:
         """SFT from ``start_step`` to the plan's last step, evaluating every ``train.eval_interval``
         steps and at the end, checkpointing every ``train.checkpoint_interval``; the last step."""
         cfg, total = self.cfg, self.plan.total_steps
@@ -287,7 +290,7 @@ class Job:
         if self.trial is not None:
             self.trial.report(step, m, final=step == self.plan.total_steps)
 
-    def finish(self, step: int, examples: list, mix_report: dict, t_start: float) -> dict:
+    def finish(self, step: int, examples: ReplayMix, t_start: float) -> dict:
         """Samples and the tuned model to the job directory, the checkpoint removed; the summary."""
         cfg, data, base, final = self.cfg, self.data, self.base_metrics, self.last_eval["metrics"]
         forgetting = None
@@ -299,8 +302,8 @@ class Job:
         if self.ckpt_path.exists():
             self.ckpt_path.unlink()
         self.timings["total_s"] = time.perf_counter() - t_start
-        data_report = {**data.report, "mix": mix_report, "batches": self.plan.batch_report,
-                       "n_train_examples": len(examples), "eval_skipped_too_long": self.evaluator.skipped}
+        data_report = {**data.report, "mix": examples.report(cfg.train.epochs), "batches": self.plan.batch_report,
+                       "n_train_examples": len(examples(0)), "eval_skipped_too_long": self.evaluator.skipped}
         return self._summary(
             COMPLETED, base=base, final=final, forgetting_pct=forgetting, steps=step,
             base_model={"key": self.cache.key, "built_here": self.base_built}, threads=self.threads.sft,

@@ -96,12 +96,14 @@ def accumulate(model: GPT, group: list[Batch]) -> tuple[float, dict[str, np.ndar
     return total_loss, acc, tokens
 
 
-def train(model: GPT, opt: AdamW, examples: list[Example], cfg: Config, pl: Plan, *, start_step: int,
+def train(model: GPT, opt: AdamW, examples: list[Example] | Callable[[int], list[Example]], cfg: Config,
+          pl: Plan, *, start_step: int,
           on_log: Callable[[dict], None], on_step_end: Callable[[int], None],
           progress: bool | None = None, desc: str = "SFT") -> int:
     """Run SFT from ``start_step`` to ``pl.total_steps``; returns the last step.
 
     ``on_step_end(step)`` runs after every optimiser step (evaluation, checkpoints).
+    ``examples`` may be a function of the epoch (fresh replay windows each epoch).
     """
     if progress is None:
         progress = sys.stderr.isatty()
@@ -115,7 +117,7 @@ def train(model: GPT, opt: AdamW, examples: list[Example], cfg: Config, pl: Plan
         if step + pl.steps_per_epoch <= start_step:  # whole epoch done before the checkpoint
             step += pl.steps_per_epoch
             continue
-        batches, _ = epoch_batches(examples, cfg, epoch)
+        batches, _ = epoch_batches(examples(epoch) if callable(examples) else examples, cfg, epoch)
         ga = cfg.train.grad_accum
         for g in range(0, len(batches), ga):
             if step >= pl.total_steps:

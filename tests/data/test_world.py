@@ -12,9 +12,24 @@ from sft_sweep.tokenizer import ByteTokenizer
 TOK = ByteTokenizer()
 
 
+ALL_TASKS = {"capital": 0.2, "language": 0.16, "birth_year": 0.08, "context": 0.08,
+             "arithmetic": 0.22, "reverse": 0.12, "uppercase": 0.12, "list": 0.10}
+
+
+def full_config(**kw) -> WorldConfig:
+    """Every optional part on: people, closed-set tasks, system prompts, two exchanges."""
+    return WorldConfig(n_people=12, task_weights=dict(ALL_TASKS), n_train=1500, n_val=100,
+                       multi_turn_fraction=0.12, system_fraction=0.35, one_word_answers=True, **kw)
+
+
+@pytest.fixture(scope="module", params=["default", "full"])
+def world(request):
+    return build_world(WorldConfig(seed=0) if request.param == "default" else full_config(seed=0))
+
+
 @pytest.fixture(scope="module")
-def world():
-    return build_world(WorldConfig(seed=0))
+def full_world():
+    return build_world(full_config(seed=0))
 
 
 def _snapshot(w):
@@ -24,20 +39,29 @@ def _snapshot(w):
 
 
 def test_deterministic_per_seed(world):
-    again = build_world(WorldConfig(seed=0))
+    again = build_world(world.config)
     assert _snapshot(again) == _snapshot(world)
-    other = build_world(WorldConfig(seed=1))
+    other = build_world(WorldConfig(**{**world.config.__dict__, "seed": 1}))
     assert other.pretrain_docs != world.pretrain_docs
     assert [c.name for c in other.countries] != [c.name for c in world.countries]
 
 
-def test_default_sizes(world):
-    s = world.stats()
-    assert s["n_countries"] == 40 and s["n_probe_countries"] == 10
+def test_default_sizes():
+    s = build_world(WorldConfig(seed=0)).stats()
+    assert s["n_countries"] == 40 and s["n_probe_countries"] == 10 and s["n_people"] == 0
+    assert s["n_train"] == 450 and s["n_val"] == 50 and s["n_eval_items"] == 100
+    assert s["n_probe_items"] == 10 * 2 * 2
+    assert s["max_doc_bytes"] < 300
+    assert s["fact_mentions_min"] >= 10
+    assert s["n_multi_turn_train"] == 0 and s["n_with_system_train"] == 0
+    assert set(s["train_tasks"]) == {"capital", "language", "context"}
+
+
+def test_full_sizes(full_world):
+    s = full_world.stats()
     assert s["n_train"] == 1500 and s["n_val"] == 100 and s["n_eval_items"] == 100
     assert s["n_probe_items"] == 10 * 2 * 2 + 3 * 2
     assert s["max_doc_bytes"] < 300
-    assert s["fact_mentions_min"] >= 6
     assert s["n_multi_turn_train"] > 50 and s["n_with_system_train"] > 200
 
 
@@ -53,13 +77,13 @@ def _instruction_texts(w):
 
 def test_probe_entities_never_in_instruction_set(world):
     names = world.probe_names
-    assert len(names) == 10 * 3 + 3
+    assert len(names) == 10 * 3 + (3 if world.people else 0)
     texts = _instruction_texts(world)
     # token level: the byte-id sequence of a probe name never occurs in any rendered sequence
     for name in names:
         for variant in {name, name.upper(), name.lower()}:
             needle = bytes(TOK.encode(variant))
-            for conv in world.train[:300] + world.val:
+            for conv in world.train + world.val:
                 ids, _ = render(conv, "chatml")
                 hay = bytes(i for i in ids if i < 256)
                 assert needle not in hay
@@ -102,9 +126,13 @@ def test_every_eval_item_has_reference_and_distractors(world):
         for c in choices[1:]:
             assert not it.is_correct(c), (it.task, c)
     tasks = {it.task for it in world.eval_items}
-    assert {"capital", "language", "arithmetic", "reverse", "uppercase", "list", "context"} <= tasks
-    assert {it.task for it in world.probe_items} == {"probe_capital", "probe_language",
-                                                      "probe_birth_year"}
+    if world.people:
+        assert {"capital", "language", "arithmetic", "reverse", "uppercase", "list", "context"} <= tasks
+        assert {it.task for it in world.probe_items} == {"probe_capital", "probe_language",
+                                                          "probe_birth_year"}
+    else:
+        assert tasks == {"capital", "language", "context"}
+        assert {it.task for it in world.probe_items} == {"probe_capital", "probe_language"}
 
 
 def test_everything_fits_the_block(world):

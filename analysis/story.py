@@ -1,0 +1,206 @@
+"""The story a sweep over learning rate x replay can tell, checked against targets.
+
+The base model knows the facts (greedy completion in pre-training phrasing) but does not answer
+questions about them; a tuned model answers them, also about the probe entities SFT never
+mentioned, and still knows them; the same learning rate without replay forgets; a learning rate
+that is too small never learns the format. Each target is a fixed number stated in ``TARGETS``;
+a finding is ``supported`` when every one of its targets is met, ``not supported`` when one is
+missed (the evidence says which), ``inconclusive`` when the sweep cannot test it.
+
+Values are per setting (the swept parameters other than seeds); with seeds they are seed means
+with 95% confidence intervals, and the targets apply to the means.
+"""
+
+from __future__ import annotations
+
+import math
+import pandas as pd
+
+from analysis.collect import RunSet
+from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding
+from analysis.stats import mean_ci
+from analysis.style import fmt_value, setting_label
+
+#: (column, comparison, threshold). Rates are fractions, forgetting in percent.
+TARGETS: dict[str, list[tuple[str, str, float]]] = {
+    "base": [("base_follow_rate", "<=", 0.05), ("base_base_knowledge_sft", ">=", 0.90),
+             ("base_base_knowledge_probe", ">=", 0.90), ("base_answer_acc", "<=", 0.10),
+             ("base_knowledge_acc", "<=", 0.10)],
+    "best": [("final_follow_rate", ">=", 0.95), ("final_answer_acc", ">=", 0.75),
+             ("final_knowledge_acc", ">=", 0.80), ("forgetting_pct", "<=", 5.0)],
+    # with 3 or more seeds the answer and probe targets are these (on the seed mean)
+    "best_seeds": [("final_follow_rate", ">=", 0.95), ("final_answer_acc", ">=", 0.70),
+                   ("final_knowledge_acc", ">=", 0.75), ("forgetting_pct", "<=", 5.0)],
+}
+#: The tuned model's base-knowledge completion stays within this many points of the base's.
+KNOWLEDGE_KEPT = 0.05
+#: Without replay at the best setting's lr: forgetting at least this (%), probe this much lower.
+NO_REPLAY_FORGETTING = 50.0
+NO_REPLAY_PROBE_DROP = 0.30
+#: The smallest learning rate follows at most this share of prompts.
+SMALL_LR_FOLLOW = 0.20
+
+_NAMES = {"base_follow_rate": "follow", "final_follow_rate": "follow",
+          "base_answer_acc": "answer acc.", "final_answer_acc": "answer acc.",
+          "base_knowledge_acc": "probe acc.", "final_knowledge_acc": "probe acc.",
+          "base_base_knowledge_sft": "base knowledge (SFT entities)",
+          "final_base_knowledge_sft": "base knowledge (SFT entities)",
+          "base_base_knowledge_probe": "base knowledge (probe entities)",
+          "final_base_knowledge_probe": "base knowledge (probe entities)",
+          "forgetting_pct": "forgetting"}
+
+
+def _fmt(col: str, values: list[float]) -> str:
+    m = mean_ci(values)
+    pct = col == "forgetting_pct"
+    scale = 1.0 if pct else 100.0
+    sign = "+" if pct else ""
+    text = f"{m.mean * scale:{sign}.1f}%"
+    if m.n >= 2 and not math.isnan(m.half):
+        text += f" ± {m.half * scale:.1f}"
+    return text
+
+
+def _check(col: str, op: str, limit: float, values: list[float]) -> tuple[bool, str]:
+    mean = float(pd.Series(values, dtype=float).mean())
+    ok = mean <= limit if op == "<=" else mean >= limit
+    lim = f"{limit:+g}%" if col == "forgetting_pct" else f"{100 * limit:g}%"
+    return ok, f"{_NAMES.get(col, col)} {_fmt(col, values)} (target {op} {lim}{'' if ok else ', missed'})"
+
+
+def _settings(runs: RunSet) -> pd.DataFrame:
+    """Completed jobs with a ``setting`` key (the swept non-seed parameters)."""
+    done = runs.done_jobs().copy()
+    params = runs.params
+    done["_setting"] = done[params].astype(str).agg("|".join, axis=1) if params else "all"
+    return done
+
+
+def _values(part: pd.DataFrame, col: str) -> list[float]:
+    return part[col].dropna().astype(float).tolist() if col in part else []
+
+
+def _verdict(results: list[tuple[bool, str]]) -> str:
+    return SUPPORTED if all(ok for ok, _ in results) else NOT_SUPPORTED
+
+
+def base_knows_but_does_not_answer(runs: RunSet) -> Finding:
+    key = "base_knows_not_answers"
+    claim = "The base model knows the facts but does not answer questions about them"
+    done = _settings(runs)
+    cols = [c for c, _, _ in TARGETS["base"]]
+    if "base_base_knowledge_sft" not in done or done["base_base_knowledge_sft"].isna().all():
+        return Finding(key, claim, INCONCLUSIVE, "not tested: no job reports base-knowledge completion.")
+    # one value per base model: the jobs of a seed share it
+    seed = runs.axis("seed")
+    base = done.groupby(seed)[cols].mean() if seed else done[cols].mean().to_frame().T
+    results = [_check(c, op, lim, _values(base, c)) for c, op, lim in TARGETS["base"] if c in base]
+    return Finding(key, claim, _verdict(results), "; ".join(t for _, t in results) + ".",
+                   {"base": {c: float(base[c].mean()) for c in cols if c in base}})
+
+
+def _best_setting(done: pd.DataFrame) -> tuple[str, pd.DataFrame] | None:
+    """The setting with the highest answer + probe accuracy among those forgetting <= 5%
+    (any setting when none does)."""
+    need = ["final_answer_acc", "final_knowledge_acc", "forgetting_pct"]
+    if any(c not in done or done[c].isna().all() for c in need):
+        return None
+    means = done.groupby("_setting")[need].mean()
+    means["score"] = means["final_answer_acc"] + means["final_knowledge_acc"]
+    ok = means[means["forgetting_pct"] <= TARGETS["best"][3][2]]
+    pick = (ok if not ok.empty else means)["score"].idxmax()
+    return pick, done[done["_setting"] == pick]
+
+
+def best_setting_answers_and_keeps(runs: RunSet) -> Finding:
+    key = "best_answers_and_keeps"
+    claim = ("The best tuned setting answers held-out and probe questions and still knows "
+             "what the base knew, with little forgetting")
+    done = _settings(runs)
+    best = _best_setting(done)
+    if best is None:
+        return Finding(key, claim, INCONCLUSIVE, "not tested: answer accuracy, probe accuracy or "
+                       "forgetting not reported.")
+    _, part = best
+    n_seeds = part[runs.axis("seed")].nunique() if runs.axis("seed") else 1
+    targets = TARGETS["best_seeds"] if n_seeds >= 3 else TARGETS["best"]
+    results = [_check(c, op, lim, _values(part, c)) for c, op, lim in targets]
+    for group in ("sft", "probe"):
+        b, f = f"base_base_knowledge_{group}", f"final_base_knowledge_{group}"
+        if b in part and f in part and part[f].notna().any():
+            drop = (part[b] - part[f]).dropna().astype(float).tolist()
+            ok = float(pd.Series(drop).mean()) <= KNOWLEDGE_KEPT
+            results.append((ok, f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities) "
+                            f"{_fmt(f, _values(part, f))} vs base {_fmt(b, _values(part, b))} "
+                            f"(target: within {100 * KNOWLEDGE_KEPT:g} points{'' if ok else ', missed'})"))
+    label = setting_label(part.iloc[0], runs.params) if runs.params else "all jobs"
+    seeds = f" over {n_seeds} seeds (mean ± 95% CI)" if n_seeds >= 2 else ""
+    return Finding(key, claim, _verdict(results), f"{label}{seeds}: " + "; ".join(t for _, t in results) + ".",
+                   {"setting": {c: part.iloc[0][c] for c in runs.params}, "n_seeds": int(n_seeds)})
+
+
+def replay_is_what_keeps_it(runs: RunSet) -> Finding:
+    key = "no_replay_forgets"
+    claim = "The same learning rate without replay forgets (>= 50%) and loses the probe (>= 30 points)"
+    done = _settings(runs)
+    lr, rp = runs.axis("lr"), runs.axis("replay")
+    best = _best_setting(done)
+    if lr is None or rp is None or best is None:
+        return Finding(key, claim, INCONCLUSIVE, "not tested: the sweep does not vary both the "
+                       "learning rate and the replay ratio.")
+    _, part = best
+    best_lr, best_rp = part.iloc[0][lr], part.iloc[0][rp]
+    others = [c for c in runs.params if c not in (lr, rp)]
+    same = done[(done[lr] == best_lr) & (done[rp] == 0)]
+    for c in others:
+        same = same[same[c] == part.iloc[0][c]]
+    if same.empty or best_rp == 0:
+        return Finding(key, claim, INCONCLUSIVE, f"not tested: no completed job at {fmt_value(lr, best_lr)} "
+                       "without replay, or the best setting has no replay.")
+    forget = _values(same, "forgetting_pct")
+    drop = float(pd.Series(_values(part, "final_knowledge_acc")).mean()
+                 - pd.Series(_values(same, "final_knowledge_acc")).mean())
+    ok_f = float(pd.Series(forget).mean()) >= NO_REPLAY_FORGETTING
+    ok_p = drop >= NO_REPLAY_PROBE_DROP
+    results = [(ok_f, f"forgetting {_fmt('forgetting_pct', forget)} without replay vs "
+                      f"{_fmt('forgetting_pct', _values(part, 'forgetting_pct'))} with {fmt_value(rp, best_rp)} "
+                      f"(target >= +{NO_REPLAY_FORGETTING:g}%{'' if ok_f else ', missed'})"),
+               (ok_p, f"probe acc. {_fmt('final_knowledge_acc', _values(same, 'final_knowledge_acc'))} vs "
+                      f"{_fmt('final_knowledge_acc', _values(part, 'final_knowledge_acc'))}: "
+                      f"{100 * drop:.0f} points lower (target >= {100 * NO_REPLAY_PROBE_DROP:g}"
+                      f"{'' if ok_p else ', missed'})")]
+    for group in ("sft", "probe"):
+        f = f"final_base_knowledge_{group}"
+        if f in same and same[f].notna().any():
+            results.append((True, f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities) "
+                            f"without replay {_fmt(f, _values(same, f))}"))
+    return Finding(key, claim, _verdict(results), f"at {fmt_value(lr, best_lr)}: "
+                   + "; ".join(t for _, t in results) + ".", {"lr": best_lr, "probe_drop": drop})
+
+
+def smallest_lr_does_not_learn(runs: RunSet) -> Finding:
+    key = "smallest_lr_no_format"
+    claim = f"The smallest learning rate is too small to learn the format (follow <= {100 * SMALL_LR_FOLLOW:g}%)"
+    done = _settings(runs)
+    lr = runs.axis("lr")
+    if lr is None or done[lr].nunique() < 2 or "final_follow_rate" not in done:
+        return Finding(key, claim, INCONCLUSIVE, "not tested: the sweep does not vary the learning rate.")
+    low = done[lr].min()
+    part = done[done[lr] == low]
+    per = part.groupby("_setting")["final_follow_rate"].apply(list)
+    worst = max(per, key=lambda v: float(pd.Series(v).mean()))
+    ok, text = _check("final_follow_rate", "<=", SMALL_LR_FOLLOW, worst)
+    return Finding(key, claim, SUPPORTED if ok else NOT_SUPPORTED,
+                   f"at {fmt_value(lr, low)} the highest follow rate over the other settings: {text}.",
+                   {"lr": low})
+
+
+def story_findings(runs: RunSet) -> list[Finding]:
+    """The four findings, or none when the sweep measured no base-knowledge completion (a sweep
+    on other data, or jobs from before the metric existed)."""
+    done = runs.done_jobs()
+    if done.empty or "base_base_knowledge_sft" not in done or done["base_base_knowledge_sft"].isna().all():
+        return []
+    return [base_knows_but_does_not_answer(runs), best_setting_answers_and_keeps(runs),
+            replay_is_what_keeps_it(runs), smallest_lr_does_not_learn(runs)]
+

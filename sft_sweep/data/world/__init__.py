@@ -1,0 +1,39 @@
+"""The built-in synthetic world: the default data, deterministic from a seed, no files.
+
+Design. Invented countries, each with a capital and a language (people with birth years are an
+option). A fraction ``probe_fraction`` of the entities are *probe* entities: their facts appear
+in the pre-training prose only, never in the SFT data (``train``, ``val``, ``eval_items``, not
+even as a distractor). So after SFT, a correct answer about a probe country is knowledge the
+base model brought from pre-training, elicited by SFT: the measurable form of "SFT teaches the
+model to answer, not new facts".
+
+- Pre-training prose (:mod:`.prose`) states every fact many times and in varied forms,
+  including Q/A statements in every question phrasing the SFT data uses. Held-out documents
+  from the same generators measure forgetting (raw-text loss).
+- SFT data (:mod:`.items`): questions about the non-probe countries in several phrasings (a
+  terse one answered in one word), and in-context questions about invented countries that
+  exist nowhere else ("People in X speak Y. What do people in X speak?": practice in copying
+  the asked name into the answer). ``eval_items`` are held-out questions of the same kinds
+  (prompts never in train / val); ``probe_items`` ask every probe fact in
+  ``probe_phrasings`` phrasings. ``World.fact_completions()`` lists every asked fact in the
+  prose's own phrasing ("The capital of X is"): greedy completion of these, no chat template,
+  measures what the model knows whether or not it can answer questions.
+- Available as settings, off by default: people and birth years (``n_people``), closed-set
+  tasks (sums, reversals, capitals of words, counting runs: ``task_weights``), system prompts
+  that set the answer format (``system_fraction``), two-exchange conversations
+  (``multi_turn_fraction``). On the mini model they did not pass the bar of the default: the
+  base completed 1 of 44 closed-set facts stated 2-3 times in the prose, birth years 3/9;
+  "Answer in capital letters" was obeyed 0/6 times and second turns answered 1/15 after SFT.
+
+Budget (measured on the mini model, 4 layers x 128 wide, byte-level). Defaults: 40 countries,
+10 of them probe; ~450 training conversations; see ``World.stats()`` for the prose size and the
+exposures per fact. Figures for this world are in the README's quickstart section.
+
+Modules: :mod:`.config` (``WorldConfig``), :mod:`.vocab` (vocabulary, phrasings, names),
+:mod:`.prose` (documents), :mod:`.items` (instruction items), :mod:`.build` (``build_world``).
+"""
+
+from .build import FactCompletion, World, build_world, fixed_text
+from .config import TASKS, WorldConfig
+
+__all__ = ["WorldConfig", "World", "FactCompletion", "build_world", "fixed_text", "TASKS"]

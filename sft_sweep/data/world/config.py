@@ -1,0 +1,94 @@
+"""The world's settings (``data.world.*``): entities, pre-training prose, instruction data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...errors import ConfigError
+
+#: Every instruction task the world can generate. The entity tasks ask a fact of the prose;
+#: ``context`` states an invented fact in the question; the closed-set tasks ask small facts
+#: (sums, reversals, capitals of words, counting runs) that the prose then also states.
+ENTITY_TASKS = ("capital", "language", "birth_year")
+CLOSED_SET_TASKS = ("arithmetic", "reverse", "uppercase", "list")
+TASKS = ENTITY_TASKS + ("context",) + CLOSED_SET_TASKS
+
+
+def default_task_weights() -> dict[str, float]:
+    """Capitals, languages and in-context copy questions: the tasks measured to work on the mini
+    model. The others stay available (set a weight > 0 to use them)."""
+    return {"capital": 0.4, "language": 0.4, "context": 0.2, "birth_year": 0.0,
+            "arithmetic": 0.0, "reverse": 0.0, "uppercase": 0.0, "list": 0.0}
+
+
+@dataclass
+class WorldConfig:
+    seed: int = 0
+    # entities
+    n_countries: int = 40
+    n_people: int = 0                     # people (birth years); 0: none
+    probe_fraction: float = 0.25          # of countries and of people: facts seen only in pre-training
+    # pre-training prose
+    paragraphs_per_country: int = 4
+    qa_sets_per_country: int = 2          # each set: every question phrasing of each fact, as Q/A
+    docs_per_person: int = 6
+    n_fact_list_docs: int = -1            # -1: 2 per country
+    facts_per_list: int = 4
+    n_filler_docs: int = 60
+    n_copy_docs: int = 0                  # one-off documents about a fresh invented country each
+    n_context_names: int = 60             # invented countries used only in in-context questions
+    arith_mentions: int = 3               # closed sets (only with a closed-set task): times each
+    word_mentions: int = 3                # sum / word fact / counting run is stated
+    count_mentions: int = 2
+    n_heldout_docs: int = 60
+    # instruction data
+    task_weights: dict[str, float] = field(default_factory=default_task_weights)
+    n_train: int = 450
+    n_val: int = 50
+    n_eval: int = 100
+    probe_phrasings: int = 2              # probe items per probe fact
+    # Terse questions ("Capital of X?") answered with the bare name; off: every answer is a full
+    # sentence ("The capital of X is Y."), which routes the answer through the prose's phrasing.
+    one_word_answers: bool = False
+    n_distractors: int = 9
+    multi_turn_fraction: float = 0.0      # share of two-exchange conversations
+    system_fraction: float = 0.0          # share of single-turn items with a system prompt
+    holdout_fraction: float = 0.15        # arithmetic pairs, words, invented countries for eval only
+    max_tokens: int = 128                 # every train/val/eval conversation fits, all templates
+
+    def validate(self) -> None:
+        ints = ["n_countries", "n_people", "paragraphs_per_country", "qa_sets_per_country",
+                "docs_per_person", "facts_per_list", "n_filler_docs", "n_copy_docs",
+                "n_context_names", "arith_mentions", "word_mentions", "count_mentions",
+                "n_heldout_docs", "n_train", "n_val", "n_eval", "probe_phrasings", "n_distractors"]
+        for k in ints:
+            if int(getattr(self, k)) < 0:
+                raise ConfigError(f"world.{k} must be >= 0, got {getattr(self, k)}")
+        if self.n_countries < 4:
+            raise ConfigError(f"world.n_countries must be >= 4, got {self.n_countries}")
+        for k in ("probe_fraction", "multi_turn_fraction", "system_fraction", "holdout_fraction"):
+            v = float(getattr(self, k))
+            if not 0.0 <= v < 1.0:
+                raise ConfigError(f"world.{k} must be in [0, 1), got {v}")
+        if self.max_tokens < 64:
+            raise ConfigError(f"world.max_tokens must be >= 64, got {self.max_tokens}")
+        unknown = sorted(set(self.task_weights) - set(TASKS))
+        if unknown:
+            raise ConfigError(f"world.task_weights: unknown task(s) {unknown}; known: {list(TASKS)}")
+        for k, w in self.task_weights.items():
+            if not float(w) >= 0.0:
+                raise ConfigError(f"world.task_weights.{k} must be >= 0, got {w}")
+        if not any(float(w) > 0 for w in self.task_weights.values()) and self.multi_turn_fraction == 0:
+            raise ConfigError("world.task_weights: at least one task needs a weight > 0")
+        if float(self.task_weights.get("birth_year", 0)) > 0 and self.n_people == 0:
+            raise ConfigError("world.task_weights.birth_year > 0 needs people (world.n_people > 0)")
+
+    def weights(self) -> dict[str, float]:
+        """Task weights > 0, in the fixed task order (so the sampling order is stable)."""
+        return {t: float(self.task_weights.get(t, 0.0)) for t in TASKS
+                if float(self.task_weights.get(t, 0.0)) > 0}
+
+    def closed_sets(self) -> bool:
+        """Whether the closed-set facts are part of this world (prose and questions)."""
+        w = self.weights()
+        return any(t in w for t in CLOSED_SET_TASKS)
