@@ -12,6 +12,11 @@ Metrics (each absent when its data is absent, never a fake 0):
 - ``answer_mc_acc`` / ``knowledge_mc_acc``: share of items where the reference response has the
   highest log-probability among the item's candidates (reference plus distractors). This needs no
   generation, so it also measures what a base model knows before it can follow a chat format.
+- ``answer_acc_multi_turn``: ``answer_acc`` over the held-out items that are the second turn of
+  a conversation (absent when there are none).
+- ``system_format_acc``: share of held-out items whose system prompt sets the answer format
+  ("Answer in one word." / "Answer in capital letters." / "Answer with a full sentence.") where
+  the greedy answer has that format (absent when there are none).
 - ``base_knowledge_sft`` / ``base_knowledge_probe``: share of the asked facts (of the entities
   the SFT data asks about / of the probe entities) that greedy completion of the pre-training
   phrasing gets right, with no chat template: "The capital of X is" -> " Y". What the model
@@ -29,6 +34,20 @@ from ..data import EvalItem, Example, render_prompt
 from ..nn import GPT, generate
 from ..tokenizer import ByteTokenizer
 
+FORMAT_STYLES = ("word", "caps", "full")
+
+
+def obeys_format(style: str, text: str) -> bool:
+    """Whether an answer has the format its system prompt asked for: one word, capital letters
+    (every letter upper case), or a full sentence (three words or more, ending with a full stop)."""
+    t = text.strip()
+    if not t:
+        return False
+    if style == "word":
+        return len(t.rstrip(".").split()) == 1
+    if style == "caps":
+        return any(c.isalpha() for c in t) and t == t.upper()
+    return len(t.split()) >= 3 and t.endswith(".")
 
 
 def _pad(seqs: Sequence[np.ndarray], pad_id: int) -> np.ndarray:
@@ -220,6 +239,13 @@ class Evaluator:
             put("follow_rate", float(np.mean([x.followed for x in g])))
             put("answer_acc", float(np.mean([it.is_correct(x.text) for it, x in zip(self.eval_items, g)])))
             put("answer_mc_acc", self.mc_accuracy(model, self.eval_items))
+            multi = [it.is_correct(x.text) for it, x in zip(self.eval_items, g) if it.meta.get("multi_turn")]
+            if multi:
+                put("answer_acc_multi_turn", float(np.mean(multi)))
+            styled = [obeys_format(it.meta["system_style"], x.text) for it, x in zip(self.eval_items, g)
+                      if it.meta.get("system_style") in FORMAT_STYLES]
+            if styled:
+                put("system_format_acc", float(np.mean(styled)))
         elif self.follow_prompts:
             g = self.generate(model, self.follow_prompts)
             gens["follow"] = g

@@ -116,3 +116,13 @@ def test_base_knowledge_counts_by_group(monkeypatch):
     monkeypatch.setattr(ev, "complete", lambda model, prompts, n: [" Bbbbb.", " Dddddx", " Fffish, and"])
     assert ev.base_knowledge(None) == {"base_knowledge_sft": 0.5, "base_knowledge_probe": 1.0}
     assert Evaluator.completes(" Bbbbb", "Bbbbb") and not Evaluator.completes(" Bbb", "Bbbbb")
+
+
+@pytest.mark.parametrize("style, text, ok", [
+    ("word", "Vaizem", True), ("word", "Vaizem.", True), ("word", "The capital is Vaizem.", False),
+    ("caps", "THE CAPITAL OF X IS Y.", True), ("caps", "The capital", False), ("caps", "12", False),
+    ("full", "The capital of X is Y.", True), ("full", "Vaizem", False), ("word", "  ", False)])
+def test_obeys_format(style, text, ok):
+    from sft_sweep.train.evaluate import obeys_format
+
+    assert obeys_format(style, text) is ok

@@ -105,3 +105,25 @@ def test_prose_settings_change_the_prose(world):
 def test_task_weight_validation(kw, key):
     with pytest.raises(ConfigError, match=key):
         WorldConfig(**kw).validate()
+
+
+def test_world_multi_turn_and_system_masks_token_by_token():
+    """The world's two-exchange and system-prompt conversations, as the experiments train them:
+    the mask selects exactly the assistant turns (or the last one), never a system or user token."""
+    from sft_sweep.data import TEMPLATE_NAMES, render
+    from sft_sweep.tokenizer import ByteTokenizer
+
+    tok = ByteTokenizer()
+    end = {"chatml": "<|im_end|>", "alpaca": "<|endoftext|>", "plain": "<|endoftext|>"}
+    w = build_world(WorldConfig(seed=0, n_train=300, n_val=10, n_eval=20, system_fraction=0.35,
+                                multi_turn_fraction=0.25, one_word_answers=True))
+    multi = [c for c in w.train if sum(t.role == "user" for t in c.turns) == 2][:20]
+    system = [c for c in w.train if c.system is not None][:20]
+    assert len(multi) == 20 and len(system) == 20
+    for conv in multi + system:
+        answers = [t.content for t in conv.turns if t.role == "assistant"]
+        for name in TEMPLATE_NAMES:
+            for mode, want in (("assistant", answers), ("last", answers[-1:])):
+                ids, mask = render(conv, name, mask=mode)
+                got = tok.decode([i for i, m in zip(ids, mask) if m])
+                assert got == "".join(a + end[name] for a in want), (name, mode, conv)

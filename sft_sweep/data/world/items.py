@@ -146,7 +146,10 @@ class ItemMaker:
             if style == "caps":
                 pool = [x.upper() for x in pool]
         turns = sys_turns + [Turn("user", q.format(**fmt))]
-        return ItemSpec(turns, resp, ref, list(pool), kind, meta={"fact": kind, "entity": e.name})
+        meta = {"fact": kind, "entity": e.name}
+        if sys_style:
+            meta["system_style"] = sys_style
+        return ItemSpec(turns, resp, ref, list(pool), kind, meta=meta)
 
     # in-context facts ------------------------------------------------------------------
     def context(self) -> ItemSpec:
@@ -179,8 +182,9 @@ class ItemMaker:
                             else ([], None))
         resp, ref = apply_style(style or "full", ARITH_A.format(a=a, op=op, b=b, x=x), str(x))
         pool = near_numbers(r, x, exclude={a, b}, n=3 * self.cfg.n_distractors)
+        meta = {"fact": op, "a": a, "b": b, **({"system_style": style} if style else {})}
         return ItemSpec(sys_turns + [Turn("user", q)], resp, ref, [str(v) for v in pool], "arithmetic",
-                        meta={"fact": op, "a": a, "b": b})
+                        meta=meta)
 
     def word(self, task: str, allow_system=True) -> ItemSpec:
         r = self.r

@@ -1,0 +1,85 @@
+"""The quickstart's story findings, computed from job files, against their targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analysis.collect import collect_runs
+from analysis.findings import NOT_SUPPORTED, SUPPORTED, compute_findings
+from analysis.story import story_findings
+from tests.analysis.analysis_synth import write_job, write_multirun_yaml
+
+BASE = {"raw_loss": 0.23, "follow_rate": 0.0, "answer_acc": 0.06, "knowledge_acc": 0.0,
+        "base_knowledge_sft": 0.98, "base_knowledge_probe": 0.95}
+# (lr, replay) -> final metrics, forgetting %
+GOOD = {(3e-5, 0.0): ({"follow_rate": 0.1, "answer_acc": 0.05, "knowledge_acc": 0.0}, 3.0),
+        (3e-5, 0.5): ({"follow_rate": 0.05, "answer_acc": 0.04, "knowledge_acc": 0.0}, 1.0),
+        (3e-4, 0.0): ({"follow_rate": 1.0, "answer_acc": 0.5, "knowledge_acc": 0.25}, 120.0),
+        (3e-4, 0.5): ({"follow_rate": 1.0, "answer_acc": 0.83, "knowledge_acc": 0.95}, -2.0),
+        (2e-3, 0.0): ({"follow_rate": 1.0, "answer_acc": 0.2, "knowledge_acc": 0.0}, 600.0),
+        (2e-3, 0.5): ({"follow_rate": 1.0, "answer_acc": 0.7, "knowledge_acc": 0.9}, 1.0)}
+
+
+def _sweep(root: Path, table, seeds=(0,), base_knowledge_kept=0.97) -> Path:
+    write_multirun_yaml(root, ["optim.lr=3e-5,3e-4,2e-3", "mix.replay_ratio=0,0.5"]
+                        + (["data.world.seed=" + ",".join(map(str, seeds))] if len(seeds) > 1 else []))
+    for (lr, rp), (final, forget) in table.items():
+        for s in seeds:
+            ov = [f"optim.lr={lr}", f"mix.replay_ratio={rp}"] + ([f"data.world.seed={s}"] if len(seeds) > 1 else [])
+            fin = {**BASE, **final, "base_knowledge_sft": base_knowledge_kept if rp else 0.3,
+                   "base_knowledge_probe": base_knowledge_kept if rp else 0.2,
+                   "raw_loss": BASE["raw_loss"] * (1 + forget / 100)}
+            cfg = {"optim.lr": lr, "mix.replay_ratio": rp, "data.world.seed": s, "train.epochs": 4}
+            write_job(root / ",".join(ov), overrides=ov,
+                      summary={"status": "completed", "config": cfg, "overrides": ov, "base": BASE,
+                               "final": fin, "forgetting_pct": forget + 0.1 * s})
+    return root
+
+
+def _by_key(findings):
+    return {f.key: f for f in findings}
+
+
+def test_story_supported(tmp_path):
+    f = _by_key(story_findings(collect_runs(_sweep(tmp_path / "s", GOOD))))
+    assert [f[k].verdict for k in ("base_knows_not_answers", "best_answers_and_keeps",
+                                   "no_replay_forgets", "smallest_lr_no_format")] == [SUPPORTED] * 4
+    best = f["best_answers_and_keeps"].evidence
+    assert best.startswith("lr 3e-4, replay 50%:") and "answer acc. 83.0% (target >= 75%)" in best
+    assert "forgetting -2.0% (target <= +5%)" in best
+    assert "70 points lower" in f["no_replay_forgets"].evidence
+
+
+def test_story_reports_missed_targets(tmp_path):
+    bad = dict(GOOD)
+    bad[(3e-4, 0.5)] = ({"follow_rate": 1.0, "answer_acc": 0.6, "knowledge_acc": 0.95}, -2.0)
+    bad[(2e-3, 0.5)] = ({"follow_rate": 1.0, "answer_acc": 0.5, "knowledge_acc": 0.9}, 1.0)
+    bad[(3e-5, 0.0)] = ({"follow_rate": 0.6, "answer_acc": 0.05, "knowledge_acc": 0.0}, 3.0)
+    f = _by_key(story_findings(collect_runs(_sweep(tmp_path / "s", bad, base_knowledge_kept=0.8))))
+    best = f["best_answers_and_keeps"]
+    assert best.verdict == NOT_SUPPORTED and "answer acc. 60.0% (target >= 75%, missed)" in best.evidence
+    assert "within 5 points, missed" in best.evidence
+    assert f["smallest_lr_no_format"].verdict == NOT_SUPPORTED
+
+
+def test_story_with_seeds_uses_means_and_cis(tmp_path):
+    f = _by_key(story_findings(collect_runs(_sweep(tmp_path / "s", GOOD, seeds=(0, 1, 2)))))
+    best = f["best_answers_and_keeps"]
+    assert best.numbers["n_seeds"] == 3 and "over 3 seeds" in best.evidence and "±" in best.evidence
+    assert "target >= 70%" in best.evidence  # the 3-seed targets
+
+
+def test_story_absent_without_the_metric(tmp_path):
+    root = tmp_path / "s"
+    write_multirun_yaml(root, ["optim.lr=1e-4,1e-3"])
+    for lr in (1e-4, 1e-3):
+        ov = [f"optim.lr={lr}"]
+        write_job(root / ov[0], overrides=ov, summary={
+            "status": "completed", "config": {"optim.lr": lr}, "overrides": ov,
+            "base": {"raw_loss": 1.0, "follow_rate": 0.0}, "final": {"raw_loss": 1.1, "follow_rate": 0.9},
+            "forgetting_pct": 10.0})
+    runs = collect_runs(root)
+    assert story_findings(runs) == []
+    assert compute_findings(runs)  # the other findings still come
