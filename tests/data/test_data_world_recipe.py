@@ -127,3 +127,25 @@ def test_world_multi_turn_and_system_masks_token_by_token():
                 ids, mask = render(conv, name, mask=mode)
                 got = tok.decode([i for i, m in zip(ids, mask) if m])
                 assert got == "".join(a + end[name] for a in want), (name, mode, conv)
+
+
+def test_low_quality_responses_planted_and_filterable():
+    from sft_sweep.data import QualityConfig, filter_quality
+
+    w = build_world(WorldConfig(seed=0, low_quality_fraction=0.3))
+    clean = build_world(WorldConfig(seed=0))
+    assert w.pretrain_docs == clean.pretrain_docs and len(w.train) == len(clean.train)
+    planted = [c for c in w.train if c.meta.get("low_quality")]
+    assert len(planted) == 135
+    assert {k: sum(c.meta["low_quality"] == k for c in planted) for k in ("short", "repetitive", "wrong")} \
+        == {"short": 45, "repetitive": 45, "wrong": 45}
+    for c, orig in zip(w.train, clean.train):
+        assert c.turns[:-1] == orig.turns[:-1]
+        assert (c.turns[-1].content != orig.turns[-1].content) == bool(c.meta.get("low_quality"))
+    low = "\n".join(t.content for c in w.train for t in c.turns).lower()
+    assert not any(n.lower() in low for n in w.probe_names)
+    kept, rep = filter_quality(w.train, QualityConfig(min_response_chars=10, min_token_diversity=0.6))
+    assert rep["removed"]["too_short"] == 45 and rep["removed"]["low_diversity"] == 45
+    assert {c.meta.get("low_quality") for c in kept} == {None, "wrong"}
+    _, rep = filter_quality(clean.train, QualityConfig(min_response_chars=10, min_token_diversity=0.6))
+    assert sum(rep["removed"].values()) == 0  # the filters leave clean data alone

@@ -21,7 +21,8 @@ model to answer, not new facts".
 - Available as settings, off by default: people and birth years (``n_people``), closed-set
   tasks (sums, reversals, capitals of words, counting runs: ``task_weights``), system prompts
   that set the answer format (``system_fraction``), two-exchange conversations
-  (``multi_turn_fraction``). On the mini model they did not pass the bar of the default: the
+  (``multi_turn_fraction``), planted low-quality responses (``low_quality_fraction``: too
+  short, repetitive, wrong) for the quality-filter experiment. On the mini model they did not pass the bar of the default: the
   base completed 1 of 44 closed-set facts stated 2-3 times in the prose, birth years 3/9;
   "Answer in capital letters" was obeyed 0/6 times and second turns answered 1/15 after SFT.
 

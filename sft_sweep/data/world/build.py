@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 from ...errors import ConfigError
-from ..conversation import Conversation
+from ..conversation import Conversation, Turn
 from ..evalitem import EvalItem
 from ..templates import TEMPLATE_NAMES, render
 from .config import WorldConfig
@@ -188,6 +188,38 @@ def _heldout_docs(cfg: WorldConfig, r: random.Random, countries, people, kinds: 
     return out
 
 
+SHORT_RESPONSES = ["I know.", "Yes.", "Sure.", "Maybe."]
+LOW_QUALITY_KINDS = ("short", "repetitive", "wrong")
+
+
+def plant_low_quality(train: list[Conversation], fraction: float, r: random.Random,
+                      countries: list[Country]) -> list[Conversation]:
+    """A copy of ``train`` where ``round(fraction * len)`` conversations, chosen at random, get a
+    low-quality response, the kinds in turn (``conv.meta["low_quality"]`` names it): ``short``,
+    ``repetitive`` (the response three times), ``wrong`` (another country's capital or language
+    in the same sentence; an in-context question gets a name from nowhere in its prompt)."""
+    out = list(train)
+    picks = sorted(r.sample(range(len(train)), int(round(fraction * len(train)))))
+    for k, i in enumerate(picks):
+        conv = train[i]
+        kind = LOW_QUALITY_KINDS[k % len(LOW_QUALITY_KINDS)]
+        answer = conv.turns[-1].content
+        if kind == "short":
+            new = r.choice(SHORT_RESPONSES)
+        elif kind == "repetitive":
+            new = " ".join([answer] * 3)
+        else:
+            names = {c.capital for c in countries} | {c.language for c in countries}
+            said = [w.strip(".") for w in answer.split() if w.strip(".") in names
+                    or w.strip(".") in conv.turns[-2].content]
+            old = said[-1] if said else answer.split()[-1].strip(".")
+            wrong = r.choice(sorted(n for n in names if n != old))
+            new = answer.replace(old, wrong)
+        turns = list(conv.turns[:-1]) + [Turn("assistant", new)]
+        out[i] = Conversation(turns, meta={**conv.meta, "low_quality": kind})
+    return out
+
+
 def build_world(cfg: WorldConfig | None = None) -> World:
     """Build the synthetic world for ``cfg`` (deterministic per ``cfg.seed``)."""
     cfg = cfg or WorldConfig()
@@ -292,6 +324,8 @@ def build_world(cfg: WorldConfig | None = None) -> World:
                           f"conversations, fewer than n_train + n_val = {want}; add entities "
                           "or lower the sizes")
     val, train = convs[:cfg.n_val], convs[cfg.n_val:]
+    if cfg.low_quality_fraction > 0:
+        train = plant_low_quality(train, cfg.low_quality_fraction, rng("low-quality"), sft_c)
 
     # knowledge probe: every probe fact in probe_phrasings phrasings ----------------------
     r = rng("probe")

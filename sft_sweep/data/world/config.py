@@ -53,6 +53,10 @@ class WorldConfig:
     n_distractors: int = 9
     multi_turn_fraction: float = 0.0      # share of two-exchange conversations
     system_fraction: float = 0.0          # share of single-turn items with a system prompt
+    # Share of training conversations whose response is planted low-quality, in equal parts: too
+    # short ("I know."), repetitive (the answer said three times) and wrong (another entity's fact
+    # in the right form). The first two are what quality filters can catch; the third is not.
+    low_quality_fraction: float = 0.0
     holdout_fraction: float = 0.15        # arithmetic pairs, words, invented countries for eval only
     max_tokens: int = 128                 # every train/val/eval conversation fits, all templates
 
@@ -66,7 +70,8 @@ class WorldConfig:
                 raise ConfigError(f"world.{k} must be >= 0, got {getattr(self, k)}")
         if self.n_countries < 4:
             raise ConfigError(f"world.n_countries must be >= 4, got {self.n_countries}")
-        for k in ("probe_fraction", "multi_turn_fraction", "system_fraction", "holdout_fraction"):
+        for k in ("probe_fraction", "multi_turn_fraction", "system_fraction", "holdout_fraction",
+                  "low_quality_fraction"):
             v = float(getattr(self, k))
             if not 0.0 <= v < 1.0:
                 raise ConfigError(f"world.{k} must be in [0, 1), got {v}")
