@@ -68,7 +68,7 @@ LONG = ["data.world.n_train=300", "data.world.n_val=20", "data.world.n_eval=20",
         "data.world.system_fraction=0.3", "data.world.multi_turn_fraction=0.1",
         "data.world.probe_phrasings=1", "data.world.n_distractors=5",
         "data.world.task_weights.context=0.3", "data.world.holdout_fraction=0.2",
-        "data.world.n_heldout_docs=20", "data.world.n_context_names=80"]
+        "data.world.n_heldout_docs=20", "data.world.n_context_names=100"]
 
 
 def test_sweep_subdir_is_shortened():

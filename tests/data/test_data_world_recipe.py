@@ -79,7 +79,7 @@ def test_optional_parts_on():
 # on) must not move when they do.
 SFT_ONLY = {"n_train": 300, "n_val": 20, "n_eval": 50, "probe_phrasings": 1, "n_distractors": 5,
             "system_fraction": 0.3, "multi_turn_fraction": 0.1, "holdout_fraction": 0.2,
-            "n_context_names": 80, "n_heldout_docs": 30,
+            "n_context_names": 100, "n_heldout_docs": 30,
             "task_weights": {"capital": 0.5, "language": 0.3, "context": 0.2}}
 
 

@@ -36,7 +36,7 @@ class WorldConfig:
     facts_per_list: int = 4
     n_filler_docs: int = 60
     n_copy_docs: int = 0                  # one-off documents about a fresh invented country each
-    n_context_names: int = 60             # invented countries used only in in-context questions
+    n_context_names: int = 80             # invented countries used only in in-context questions
     arith_mentions: int = 3               # closed sets (only with a closed-set task): times each
     word_mentions: int = 3                # sum / word fact / counting run is stated
     count_mentions: int = 2
