@@ -26,9 +26,18 @@ model to answer, not new facts".
   base completed 1 of 44 closed-set facts stated 2-3 times in the prose, birth years 3/9;
   "Answer in capital letters" was obeyed 0/6 times and second turns answered 1/15 after SFT.
 
-Budget (measured on the mini model, 4 layers x 128 wide, byte-level). Defaults: 40 countries,
-10 of them probe; ~450 training conversations; see ``World.stats()`` for the prose size and the
-exposures per fact. Figures for this world are in the README's quickstart section.
+Budget (measured on the mini model, 4 layers x 128 wide, byte-level, the quickstart's 800
+pre-training steps of 16 x 128 tokens = 1.6M tokens). Defaults: 40 countries, 10 of them probe;
+~98 KB of prose (each fact stated ~17 times, so seen ~280 times in pre-training; see
+``World.stats()``); 450 training conversations, of which ~70% are in-context questions because
+the 30 SFT countries x 9 phrasings give only ~270 distinct fact questions and the held-out
+questions take ~95 of them. The base model then completed 59/60 SFT-entity and 19/20 probe facts
+(world seed 0), 52/60 and 19/20 (seed 1), 54/60 and 19/20 (seed 2); 1000 steps gave 60/60 and
+20/20 on seed 0. One-word answers to terse questions ("Capital of X?" -> "Y") were not learnt
+(0/20 held-out after SFT with 1000 pre-training steps, against 62/74 for full-sentence answers),
+hence ``one_word_answers`` is off: every answer repeats the prose's phrasing, which is the route
+by which the fact is recalled. Grow ``n_countries`` or the prose only together with the
+pre-training budget.
 
 Modules: :mod:`.config` (``WorldConfig``), :mod:`.vocab` (vocabulary, phrasings, names),
 :mod:`.prose` (documents), :mod:`.items` (instruction items), :mod:`.build` (``build_world``).
