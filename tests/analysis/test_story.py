@@ -9,7 +9,7 @@ import pytest
 from analysis.collect import collect_runs
 from analysis.findings import NOT_SUPPORTED, SUPPORTED, compute_findings
 from analysis.story import story_findings
-from tests.analysis.analysis_synth import write_job, write_multirun_yaml
+from tests.analysis.analysis_helpers import write_job, write_multirun_yaml
 
 BASE = {"raw_loss": 0.23, "follow_rate": 0.0, "answer_acc": 0.06, "knowledge_acc": 0.0,
         "base_knowledge_sft": 0.98, "base_knowledge_probe": 0.95}
