@@ -145,13 +145,16 @@ def replay_is_what_keeps_it(runs: RunSet) -> Finding:
     done = _settings(runs)
     lr, rp = runs.axis("lr"), runs.axis("replay")
     best = _best_setting(done)
-    if lr is None or rp is None or best is None:
-        return Finding(key, claim, INCONCLUSIVE, "not tested: the sweep does not vary both the "
-                       "learning rate and the replay ratio.")
+    if rp is None or best is None:
+        return Finding(key, claim, INCONCLUSIVE, "not tested: the sweep does not vary the replay ratio.")
     _, part = best
-    best_lr, best_rp = part.iloc[0][lr], part.iloc[0][rp]
+    # the learning rate is the swept one, or else the same in every job (a sweep over replay)
+    lr = lr or "optim.lr"
+    best_lr, best_rp = part.iloc[0].get(lr), part.iloc[0][rp]
     others = [c for c in runs.params if c not in (lr, rp)]
-    same = done[(done[lr] == best_lr) & (done[rp] == 0)]
+    same = done[done[rp] == 0]
+    if lr in done:
+        same = same[same[lr] == best_lr]
     for c in others:
         same = same[same[c] == part.iloc[0][c]]
     if same.empty or best_rp == 0:

@@ -83,3 +83,15 @@ def test_story_absent_without_the_metric(tmp_path):
     runs = collect_runs(root)
     assert story_findings(runs) == []
     assert compute_findings(runs)  # the other findings still come
+
+
+def test_replay_contrast_when_only_replay_and_seeds_are_swept(tmp_path):
+    """The seeds experiment: one learning rate, replay {0, 0.5}, 3 seeds."""
+    root = tmp_path / "s"
+    table = {k: v for k, v in GOOD.items() if k[0] == 3e-4}
+    _sweep(root, table, seeds=(0, 1, 2))
+    write_multirun_yaml(root, ["mix.replay_ratio=0,0.5", "data.world.seed=0,1,2"])
+    f = _by_key(story_findings(collect_runs(root)))
+    assert f["no_replay_forgets"].verdict == SUPPORTED, f["no_replay_forgets"].evidence
+    assert "70 points lower" in f["no_replay_forgets"].evidence
+    assert f["best_answers_and_keeps"].verdict == SUPPORTED
