@@ -177,7 +177,8 @@ def replay_is_what_keeps_it(runs: RunSet) -> Finding:
         if f in same and same[f].notna().any():
             results.append((True, f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities) "
                             f"without replay {_fmt(f, _values(same, f))}"))
-    return Finding(key, claim, _verdict(results), f"at {fmt_value(lr, best_lr)}: "
+    where = f"at {fmt_value(lr, best_lr)}" if lr in done else "at the sweep's one learning rate"
+    return Finding(key, claim, _verdict(results), f"{where}: "
                    + "; ".join(t for _, t in results) + ".", {"lr": best_lr, "probe_drop": drop})
 
 
