@@ -23,6 +23,7 @@ from omegaconf.errors import MissingMandatoryValue, ValidationError
 
 from .data.quality import QualityConfig
 from .data.world import WorldConfig
+from .dirnames import register_resolver
 from .errors import ConfigError
 from .jobfiles import flatten
 from .nn.config import ModelShape
@@ -186,6 +187,11 @@ class Config:
     eval: EvalConf = field(default_factory=EvalConf)
     pretrain: PretrainConf = field(default_factory=PretrainConf)
     logger: LoggerConf = field(default_factory=LoggerConf)
+
+
+# conf/config.yaml names sweep job directories with this resolver; every process that runs a
+# job imports this module (the CLI, joblib and submitit workers) before Hydra resolves the name.
+register_resolver()
 
 
 def register_configs() -> None:

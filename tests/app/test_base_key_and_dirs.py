@@ -83,7 +83,9 @@ def test_long_sweep_directory_name_runs(tmp_path):
     """A sweep whose override set names a directory over 255 bytes completes, with the full
     overrides kept in .hydra/, and its files carry the base-knowledge metric."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # the joblib launcher: job directories are named in its worker processes
     cmd = [sys.executable, "-m", "sft_sweep.cli", "-m", "experiment=smoke", "train.threads=1",
+           "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=1",
            "pretrain.steps=5", "train.max_steps=2", "train.eval_interval=2", "~hydra.callbacks.report",
            f"pretrain.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
            "optim.lr=1e-3", *LONG]
