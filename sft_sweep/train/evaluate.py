@@ -198,7 +198,8 @@ class Evaluator:
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         for b in range(0, len(order), self.batch_size):
             idx = order[b : b + self.batch_size]
-            gens = generate(model, [encoded[i] for i in idx], max_new, stop_ids=self.halt_ids, temperature=0.0)
+            gens = generate(model, [encoded[i] for i in idx], max_new, stop_ids=self.halt_ids,
+                            temperature=0.0)
             for i, new in zip(idx, gens):
                 out[i] = self.tok.decode(new, skip_special=True)
         return out

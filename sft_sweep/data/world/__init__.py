@@ -22,9 +22,10 @@ model to answer, not new facts".
   tasks (sums, reversals, capitals of words, counting runs: ``task_weights``), system prompts
   that set the answer format (``system_fraction``), two-exchange conversations
   (``multi_turn_fraction``), planted low-quality responses (``low_quality_fraction``: too
-  short, repetitive, wrong) for the quality-filter experiment. On the mini model they did not pass the bar of the default: the
-  base completed 1 of 44 closed-set facts stated 2-3 times in the prose, birth years 3/9;
-  "Answer in capital letters" was obeyed 0/6 times and second turns answered 1/15 after SFT.
+  short, repetitive, wrong) for the quality-filter experiment. On the mini model they did not
+  pass the bar of the default: in the previous default world (closed-set facts stated 2-3 times
+  each) the base completed 1 of 44 closed-set facts and 3 of 9 birth years; format-setting system prompts were obeyed 4/17 times after SFT
+  (one word 0/8, capital letters 0/5; ``experiment=system_prompts``).
 
 Budget (measured on the mini model, 4 layers x 128 wide, byte-level, the quickstart's 800
 pre-training steps of 16 x 128 tokens = 1.6M tokens). Defaults: 40 countries, 10 of them probe;

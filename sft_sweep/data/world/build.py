@@ -245,8 +245,8 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     people = [Person(n, y, r.choice(JOBS), i in probe_p) for i, (n, y) in enumerate(zip(pnames, years))]
 
     # prose -------------------------------------------------------------------------------
-    docs, kinds = _pretrain_docs(cfg, Prose(rng("pretrain"), countries, people, cfg.one_word_answers), countries, people,
-                                 copy_names)
+    prose = Prose(rng("pretrain"), countries, people, cfg.one_word_answers)
+    docs, kinds = _pretrain_docs(cfg, prose, countries, people, copy_names)
     heldout = _heldout_docs(cfg, rng("heldout"), countries, people, kinds, set(docs), copy_held)
     mentions = count_mentions(docs, countries, people)
 
