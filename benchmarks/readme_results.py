@@ -60,12 +60,13 @@ def collect(sweep: Path) -> dict:
         if s.get("status") != "completed":
             raise SystemExit(f"{path}: status {s.get('status')}; finish the sweep first")
         cfg = s["config"]
-        jobs.append({"lr": cfg["optim.lr"], "epochs": cfg["train.epochs"], "base": s["base"], "final": s["final"],
+        jobs.append({"lr": cfg["optim.lr"], "replay": cfg.get("mix.replay_ratio", 0.0),
+                     "epochs": cfg["train.epochs"], "base": s["base"], "final": s["final"],
                      "forgetting_pct": s.get("forgetting_pct"), "total_s": s["timings"].get("total_s"),
                      "pretrain_s": s["timings"].get("pretrain_s", 0.0)})
     if not jobs:
         raise SystemExit(f"no finished job in {sweep}")
-    jobs.sort(key=lambda j: (j["lr"], j["epochs"]))
+    jobs.sort(key=lambda j: (j["lr"], j["replay"]))
     return {"jobs": jobs}
 
 
@@ -81,16 +82,20 @@ def render(record: dict) -> str:
              + (f", {record['wall_s']:.0f} s wall" if record.get("wall_s") else "") + "."
              + (f" {record['note']}" if record.get("note") else ""),
              "",
-             "| lr | epochs | forgetting | follow rate | answer acc. | answer MC acc. | knowledge MC acc. | response loss |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| lr | replay | follow | answer acc. | probe acc. | base knowledge SFT / probe | forgetting |",
+             "|---|---|---|---|---|---|---|"]
+
+    def knows(m: dict) -> str:
+        return f"{_pct(m.get('base_knowledge_sft'))} / {_pct(m.get('base_knowledge_probe'))}"
+
     base = record["jobs"][0]["base"]
-    lines.append(f"| base model | | | {_pct(base.get('follow_rate'))} | {_pct(base.get('answer_acc'))} | "
-                 f"{_pct(base.get('answer_mc_acc'))} | {_pct(base.get('knowledge_mc_acc'))} | {base['response_loss']:.3f} |")
+    lines.append(f"| base model | | {_pct(base.get('follow_rate'))} | {_pct(base.get('answer_acc'))} | "
+                 f"{_pct(base.get('knowledge_acc'))} | {knows(base)} | |")
     for j in record["jobs"]:
         f = j["final"]
-        lines.append(f"| {j['lr']:g} | {j['epochs']} | {j['forgetting_pct']:+.1f}% | {_pct(f.get('follow_rate'))} | "
-                     f"{_pct(f.get('answer_acc'))} | {_pct(f.get('answer_mc_acc'))} | {_pct(f.get('knowledge_mc_acc'))} | "
-                     f"{f['response_loss']:.3f} |")
+        lines.append(f"| {j['lr']:g} | {j.get('replay', 0.0):g} | {_pct(f.get('follow_rate'))} | "
+                     f"{_pct(f.get('answer_acc'))} | {_pct(f.get('knowledge_acc'))} | {knows(f)} | "
+                     f"{j['forgetting_pct']:+.1f}% |")
     return "\n".join(lines)
 
 

@@ -20,17 +20,17 @@ def test_readme_table_matches_the_recorded_run():
 
 
 def test_render_formats_every_job(tmp_path):
-    job = {"lr": 3e-4, "epochs": 2, "forgetting_pct": 12.345,
-           "base": {"follow_rate": 0.0, "answer_acc": 0.0, "answer_mc_acc": 0.31, "knowledge_mc_acc": 0.65,
-                    "response_loss": 4.8333},
-           "final": {"follow_rate": 0.98, "answer_acc": 0.23, "answer_mc_acc": 0.48, "knowledge_mc_acc": 0.6522,
-                     "response_loss": 0.5041}}
+    job = {"lr": 3e-4, "replay": 0.5, "epochs": 4, "forgetting_pct": -0.4123,
+           "base": {"follow_rate": 0.0, "answer_acc": 0.04, "knowledge_acc": 0.0, "base_knowledge_sft": 0.9833,
+                    "base_knowledge_probe": 0.95},
+           "final": {"follow_rate": 1.0, "answer_acc": 0.89, "knowledge_acc": 0.925, "base_knowledge_sft": 0.9667,
+                     "base_knowledge_probe": 1.0}}
     record = {"date": "2026-01-01", "commit": "abc", "command": ["sft-sweep", "-m", "experiment=quickstart"],
               "machine": {"cpu": "X", "cores": 2, "usable_cores": 2, "os": "Linux", "python": "3.11", "numpy": "2"},
               "jobs": [job]}
     lines = readme_results.render(record).splitlines()
-    assert lines[-2] == "| base model | | | 0% | 0% | 31% | 65% | 4.833 |"
-    assert lines[-1] == "| 0.0003 | 2 | +12.3% | 98% | 23% | 48% | 65% | 0.504 |"
+    assert lines[-2] == "| base model | | 0% | 4% | 0% | 98% / 95% | |"
+    assert lines[-1] == "| 0.0003 | 0.5 | 100% | 89% | 92% | 97% / 100% | -0.4% |"
     readme = tmp_path / "README.md"
     readme.write_text(f"a\n{readme_results.START}\nold\n{readme_results.END}\nb\n")
     readme_results.write_readme(readme, "new table")
