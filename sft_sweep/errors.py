@@ -6,6 +6,9 @@ wrong checkpoint): entry points print its message and exit non-zero instead of a
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
+
 
 class SftSweepError(Exception):
     """Base class for errors whose message is written for the user."""
@@ -58,3 +61,20 @@ class DivergedError(SftSweepError):
 
     def details(self) -> dict:
         return {"metric": self.metric, "value": self.value, "step": self.step, "bound": self.bound}
+
+
+@contextmanager
+def user_errors_exit(prog: str, code: int = 2):
+    """Turn a user's mistake into one line on stderr and exit ``code``: our own errors, and
+    Hydra's composition errors (a misspelt override, an unknown option). Anything else is a bug
+    and keeps its traceback."""
+    try:
+        yield
+    except SftSweepError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        sys.exit(code)
+    except Exception as e:
+        if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
+            raise
+        print(f"{prog}: {str(e).splitlines()[0]}", file=sys.stderr)
+        sys.exit(code)

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import SftSweepError
+from .errors import SftSweepError, user_errors_exit
 from .jobmodels import JobModels, load_model, resolve
 
 SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "n_mlp", "block_size")
@@ -117,17 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="write the metrics here as JSON")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_intermixed_args(argv)
-    try:
+    with user_errors_exit("sft-sweep-eval"):
         found = resolve(args.target, base=args.base)
         result = evaluate_model(found, args.overrides, with_base=args.with_base)
-    except SftSweepError as e:
-        print(f"sft-sweep-eval: {e}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as e:  # Hydra's composition errors (misspelt override, unknown option)
-        if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
-            raise
-        print(f"sft-sweep-eval: {str(e).splitlines()[0]}", file=sys.stderr)
-        sys.exit(2)
     out = args.out
     if out is None and found.job_dir is not None:
         out = str(found.job_dir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S.json", time.gmtime()))

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .data import Conversation, filter_quality, fit_length, get_template, load_conversations, render
-from .errors import SftSweepError
+from .errors import SftSweepError, user_errors_exit
 from .tokenizer import ByteTokenizer
 
 TOK = ByteTokenizer()
@@ -269,18 +269,10 @@ def overrides_from(args: argparse.Namespace) -> tuple[list[str], str | None]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
+    with user_errors_exit("sft-sweep-inspect"):
         overrides, path = overrides_from(args)
         cfg = compose_config(overrides)
         found = inspect_config(cfg, base_dir=".", n_examples=args.examples, start=args.start)
-    except SftSweepError as e:
-        print(f"sft-sweep-inspect: {e}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as e:  # Hydra's composition errors (misspelt override, unknown option)
-        if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
-            raise
-        print(f"sft-sweep-inspect: {str(e).splitlines()[0]}", file=sys.stderr)
-        sys.exit(2)
     title = f"{path or 'built-in world'}: {found.template} template, {found.mask} mask"
     if args.html:
         from .jobfiles import write_atomic

@@ -12,6 +12,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
+def compose_cfg(overrides=()):
+    """The app's config as Hydra composes it from conf/, with these overrides."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose("config", overrides=list(overrides))
+
+
 def shared_data_dir() -> Path | None:
     """../shared/data beside the repository (CI puts shared/ there), or $SFT_SWEEP_SHARED_DATA."""
     for cand in (os.environ.get("SFT_SWEEP_SHARED_DATA"), REPO.parent / "shared" / "data", "/work/shared/data"):

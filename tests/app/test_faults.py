@@ -176,6 +176,7 @@ def test_non_finite_loss_is_a_divergence(tmp_path, cache_dir, monkeypatch):
     monkeypatch.setattr(GPT, "loss_and_grads", nan_loss)
     _, s = run_job(tmp_path, cache_dir, ["optim.lr=1e-3"], name="nan")
     assert s["status"] == "failed" and s["reason"] == "diverged" and s["diverged"]["step"] == 1
+    assert "non-finite" in s["error"]
 
 
 def test_eval_loss_above_the_bound_is_a_divergence(tmp_path, cache_dir, monkeypatch):

@@ -3,20 +3,15 @@
 import importlib.util
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from sft_sweep.appconf import conf_dir, missing_plugin
 from sft_sweep.config import register_configs
 from sft_sweep.config_check import unknown_keys
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, compose_cfg
 from tests.daily.cli_support import run_cli
 
 register_configs()
 
-
-def _compose(overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose("config", overrides=list(overrides))
 
 
 def test_conf_dir_is_the_top_level_conf_in_a_checkout():
@@ -27,16 +22,16 @@ def test_conf_dir_is_the_top_level_conf_in_a_checkout():
                                           ("+nonsense=1", "nonsense"), ("+data.world.n_country=3", "data.world.n_country"),
                                           ("+logger.wandb.project=x", "logger.wandb")])
 def test_added_keys_outside_the_schema_are_found(override, key):
-    assert unknown_keys(_compose([override])) == [key]
+    assert unknown_keys(compose_cfg([override])) == [key]
 
 
 def test_keys_of_a_selected_logger_are_checked():
-    assert unknown_keys(_compose(["logger=mlflow", "+logger.mlflow.uri=x"])) == ["logger.mlflow.uri"]
-    assert unknown_keys(_compose(["logger=[mlflow,tensorboard]", "logger.mlflow.tracking_uri=http://h:5000"])) == []
+    assert unknown_keys(compose_cfg(["logger=mlflow", "+logger.mlflow.uri=x"])) == ["logger.mlflow.uri"]
+    assert unknown_keys(compose_cfg(["logger=[mlflow,tensorboard]", "logger.mlflow.tracking_uri=http://h:5000"])) == []
 
 
 def test_documented_additions_are_allowed():
-    cfg = _compose(["data=files", "data.datasets.main.path=a.json", "+data.datasets.tools.path=b.json",
+    cfg = compose_cfg(["data=files", "data.datasets.main.path=a.json", "+data.datasets.tools.path=b.json",
                     "+data.datasets.tools.role_map={observation: tool}", "+mix.weights.main=1", "+mix.weights.tools=2"])
     assert unknown_keys(cfg) == []
 

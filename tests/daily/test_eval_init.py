@@ -3,27 +3,22 @@
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from sft_sweep.config import config_dict, config_hash, register_configs
 from sft_sweep.eval_cli import main as eval_main
 from sft_sweep.train.job import Job
-from tests.conftest import CONF_DIR, REPO
+from tests.conftest import REPO, compose_cfg
 
 register_configs()
 SMOKE = ["experiment=smoke", "train.threads=1"]
 
-
-def _compose(overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose("config", overrides=list(overrides))
 
 
 @pytest.fixture(scope="module")
 def finished_job(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("evaljob")
     overrides = [*SMOKE, f"pretrain.cache_dir={tmp / 'cache'}", "optim.lr=3e-3"]
-    job = Job(_compose(overrides), tmp / "job", overrides=overrides, base_dir=str(REPO))
+    job = Job(compose_cfg(overrides), tmp / "job", overrides=overrides, base_dir=str(REPO))
     summary = job.run()
     assert summary["status"] == "completed", summary.get("error")
     (job.dir / ".hydra").mkdir()
@@ -65,7 +60,7 @@ def test_init_from_starts_sft_from_the_given_weights(finished_job, tmp_path):
     job_dir, first = finished_job
     overrides = [*SMOKE, f"pretrain.cache_dir={tmp_path / 'cache'}", f"pretrain.init_from={job_dir / 'model.npz'}",
                  "train.max_steps=2", "pretrain.steps=100000"]  # pre-training would take hours: it must not run
-    summary = Job(_compose(overrides), tmp_path / "job2", base_dir=str(REPO)).run()
+    summary = Job(compose_cfg(overrides), tmp_path / "job2", base_dir=str(REPO)).run()
     assert summary["status"] == "completed", summary.get("error")
     assert summary["base"] == pytest.approx(first["final"])  # the base is the first job's tuned model
     assert summary["base_model"]["key"].startswith("init-")
@@ -75,13 +70,13 @@ def test_init_from_of_another_shape_names_both_shapes(finished_job, tmp_path):
     job_dir, _ = finished_job
     overrides = [*SMOKE, "model=mini", f"pretrain.cache_dir={tmp_path / 'cache'}",
                  f"pretrain.init_from={job_dir / 'model.npz'}"]
-    summary = Job(_compose(overrides), tmp_path / "job3", base_dir=str(REPO)).run()
+    summary = Job(compose_cfg(overrides), tmp_path / "job3", base_dir=str(REPO)).run()
     assert summary["status"] == "failed" and summary["user_error"] is True
     assert "n_layer=2" in summary["error"] and "n_layer=4" in summary["error"]
 
 
 def test_new_options_keep_earlier_config_hashes():
-    d = config_dict(_compose(SMOKE))
+    d = config_dict(compose_cfg(SMOKE))
     before = {k: v for k, v in d.items() if k != "logger"}
     before["pretrain"] = {k: v for k, v in d["pretrain"].items() if k != "init_from"}
     assert config_hash(before) == config_hash(d)
@@ -96,7 +91,7 @@ def test_inspect_job_renders_a_finished_jobs_data_with_its_counts(finished_job):
 
     job_dir, summary = finished_job
     hydra_dir = job_dir / ".hydra"
-    cfg = _compose([*SMOKE, "optim.lr=3e-3"])
+    cfg = compose_cfg([*SMOKE, "optim.lr=3e-3"])
     OmegaConf.save(cfg, hydra_dir / "config.yaml")
     (hydra_dir / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {REPO}\n")
     found = inspect_job(job_dir, n_examples=1)

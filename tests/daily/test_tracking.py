@@ -6,20 +6,15 @@ import subprocess
 import sys
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from sft_sweep.config import register_configs
 from sft_sweep.train.job import Job
 from sft_sweep.jobfiles import read_jsonl
-from tests.conftest import CONF_DIR, REPO
+from tests.conftest import compose_cfg
 
 register_configs()
 SMOKE = ["experiment=smoke", "train.threads=1"]
 
-
-def _compose(overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose("config", overrides=list(overrides))
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +23,7 @@ def cache_dir(tmp_path_factory):
 
 
 def _run(tmp_path, cache_dir, extra, name="job"):
-    job = Job(_compose([*SMOKE, f"pretrain.cache_dir={cache_dir}", *extra]), tmp_path / name, base_dir=str(tmp_path),
+    job = Job(compose_cfg([*SMOKE, f"pretrain.cache_dir={cache_dir}", *extra]), tmp_path / name, base_dir=str(tmp_path),
               job_name=name)
     summary = job.run()
     assert summary["status"] == "completed", summary.get("error")
