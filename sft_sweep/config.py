@@ -112,6 +112,9 @@ class TrainConf:
     max_steps: int = 0  # 0: as many as the epochs give
     truncation: str = "truncate"  # truncate | drop
     pack: bool = False
+    # How the loss weighs trained tokens: tokens (each the same) | sequence (each sequence the
+    # same) | length (each token 1 / its sequence's length); see sft_sweep/train/loss_weights.py
+    loss_norm: str = "tokens"
     eval_interval: int = 50
     log_interval: int = 10
     checkpoint_interval: int = 50
@@ -268,6 +271,8 @@ def validate(cfg: Config) -> None:
     _check(t.grad_accum >= 1, "train.grad_accum", t.grad_accum, "must be >= 1", p)
     _check(t.max_steps >= 0, "train.max_steps", t.max_steps, "must be >= 0 (0: no limit)", p)
     _check(t.truncation in ("truncate", "drop"), "train.truncation", t.truncation, "must be truncate or drop", p)
+    _check(t.loss_norm in ("tokens", "sequence", "length"), "train.loss_norm", t.loss_norm,
+           "must be tokens, sequence or length", p)
     for k in ("eval_interval", "log_interval", "checkpoint_interval"):
         _check(getattr(t, k) >= 1, f"train.{k}", getattr(t, k), "must be >= 1", p)
     _check(t.threads >= 0, "train.threads", t.threads, "must be >= 0 (0: all cores)", p)

@@ -14,6 +14,8 @@ Metrics (each absent when its data is absent, never a fake 0):
   generation, so it also measures what a base model knows before it can follow a chat format.
 - ``answer_acc_multi_turn``: ``answer_acc`` over the held-out items that are the second turn of
   a conversation (absent when there are none).
+- ``answer_acc_long_prompt`` / ``answer_acc_short_prompt``: ``answer_acc`` over the held-out
+  questions asked with / without a long lead-in (world ``long_prompt_fraction``; absent otherwise).
 - ``system_format_acc``: share of held-out items whose system prompt sets the answer format
   ("Answer in one word." / "Answer in capital letters." / "Answer with a full sentence.") where
   the greedy answer has that format (absent when there are none).
@@ -243,6 +245,11 @@ class Evaluator:
             multi = [it.is_correct(x.text) for it, x in zip(self.eval_items, g) if it.meta.get("multi_turn")]
             if multi:
                 put("answer_acc_multi_turn", float(np.mean(multi)))
+            for flag, name in ((True, "answer_acc_long_prompt"), (False, "answer_acc_short_prompt")):
+                part = [it.is_correct(x.text) for it, x in zip(self.eval_items, g)
+                        if it.meta.get("long_prompt") is flag]
+                if part:
+                    put(name, float(np.mean(part)))
             styled = [obeys_format(it.meta["system_style"], x.text) for it, x in zip(self.eval_items, g)
                       if it.meta.get("system_style") in FORMAT_STYLES]
             if styled:

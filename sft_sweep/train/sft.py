@@ -25,6 +25,7 @@ from ..data import Batch, Example, make_batches
 from ..errors import DivergedError, NonFiniteLossError
 from ..nn import GPT, AdamW, lr_at
 from ..tokenizer import ByteTokenizer
+from .loss_weights import group_weights
 
 
 @dataclass
@@ -75,16 +76,18 @@ def check_divergence(metric: str, value: float | None, step: int, bound: float |
         raise DivergedError(metric, float(value), step, bound)
 
 
-def accumulate(model: GPT, group: list[Batch]) -> tuple[float, dict[str, np.ndarray], int]:
+def accumulate(model: GPT, group: list[Batch], loss_norm: str = "tokens"
+               ) -> tuple[float, dict[str, np.ndarray], int]:
     """Loss and gradients of a group of micro-batches, normalised as one big batch.
 
-    Each micro-batch is divided by the trained-token count of the whole group, so the sum equals
-    the big batch's mean: dividing each by its own count would over-weight short responses.
+    Each micro-batch shares the whole group's normalizer (for ``tokens``, its trained-token
+    count), so the sum equals the big batch's loss: dividing each by its own count would
+    over-weight short responses. ``loss_norm``: see :mod:`.loss_weights`.
     """
-    norm = float(sum(float(b.mask.sum()) for b in group))
+    weights, norm = group_weights(group, loss_norm, ByteTokenizer().pad_id)
     total_loss, acc = 0.0, None
-    for b in group:
-        loss, grads = model.loss_and_grads(b.ids, b.targets, b.mask, b.segment_ids, normalizer=norm,
+    for b, w in zip(group, weights):
+        loss, grads = model.loss_and_grads(b.ids, b.targets, w, b.segment_ids, normalizer=norm,
                                            positions=getattr(b, "positions", None))
         total_loss += loss
         if acc is None:
@@ -127,7 +130,7 @@ def train(model: GPT, opt: AdamW, examples: list[Example] | Callable[[int], list
                 continue
             t0 = time.perf_counter()
             try:
-                loss, grads, tokens = accumulate(model, batches[g : g + ga])
+                loss, grads, tokens = accumulate(model, batches[g : g + ga], cfg.train.loss_norm)
             except NonFiniteLossError:
                 raise DivergedError("loss", float("nan"), step + 1, bound) from None
             check_divergence("loss", loss, step + 1, bound)

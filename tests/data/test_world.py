@@ -188,3 +188,28 @@ def test_eval_answers_are_stated_in_pretraining(world):
             assert m["entity"] not in pre
         else:
             raise AssertionError(kind)
+
+
+def test_long_prompt_lead_ins():
+    """Half of the standalone fact questions start with a lead-in; the probe and the
+    pre-training prose are untouched; the flag marks exactly the prompts with a lead-in."""
+    from sft_sweep.data.world.items import PREAMBLES
+
+    plain = build_world(WorldConfig(seed=0, max_tokens=192))
+    w = build_world(WorldConfig(seed=0, long_prompt_fraction=0.5, max_tokens=192))
+    assert w.pretrain_docs == plain.pretrain_docs
+    assert [i.prompt.key() for i in w.probe_items] == [i.prompt.key() for i in plain.probe_items]
+    flagged = [i for i in w.eval_items if "long_prompt" in i.meta]
+    long_ = [i for i in flagged if i.meta["long_prompt"]]
+    assert 0.35 < len(long_) / len(flagged) < 0.65
+    for i in w.eval_items:
+        has = any(i.prompt.turns[-1].content.startswith(p + " ") for p in PREAMBLES)
+        assert has == bool(i.meta.get("long_prompt"))
+    n_train_long = sum(any(p in t.content for p in PREAMBLES for t in c.turns) for c in w.train)
+    assert 0.35 < n_train_long / len(w.train) < 0.65
+    assert not any("long_prompt" in i.meta for i in plain.eval_items)
+
+
+def test_long_prompts_need_room():
+    with pytest.raises(ConfigError, match="max_tokens >= 192"):
+        WorldConfig(long_prompt_fraction=0.5).validate()

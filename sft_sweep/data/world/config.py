@@ -53,6 +53,10 @@ class WorldConfig:
     n_distractors: int = 9
     multi_turn_fraction: float = 0.0      # share of two-exchange conversations
     system_fraction: float = 0.0          # share of single-turn items with a system prompt
+    # Share of standalone capital / language questions (no system prompt, not the probe's) that
+    # start with a lead-in sentence of ~70 characters: prompts of very different lengths, same
+    # answers. The longer conversations need max_tokens (and model.block_size) of ~192.
+    long_prompt_fraction: float = 0.0
     # Share of training conversations whose response is planted low-quality, in equal parts: too
     # short ("I know."), repetitive (the answer said three times) and wrong (another entity's fact
     # in the right form). The first two are what quality filters can catch; the third is not.
@@ -71,12 +75,16 @@ class WorldConfig:
         if self.n_countries < 4:
             raise ConfigError(f"world.n_countries must be >= 4, got {self.n_countries}")
         for k in ("probe_fraction", "multi_turn_fraction", "system_fraction", "holdout_fraction",
-                  "low_quality_fraction"):
+                  "low_quality_fraction", "long_prompt_fraction"):
             v = float(getattr(self, k))
             if not 0.0 <= v < 1.0:
                 raise ConfigError(f"world.{k} must be in [0, 1), got {v}")
         if self.max_tokens < 64:
             raise ConfigError(f"world.max_tokens must be >= 64, got {self.max_tokens}")
+        if self.long_prompt_fraction > 0 and self.max_tokens < 192:
+            raise ConfigError(f"world.long_prompt_fraction > 0 needs world.max_tokens >= 192 (and "
+                              f"model.block_size >= 191), got max_tokens {self.max_tokens}: "
+                              "questions with a lead-in do not fit in fewer")
         unknown = sorted(set(self.task_weights) - set(TASKS))
         if unknown:
             raise ConfigError(f"world.task_weights: unknown task(s) {unknown}; known: {list(TASKS)}")

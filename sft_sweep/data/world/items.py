@@ -62,6 +62,15 @@ def near_numbers(r: random.Random, x: int, exclude: set[int], n: int) -> list[in
     return out
 
 
+#: Lead-ins that lengthen a question without changing what it asks (``long_prompt_fraction``).
+PREAMBLES = (
+    "I am writing a short school report about the countries of the world.",
+    "My friend and I talked about geography last night and did not agree.",
+    "Please help me with a question from the quiz we are making for class.",
+    "I have been reading an old travel book and one detail made me curious.",
+)
+
+
 def fits(conv: Conversation, max_tokens: int) -> bool:
     """The conversation renders to at most ``max_tokens`` ids with every template."""
     return all(len(render(conv, name)[0]) <= max_tokens for name in TEMPLATE_NAMES)
@@ -145,8 +154,15 @@ class ItemMaker:
             resp, ref = apply_style(style, full, answer)
             if style == "caps":
                 pool = [x.upper() for x in pool]
-        turns = sys_turns + [Turn("user", q.format(**fmt))]
+        user = q.format(**fmt)
         meta = {"fact": kind, "entity": e.name}
+        # drawn only when the setting is on, so worlds without it keep their random stream;
+        # standalone questions only (not the probe's, not a conversation's first turn)
+        if self.cfg.long_prompt_fraction > 0 and allow_system and not sys_turns:
+            meta["long_prompt"] = r.random() < self.cfg.long_prompt_fraction
+            if meta["long_prompt"]:
+                user = r.choice(PREAMBLES) + " " + user
+        turns = sys_turns + [Turn("user", user)]
         if sys_style:
             meta["system_style"] = sys_style
         return ItemSpec(turns, resp, ref, list(pool), kind, meta=meta)
