@@ -152,6 +152,9 @@ def _trend_finding(runs: RunSet, key: str, claim: str, role: str, metric: str, e
     if not _has(done, metric):
         return Finding(key, claim, INCONCLUSIVE, f"not tested: no completed job reports {metric}.")
     t = _trend(runs, x, metric, expect)
+    if t.direction == "none":
+        return Finding(key, claim, INCONCLUSIVE, _nothing_to_compare(runs, x, metric),
+                       {"axis": x, "metric": metric, "direction": t.direction, "strata": []})
     verdict = {"up": SUPPORTED, "down": NOT_SUPPORTED, "flat": NOT_SUPPORTED}.get(t.direction, INCONCLUSIVE)
     lead = {
         "up": "", "down": "the opposite holds: ", "flat": "no effect beyond noise: ",
@@ -165,6 +168,24 @@ def _trend_finding(runs: RunSet, key: str, claim: str, role: str, metric: str, e
     evidence = f"{lead}{_metric_name(metric)} by {col_name(x)}: {t.text}.{seeds_note}{extra}"
     return Finding(key, claim, verdict, evidence,
                    {"axis": x, "metric": metric, "direction": t.direction, "strata": t.per_stratum})
+
+
+def _nothing_to_compare(runs: RunSet, x: str, metric: str) -> str:
+    """Why a trend has no comparison: each value of ``x`` ran with other settings too (e.g. two
+    commands in one sweep directory), so no two completed jobs differ in ``x`` alone."""
+    done = runs.done_jobs()
+    done = done[done[metric].notna()]
+    others = [c for c in runs.params if c != x]
+    def settings(part: pd.DataFrame) -> str:
+        if not others:
+            return fmt_metric(metric, float(part[metric].mean()))
+        return " / ".join(f"{setting_label(g.iloc[0], others)} {fmt_metric(metric, float(g[metric].mean()))}"
+                          for _, g in part.groupby(others, dropna=False, sort=True))
+
+    jobs = "; ".join(f"{fmt_param(x, v)}: {settings(done[done[x] == v])}" for v in sorted_values(done[x]))
+    return (f"not tested: no two completed jobs differ only in the {col_name(x)} (each value ran "
+            f"with other settings too, e.g. from separate commands), so a difference in "
+            f"{_metric_name(metric)} cannot be put on it: {jobs}.")
 
 
 def col_name_for(role: str) -> str:

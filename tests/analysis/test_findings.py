@@ -164,3 +164,17 @@ def test_demo_sweep_findings(demo_runs):
     assert got["sft_teaches_following"].verdict == F.SUPPORTED
     assert got["sft_adds_no_knowledge"].verdict == F.SUPPORTED
     assert all(f.verdict in F.VERDICTS for f in got.values())
+
+
+def test_epochs_never_compared_within_a_setting_is_inconclusive_with_a_reason(tmp_path):
+    """Two commands in one sweep directory: one ran 1 epoch at lr 1e-4, the other 2 epochs at
+    lr 1e-3, so no two jobs differ in epochs alone."""
+    jobs = [_job({"raw_loss": _raw(3.0)}, **{"optim.lr": 1e-4, "train.epochs": 1}),
+            _job({"raw_loss": _raw(2.0)}, **{"optim.lr": 3e-4, "train.epochs": 1}),
+            _job({"raw_loss": _raw(9.0)}, **{"optim.lr": 1e-3, "train.epochs": 2})]
+    f = _by_key(_sweep(tmp_path, jobs))["forgetting_vs_epochs"]
+    assert f.verdict == F.INCONCLUSIVE
+    assert ": ." not in f.evidence and not f.evidence.rstrip().endswith(":")
+    assert "epochs 1" in f.evidence and "epochs 2" in f.evidence
+    # what else differs, each value with its own number
+    assert "epochs 1: lr 1e-4 +3.0% / lr 3e-4 +2.0%; epochs 2: lr 1e-3 +9.0%" in f.evidence
