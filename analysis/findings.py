@@ -528,6 +528,7 @@ def compute_findings(runs: RunSet) -> list[Finding]:
         f = categorical_effect(runs, role)
         if f is not None:
             out.append(f)
-    from analysis.story import story_findings  # imports this module's Finding
+    from analysis.experiment_findings import experiment_findings  # these import Finding
+    from analysis.story import story_findings
 
-    return story_findings(runs) + out
+    return story_findings(runs) + out + experiment_findings(runs)
