@@ -47,3 +47,19 @@ def numeric_grad(model, fn, name, rng=None, max_entries=None):
         flat[i] = old
         num[j] = (lp - lm) / (2 * FD_STEP)
     return idx, num
+
+
+def assert_same_across_threads(threads: int, ids, targets, mask, **batch) -> None:
+    """Loss and gradients of a model computing on ``threads`` workers equal the one-thread model's."""
+    import pytest
+
+    from sft_sweep.nn import GPT
+
+    a = GPT(tiny_config(), seed=0, threads=1)
+    b = GPT(tiny_config(), seed=0, threads=threads)
+    la, ga = a.loss_and_grads(ids, targets, mask, **batch)
+    lb, gb = b.loss_and_grads(ids, targets, mask, **batch)
+    assert la == pytest.approx(lb, rel=1e-12)
+    for name in ga:
+        np.testing.assert_allclose(ga[name], gb[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    b.close()

@@ -5,7 +5,7 @@ import pytest
 
 from sft_sweep.nn import GPT
 
-from nn_helpers import numeric_grad, tiny_config
+from nn_helpers import assert_same_across_threads, numeric_grad, tiny_config
 
 TOL = 1e-6
 
@@ -88,11 +88,4 @@ def test_gradients_do_not_depend_on_threads(threads):
     targets = rng.integers(0, 11, (5, 8))
     mask = (rng.random((5, 8)) < 0.5).astype(float)
     mask[:, 0] = 1
-    a = GPT(tiny_config(), seed=0, threads=1)
-    b = GPT(tiny_config(), seed=0, threads=threads)
-    la, ga = a.loss_and_grads(ids, targets, mask)
-    lb, gb = b.loss_and_grads(ids, targets, mask)
-    assert la == pytest.approx(lb, rel=1e-12)
-    for name in ga:
-        np.testing.assert_allclose(ga[name], gb[name], rtol=1e-10, atol=1e-13)
-    b.close()
+    assert_same_across_threads(threads, ids, targets, mask)

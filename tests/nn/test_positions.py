@@ -7,7 +7,7 @@ give the same loss and gradients as the same two examples in separate padded row
 import numpy as np
 import pytest
 
-from nn_helpers import numeric_grad, small_config, tiny_config
+from nn_helpers import assert_same_across_threads, numeric_grad, small_config, tiny_config
 from sft_sweep.data import Example, make_batches
 from sft_sweep.nn import GPT
 from sft_sweep.train.sft import accumulate
@@ -154,14 +154,7 @@ def test_positions_gradients_do_not_depend_on_threads(threads):
     mask[:, 0] = 1
     seg = np.array([[1] * 3 + [2] * 5] * 5)
     pos = np.array([[0, 1, 2, 0, 1, 2, 3, 4]] * 5)
-    a = GPT(tiny_config(), seed=0, threads=1)
-    b = GPT(tiny_config(), seed=0, threads=threads)
-    la, ga = a.loss_and_grads(ids, targets, mask, segment_ids=seg, positions=pos)
-    lb, gb = b.loss_and_grads(ids, targets, mask, segment_ids=seg, positions=pos)
-    assert la == pytest.approx(lb, rel=1e-12)
-    for name in ga:
-        np.testing.assert_allclose(ga[name], gb[name], rtol=1e-10, atol=1e-13, err_msg=name)
-    b.close()
+    assert_same_across_threads(threads, ids, targets, mask, segment_ids=seg, positions=pos)
 
 
 @pytest.mark.parametrize("bad, match", [
