@@ -17,10 +17,13 @@ process may use, shared with the jobs its launcher runs beside it (``resources.t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import sys
+import tempfile
+from typing import Iterator
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -31,8 +34,8 @@ from .appconf import conf_dir, missing_plugin
 from .config import register_configs
 from .config_check import check_keys
 from .errors import ConfigError
-from .jobfiles import COMPLETED
-from .train.job import Job, objective
+from .jobfiles import COMPLETED, SWEEP_OUTCOME_ENV, objective, read_sweep_outcome
+from .train.job import Job
 from .train.resources import threads_per_job
 
 log = logging.getLogger("sft_sweep")
@@ -109,13 +112,7 @@ def task(cfg: DictConfig) -> float | list[float] | None:
     show_bars = sys.stderr.isatty() and not runs_beside_others(hc)
     job = Job(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task), base_dir=hc.runtime.cwd,
               job_name=label, progress=show_bars)
-    if show_bars:
-        from tqdm.contrib.logging import logging_redirect_tqdm
-
-        with logging_redirect_tqdm():  # log lines printed above the bar, not glued onto it
-            summary = job.run()
-    else:
-        summary = job.run()
+    summary = run_job(job, show_bars)
     if summary["status"] != COMPLETED:
         if not multirun:
             print(f"sft-sweep: the job failed: {summary.get('error')}\n(details in {job.summary_path})",
@@ -127,6 +124,15 @@ def task(cfg: DictConfig) -> float | list[float] | None:
         log.info("done: %s = %s (files in %s)", list(cfg.eval.objectives) or cfg.eval.objective, value,
                  hc.runtime.output_dir)
     return value
+
+
+def run_job(job: Job, show_bars: bool) -> dict:
+    if not show_bars:
+        return job.run()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():  # log lines printed above the bar, not glued onto it
+        return job.run()
 
 
 def _is_flag(arg: str, *names: str) -> bool:
@@ -181,16 +187,32 @@ def main() -> None:
             pass
     sys.argv = [sys.argv[0], *argv]
     app = hydra.main(config_path=config_path, config_name="config", version_base=None)(task)
-    try:
-        app()
-    except KeyboardInterrupt:
-        print("\nsft-sweep: interrupted; run the same command again to resume", file=sys.stderr)
-        sys.exit(130)
-    # A multirun returns here after its report; any failed job makes the command fail too.
-    from analysis.callback import failed_jobs
-
-    if failed_jobs():
+    with sweep_outcome_file() as outcome_path:
+        try:
+            app()
+        except KeyboardInterrupt:
+            print("\nsft-sweep: interrupted; run the same command again to resume", file=sys.stderr)
+            sys.exit(130)
+        # A multirun returns here after its report; any failed job makes the command fail too.
+        outcome = read_sweep_outcome(outcome_path)
+    if outcome is not None and outcome["failed"]:
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def sweep_outcome_file() -> Iterator[str]:
+    """A private file the multirun's report callback writes the sweep's outcome to (see
+    ``jobfiles.write_sweep_outcome``); removed afterwards."""
+    fd, path = tempfile.mkstemp(prefix="sft-sweep-outcome-", suffix=".json")
+    os.close(fd)
+    os.unlink(path)  # absent until written: a run without the callback leaves no outcome
+    os.environ[SWEEP_OUTCOME_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(SWEEP_OUTCOME_ENV, None)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 if __name__ == "__main__":

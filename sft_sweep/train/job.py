@@ -9,6 +9,7 @@ Files in the job directory (the contract is ``sft_sweep.jobfiles``):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -20,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..data import PreparedData, ReplayMix, data_counts_line, prepare, pretrain_source, with_replay
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
-from ..errors import CheckpointError, DivergedError, SftSweepError
+from ..errors import CheckpointError, ConfigError, DivergedError, SftSweepError
 from ..jobfiles import (
     CHECKPOINT, COMPLETED, DIVERGED, FAILED, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES, SUMMARY,
     WARNINGS, flatten, forgetting_pct, read_json, write_json, write_jsonl,
@@ -29,8 +31,6 @@ from ..jobfiles import (
 from ..nn import GPT, load_checkpoint, save_checkpoint
 from . import sft
 from .cache import BaseCache
-from .data_prep import (PreparedData, ReplayMix, data_counts_line, pretrain_source, prepare,
-                        with_replay)
 from .evaluate import Evaluator, sample_rows
 from .pretrain import load_or_build_base
 from .resources import job_threads
@@ -47,19 +47,6 @@ def versions() -> dict[str, str]:
 
     return {"sft_sweep": __version__, "numpy": np.__version__, "python": platform.python_version(),
             "hydra": hydra.__version__, "omegaconf": omegaconf.__version__}
-
-
-def objective(summary: dict, path: str) -> float:
-    """The value a Hydra sweeper optimises: a dotted path into summary.json (NaN when absent)."""
-    node: Any = summary
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return float("nan")
-        node = node[part]
-    try:
-        return float(node)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def _evaluator(cfg: Config, data: PreparedData) -> Evaluator:
@@ -79,17 +66,30 @@ def _fmt(metrics: dict) -> str:
     return " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
 
 
+def typed_config(cfg_node: Any) -> tuple[Config | None, ConfigError | None]:
+    """The typed Config of a composed config, or the reason there is none (recorded when the job runs)."""
+    try:
+        return to_object(cfg_node), None
+    except ConfigError as e:
+        return None, e
+
+
 class Job:
+    """One job: its typed config (``self.cfg``), the values it was composed with by dotted key
+    (``self.recorded``: summary.json's ``config`` and the source of the config hash) and its files."""
+
     def __init__(self, cfg_node: Any, job_dir: str | os.PathLike, *, overrides: list[str] | None = None,
                  base_dir: str | None = None, job_name: str | None = None, progress: bool | None = None) -> None:
-        self.node = cfg_node
+        # The hash is taken from the values as composed, not from the typed Config (which fills in
+        # defaults, e.g. of a dataset's fields): so it stays what earlier runs recorded.
+        self.recorded = flatten(config_dict(cfg_node))
+        self.hash = config_hash(self.recorded)
+        self.cfg, self.config_error = typed_config(cfg_node)
         self.dir = Path(job_dir)
         self.overrides = list(overrides or [])
         self.base_dir = base_dir or os.getcwd()
         self.name = job_name or self.dir.name
         self.progress = progress  # progress bars; None: when stderr is a terminal
-        self.cfg_dict = config_dict(cfg_node)
-        self.hash = config_hash(self.cfg_dict)
         self.summary_path = self.dir / SUMMARY
         self.ckpt_path = self.dir / CHECKPOINT
         self.timings: dict[str, float] = {}
@@ -104,7 +104,7 @@ class Job:
 
     def _summary(self, status: str, **extra: Any) -> dict:
         return {"status": status, "config_hash": self.hash, "overrides": self.overrides,
-                "config": flatten(self.cfg_dict), **extra, WARNINGS: list(self.warnings),
+                "config": self.recorded, **extra, WARNINGS: list(self.warnings),
                 "versions": versions()}
 
     def completed_before(self) -> dict | None:
@@ -123,8 +123,9 @@ class Job:
         self.dir.mkdir(parents=True, exist_ok=True)
         resumed = self.ckpt_path.exists()
         write_json(self.summary_path, self._summary(RUNNING))
-        self.tracking = open_tracking(self.cfg_dict, self.dir, self.name, self.base_dir)
-        self.tracking.start(self.cfg_dict, resumed)
+        if self.cfg is not None:  # a config that is no Config fails at once, untracked
+            self.tracking = open_tracking(dataclasses.asdict(self.cfg), self.dir, self.name, self.base_dir)
+            self.tracking.start(self.recorded, resumed)
         try:
             summary = self._run(t_start)
         except KeyboardInterrupt:
@@ -159,7 +160,9 @@ class Job:
 
     def _run(self, t_start: float) -> dict:
         """The recipe; each step is a method below."""
-        cfg = self.cfg = to_object(self.node)
+        if self.config_error is not None:
+            raise self.config_error
+        cfg = self.cfg
         validate(cfg)
         if cfg.pretrain.init_from and not os.path.isabs(cfg.pretrain.init_from):
             cfg.pretrain.init_from = os.path.join(self.base_dir, os.path.expanduser(cfg.pretrain.init_from))
@@ -219,7 +222,7 @@ class Job:
     def evaluate_base(self) -> None:
         """The base model's metrics and generations, cached beside it for these eval settings."""
         tic = time.perf_counter()
-        key = base_eval_key(self.cfg_dict)
+        key = base_eval_key(self.recorded)
         cached = self.cache.read_eval(key)
         if cached is None:
             metrics, gens = self.evaluator.evaluate(self.model)
