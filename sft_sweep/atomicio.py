@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -63,3 +64,17 @@ def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
     data = content.encode("utf-8") if isinstance(content, str) else content
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def remove_leftover_tmp(directory: str | os.PathLike, older_than_s: float = 10.0) -> list[Path]:
+    """Remove the temporary files a killed writer left in ``directory`` (not below it): hidden
+    ``.NAME.<random>.tmp`` files not touched for ``older_than_s`` seconds, so that a writer at
+    work right now keeps its own. Returns the removed paths."""
+    removed = []
+    now = time.time()
+    for path in Path(directory).glob(f"{TMP_PREFIX}*{TMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and now - path.stat().st_mtime >= older_than_s:
+                path.unlink()
+                removed.append(path)
+    return removed

@@ -23,6 +23,8 @@ A job directory holds:
     base vs tuned generations on held-out prompts (``SAMPLE_FIELDS``).
 ``checkpoint.npz`` / ``model.npz``
     the resume point while training; the tuned weights once the job completed.
+``.job.lock``
+    locked by the process that writes the directory while it runs; a second writer is refused.
 
 The sweep directory holds, besides its jobs, ``sweep_outcome.json`` once a multirun has ended
 (``write_sweep_outcome``): how many jobs it found, the failed ones, and whether its report was written.
@@ -33,18 +35,21 @@ A metric that was not measured is absent, never 0. Whole files are written atomi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 from typing import Any, Iterable
 
-from .atomicio import atomic_path, write_atomic  # noqa: F401 - part of the contract's writers
+from .atomicio import atomic_path, remove_leftover_tmp, write_atomic  # noqa: F401 - the contract's writers
 
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"
 CHECKPOINT = "checkpoint.npz"
 MODEL = "model.npz"
+#: Held (flock) by the process writing the job directory, for the job's life (``sft_sweep.joblock``).
+LOCK = ".job.lock"
 
 #: Job states written to ``summary.json``'s ``status``.
 RUNNING = "running"
@@ -55,9 +60,16 @@ PRUNED = "pruned"  # stopped early by a search that judged it not worth finishin
 STATUSES = (RUNNING, COMPLETED, FAILED, INTERRUPTED, PRUNED)
 #: The sweep directory's record of how its last multirun ended (see ``write_sweep_outcome``).
 SWEEP_OUTCOME = "sweep_outcome.json"
+#: The sweep directory's list of jobs refused because another process was writing their
+#: directory: one JSON row each (``job_dir``, ``reason``, ``run``: the ``SWEEP_OUTCOME_ENV`` value
+#: of the command that was refused, so a multirun counts its own refusals only).
+REFUSED_JOBS = "refused_jobs.jsonl"
 #: Environment variable naming one more file for that record: set by the ``sft-sweep`` command,
 #: which decides its exit status from it.
 SWEEP_OUTCOME_ENV = "SFT_SWEEP_OUTCOME_FILE"
+#: ``summary.json`` field of a completed job: the files it read (data files, the base model), each
+#: ``{"path", "sha256"}`` of its bytes. A completed job whose file has other bytes now runs again.
+INPUTS = "inputs"
 #: ``summary.json`` field with one-line notes about a job (a list of strings; may be absent).
 WARNINGS = "warnings"
 #: ``summary.json`` ``reason`` of a failed job whose loss blew up (see ``train.diverge_factor``).
@@ -143,6 +155,15 @@ def append_jsonl(path: str | os.PathLike, row: dict) -> None:
         f.flush()
 
 
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (hex), read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 # ---- reading ----------------------------------------------------------------------------------
 
 
@@ -185,12 +206,26 @@ def failed_jobs(job_dirs: Iterable[str | os.PathLike]) -> list[tuple[str, str]]:
     return failed
 
 
+def record_refused_job(sweep_dir: str | os.PathLike, job_dir: str | os.PathLike, reason: str) -> None:
+    """Note in the sweep directory that this command did not run ``job_dir`` (see ``REFUSED_JOBS``)."""
+    append_jsonl(os.path.join(sweep_dir, REFUSED_JOBS),
+                 {"job_dir": str(job_dir), "reason": reason, "run": os.environ.get(SWEEP_OUTCOME_ENV)})
+
+
+def refused_jobs(sweep_dir: str | os.PathLike) -> list[tuple[str, str]]:
+    """(job directory, reason) of the jobs this command was refused (see ``REFUSED_JOBS``)."""
+    run = os.environ.get(SWEEP_OUTCOME_ENV)
+    return [(str(r.get("job_dir")), str(r.get("reason"))) for r in read_jsonl(os.path.join(sweep_dir, REFUSED_JOBS))
+            if r.get("run") == run]
+
+
 def write_sweep_outcome(sweep_dir: str | os.PathLike, n_jobs: int, failed: list[tuple[str, str]],
                         report_error: str | None) -> dict:
     """Record how a multirun ended: in the sweep directory (when it exists) and in the file named
-    by ``SWEEP_OUTCOME_ENV`` (when set). ``report_error``: why the report was not written, or None."""
+    by ``SWEEP_OUTCOME_ENV`` (when set). ``report_error``: why the report was not written, or None.
+    Jobs refused to this command (``refused_jobs``) are added to the record."""
     outcome = {"sweep_dir": str(sweep_dir), "jobs": n_jobs, "failed": [list(f) for f in failed],
-               "report_error": report_error}
+               "refused": [list(r) for r in refused_jobs(sweep_dir)], "report_error": report_error}
     if os.path.isdir(sweep_dir):
         write_json(os.path.join(sweep_dir, SWEEP_OUTCOME), outcome)
     if os.environ.get(SWEEP_OUTCOME_ENV):

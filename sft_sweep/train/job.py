@@ -21,14 +21,15 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..data import PreparedData, ReplayMix, data_counts_line, prepare, pretrain_source, with_replay
+from ..data import PreparedData, ReplayMix, data_counts_line, prepare, pretrain_source, resolve_path, with_replay
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
 from ..errors import CheckpointError, ConfigError, DivergedError, SftSweepError
 from ..jobfiles import (
-    CHECKPOINT, COMPLETED, DIVERGED, FAILED, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES, SUMMARY,
-    WARNINGS, flatten, forgetting_pct, read_json, write_json, write_jsonl,
+    CHECKPOINT, COMPLETED, DIVERGED, FAILED, INPUTS, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES,
+    SUMMARY, WARNINGS, file_digest, flatten, forgetting_pct, read_json, write_json, write_jsonl,
 )
-from ..nn import GPT, load_checkpoint, save_checkpoint
+from ..joblock import job_dir_lock
+from ..nn import GPT, load_checkpoint, read_checkpoint_config, save_checkpoint
 from . import sft
 from .cache import BaseCache
 from .evaluate import Evaluator, sample_rows
@@ -108,19 +109,55 @@ class Job:
                 "versions": versions()}
 
     def completed_before(self) -> dict | None:
+        """The summary of this job's earlier completed run, when it still stands: the same config,
+        a readable model file, and the same bytes in every file it read (else the log says why not)."""
         s = read_json(self.summary_path)
-        if isinstance(s, dict) and s.get("status") == COMPLETED and s.get("config_hash") == self.hash:
-            return s
+        if not (isinstance(s, dict) and s.get("status") == COMPLETED and s.get("config_hash") == self.hash):
+            return None
+        why = self.completed_run_stale(s)
+        if why:
+            log.info("[%s] runs again though completed before with the same config: %s", self.name, why)
+            return None
+        return s
+
+    def completed_run_stale(self, summary: dict) -> str | None:
+        """Why a completed run with this config no longer stands, or None."""
+        try:
+            read_checkpoint_config(self.dir / MODEL)
+        except CheckpointError as e:
+            return f"its model file cannot be used ({e})"
+        for what, seen in (summary.get(INPUTS) or {}).items():
+            if not isinstance(seen, dict) or not os.path.isfile(str(seen.get("path"))):
+                continue  # a file no longer there cannot be compared; the results stand
+            now = file_digest(seen["path"])
+            if now != seen.get("sha256"):
+                return f"{what} ({seen['path']}) changed since (sha256 {seen.get('sha256')} -> {now})"
         return None
 
+    def read_inputs(self) -> dict[str, dict]:
+        """The files this job read, each with the digest of its bytes (summary.json ``inputs``)."""
+        cfg, files = self.cfg, {}
+        if cfg.data.source == "files":
+            for name, ds in cfg.data.datasets.items():
+                files[f"data.datasets.{name}.path"] = resolve_path(ds.path, self.base_dir)
+            if cfg.data.pretrain_text:
+                files["data.pretrain_text"] = resolve_path(cfg.data.pretrain_text, self.base_dir)
+        files["base model"] = cfg.pretrain.init_from or str(self.cache.model_path)
+        return {what: {"path": path, "sha256": file_digest(path)} for what, path in files.items()
+                if os.path.isfile(path)}
+
     def run(self) -> dict:
-        """Run the job and return its summary; failures are recorded, not raised."""
+        """Run the job and return its summary; failures are recorded, not raised. Raises
+        ``JobDirInUse`` when another live process writes the job directory."""
+        with job_dir_lock(self.dir):
+            return self._run_locked()
+
+    def _run_locked(self) -> dict:
         done = self.completed_before()
         if done is not None:
             log.info("[%s] skipped: completed before with the same config (hash %s)", self.name, self.hash)
             return {**done, "skipped": True}
         t_start = time.perf_counter()
-        self.dir.mkdir(parents=True, exist_ok=True)
         resumed = self.ckpt_path.exists()
         write_json(self.summary_path, self._summary(RUNNING))
         if self.cfg is not None:  # a config that is no Config fails at once, untracked
@@ -172,6 +209,7 @@ class Job:
         self.timings["data_s"] = time.perf_counter() - tic
         self.report_data()
         self.load_base()
+        self.inputs = self.read_inputs()
         self.evaluator = _evaluator(cfg, self.data)
         self.warn_unmeasured()
         self.evaluate_base()
@@ -310,4 +348,4 @@ class Job:
         return self._summary(
             COMPLETED, base=base, final=final, forgetting_pct=forgetting, steps=step,
             base_model={"key": self.cache.key, "built_here": self.base_built}, threads=self.threads.sft,
-            data=data_report, timings=self.timings)
+            data=data_report, timings=self.timings, **{INPUTS: self.inputs})
