@@ -132,3 +132,19 @@ def test_no_import_circle_in_sft_sweep():
                    "import Finding from it; remove this mark once Finding has a module of its own")
 def test_no_import_circle_among_project_modules():
     assert cycles(import_graph()) == []
+
+
+# Modules that import a tracker only when a job asks for it: each tracker needs an optional extra.
+LAZY_FOR_EXTRAS = {"sft_sweep.tracking", "sft_sweep.tracking.sweep_callback"}
+
+
+def test_sft_sweep_imports_its_own_modules_at_the_top():
+    inside = []
+    for name, path in project_modules().items():
+        if not name.startswith("sft_sweep") or name in LAZY_FOR_EXTRAS:
+            continue
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inside += [f"{name}:{n.lineno}" for n in ast.walk(fn) if isinstance(n, ast.ImportFrom)
+                           and (n.level or (n.module or "").startswith(PACKAGES))]
+    assert inside == []
