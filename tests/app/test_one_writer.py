@@ -48,6 +48,22 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, cache_dir):
     assert not (job_dir / "summary.json").exists() and not (job_dir / "metrics.jsonl").exists()
 
 
+def test_a_sweep_whose_job_directory_is_in_use_exits_non_zero(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    holder = _holder(sweep / "optim.lr=0.001")
+    try:
+        r = subprocess.run([sys.executable, "-m", "sft_sweep.cli", "-m", *SMOKE, f"pretrain.cache_dir={cache_dir}",
+                            "optim.lr=1e-3", f"hydra.sweep.dir={sweep}"], cwd=REPO, capture_output=True, text=True,
+                           env=ENV, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert f"in use by pid {holder.pid}" in r.stderr + r.stdout
+    assert "1 job(s) not run: another process was writing their directory" in r.stderr
+    assert not (sweep / "optim.lr=0.001" / "metrics.jsonl").exists()
+
+
 def test_a_lock_whose_holder_died_is_stale(tmp_path):
     job_dir = tmp_path / "job"
     holder = _holder(job_dir)
