@@ -60,6 +60,8 @@ def _alive(pid: int) -> bool:
 
 
 def _on_stop(signum: int, frame: Any) -> None:
+    for other in STOP_SIGNALS:  # stopping already: a second signal must not cut the job's last write
+        signal.signal(other, signal.SIG_IGN)
     children = child_pids()
     for pid in children:
         try:
