@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from omegaconf import OmegaConf
+
 from analysis.jobdir import HYDRA_DIR
+from sft_sweep.config import Config, to_object
+from sft_sweep.data import fit_example, training_conversations
 
 #: How far into the training set to look for an example with a system prompt (shows that
 #: only the answer is trained).
@@ -121,61 +126,34 @@ def render_example(job_dir: str | Path) -> RenderedExample:
     """One training example of the job, rendered with its template, mask mode and length
     policy. Raises ``ValueError`` (or the data layer's own errors) when that is not possible,
     e.g. a data file that is not on this machine."""
-    import numpy as np
-    import yaml
-    from omegaconf import OmegaConf
-
-    from sft_sweep.config import Config, to_object
-    from sft_sweep.data import Example, build_world, fit_length, load_conversations, render
-    from sft_sweep.tokenizer import ByteTokenizer
-    from sft_sweep.train.data_prep import world_config
-
     job_dir = Path(job_dir)
     cfg_path = job_dir / HYDRA_DIR / "config.yaml"
     if not cfg_path.exists():
         raise ValueError(f"{cfg_path} not found: the job's config is needed to render its data")
     raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
     cfg = to_object(OmegaConf.merge(OmegaConf.structured(Config), raw))
+    if cfg.data.source != "world" and not cfg.data.datasets:
+        raise ValueError("the job names no data file")
+    # the job's own loading (the first step of its data preparation)
+    name, convs = next(iter(training_conversations(cfg, _start_dir(job_dir) or ".").items()))
     if cfg.data.source == "world":
-        source, convs = "the built-in world", build_world(world_config(cfg)).train[:SEARCH_EXAMPLES]
+        source = "the built-in world"
     else:
-        if not cfg.data.datasets:
-            raise ValueError("the job names no data file")
-        name, ds = next(iter(cfg.data.datasets.items()))
-        path = Path(ds.path).expanduser()
-        if not path.is_absolute():
-            path = Path(_start_dir(job_dir) or ".") / path
-        source = f"data set {name} ({path.name})"
-        convs = load_conversations(path, ds.format, role_map=dict(ds.role_map) or None,
-                                   on_bad_record="skip")[:SEARCH_EXAMPLES]
+        source = f"data set {name} ({Path(cfg.data.datasets[name].path).name})"
+    convs = convs[:SEARCH_EXAMPLES]
     if not convs:
         raise ValueError("the job's training data is empty")
     index = next((i for i, c in enumerate(convs) if any(t.role == "system" for t in c.turns)), 0)
-    ids, mask = render(convs[index], cfg.template.name, mask=cfg.template.mask)
-    fitted, rep = fit_length([Example(np.asarray(ids), np.asarray(mask), source)], cfg.model.block_size + 1,
-                             cfg.train.truncation)
-    if fitted:
-        ids, mask = fitted[0].ids.tolist(), fitted[0].mask.tolist()
-        status = "truncated to the model's block" if rep["truncated"] else "kept whole"
-    else:
-        status = "dropped by the length policy"
-    tok = ByteTokenizer()
-    spans: list[tuple[str, bool]] = []
-    run: list[int] = []
-    for i, (t, m) in enumerate(zip(ids, mask)):
-        if run and bool(m) != bool(mask[i - 1]):
-            spans.append((tok.decode(run), bool(mask[i - 1])))
-            run = []
-        run.append(t)
-    if run:
-        spans.append((tok.decode(run), bool(mask[len(ids) - 1])))
+    shown = fit_example(cfg, convs[index], source)
+    status = {"kept": "kept whole", "truncated": "truncated to the model's block"}.get(
+        shown.status, "dropped by the length policy")
+    mask = shown.shown.mask
+    spans = shown.spans()
     return RenderedExample(spans, index, source, cfg.template.name, cfg.template.mask,
-                           int(sum(mask[1:])), len(ids), status)
+                           int(mask[1:].sum()), len(mask), status)
 
 
 def _start_dir(job_dir: Path) -> str | None:
-    import yaml
-
     try:
         raw = yaml.safe_load((job_dir / HYDRA_DIR / "hydra.yaml").read_text(encoding="utf-8"))
         return raw["hydra"]["runtime"]["cwd"]

@@ -2,8 +2,10 @@
 
 ``sft-sweep [overrides]`` runs one job; ``sft-sweep -m ...`` a sweep. A failed job writes
 ``summary.json`` with ``status: failed``; a single run then exits non-zero with a short message,
-while in a multirun the other jobs go on (the sweep's report counts the failures). Ctrl-C ends a
-job with status ``interrupted``; the same command run again resumes it from its last checkpoint.
+while in a multirun the other jobs go on (the sweep's report counts the failures). Ctrl-C, SIGTERM
+and SIGHUP end a job with status ``interrupted`` (``stopsignals``); the same command run again
+resumes it from its last checkpoint. A second process for a job directory in use is refused
+(``joblock``).
 
 What a job returns to the sweeper: ``eval.objective``'s value, or the list of ``eval.objectives``
 values for a multi-objective Optuna search. In a multirun a job with no usable value (failed,
@@ -17,10 +19,13 @@ process may use, shared with the jobs its launcher runs beside it (``resources.t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import sys
+import tempfile
+from typing import Iterator
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -31,8 +36,10 @@ from .appconf import conf_dir, missing_plugin
 from .config import register_configs
 from .config_check import check_keys
 from .errors import ConfigError
-from .jobfiles import COMPLETED
-from .train.job import Job, objective
+from .jobfiles import COMPLETED, SWEEP_OUTCOME_ENV, objective, read_sweep_outcome, record_refused_job
+from .joblock import JobDirInUse
+from .stopsignals import Stopped, exit_worker, handle_stop_signals, in_launcher_worker, mark_main_process
+from .train.job import Job
 from .train.resources import threads_per_job
 
 log = logging.getLogger("sft_sweep")
@@ -109,13 +116,20 @@ def task(cfg: DictConfig) -> float | list[float] | None:
     show_bars = sys.stderr.isatty() and not runs_beside_others(hc)
     job = Job(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task), base_dir=hc.runtime.cwd,
               job_name=label, progress=show_bars)
-    if show_bars:
-        from tqdm.contrib.logging import logging_redirect_tqdm
-
-        with logging_redirect_tqdm():  # log lines printed above the bar, not glued onto it
-            summary = job.run()
-    else:
-        summary = job.run()
+    handle_stop_signals()  # in a launcher's worker too
+    try:
+        summary = run_job(job, show_bars)
+    except Stopped as stop:
+        if in_launcher_worker():
+            exit_worker(stop)
+        raise
+    except JobDirInUse as err:
+        if not multirun:
+            print(f"sft-sweep: {err}", file=sys.stderr)
+            sys.exit(1)
+        log.error("[%s] %s", label, err)
+        record_refused_job(os.path.join(hc.runtime.cwd, hc.sweep.dir), hc.runtime.output_dir, str(err))
+        return None
     if summary["status"] != COMPLETED:
         if not multirun:
             print(f"sft-sweep: the job failed: {summary.get('error')}\n(details in {job.summary_path})",
@@ -127,6 +141,15 @@ def task(cfg: DictConfig) -> float | list[float] | None:
         log.info("done: %s = %s (files in %s)", list(cfg.eval.objectives) or cfg.eval.objective, value,
                  hc.runtime.output_dir)
     return value
+
+
+def run_job(job: Job, show_bars: bool) -> dict:
+    if not show_bars:
+        return job.run()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():  # log lines printed above the bar, not glued onto it
+        return job.run()
 
 
 def _is_flag(arg: str, *names: str) -> bool:
@@ -181,16 +204,39 @@ def main() -> None:
             pass
     sys.argv = [sys.argv[0], *argv]
     app = hydra.main(config_path=config_path, config_name="config", version_base=None)(task)
-    try:
-        app()
-    except KeyboardInterrupt:
-        print("\nsft-sweep: interrupted; run the same command again to resume", file=sys.stderr)
-        sys.exit(130)
-    # A multirun returns here after its report; any failed job makes the command fail too.
-    from analysis.callback import failed_jobs
-
-    if failed_jobs():
+    mark_main_process()
+    handle_stop_signals()
+    with sweep_outcome_file() as outcome_path:
+        try:
+            app()
+        except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP
+            print("\nsft-sweep: interrupted; run the same command again to resume", file=sys.stderr)
+            sys.exit(stop.exit_code if isinstance(stop, Stopped) else 130)
+        # A multirun returns here after its report; a failed job or report makes the command fail too.
+        outcome = read_sweep_outcome(outcome_path)
+    if outcome is not None and (outcome["failed"] or outcome.get("refused") or outcome["report_error"]):
+        if outcome.get("refused"):
+            print(f"sft-sweep: {len(outcome['refused'])} job(s) not run: another process was writing their "
+                  "directory (see the lines above)", file=sys.stderr)
+        if outcome["report_error"]:
+            print(f"sft-sweep: the sweep's report was not written ({outcome['report_error']})", file=sys.stderr)
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def sweep_outcome_file() -> Iterator[str]:
+    """A private file the multirun's report callback writes the sweep's outcome to (see
+    ``jobfiles.write_sweep_outcome``); removed afterwards."""
+    fd, path = tempfile.mkstemp(prefix="sft-sweep-outcome-", suffix=".json")
+    os.close(fd)
+    os.unlink(path)  # absent until written: a run without the callback leaves no outcome
+    os.environ[SWEEP_OUTCOME_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(SWEEP_OUTCOME_ENV, None)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 if __name__ == "__main__":

@@ -15,18 +15,29 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, ValidationError
 
+from .data.examples import LENGTH_POLICIES
 from .data.quality import QualityConfig
+from .data.templates import MASK_MODES, TEMPLATE_NAMES
 from .data.world import WorldConfig
 from .dirnames import register_resolver
 from .errors import ConfigError
 from .jobfiles import flatten
 from .nn.config import ModelShape
+from .nn.optim import SCHEDULES
+from .train.loss_weights import LOSS_NORMS
+
+#: Where a job's instruction data comes from (``data.source``).
+DATA_SOURCES = ("world", "files")
+#: The parts of summary.json an objective (``eval.objective``) may point into.
+OBJECTIVE_ROOTS = ("final", "base", "forgetting_pct")
 
 
 @dataclass
@@ -208,6 +219,10 @@ def _check(ok: bool, key: str, value: Any, rule: str, problems: list[str]) -> No
         problems.append(f"{key}={value!r}: {rule}")
 
 
+def _check_choice(key: str, value: Any, choices: tuple[str, ...], problems: list[str]) -> None:
+    _check(value in choices, key, value, "must be " + ", ".join(choices[:-1]) + f" or {choices[-1]}", problems)
+
+
 def _non_finite(node: Any, prefix: str, problems: list[str]) -> None:
     """Every float setting (in dataclasses and dicts, at any depth) must be a finite number: no
     setting here gives inf or NaN a meaning, and they would only fail later, mid-work."""
@@ -235,7 +250,7 @@ def validate(cfg: Config) -> None:
     _check(m.n_head >= 1 and m.n_embd % max(m.n_head, 1) == 0, "model.n_head", m.n_head,
            f"must divide model.n_embd={m.n_embd}", p)
     _check(m.init_std > 0, "model.init_std", m.init_std, "must be > 0", p)
-    _check(cfg.data.source in ("world", "files"), "data.source", cfg.data.source, "must be world or files", p)
+    _check_choice("data.source", cfg.data.source, DATA_SOURCES, p)
     if cfg.data.source == "world":
         try:
             cfg.data.world.validate()
@@ -245,14 +260,11 @@ def validate(cfg: Config) -> None:
         _check(len(cfg.data.datasets) > 0, "data.datasets", dict(cfg.data.datasets),
                "source=files needs at least one dataset (data.datasets.NAME.path=...)", p)
     _check(0.0 < cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "must be in (0, 1)", p)
-    _check(cfg.template.name in ("chatml", "alpaca", "plain"), "template.name", cfg.template.name,
-           "must be chatml, alpaca or plain", p)
-    _check(cfg.template.mask in ("assistant", "last", "all"), "template.mask", cfg.template.mask,
-           "must be assistant, last or all", p)
+    _check_choice("template.name", cfg.template.name, TEMPLATE_NAMES, p)
+    _check_choice("template.mask", cfg.template.mask, MASK_MODES, p)
     o = cfg.optim
     _check(o.lr > 0, "optim.lr", o.lr, "must be > 0", p)
-    _check(o.schedule in ("constant", "linear", "cosine"), "optim.schedule", o.schedule,
-           "must be constant, linear or cosine", p)
+    _check_choice("optim.schedule", o.schedule, SCHEDULES, p)
     _check(o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, "must be >= 0", p)
     _check(0.0 <= o.min_lr_ratio <= 1.0, "optim.min_lr_ratio", o.min_lr_ratio, "must be in [0, 1]", p)
     _check(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0", p)
@@ -270,9 +282,8 @@ def validate(cfg: Config) -> None:
     _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "must be >= 1", p)
     _check(t.grad_accum >= 1, "train.grad_accum", t.grad_accum, "must be >= 1", p)
     _check(t.max_steps >= 0, "train.max_steps", t.max_steps, "must be >= 0 (0: no limit)", p)
-    _check(t.truncation in ("truncate", "drop"), "train.truncation", t.truncation, "must be truncate or drop", p)
-    _check(t.loss_norm in ("tokens", "sequence", "length"), "train.loss_norm", t.loss_norm,
-           "must be tokens, sequence or length", p)
+    _check_choice("train.truncation", t.truncation, LENGTH_POLICIES, p)
+    _check_choice("train.loss_norm", t.loss_norm, LOSS_NORMS, p)
     for k in ("eval_interval", "log_interval", "checkpoint_interval"):
         _check(getattr(t, k) >= 1, f"train.{k}", getattr(t, k), "must be >= 1", p)
     _check(t.threads >= 0, "train.threads", t.threads, "must be >= 0 (0: all cores)", p)
@@ -284,7 +295,7 @@ def validate(cfg: Config) -> None:
     _check(e.n_samples >= 0, "eval.n_samples", e.n_samples, "must be >= 0", p)
     named = [("eval.objective", e.objective)] + [(f"eval.objectives[{i}]", o) for i, o in enumerate(e.objectives)]
     for key, obj in named:
-        _check(obj.split(".")[0] in ("final", "base", "forgetting_pct"), key, obj,
+        _check(obj.split(".")[0] in OBJECTIVE_ROOTS, key, obj,
                "must be final.<metric>, base.<metric> or forgetting_pct", p)
     pt = cfg.pretrain
     _check(pt.steps >= 0, "pretrain.steps", pt.steps, "must be >= 0", p)
@@ -367,3 +378,15 @@ def base_eval_key(cfg_dict: dict[str, Any]) -> str:
     """Key of a base model's cached evaluation (the model's own key names the base)."""
     return stable_hash({k: v for k, v in semantic(flatten(cfg_dict)).items()
                         if k.split(".")[0] in BASE_EVAL_GROUPS})
+
+
+def sweep_dir_of(config: Any) -> Path:
+    """``hydra.sweep.dir`` of a Hydra config, made absolute against the launch directory."""
+    raw = OmegaConf.select(config, "hydra.sweep.dir", default=None)
+    if raw is None:
+        raise ValueError("the config has no hydra.sweep.dir")
+    path = Path(str(raw))
+    if not path.is_absolute():
+        cwd = OmegaConf.select(config, "hydra.runtime.cwd", default=None)
+        path = (Path(str(cwd)) if cwd else Path(os.getcwd())) / path
+    return path

@@ -21,8 +21,12 @@ from typing import Any
 
 import yaml
 
+from .data import prepare
 from .errors import SftSweepError, user_errors_exit
+from .inspect_data import compose_config
+from .jobfiles import write_json
 from .jobmodels import JobModels, load_model, resolve
+from .train.evaluate import Evaluator
 
 SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "n_mlp", "block_size")
 
@@ -51,10 +55,6 @@ def _launch_dir(job_dir: Path | None) -> str:
 
 
 def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = False) -> dict[str, Any]:
-    from .inspect_data import compose_config
-    from .train.data_prep import prepare
-    from .train.evaluate import Evaluator
-
     if found.tuned is None:
         raise SftSweepError("; ".join(found.notes) or "no model to evaluate")
     model = load_model(found.tuned)  # first: a file that is no checkpoint is refused before any work
@@ -124,8 +124,6 @@ def main(argv: list[str] | None = None) -> None:
         out = str(found.job_dir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S.json", time.gmtime()))
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     if out:
-        from .jobfiles import write_json
-
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_json(out, result)
         if not args.json:

@@ -22,9 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from .data import Conversation, filter_quality, fit_length, get_template, load_conversations, render
+from .appconf import conf_dir
+from .atomicio import write_atomic
+from .config import Config, register_configs, to_object, validate
+from .config_check import check_keys
+from .data import filter_quality, fit_example, prepare
 from .errors import SftSweepError, user_errors_exit
 from .tokenizer import ByteTokenizer
 
@@ -62,12 +68,6 @@ class DataInspection:
 
 def compose_config(overrides: list[str]):
     """The typed Config a job with these overrides would get (Hydra's compose API, our conf/)."""
-    from hydra import compose, initialize_config_dir
-
-    from .appconf import conf_dir
-    from .config import register_configs, to_object, validate
-    from .config_check import check_keys
-
     register_configs()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
         composed = compose("config", overrides=list(overrides))
@@ -77,48 +77,24 @@ def compose_config(overrides: list[str]):
     return cfg
 
 
-def _training_conversations(cfg, base_dir: str | None) -> list[tuple[str, list[Conversation]]]:
-    """(dataset name, conversations in file order) as the job loads them, before its held-out split."""
-    from .train.data_prep import _resolve, world_config
-    from .data import build_world
-
-    if cfg.data.source == "world":
-        return [("world", list(build_world(world_config(cfg)).train))]
-    out = []
-    for name, ds in cfg.data.datasets.items():
-        convs = load_conversations(_resolve(ds.path, base_dir), ds.format, role_map=dict(ds.role_map) or None,
-                                   on_bad_record=ds.on_bad_record)
-        out.append((name, convs))
-    return out
-
-
 def inspect_config(cfg, base_dir: str | None = None, n_examples: int = 3, start: int = 0) -> DataInspection:
     """Render ``n_examples`` examples from ``start`` and the job's data counts for a Config."""
-    from .train.data_prep import prepare
-
     prepared = prepare(cfg, base_dir)  # the job's own pipeline: its report is what the job records
     max_tokens = cfg.model.block_size + 1
-    template = get_template(cfg.template.name)
     examples: list[RenderedExample] = []
-    for name, convs in _training_conversations(cfg, base_dir):
+    for name, convs in prepared.conversations.items():
         kept, _ = filter_quality(convs, cfg.data.quality)
         kept_ids = {id(c) for c in kept}
         for i in range(start, min(len(convs), start + n_examples - len(examples))):
-            conv = convs[i]
-            ids, mask = render(conv, template, mask=cfg.template.mask)
-            if id(conv) not in kept_ids:
+            shown = fit_example(cfg, convs[i], name)
+            ids, mask = shown.rendered.ids.tolist(), shown.rendered.mask.tolist()
+            if id(convs[i]) not in kept_ids:
                 examples.append(RenderedExample(i, ids, mask, len(ids), "removed by the quality filter or as a duplicate", name))
-                continue
-            from .data import Example
-
-            fitted, rep = fit_length([Example(np.asarray(ids), np.asarray(mask), name)], max_tokens, cfg.train.truncation)
-            if fitted:
-                ex = fitted[0]
-                status = "truncated" if rep["truncated"] else "kept"
-                examples.append(RenderedExample(i, ex.ids.tolist(), ex.mask.tolist(), len(ids), status, name))
+            elif shown.fitted is not None:
+                ex = shown.fitted
+                examples.append(RenderedExample(i, ex.ids.tolist(), ex.mask.tolist(), len(ids), shown.status, name))
             else:
-                why = "too long" if rep["dropped_too_long"] else "no trained tokens left"
-                examples.append(RenderedExample(i, ids, mask, len(ids), f"dropped: {why}", name))
+                examples.append(RenderedExample(i, ids, mask, len(ids), shown.status, name))
         if len(examples) >= n_examples:
             break
     counts = {**prepared.report, "n_train_examples": len(prepared.train_examples),
@@ -128,17 +104,10 @@ def inspect_config(cfg, base_dir: str | None = None, n_examples: int = 3, start:
 
 def inspect_job(job_dir: str | Path, n_examples: int = 1) -> DataInspection:
     """The data of a finished job, rendered as it trained on it (for reports)."""
-    import yaml
-
-    from .config import to_object
-    from omegaconf import OmegaConf
-
     job_dir = Path(job_dir)
     raw = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
     hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text()) or {}
     base_dir = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("cwd")
-    from .config import Config
-
     cfg = to_object(OmegaConf.merge(OmegaConf.structured(Config), raw))
     return inspect_config(cfg, base_dir, n_examples=n_examples)
 
@@ -275,8 +244,6 @@ def main(argv: list[str] | None = None) -> None:
         found = inspect_config(cfg, base_dir=".", n_examples=args.examples, start=args.start)
     title = f"{path or 'built-in world'}: {found.template} template, {found.mask} mask"
     if args.html:
-        from .jobfiles import write_atomic
-
         write_atomic(Path(args.html), html_page(found, title))
         print(f"wrote {args.html}")
     if args.json:

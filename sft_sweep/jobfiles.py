@@ -23,26 +23,33 @@ A job directory holds:
     base vs tuned generations on held-out prompts (``SAMPLE_FIELDS``).
 ``checkpoint.npz`` / ``model.npz``
     the resume point while training; the tuned weights once the job completed.
+``.job.lock``
+    locked by the process that writes the directory while it runs; a second writer is refused.
+
+The sweep directory holds, besides its jobs, ``sweep_outcome.json`` once a multirun has ended
+(``write_sweep_outcome``): how many jobs it found, the failed ones, and whether its report was written.
 
 A metric that was not measured is absent, never 0. Whole files are written atomically
-(``write_atomic``) with the permissions the user's umask gives new files.
+(``write_atomic``, from ``sft_sweep.atomicio``) with the permissions the user's umask gives new files.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
 import math
 import os
-import tempfile
-from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
+
+from .atomicio import atomic_path, remove_leftover_tmp, write_atomic  # noqa: F401 - the contract's writers
 
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"
 CHECKPOINT = "checkpoint.npz"
 MODEL = "model.npz"
+#: Held (flock) by the process writing the job directory, for the job's life (``sft_sweep.joblock``).
+LOCK = ".job.lock"
 
 #: Job states written to ``summary.json``'s ``status``.
 RUNNING = "running"
@@ -51,6 +58,18 @@ FAILED = "failed"
 INTERRUPTED = "interrupted"  # stopped from outside (signal, time limit); resumes from its checkpoint
 PRUNED = "pruned"  # stopped early by a search that judged it not worth finishing
 STATUSES = (RUNNING, COMPLETED, FAILED, INTERRUPTED, PRUNED)
+#: The sweep directory's record of how its last multirun ended (see ``write_sweep_outcome``).
+SWEEP_OUTCOME = "sweep_outcome.json"
+#: The sweep directory's list of jobs refused because another process was writing their
+#: directory: one JSON row each (``job_dir``, ``reason``, ``run``: the ``SWEEP_OUTCOME_ENV`` value
+#: of the command that was refused, so a multirun counts its own refusals only).
+REFUSED_JOBS = "refused_jobs.jsonl"
+#: Environment variable naming one more file for that record: set by the ``sft-sweep`` command,
+#: which decides its exit status from it.
+SWEEP_OUTCOME_ENV = "SFT_SWEEP_OUTCOME_FILE"
+#: ``summary.json`` field of a completed job: the files it read (data files, the base model), each
+#: ``{"path", "sha256"}`` of its bytes. A completed job whose file has other bytes now runs again.
+INPUTS = "inputs"
 #: ``summary.json`` field with one-line notes about a job (a list of strings; may be absent).
 WARNINGS = "warnings"
 #: ``summary.json`` ``reason`` of a failed job whose loss blew up (see ``train.diverge_factor``).
@@ -75,6 +94,19 @@ def forgetting_pct(base_raw_loss: Any, final_raw_loss: Any) -> Any:
     Works on numbers and, elementwise, on numpy arrays and pandas Series.
     """
     return 100.0 * (final_raw_loss - base_raw_loss) / base_raw_loss
+
+
+def objective(summary: dict, path: str) -> float:
+    """The value a Hydra sweeper optimises: a dotted path into summary.json (NaN when absent)."""
+    node: Any = summary
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return float("nan")
+        node = node[part]
+    try:
+        return float(node)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -108,53 +140,6 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def current_umask() -> int:
-    """The process's umask, read without changing it where the system allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it (and put it back)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; once the block succeeds it replaces ``path``.
-
-    For writers that want a file name (``numpy.savez``, ``DataFrame.to_csv``, ``Figure.savefig``).
-    Rename is atomic on POSIX file systems, NFS included: a reader sees the old file or the new
-    one, never half of one. On error the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        # mkstemp creates the file private (0600); give it the mode a plain open() would have, so
-        # results are as readable as the user's other files.
-        os.chmod(tmp, 0o666 & ~current_umask())
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
-    """Write ``content`` (text as UTF-8) to ``path`` atomically."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_atomic(path, json.dumps(json_safe(obj), indent=2, sort_keys=False) + "\n")
 
@@ -168,6 +153,15 @@ def append_jsonl(path: str | os.PathLike, row: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(json_safe(row)) + "\n")
         f.flush()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (hex), read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -197,3 +191,49 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     except OSError:
         pass
     return rows
+
+
+# ---- the sweep's outcome ------------------------------------------------------------------------
+
+
+def failed_jobs(job_dirs: Iterable[str | os.PathLike]) -> list[tuple[str, str]]:
+    """(job directory, error) of each job whose ``summary.json`` says ``failed``."""
+    failed = []
+    for job_dir in job_dirs:
+        summary = read_json(os.path.join(job_dir, SUMMARY))
+        if isinstance(summary, dict) and summary.get("status") == FAILED:
+            failed.append((str(job_dir), str(summary.get("error") or "")))
+    return failed
+
+
+def record_refused_job(sweep_dir: str | os.PathLike, job_dir: str | os.PathLike, reason: str) -> None:
+    """Note in the sweep directory that this command did not run ``job_dir`` (see ``REFUSED_JOBS``)."""
+    append_jsonl(os.path.join(sweep_dir, REFUSED_JOBS),
+                 {"job_dir": str(job_dir), "reason": reason, "run": os.environ.get(SWEEP_OUTCOME_ENV)})
+
+
+def refused_jobs(sweep_dir: str | os.PathLike) -> list[tuple[str, str]]:
+    """(job directory, reason) of the jobs this command was refused (see ``REFUSED_JOBS``)."""
+    run = os.environ.get(SWEEP_OUTCOME_ENV)
+    return [(str(r.get("job_dir")), str(r.get("reason"))) for r in read_jsonl(os.path.join(sweep_dir, REFUSED_JOBS))
+            if r.get("run") == run]
+
+
+def write_sweep_outcome(sweep_dir: str | os.PathLike, n_jobs: int, failed: list[tuple[str, str]],
+                        report_error: str | None) -> dict:
+    """Record how a multirun ended: in the sweep directory (when it exists) and in the file named
+    by ``SWEEP_OUTCOME_ENV`` (when set). ``report_error``: why the report was not written, or None.
+    Jobs refused to this command (``refused_jobs``) are added to the record."""
+    outcome = {"sweep_dir": str(sweep_dir), "jobs": n_jobs, "failed": [list(f) for f in failed],
+               "refused": [list(r) for r in refused_jobs(sweep_dir)], "report_error": report_error}
+    if os.path.isdir(sweep_dir):
+        write_json(os.path.join(sweep_dir, SWEEP_OUTCOME), outcome)
+    if os.environ.get(SWEEP_OUTCOME_ENV):
+        write_json(os.environ[SWEEP_OUTCOME_ENV], outcome)
+    return outcome
+
+
+def read_sweep_outcome(path: str | os.PathLike) -> dict | None:
+    """A record written by ``write_sweep_outcome``; None when there is none."""
+    outcome = read_json(path)
+    return outcome if isinstance(outcome, dict) else None

@@ -8,6 +8,8 @@
 - :mod:`.world`: the built-in synthetic world (``build_world``)
 - :mod:`.quality`, :mod:`.examples`, :mod:`.mixing`, :mod:`.batching`: filters, length policy,
   replay / dataset mixing, padded or packed batches
+- :mod:`.prepare`: ``prepare`` (a job's config -> conversations -> filters -> fitted examples),
+  the one preparation the job, ``sft-sweep-inspect`` and the report share
 """
 
 from .batching import Batch, make_batches
@@ -16,6 +18,8 @@ from .evalitem import EvalItem
 from .examples import Example, fit_length, to_examples
 from .formats import FORMATS, load_conversations, load_raw_text, save_conversations
 from .mixing import mix_datasets, mix_replay, replay_stream
+from .prepare import (FittedExample, PreparedData, ReplayMix, data_counts_line, fit_example, prepare,
+                      pretrain_source, resolve_path, training_conversations, with_replay, world_config)
 from .quality import QualityConfig, dedup_conversations, filter_quality
 from .templates import MASK_MODES, TEMPLATE_NAMES, Template, get_template, render, render_prompt
 from .world import FactCompletion, World, WorldConfig, build_world
@@ -29,4 +33,7 @@ __all__ = [
     "QualityConfig", "filter_quality", "dedup_conversations",
     "mix_replay", "mix_datasets", "replay_stream",
     "make_batches", "Batch",
+    "prepare", "PreparedData", "fit_example", "FittedExample", "resolve_path", "world_config",
+    "training_conversations",
+    "pretrain_source", "data_counts_line", "ReplayMix", "with_replay",
 ]

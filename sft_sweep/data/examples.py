@@ -11,6 +11,10 @@ from .conversation import Conversation
 from .templates import Template, render
 
 
+#: What ``fit_length`` does with an example longer than the block (``train.truncation``).
+LENGTH_POLICIES: tuple[str, ...] = ("truncate", "drop")
+
+
 @dataclass
 class Example:
     """One training sequence. ``mask[i] == 1`` iff ``ids[i]`` is a trained target (predicted
@@ -57,7 +61,7 @@ def fit_length(examples: list[Example], max_tokens: int,
     are dropped. Report: ``{"n_in", "n_kept", "truncated", "dropped_too_long",
     "dropped_no_trained_tokens"}``.
     """
-    if policy not in ("truncate", "drop"):
+    if policy not in LENGTH_POLICIES:
         raise ConfigError(f"unknown length policy {policy!r}; choose 'truncate' or 'drop'")
     if max_tokens < 2:
         raise ConfigError(f"max_tokens must be >= 2 (one input and one target), got {max_tokens}")

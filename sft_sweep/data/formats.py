@@ -51,7 +51,7 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..jobfiles import write_atomic
+from ..atomicio import write_atomic
 from .conversation import ROLES, Conversation, ConversationError, Turn
 
 FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "chatml")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError
-from ..jobfiles import atomic_path
+from ..atomicio import atomic_path
 from .gpt import GPT, GPTConfig
 from .optim import AdamW
 

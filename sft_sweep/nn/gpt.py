@@ -357,6 +357,32 @@ class GPT:
 
     # ------------------------------------------------------------------ public API
 
+    def _checked_inputs(self, ids, targets, mask, segment_ids, positions):
+        """The caller's arrays, checked and converted (``ValueError`` naming the argument):
+        (ids, targets, mask, segment_ids, positions); ``targets`` / ``mask`` None when not given.
+        Targets are checked against the vocabulary only where the mask (when given) is not 0."""
+        n, V = self.config.block_size, self.config.vocab_size
+        ids = check_ids(ids, n, "ids")
+        shape = ids.shape
+        if targets is not None:
+            targets = np.asarray(targets)
+            if targets.shape != shape:
+                raise ValueError(f"targets shape {targets.shape} does not match ids shape {shape}")
+            targets = check_ids(targets, n, "targets")
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.shape != shape:
+                raise ValueError(f"mask shape {mask.shape} does not match ids shape {shape}")
+            if not (mask.dtype.kind in "biuf"):
+                raise ValueError(f"mask must be numeric (0/1), got dtype {mask.dtype}")
+            mask = mask.astype(self.dtype)
+            if not np.all(np.isfinite(mask)):
+                raise ValueError("mask contains non-finite values")
+        check_vocab(ids, V, "ids")
+        if targets is not None:
+            check_vocab(targets, V, "targets", None if mask is None else mask != 0)
+        return ids, targets, mask, check_segments(segment_ids, shape), check_positions(positions, shape, n)
+
     def loss_and_grads(self, ids, targets, mask, segment_ids=None, normalizer=None,
                        positions=None):
         """Masked mean cross-entropy and its exact gradient for every parameter.
@@ -377,26 +403,9 @@ class GPT:
         ``grads[name].base``); the caller owns them and may keep or modify them.
         A GPT is not re-entrant: call it from one thread at a time.
         """
-        ids = check_ids(ids, self.config.block_size, "ids")
+        ids, targets, mask, seg, pos = self._checked_inputs(ids, targets, mask, segment_ids, positions)
         shape = ids.shape
-        targets = np.asarray(targets)
-        if targets.shape != shape:
-            raise ValueError(f"targets shape {targets.shape} does not match ids shape {shape}")
-        targets = check_ids(targets, self.config.block_size, "targets")
-        mask = np.asarray(mask)
-        if mask.shape != shape:
-            raise ValueError(f"mask shape {mask.shape} does not match ids shape {shape}")
-        if not (mask.dtype.kind in "biuf"):
-            raise ValueError(f"mask must be numeric (0/1), got dtype {mask.dtype}")
-        mask = mask.astype(self.dtype)
-        if not np.all(np.isfinite(mask)):
-            raise ValueError("mask contains non-finite values")
-        check_vocab(ids, self.config.vocab_size, "ids")
-        live = mask != 0
-        check_vocab(targets, self.config.vocab_size, "targets", live)
-        targets = np.where(live, targets, 0)
-        seg = check_segments(segment_ids, shape)
-        pos = check_positions(positions, shape, self.config.block_size)
+        targets = np.where(mask != 0, targets, 0)
         if normalizer is None:
             total = float(mask.sum(dtype=np.float64))
             if total == 0.0:
@@ -485,10 +494,7 @@ class GPT:
 
     def logits(self, ids, segment_ids=None, positions=None) -> np.ndarray:
         """Logits (B, T, V) in the model dtype (``positions`` as in ``loss_and_grads``)."""
-        ids = check_ids(ids, self.config.block_size, "ids")
-        check_vocab(ids, self.config.vocab_size, "ids")
-        seg = check_segments(segment_ids, ids.shape)
-        pos = check_positions(positions, ids.shape, self.config.block_size)
+        ids, _, _, seg, pos = self._checked_inputs(ids, None, None, segment_ids, positions)
         B, T = ids.shape
         V = self.config.vocab_size
         out = np.empty((B * T, V), dtype=self.dtype)
@@ -503,15 +509,7 @@ class GPT:
     def token_nll(self, ids, targets, segment_ids=None, positions=None) -> np.ndarray:
         """Per-position cross-entropy (B, T) of ``targets`` given ``ids``; no gradients
         (``positions`` as in ``loss_and_grads``)."""
-        ids = check_ids(ids, self.config.block_size, "ids")
-        targets = np.asarray(targets)
-        if targets.shape != ids.shape:
-            raise ValueError(f"targets shape {targets.shape} does not match ids shape {ids.shape}")
-        targets = check_ids(targets, self.config.block_size, "targets")
-        check_vocab(ids, self.config.vocab_size, "ids")
-        check_vocab(targets, self.config.vocab_size, "targets")
-        seg = check_segments(segment_ids, ids.shape)
-        pos = check_positions(positions, ids.shape, self.config.block_size)
+        ids, targets, _, seg, pos = self._checked_inputs(ids, targets, None, segment_ids, positions)
         B, T = ids.shape
         out = np.empty(B * T, dtype=self.dtype)
         tflat = targets.reshape(-1)

@@ -12,12 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..jobfiles import flatten
+from .shared import RUN_STATUS, flat_config  # noqa: F401 - the trackers' shared names
 
 log = logging.getLogger("sft_sweep")
 
-# What a job's final status means to a tracker (MLflow's run states).
-RUN_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "pruned": "KILLED"}
 
 
 class Tracker(Protocol):
@@ -82,6 +80,8 @@ def open_tracking(cfg_dict: dict[str, Any], job_dir: Path, label: str, base_dir:
     logger_cfg = cfg_dict.get("logger") or {}
     trackers: list[Tracker] = []
     tracking = Tracking([], label)
+    # Each tracker module imports its optional extra (tensorboardX, mlflow) at its top, so it is
+    # imported here, only when the job's logger config asks for it.
     if logger_cfg.get("tensorboard"):
         try:
             from .tensorboard import TensorBoardTracker
@@ -103,7 +103,3 @@ def open_tracking(cfg_dict: dict[str, Any], job_dir: Path, label: str, base_dir:
         log.warning("[%s] %s", label, w)
     tracking.trackers = trackers
     return tracking
-
-
-def flat_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in flatten(cfg_dict).items() if not k.startswith("logger")}

@@ -26,8 +26,9 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from ..config import sweep_dir_of as configured_sweep_dir  # noqa: E402
 from ..jobfiles import read_json, write_json  # noqa: E402
-from . import RUN_STATUS, flat_config  # noqa: E402
+from .shared import RUN_STATUS, flat_config  # noqa: E402
 
 PARENT_FILE = ".mlflow_sweep_run.json"
 STATE_FILE = "tracking.json"
@@ -152,8 +153,6 @@ class SweepRun:
         if not ml:
             return
         try:
-            from analysis.callback import sweep_dir_of as configured_sweep_dir
-
             cwd = str(OmegaConf.select(config, "hydra.runtime.cwd", default=None) or os.getcwd())
             uri = store_uri(str(ml.tracking_uri), cwd)
             self.sweep_dir = configured_sweep_dir(config)

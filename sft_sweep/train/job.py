@@ -9,6 +9,7 @@ Files in the job directory (the contract is ``sft_sweep.jobfiles``):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -20,17 +21,17 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..data import PreparedData, ReplayMix, data_counts_line, prepare, pretrain_source, resolve_path, with_replay
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
-from ..errors import CheckpointError, DivergedError, SftSweepError
+from ..errors import CheckpointError, ConfigError, DivergedError, SftSweepError
 from ..jobfiles import (
-    CHECKPOINT, COMPLETED, DIVERGED, FAILED, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES, SUMMARY,
-    WARNINGS, flatten, forgetting_pct, read_json, write_json, write_jsonl,
+    CHECKPOINT, COMPLETED, DIVERGED, FAILED, INPUTS, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES,
+    SUMMARY, WARNINGS, file_digest, flatten, forgetting_pct, read_json, write_json, write_jsonl,
 )
-from ..nn import GPT, load_checkpoint, save_checkpoint
+from ..joblock import job_dir_lock
+from ..nn import GPT, load_checkpoint, read_checkpoint_config, save_checkpoint
 from . import sft
 from .cache import BaseCache
-from .data_prep import (PreparedData, ReplayMix, data_counts_line, pretrain_source, prepare,
-                        with_replay)
 from .evaluate import Evaluator, sample_rows
 from .pretrain import load_or_build_base
 from .resources import job_threads
@@ -47,19 +48,6 @@ def versions() -> dict[str, str]:
 
     return {"sft_sweep": __version__, "numpy": np.__version__, "python": platform.python_version(),
             "hydra": hydra.__version__, "omegaconf": omegaconf.__version__}
-
-
-def objective(summary: dict, path: str) -> float:
-    """The value a Hydra sweeper optimises: a dotted path into summary.json (NaN when absent)."""
-    node: Any = summary
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return float("nan")
-        node = node[part]
-    try:
-        return float(node)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def _evaluator(cfg: Config, data: PreparedData) -> Evaluator:
@@ -79,17 +67,30 @@ def _fmt(metrics: dict) -> str:
     return " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
 
 
+def typed_config(cfg_node: Any) -> tuple[Config | None, ConfigError | None]:
+    """The typed Config of a composed config, or the reason there is none (recorded when the job runs)."""
+    try:
+        return to_object(cfg_node), None
+    except ConfigError as e:
+        return None, e
+
+
 class Job:
+    """One job: its typed config (``self.cfg``), the values it was composed with by dotted key
+    (``self.recorded``: summary.json's ``config`` and the source of the config hash) and its files."""
+
     def __init__(self, cfg_node: Any, job_dir: str | os.PathLike, *, overrides: list[str] | None = None,
                  base_dir: str | None = None, job_name: str | None = None, progress: bool | None = None) -> None:
-        self.node = cfg_node
+        # The hash is taken from the values as composed, not from the typed Config (which fills in
+        # defaults, e.g. of a dataset's fields): so it stays what earlier runs recorded.
+        self.recorded = flatten(config_dict(cfg_node))
+        self.hash = config_hash(self.recorded)
+        self.cfg, self.config_error = typed_config(cfg_node)
         self.dir = Path(job_dir)
         self.overrides = list(overrides or [])
         self.base_dir = base_dir or os.getcwd()
         self.name = job_name or self.dir.name
         self.progress = progress  # progress bars; None: when stderr is a terminal
-        self.cfg_dict = config_dict(cfg_node)
-        self.hash = config_hash(self.cfg_dict)
         self.summary_path = self.dir / SUMMARY
         self.ckpt_path = self.dir / CHECKPOINT
         self.timings: dict[str, float] = {}
@@ -104,27 +105,64 @@ class Job:
 
     def _summary(self, status: str, **extra: Any) -> dict:
         return {"status": status, "config_hash": self.hash, "overrides": self.overrides,
-                "config": flatten(self.cfg_dict), **extra, WARNINGS: list(self.warnings),
+                "config": self.recorded, **extra, WARNINGS: list(self.warnings),
                 "versions": versions()}
 
     def completed_before(self) -> dict | None:
+        """The summary of this job's earlier completed run, when it still stands: the same config,
+        a readable model file, and the same bytes in every file it read (else the log says why not)."""
         s = read_json(self.summary_path)
-        if isinstance(s, dict) and s.get("status") == COMPLETED and s.get("config_hash") == self.hash:
-            return s
+        if not (isinstance(s, dict) and s.get("status") == COMPLETED and s.get("config_hash") == self.hash):
+            return None
+        why = self.completed_run_stale(s)
+        if why:
+            log.info("[%s] runs again though completed before with the same config: %s", self.name, why)
+            return None
+        return s
+
+    def completed_run_stale(self, summary: dict) -> str | None:
+        """Why a completed run with this config no longer stands, or None."""
+        try:
+            read_checkpoint_config(self.dir / MODEL)
+        except CheckpointError as e:
+            return f"its model file cannot be used ({e})"
+        for what, seen in (summary.get(INPUTS) or {}).items():
+            if not isinstance(seen, dict) or not os.path.isfile(str(seen.get("path"))):
+                continue  # a file no longer there cannot be compared; the results stand
+            now = file_digest(seen["path"])
+            if now != seen.get("sha256"):
+                return f"{what} ({seen['path']}) changed since (sha256 {seen.get('sha256')} -> {now})"
         return None
 
+    def read_inputs(self) -> dict[str, dict]:
+        """The files this job read, each with the digest of its bytes (summary.json ``inputs``)."""
+        cfg, files = self.cfg, {}
+        if cfg.data.source == "files":
+            for name, ds in cfg.data.datasets.items():
+                files[f"data.datasets.{name}.path"] = resolve_path(ds.path, self.base_dir)
+            if cfg.data.pretrain_text:
+                files["data.pretrain_text"] = resolve_path(cfg.data.pretrain_text, self.base_dir)
+        files["base model"] = cfg.pretrain.init_from or str(self.cache.model_path)
+        return {what: {"path": path, "sha256": file_digest(path)} for what, path in files.items()
+                if os.path.isfile(path)}
+
     def run(self) -> dict:
-        """Run the job and return its summary; failures are recorded, not raised."""
+        """Run the job and return its summary; failures are recorded, not raised. Raises
+        ``JobDirInUse`` when another live process writes the job directory."""
+        with job_dir_lock(self.dir):
+            return self._run_locked()
+
+    def _run_locked(self) -> dict:
         done = self.completed_before()
         if done is not None:
             log.info("[%s] skipped: completed before with the same config (hash %s)", self.name, self.hash)
             return {**done, "skipped": True}
         t_start = time.perf_counter()
-        self.dir.mkdir(parents=True, exist_ok=True)
         resumed = self.ckpt_path.exists()
         write_json(self.summary_path, self._summary(RUNNING))
-        self.tracking = open_tracking(self.cfg_dict, self.dir, self.name, self.base_dir)
-        self.tracking.start(self.cfg_dict, resumed)
+        if self.cfg is not None:  # a config that is no Config fails at once, untracked
+            self.tracking = open_tracking(dataclasses.asdict(self.cfg), self.dir, self.name, self.base_dir)
+            self.tracking.start(self.recorded, resumed)
         try:
             summary = self._run(t_start)
         except KeyboardInterrupt:
@@ -159,7 +197,9 @@ class Job:
 
     def _run(self, t_start: float) -> dict:
         """The recipe; each step is a method below."""
-        cfg = self.cfg = to_object(self.node)
+        if self.config_error is not None:
+            raise self.config_error
+        cfg = self.cfg
         validate(cfg)
         if cfg.pretrain.init_from and not os.path.isabs(cfg.pretrain.init_from):
             cfg.pretrain.init_from = os.path.join(self.base_dir, os.path.expanduser(cfg.pretrain.init_from))
@@ -169,6 +209,7 @@ class Job:
         self.timings["data_s"] = time.perf_counter() - tic
         self.report_data()
         self.load_base()
+        self.inputs = self.read_inputs()
         self.evaluator = _evaluator(cfg, self.data)
         self.warn_unmeasured()
         self.evaluate_base()
@@ -219,7 +260,7 @@ class Job:
     def evaluate_base(self) -> None:
         """The base model's metrics and generations, cached beside it for these eval settings."""
         tic = time.perf_counter()
-        key = base_eval_key(self.cfg_dict)
+        key = base_eval_key(self.recorded)
         cached = self.cache.read_eval(key)
         if cached is None:
             metrics, gens = self.evaluator.evaluate(self.model)
@@ -307,4 +348,4 @@ class Job:
         return self._summary(
             COMPLETED, base=base, final=final, forgetting_pct=forgetting, steps=step,
             base_model={"key": self.cache.key, "built_here": self.base_built}, threads=self.threads.sft,
-            data=data_report, timings=self.timings)
+            data=data_report, timings=self.timings, **{INPUTS: self.inputs})

@@ -18,7 +18,7 @@ import math
 import os
 from typing import Any
 
-from ..jobfiles import forgetting_pct
+from ..jobfiles import forgetting_pct, objective
 
 log = logging.getLogger("sft_sweep")
 
@@ -110,8 +110,6 @@ class TrialReporter:
 
         The last evaluation is reported but never pruned: the job has finished its work by then.
         """
-        from .job import objective
-
         value = objective(interim_summary(metrics, self.base), self.objective_path)
         if step <= 0 or math.isnan(value):
             return

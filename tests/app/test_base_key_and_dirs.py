@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from sft_sweep.config import register_configs, to_object
 from sft_sweep.data import FactCompletion
 from sft_sweep.dirnames import MAX_NAME_BYTES, short_dirname
-from sft_sweep.train.data_prep import pretrain_source
+from sft_sweep.data.prepare import pretrain_source
 from sft_sweep.train.evaluate import Evaluator
 from sft_sweep.train.pretrain import base_key
 from tests.conftest import CONF_DIR, REPO

@@ -14,7 +14,7 @@ import pytest
 
 from sft_sweep.config import to_object, validate
 from sft_sweep.errors import CheckpointError, ConfigError, DataError
-from sft_sweep.train.data_prep import prepare
+from sft_sweep.data.prepare import prepare
 from tests.app.test_job import SMOKE, cache_dir, compose_cfg, run_job  # noqa: F401 (a fixture)
 from tests.conftest import REPO
 

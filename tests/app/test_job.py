@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from sft_sweep.config import register_configs, to_object
-from sft_sweep.train.data_prep import prepare, pretrain_source
+from sft_sweep.data.prepare import prepare, pretrain_source
 from sft_sweep.train.job import Job
 from sft_sweep.train.pretrain import load_or_build_base
 from sft_sweep.train.resources import Threads

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sft_sweep.data import Example, mix_replay
-from sft_sweep.train.data_prep import PreparedData, ReplayMix
+from sft_sweep.data.prepare import PreparedData, ReplayMix
 
 
 def _sft(n: int) -> list[Example]:

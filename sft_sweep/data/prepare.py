@@ -21,30 +21,23 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import Config
-from ..data import (
-    Conversation,
-    EvalItem,
-    Example,
-    FactCompletion,
-    WorldConfig,
-    build_world,
-    dedup_conversations,
-    filter_quality,
-    fit_length,
-    get_template,
-    load_conversations,
-    load_raw_text,
-    mix_datasets,
-    mix_replay,
-    render,
-)
 from ..errors import ConfigError, DataError
 from ..tokenizer import ByteTokenizer
+from .conversation import Conversation
+from .evalitem import EvalItem
+from .examples import Example, fit_length
+from .formats import load_conversations, load_raw_text
+from .mixing import mix_datasets, mix_replay
+from .quality import dedup_conversations, filter_quality
+from .templates import get_template, render
+from .world import FactCompletion, WorldConfig, build_world
+
+if TYPE_CHECKING:  # the schema imports this package (its data sections); a job's Config is passed in
+    from ..config import Config
 
 
 @dataclass
@@ -61,6 +54,9 @@ class PreparedData:
     warnings: list[str] = field(default_factory=list)  # data dropped or metrics lost: shown to the user
     # every asked fact in pre-training phrasing (base-knowledge completion); empty for files
     fact_completions: list[FactCompletion] = field(default_factory=list)
+    # dataset name -> its conversations in file order, as loaded (before dedup and the held-out
+    # split); the world's training set for source=world. What inspect and the report show.
+    conversations: dict[str, list[Conversation]] = field(default_factory=dict)
 
 
 def join_docs(docs: list[str], tok: ByteTokenizer) -> np.ndarray:
@@ -83,15 +79,8 @@ def world_config(cfg: Config) -> WorldConfig:
     return w
 
 
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def _resolve(path: str, base_dir: str | None) -> str:
+def resolve_path(path: str, base_dir: str | None) -> str:
+    """A data path of the config: ``~`` expanded, relative ones taken from ``base_dir``."""
     p = Path(path).expanduser()
     if not p.is_absolute() and base_dir is not None:
         p = Path(base_dir) / p
@@ -105,7 +94,7 @@ def pretrain_source(cfg: Config, base_dir: str | None = None, tokens: np.ndarray
     add no prose, ...) reuse the same base model, and any change to the pre-training text does not."""
     if tokens is None:
         if cfg.data.source == "files" and cfg.data.pretrain_text:
-            path = _resolve(cfg.data.pretrain_text, base_dir)
+            path = resolve_path(cfg.data.pretrain_text, base_dir)
             if not Path(path).is_file():
                 raise DataError("pre-training text file not found (data.pretrain_text)", path=path)
         tokens = join_docs(raw_text(cfg, base_dir)[0], ByteTokenizer())
@@ -119,7 +108,7 @@ def raw_text(cfg: Config, base_dir: str | None = None,
     """(pre-training docs, held-out docs). One in ten documents (at least one) is held out for the
     forgetting metric; ``report["pretrain_text"]`` (for files) says how many and how they were split."""
     if cfg.data.source == "files" and cfg.data.pretrain_text:
-        path = _resolve(cfg.data.pretrain_text, base_dir)
+        path = resolve_path(cfg.data.pretrain_text, base_dir)
         counted: dict = {}
         docs = load_raw_text(path, report=counted)
         if len(docs) < 2:
@@ -153,6 +142,11 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
 
     ``report`` (a dict, filled in as the work goes): the counts, kept even when preparation
     fails, so a failed job can still say what its data looked like.
+
+    The steps, in order: the sources (world or files: ``_load_and_split`` per file, where a
+    per-file cap on the number of records belongs), then per training set the quality filter,
+    rendering and length fitting (``_fit_training_set``), the dataset mix, the validation
+    examples; a check of the prepared data as a whole goes on the returned ``PreparedData``.
     """
     tok = ByteTokenizer()
     template = get_template(cfg.template.name)
@@ -165,36 +159,24 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
         world = build_world(world_config(cfg))
         pre_docs, held_docs = world.pretrain_docs, world.heldout_docs
         sets = {"world": world.train}
+        loaded = dict(sets)
         val_convs = world.val
         eval_items, probe_items = list(world.eval_items), list(world.probe_items)
         facts = world.fact_completions()
         report["world"] = world.stats()
     else:
         pre_docs, held_docs = raw_text(cfg, base_dir, report)
-        sets, val_convs = {}, []
+        sets, val_convs, loaded = {}, [], {}
         for name, ds in cfg.data.datasets.items():
-            path = paths[name] = _resolve(ds.path, base_dir)
-            train, val = _load_and_split(cfg, name, ds, path, report, warnings)
+            path = paths[name] = resolve_path(ds.path, base_dir)
+            loaded[name], train, val = _load_and_split(cfg, name, ds, path, report, warnings)
             sets[name] = train
             val_convs += val
         eval_items, probe_items = [], []
         facts = []
 
-    rendered: dict[str, list[Example]] = {}
-    for name, convs in sets.items():
-        kept, qrep = filter_quality(convs, cfg.data.quality)
-        report[f"quality.{name}"] = qrep
-        exs, lrep = fit_length(render_examples(kept, template, cfg.template.mask, name), max_tokens,
-                               cfg.train.truncation)
-        report[f"length.{name}"] = lrep
-        if not exs:
-            raise DataError(f"dataset {name!r}: no training example left: {_drop_counts(report, name, cfg)}",
-                            path=paths.get(name))
-        dropped = lrep["dropped_too_long"] + lrep["dropped_no_trained_tokens"]
-        if dropped:
-            warnings.append(f"dataset {name!r}: {dropped} of {lrep['n_in']} training conversations dropped by "
-                            f"length fitting ({_drop_counts(report, name, cfg)})")
-        rendered[name] = exs
+    rendered = {name: _fit_training_set(cfg, name, convs, template, report, warnings, paths.get(name))
+                for name, convs in sets.items()}
     if len(rendered) > 1 or cfg.mix.weights:
         weights = {n: float(cfg.mix.weights.get(n, 1.0)) for n in rendered}
         train_examples, mrep = mix_datasets(rendered, weights, seed=cfg.train.seed)
@@ -220,15 +202,86 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
         report=report,
         warnings=warnings,
         fact_completions=facts,
+        conversations=loaded,
     )
 
 
-def _load_and_split(cfg: Config, name: str, ds: Any, path: str, report: dict,
-                    warnings: list[str]) -> tuple[list[Conversation], list[Conversation]]:
-    """One dataset file: load, remove exact duplicates, then hold out ``data.val_fraction``."""
+def _fit_training_set(cfg: Config, name: str, convs: list[Conversation], template: Any, report: dict,
+                      warnings: list[str], path: str | None) -> list[Example]:
+    """One training set: quality filter, render with the template's loss mask, fit to the block."""
+    kept, qrep = filter_quality(convs, cfg.data.quality)
+    report[f"quality.{name}"] = qrep
+    exs, lrep = fit_length(render_examples(kept, template, cfg.template.mask, name), cfg.model.block_size + 1,
+                           cfg.train.truncation)
+    report[f"length.{name}"] = lrep
+    if not exs:
+        raise DataError(f"dataset {name!r}: no training example left: {_drop_counts(report, name, cfg)}", path=path)
+    dropped = lrep["dropped_too_long"] + lrep["dropped_no_trained_tokens"]
+    if dropped:
+        warnings.append(f"dataset {name!r}: {dropped} of {lrep['n_in']} training conversations dropped by "
+                        f"length fitting ({_drop_counts(report, name, cfg)})")
+    return exs
+
+
+@dataclass
+class FittedExample:
+    """One conversation as a job trains on it: rendered, then fitted to the model's block."""
+
+    rendered: Example  # before the length policy
+    fitted: Example | None  # after it; None when the policy dropped it
+    status: str  # kept | truncated | dropped: too long | dropped: no trained tokens left
+
+
+    @property
+    def shown(self) -> Example:
+        """What to show: the fitted example, or the rendered one when it was dropped."""
+        return self.fitted if self.fitted is not None else self.rendered
+
+    def spans(self) -> list[tuple[str, bool]]:
+        """``shown`` as (text, trained) runs: consecutive ids with the same mask decoded together."""
+        ids, mask = self.shown.ids.tolist(), self.shown.mask.tolist()
+        out: list[tuple[str, bool]] = []
+        start = 0
+        for i in range(1, len(ids) + 1):
+            if i == len(ids) or bool(mask[i]) != bool(mask[start]):
+                out.append((_TOKENIZER.decode(ids[start:i]), bool(mask[start])))
+                start = i
+        return out
+
+
+_TOKENIZER = ByteTokenizer()
+
+
+def fit_example(cfg: Config, conv: Conversation, source: str) -> FittedExample:
+    """``conv`` rendered with the job's template and loss mask, and its length policy applied."""
+    ids, mask = render(conv, get_template(cfg.template.name), mask=cfg.template.mask)
+    rendered = Example(ids, mask, source)
+    fitted, rep = fit_length([rendered], cfg.model.block_size + 1, cfg.train.truncation)
+    if fitted:
+        return FittedExample(rendered, fitted[0], "truncated" if rep["truncated"] else "kept")
+    why = "too long" if rep["dropped_too_long"] else "no trained tokens left"
+    return FittedExample(rendered, None, f"dropped: {why}")
+
+
+def training_conversations(cfg: Config, base_dir: str | None = None) -> dict[str, list[Conversation]]:
+    """The first step of ``prepare`` alone: each training set's conversations in file order, as
+    loaded (the world's training set for source=world); for showing examples without the rest."""
+    if cfg.data.source == "world":
+        return {"world": build_world(world_config(cfg)).train}
+    return {name: _load(ds, resolve_path(ds.path, base_dir), {}) for name, ds in cfg.data.datasets.items()}
+
+
+def _load(ds: Any, path: str, report: dict) -> list[Conversation]:
+    return load_conversations(path, ds.format, role_map=dict(ds.role_map) or None,
+                              on_bad_record=ds.on_bad_record, report=report)
+
+
+def _load_and_split(cfg: Config, name: str, ds: Any, path: str, report: dict, warnings: list[str]
+                    ) -> tuple[list[Conversation], list[Conversation], list[Conversation]]:
+    """One dataset file: load, remove exact duplicates, then hold out ``data.val_fraction``.
+    Returns (as loaded, training, held-out) conversations."""
     load_report: dict = {}
-    convs = load_conversations(path, ds.format, role_map=dict(ds.role_map) or None,
-                               on_bad_record=ds.on_bad_record, report=load_report)
+    convs = loaded = _load(ds, path, load_report)
     report[f"load.{name}"] = load_report
     if load_report["skipped"]:
         reasons = ", ".join(f"{k}: {v}" for k, v in load_report["skipped_reasons"].items())
@@ -249,7 +302,7 @@ def _load_and_split(cfg: Config, name: str, ds: Any, path: str, report: dict,
     n_val = max(1, round(cfg.data.val_fraction * len(convs)))
     val_idx = set(order[:n_val])
     report[f"split.{name}"] = {"train": len(convs) - n_val, "val": n_val}
-    return [c for i, c in enumerate(convs) if i not in val_idx], [convs[i] for i in sorted(val_idx)]
+    return loaded, [c for i, c in enumerate(convs) if i not in val_idx], [convs[i] for i in sorted(val_idx)]
 
 
 def _drop_counts(report: dict, name: str, cfg: Config) -> str:

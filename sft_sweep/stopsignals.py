@@ -1,0 +1,99 @@
+"""SIGTERM and SIGHUP end a job as Ctrl-C does: status ``interrupted``, resumable.
+
+A batch system's time limit or preemption sends SIGTERM, a closed terminal SIGHUP; Python's
+default for both ends the process on the spot, leaving ``summary.json`` at ``running``. Here they
+raise ``Stopped`` (a ``KeyboardInterrupt``) in the main thread, which the job already turns into
+``interrupted`` while keeping its last checkpoint.
+
+A launcher's worker processes (joblib) do not see a signal sent to the command alone, so the
+command passes it on to its child processes, then waits a little for them to record their jobs and
+exit before it stops itself; a worker, once its job is recorded, exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: How long the command waits for its workers to record their interrupted jobs.
+WORKER_GRACE_S = 60.0
+#: Set by the command for its launcher's workers: the pid of the process that started the sweep.
+MAIN_PID_ENV = "SFT_SWEEP_MAIN_PID"
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal arrived; ``exit_code`` is the shell's code for it (128 + number)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+def child_pids() -> list[int]:
+    """This process's live children that do not ignore SIGTERM (Linux ``/proc``; elsewhere none).
+    A child that ignores it (multiprocessing's resource tracker) ends with its parent anyway."""
+    me, found = os.getpid(), []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except (OSError, ValueError):
+            continue
+        if int(fields.get("PPid", "0")) != me or fields.get("State", "").startswith("Z"):
+            continue
+        if int(fields.get("SigIgn", "0"), 16) & (1 << (signal.SIGTERM - 1)):
+            continue
+        found.append(int(status.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return not Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
+def _on_stop(signum: int, frame: Any) -> None:
+    for other in STOP_SIGNALS:  # stopping already: a second signal must not cut the job's last write
+        signal.signal(other, signal.SIG_IGN)
+    children = child_pids()
+    for pid in children:
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+    end = time.monotonic() + WORKER_GRACE_S
+    while any(_alive(pid) for pid in children) and time.monotonic() < end:
+        time.sleep(0.1)
+    raise Stopped(signum)
+
+
+def handle_stop_signals() -> None:
+    """Make SIGTERM / SIGHUP raise ``Stopped`` in this process (a no-op outside the main thread)."""
+    for signum in STOP_SIGNALS:
+        try:
+            signal.signal(signum, _on_stop)
+        except ValueError:  # not the main thread: the process's owner handles signals
+            return
+
+
+def mark_main_process() -> None:
+    os.environ[MAIN_PID_ENV] = str(os.getpid())
+
+
+def in_launcher_worker() -> bool:
+    """Whether this process runs jobs for a command in another process (a joblib worker)."""
+    main = os.environ.get(MAIN_PID_ENV)
+    return bool(main) and main != str(os.getpid())
+
+
+def exit_worker(stop: Stopped) -> None:
+    """End a launcher's worker whose job was stopped and recorded (its command waits for it)."""
+    logging.shutdown()
+    os._exit(stop.exit_code)
