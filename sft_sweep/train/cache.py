@@ -11,7 +11,7 @@ to ``base-<key>.corrupt-<time>``, and built again; the job records a warning nam
 
 The lock is ``fcntl.lockf`` (POSIX record locks). On Linux these also work over NFSv3 (through lockd)
 and NFSv4, the usual shared file systems of a Slurm cluster; on a file system without working
-locks, build the base once before launching the sweep (see README).
+locks, build the base once before launching the sweep (see docs/scaling.md).
 """
 
 from __future__ import annotations
