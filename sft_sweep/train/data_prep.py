@@ -121,7 +121,7 @@ def raw_text(cfg: Config, base_dir: str | None = None,
     if cfg.data.source == "files" and cfg.data.pretrain_text:
         path = _resolve(cfg.data.pretrain_text, base_dir)
         counted: dict = {}
-        docs = load_raw_text(path, report=counted)
+        docs = load_raw_text(path, report=counted, max_file_mb=cfg.data.max_file_mb)
         if len(docs) < 2:
             raise DataError(
                 f"data.pretrain_text: found {len(docs)} document ({counted['split']}); needs at least 2, "
@@ -228,8 +228,10 @@ def _load_and_split(cfg: Config, name: str, ds: Any, path: str, report: dict,
     """One dataset file: load, remove exact duplicates, then hold out ``data.val_fraction``."""
     load_report: dict = {}
     convs = load_conversations(path, ds.format, role_map=dict(ds.role_map) or None,
-                               on_bad_record=ds.on_bad_record, report=load_report)
+                               on_bad_record=ds.on_bad_record, report=load_report,
+                               max_file_mb=cfg.data.max_file_mb)
     report[f"load.{name}"] = load_report
+    warnings.extend(f"dataset {name!r}: {w}" for w in load_report["warnings"])
     if load_report["skipped"]:
         reasons = ", ".join(f"{k}: {v}" for k, v in load_report["skipped_reasons"].items())
         n_all = load_report["loaded"] + load_report["skipped"]
