@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import typing
 from pathlib import Path
@@ -110,10 +111,7 @@ def check_data_files(cfg: Config, base_dir: str) -> None:
     for path in filter(None, paths):
         p = Path(path).expanduser()
         p = p if p.is_absolute() else Path(base_dir) / p
-        size = check_regular_file(p).st_size
-        if size > limit * 2**20:
-            raise DataError(f"is {size / 2**20:.1f} MB, above the limit of {limit:g} MB per data file; "
-                            "raise data.max_file_mb to read it (or split the file)", path=str(p))
+        check_regular_file(p, max_mb=limit)
 
 
 def check_run_config(cfg: DictConfig, base_dir: str | None = None) -> None:
@@ -179,12 +177,14 @@ def check_sweep(config: DictConfig, base_dir: str) -> None:
             job_cfg = loader.load_sweep_config(config, list(job))
             check_run_config(job_cfg, base_dir)
         except (ConfigError, DataError) as err:
-            problems.setdefault(str(err), []).append(" ".join(a for a in job if _differs(a, jobs)))
+            # the sweep's values come escaped (``$\{``): shown as the user typed them
+            label = " ".join(re.sub(r"\\(.)", r"\1", a) for a in job if _differs(a, jobs))
+            problems.setdefault(str(err), []).append(label)
         except OmegaConfBaseException as err:
             problems.setdefault(str(resolution_error(config, err)), []).append(" ".join(job))
     if problems:
         msg, labels = next(iter(problems.items()))
-        where = f"all {len(jobs)} jobs" if len(labels) == len(jobs) else \
+        where = ("the only job" if len(jobs) == 1 else f"all {len(jobs)} jobs") if len(labels) == len(jobs) else \
             f"{len(labels)} of {len(jobs)} jobs, first: {labels[0]}"
         raise ConfigError(f"{msg} ({where}; no job was run)")
 

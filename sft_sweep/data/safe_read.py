@@ -31,8 +31,10 @@ def file_kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def check_regular_file(path: str | os.PathLike, what: str = "data file") -> os.stat_result:
-    """The stat of ``path`` when it is an existing regular file (symlinks followed); else DataError."""
+def check_regular_file(path: str | os.PathLike, what: str = "data file",
+                       max_mb: float | None = None) -> os.stat_result:
+    """The stat of ``path`` when it is an existing regular file (symlinks followed) of at most
+    ``max_mb`` MiB (when given); else DataError."""
     sp = str(path)
     try:
         st = os.stat(path)
@@ -47,6 +49,8 @@ def check_regular_file(path: str | os.PathLike, what: str = "data file") -> os.s
     if not stat.S_ISREG(st.st_mode):
         raise DataError(f"is {file_kind(st.st_mode)}, not a {what}: only regular files are read as data",
                         path=sp)
+    if max_mb is not None and st.st_size > int(max_mb * 2**20):
+        raise _too_big(sp, st.st_size, max_mb)
     return st
 
 
@@ -61,9 +65,7 @@ def read_bytes_bounded(path: str | os.PathLike, max_mb: float | None = None) -> 
     sp = str(path)
     max_mb = DEFAULT_MAX_FILE_MB if max_mb is None else float(max_mb)
     limit = int(max_mb * 2**20)
-    st = check_regular_file(path)
-    if st.st_size > limit:
-        raise _too_big(sp, st.st_size, max_mb)
+    check_regular_file(path, max_mb=max_mb)
     try:
         # Non-blocking, so that a FIFO swapped in after the check cannot hang the open.
         fd = os.open(Path(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
