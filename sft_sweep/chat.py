@@ -26,7 +26,7 @@ import numpy as np
 from .data.conversation import Conversation, Turn
 from .data.templates import TEMPLATE_NAMES, Template, get_template, render_prompt
 from .errors import SftSweepError
-from .jobmodels import JobModels, load_model, resolve
+from .jobmodels import JobModels, check_architecture, load_model, resolve
 from .nn import GPT, generate
 from .tokenizer import ByteTokenizer
 
@@ -123,8 +123,13 @@ def load_session(found: JobModels, args: argparse.Namespace) -> tuple[ChatSessio
     models: dict[str, GPT] = {}
     if found.base is not None and args.only != "tuned":
         models["base"] = load_model(found.base)
+        if found.job_dir is not None:
+            check_architecture(found.base, models["base"], found.config, "base model")
     if found.tuned is not None and args.only != "base":
-        models["tuned" if found.job_dir is not None else found.tuned.name] = load_model(found.tuned)
+        tuned = load_model(found.tuned)
+        if found.job_dir is not None:
+            check_architecture(found.tuned, tuned, found.config)
+        models["tuned" if found.job_dir is not None else found.tuned.name] = tuned
     if not models:
         raise ChatError("no model to talk to: " + "; ".join(notes))
     template = args.template or found.template

@@ -31,11 +31,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from .appconf import conf_dir, missing_plugin
 from .config import register_configs
-from .config_check import check_keys
-from .errors import ConfigError
+from .config_check import check_keys, refuse, resolution_error
+from .errors import ConfigError, SftSweepError, file_system_problem
 from .jobfiles import COMPLETED, SWEEP_OUTCOME_ENV, objective, read_sweep_outcome, record_refused_job
 from .joblock import JobDirInUse
 from .stopsignals import Stopped, exit_worker, handle_stop_signals, in_launcher_worker, mark_main_process
@@ -104,13 +105,17 @@ def sweeper_value(summary: dict, cfg: DictConfig) -> float | list[float] | None:
 def task(cfg: DictConfig) -> float | list[float] | None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    label = job_label(hc, cfg)
-    if multirun:  # a single run was checked before its directory was made (ConfigCheck)
-        try:
+    try:  # a search sweeper's jobs were not composed before the sweep began (ConfigCheck)
+        label = job_label(hc, cfg)
+        if multirun:
             check_keys(cfg)
-        except ConfigError as err:
-            log.error("[%s] refused: %s", label, err)
-            return None
+        OmegaConf.resolve(cfg.copy())
+    except (ConfigError, OmegaConfBaseException) as err:
+        why = err if isinstance(err, ConfigError) else resolution_error(cfg, err)
+        if not multirun:
+            refuse(why)
+        log.error("[%s] refused: %s", hc.job.override_dirname or f"job {hc.job.num}", why)
+        return None
     if cfg.train.threads == 0:
         cfg.train.threads = default_threads(hc)
     show_bars = sys.stderr.isatty() and not runs_beside_others(hc)
@@ -176,6 +181,45 @@ def show_sweep_config(argv: list[str]) -> list[str]:
     return [a for a in args if a not in swept]
 
 
+def run_app(app) -> None:
+    """Run the Hydra app; a failure the user or the machine caused ends in one line and exit 1.
+
+    Hydra reports any exception raised before the app's own handling (creating the run or sweep
+    directory, writing ``.hydra/*.yaml`` or ``multirun.yaml``) as a traceback. So Hydra is asked
+    to let exceptions through (HYDRA_FULL_ERROR), and those with a cause outside the code (a
+    read-only or full file system, a refused config) are told in one line; the rest go back to
+    Hydra's own report, or stay full tracebacks when the user set HYDRA_FULL_ERROR.
+    """
+    from hydra._internal.utils import run_and_report
+    from omegaconf.errors import OmegaConfBaseException
+
+    users_choice = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        app()
+        return
+    except Exception as err:
+        failure = err
+    finally:
+        if users_choice is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = users_choice
+    line = file_system_problem(failure)
+    if line is None and isinstance(failure, SftSweepError):
+        line = str(failure)
+    if line is None and isinstance(failure, OmegaConfBaseException) and getattr(failure, "full_key", None):
+        line = f"{failure.full_key}: {str(failure).splitlines()[0]}"
+    if line is None:
+        def rethrow():
+            raise failure
+
+        run_and_report(rethrow)  # Hydra's report (a compact line for its own errors), exit 1
+        raise failure  # HYDRA_FULL_ERROR set by the user: run_and_report re-raised; kept for clarity
+    print(f"sft-sweep: {line}", file=sys.stderr)
+    sys.exit(1)
+
+
 def main() -> None:
     argv = sys.argv[1:]
     try:
@@ -208,7 +252,7 @@ def main() -> None:
     handle_stop_signals()
     with sweep_outcome_file() as outcome_path:
         try:
-            app()
+            run_app(app)
         except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or SIGHUP
             print("\nsft-sweep: interrupted; run the same command again to resume", file=sys.stderr)
             sys.exit(stop.exit_code if isinstance(stop, Stopped) else 130)

@@ -70,6 +70,9 @@ class DataConf:
     # source=files; null uses the synthetic world's prose.
     pretrain_text: Optional[str] = None
     val_fraction: float = 0.05  # files: share of conversations held out for evaluation
+    # The largest data file read (datasets and pretrain_text), in MiB: a bigger one is refused
+    # before it is read. Only regular files are read at all (no FIFO, device or socket).
+    max_file_mb: float = 256.0
     quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self) -> None:
@@ -259,6 +262,7 @@ def validate(cfg: Config) -> None:
     if cfg.data.source == "files":
         _check(len(cfg.data.datasets) > 0, "data.datasets", dict(cfg.data.datasets),
                "source=files needs at least one dataset (data.datasets.NAME.path=...)", p)
+    _check(cfg.data.max_file_mb > 0, "data.max_file_mb", cfg.data.max_file_mb, "must be > 0 (MiB)", p)
     _check(0.0 < cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "must be in (0, 1)", p)
     _check_choice("template.name", cfg.template.name, TEMPLATE_NAMES, p)
     _check_choice("template.mask", cfg.template.mask, MASK_MODES, p)
@@ -286,6 +290,7 @@ def validate(cfg: Config) -> None:
     _check_choice("train.loss_norm", t.loss_norm, LOSS_NORMS, p)
     for k in ("eval_interval", "log_interval", "checkpoint_interval"):
         _check(getattr(t, k) >= 1, f"train.{k}", getattr(t, k), "must be >= 1", p)
+    _check(0 <= t.seed < 2**32, "train.seed", t.seed, "must be in [0, 2**32)", p)
     _check(t.threads >= 0, "train.threads", t.threads, "must be >= 0 (0: all cores)", p)
     _check(t.diverge_factor >= 0, "train.diverge_factor", t.diverge_factor,
            "must be >= 0 (a multiple of ln(vocab_size); 0 disables the divergence bound)", p)
@@ -301,6 +306,7 @@ def validate(cfg: Config) -> None:
     _check(pt.steps >= 0, "pretrain.steps", pt.steps, "must be >= 0", p)
     _check(pt.batch_size >= 1, "pretrain.batch_size", pt.batch_size, "must be >= 1", p)
     _check(pt.lr > 0, "pretrain.lr", pt.lr, "must be > 0", p)
+    _check(0 <= pt.seed < 2**32, "pretrain.seed", pt.seed, "must be in [0, 2**32)", p)
     _check(pt.threads >= 0, "pretrain.threads", pt.threads, "must be >= 0 (0: all cores)", p)
     if p:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(p))
@@ -343,7 +349,7 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 # sweeper, but not what it computes. Re-running a sweep with more threads still skips its
 # finished jobs and reuses its base model.
 NON_SEMANTIC_KEYS = ("train.threads", "pretrain.threads", "pretrain.cache_dir", "train.log_interval",
-                     "train.checkpoint_interval", "eval.objective", "eval.objectives")
+                     "train.checkpoint_interval", "eval.objective", "eval.objectives", "data.max_file_mb")
 
 
 # Experiment trackers (the logger group) copy what a job computes elsewhere; options that did not

@@ -22,13 +22,11 @@ from typing import Any
 import yaml
 
 from .data import prepare
-from .errors import SftSweepError, user_errors_exit
+from .errors import SftSweepError, check_writable, user_errors_exit
 from .inspect_data import compose_config
 from .jobfiles import write_json
-from .jobmodels import JobModels, load_model, resolve
+from .jobmodels import SHAPE_KEYS, JobModels, check_architecture, load_model, resolve
 from .train.evaluate import Evaluator
-
-SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "n_mlp", "block_size")
 
 
 def _job_overrides(job_dir: Path) -> list[str]:
@@ -62,6 +60,11 @@ def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = Fal
     base_overrides = _job_overrides(found.job_dir) if found.job_dir is not None else \
         [f"model.{k}={getattr(shape, k)}" for k in SHAPE_KEYS]
     cfg = compose_config(base_overrides + list(overrides))
+    # The composed shape, not only the job's: an override such as model.block_size=128 would
+    # evaluate a 64-token model on sequences it cannot read.
+    shape_of_cfg = {"model": {k: getattr(cfg.model, k) for k in SHAPE_KEYS}}
+    against = "its job's config" if found.job_dir is not None and not overrides else "the config"
+    check_architecture(found.tuned, model, shape_of_cfg, against=against)
     base_dir = _launch_dir(found.job_dir)
     data = prepare(cfg, base_dir)
     e = cfg.eval
@@ -79,7 +82,9 @@ def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = Fal
         if found.base is None:
             raise SftSweepError("; ".join(found.notes) or "no base model found (give --base PATH)")
         result["base_model"] = str(found.base)
-        result["base_metrics"], _ = evaluator.evaluate(load_model(found.base))
+        base = load_model(found.base)
+        check_architecture(found.base, base, shape_of_cfg, "base model", against=against)
+        result["base_metrics"], _ = evaluator.evaluate(base)
         b, f = result["base_metrics"].get("raw_loss"), result["metrics"].get("raw_loss")
         if b and f is not None:
             result["forgetting_pct"] = 100.0 * (f - b) / b
@@ -118,16 +123,18 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_intermixed_args(argv)
     with user_errors_exit("sft-sweep-eval"):
         found = resolve(args.target, base=args.base)
+        out = args.out
+        if out is None and found.job_dir is not None:
+            out = str(found.job_dir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S.json", time.gmtime()))
+        if out:  # before the evaluation, which may take a while
+            check_writable(Path(out), "--out FILE" if args.out is None else None)
         result = evaluate_model(found, args.overrides, with_base=args.with_base)
-    out = args.out
-    if out is None and found.job_dir is not None:
-        out = str(found.job_dir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S.json", time.gmtime()))
-    print(json.dumps(result, indent=2) if args.json else format_result(result))
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        write_json(out, result)
-        if not args.json:
-            print(f"written to {out}")
+        print(json.dumps(result, indent=2) if args.json else format_result(result))
+        if out:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            write_json(out, result)
+            if not args.json:
+                print(f"written to {out}")
 
 
 if __name__ == "__main__":

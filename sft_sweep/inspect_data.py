@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from .config import Config, register_configs, to_object, validate
 from .config_check import check_keys
 from .data import filter_quality, fit_example, prepare
 from .errors import SftSweepError, user_errors_exit
+from .data.safe_read import check_regular_file
+from .errors import check_writable
 from .tokenizer import ByteTokenizer
 
 TOK = ByteTokenizer()
@@ -161,6 +164,9 @@ def counts_lines(counts: dict[str, Any]) -> list[str]:
         if key.startswith("load.") and isinstance(rep, dict):
             lines.append(f"{key[5:]}: loaded {rep.get('loaded')} ({rep.get('format')}), skipped {rep.get('skipped', 0)}"
                          + (f" {rep.get('skipped_reasons')}" if rep.get("skipped") else ""))
+            if rep.get("ignored_fields"):
+                fields = ", ".join(f"{k} ({v} records)" for k, v in sorted(rep["ignored_fields"].items()))
+                lines.append(f"{key[5:]}: fields not trained on, ignored: {fields}")
         elif key.startswith("quality.") and isinstance(rep, dict):
             removed = rep.get("removed", {})
             dup = removed.get("duplicate", 0)
@@ -208,17 +214,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_intermixed_args(argv)
 
 
+DATA_SUFFIXES = (".json", ".jsonl", ".txt")
+
+
+def is_path_item(item: str) -> bool:
+    """Whether a positional item names a file rather than a ``key=value`` override: anything
+    without ``=``, anything that exists on disk, and names of data files (``runs/a=b.jsonl``)."""
+    return "=" not in item or os.path.lexists(item) or item.lower().endswith(DATA_SUFFIXES)
+
+
+def hydra_quoted(value: str) -> str:
+    """``value`` as a quoted Hydra override value, so that ``=``, spaces, quotes and ``${`` in a
+    path stay plain characters."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${") + "'"
+
+
 def overrides_from(args: argparse.Namespace) -> tuple[list[str], str | None]:
-    files = [a for a in args.items if "=" not in a]
-    overrides = [a for a in args.items if "=" in a]
+    files = [a for a in args.items if is_path_item(a)]
+    overrides = [a for a in args.items if not is_path_item(a)]
     if len(files) > 1:
         raise SftSweepError(f"one data file at a time, got {files}")
     path = files[0] if files else None
     out = []
     if path is not None:
-        if not Path(path).is_file():
-            raise SftSweepError(f"no such data file: {path}")
-        out += ["data=files", f"data.datasets.main.path={Path(path).resolve()}", f"data.datasets.main.format={args.format}"]
+        check_regular_file(path)  # says what the path is when it is no file: a directory, a FIFO ...
+        out += ["data=files", f"data.datasets.main.path={hydra_quoted(str(Path(path).resolve()))}",
+                f"data.datasets.main.format={args.format}"]
         if args.role_map:
             pairs = []
             for item in args.role_map:
@@ -240,12 +261,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with user_errors_exit("sft-sweep-inspect"):
         overrides, path = overrides_from(args)
+        if args.html:
+            check_writable(Path(args.html))
         cfg = compose_config(overrides)
         found = inspect_config(cfg, base_dir=".", n_examples=args.examples, start=args.start)
-    title = f"{path or 'built-in world'}: {found.template} template, {found.mask} mask"
-    if args.html:
-        write_atomic(Path(args.html), html_page(found, title))
-        print(f"wrote {args.html}")
+        title = f"{path or 'built-in world'}: {found.template} template, {found.mask} mask"
+        if args.html:
+            write_atomic(Path(args.html), html_page(found, title))
+            print(f"wrote {args.html}")
     if args.json:
         print(json.dumps({"template": found.template, "mask": found.mask, "max_tokens": found.max_tokens,
                           "counts": found.counts,

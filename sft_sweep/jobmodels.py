@@ -169,3 +169,19 @@ def load_model(path: Path, threads: int = 1) -> GPT:
     model = GPT(cfg, seed=0, threads=threads)
     load_checkpoint(path, model)
     return model
+
+
+SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "n_mlp", "block_size")
+
+
+def check_architecture(path: Path, model: GPT, config: dict[str, Any], role: str = "model",
+                       against: str = "its job's config") -> None:
+    """Refuse a checkpoint whose shape is not the one ``config`` names: weights of another
+    architecture load and answer, but they are not what the job trained (CheckpointError)."""
+    wanted = config.get("model") or {}
+    diffs = [f"{k} {getattr(model.config, k)} ({against}: {wanted[k]})" for k in SHAPE_KEYS
+             if k in wanted and wanted[k] is not None and int(wanted[k]) != getattr(model.config, k)]
+    if diffs:
+        trained = "; it is not the model this job trained" if against == "its job's config" else ""
+        raise CheckpointError(f"{path} is a {role} of another architecture than {against}: "
+                              f"{', '.join(diffs)}{trained}")

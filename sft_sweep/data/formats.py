@@ -8,7 +8,13 @@ Only supervised data is accepted. Preference data (``chosen`` + ``rejected`` ans
 layout, KTO's ``completion`` + ``label`` or ``kto_tag``) is refused for the whole file,
 whatever ``on_bad_record`` says: its answers are alternatives to rank, not targets to imitate.
 Every conversation must end with an assistant turn (the answer trained on); one that ends with
-a user or tool turn is a bad record.
+a user or tool turn is a bad record. So is a record whose fields say its text is no training target
+as it stands (a desirability label, a reward or score, attached images / audio / video: see
+``record_fields``); top-level fields a format does not read are counted and reported once per
+file (``report["ignored_fields"]`` and ``report["warnings"]``).
+
+Only regular files are read, up to ``max_file_mb`` (``safe_read``): a FIFO, device, socket or
+directory is refused by name without being opened.
 
 Formats (one record -> one conversation):
 
@@ -53,6 +59,8 @@ from pathlib import Path
 from ..errors import ConfigError, DataError
 from ..atomicio import write_atomic
 from .conversation import ROLES, Conversation, ConversationError, Turn
+from .record_fields import ignored_fields, ignored_fields_warning, not_an_sft_target
+from .safe_read import read_bytes_bounded
 
 FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "chatml")
 
@@ -77,13 +85,8 @@ class _BadRecord(Exception):
 # --------------------------------------------------------------------------- file reading
 
 
-def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("file not found", path=str(path)) from None
-    except IsADirectoryError:
-        raise DataError("is a directory, not a data file", path=str(path)) from None
+def _read_text(path: Path, max_file_mb: float | None = None) -> str:
+    raw = read_bytes_bounded(path, max_file_mb)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -101,10 +104,10 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _records(path: Path) -> list[tuple[object, int | None]]:
+def _records(path: Path, max_file_mb: float | None = None) -> list[tuple[object, int | None]]:
     """(record, line) pairs. JSON syntax errors in a .jsonl line are returned as
     ``(_BadRecord, line)`` so that ``on_bad_record="skip"`` can skip them."""
-    text = _read_text(path)
+    text = _read_text(path, max_file_mb)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         out: list[tuple[object, int | None]] = []
@@ -393,13 +396,15 @@ _PARSERS = {"alpaca": _parse_alpaca, "sharegpt": _parse_sharegpt,
 
 def load_conversations(path: str | os.PathLike, format: str = "auto", *,
                        role_map: dict[str, str] | None = None, on_bad_record: str = "error",
-                       report: dict | None = None) -> list[Conversation]:
+                       report: dict | None = None, max_file_mb: float | None = None) -> list[Conversation]:
     """Parse a data file into conversations (see the module docstring for the formats).
 
     ``role_map``: extra role names -> role (``system``/``user``/``assistant``/``tool``).
     ``on_bad_record``: ``"error"`` (raise on the first bad record) or ``"skip"``.
     ``report`` (a dict, filled in): ``{"format", "loaded", "skipped", "skipped_reasons":
-    {reason: count}, "skipped_examples": [first 5 messages]}``.
+    {reason: count}, "skipped_examples": [first 5 messages], "ignored_fields": {field: records},
+    "warnings": [one line per problem the user should see]}``.
+    ``max_file_mb``: the largest file read (default ``safe_read.DEFAULT_MAX_FILE_MB``).
     """
     path = Path(path)
     sp = str(path)
@@ -412,7 +417,7 @@ def load_conversations(path: str | os.PathLike, format: str = "auto", *,
         if role not in ROLES:
             raise ConfigError(f"role_map[{name!r}] = {role!r} is not a role ({', '.join(ROLES)})")
 
-    records = _records(path)
+    records = _records(path, max_file_mb)
     if not records:
         raise DataError("no records (empty array)", path=sp)
 
@@ -424,7 +429,9 @@ def load_conversations(path: str | os.PathLike, format: str = "auto", *,
     fmt = format if format != "auto" else _detect(records, sp, where)
     parse = _PARSERS[fmt]
     out: list[Conversation] = []
-    rep = {"format": fmt, "loaded": 0, "skipped": 0, "skipped_reasons": {}, "skipped_examples": []}
+    rep = {"format": fmt, "loaded": 0, "skipped": 0, "skipped_reasons": {}, "skipped_examples": [],
+           "ignored_fields": {}, "warnings": []}
+    ignored = rep["ignored_fields"]
     for i, (rec, _line) in enumerate(records):
         try:
             if isinstance(rec, _BadRecord):
@@ -432,6 +439,11 @@ def load_conversations(path: str | os.PathLike, format: str = "auto", *,
             if not isinstance(rec, dict):
                 raise _BadRecord("not an object", None,
                                  f"record must be a JSON object, got {_type_name(rec)}")
+            refused = not_an_sft_target(rec)
+            if refused is not None:
+                raise _BadRecord(*refused)
+            for key in ignored_fields(rec, fmt):
+                ignored[key] = ignored.get(key, 0) + 1
             out.append(parse(rec, role_map))
         except _BadRecord as e:
             msg = e.message + where(i)
@@ -445,6 +457,8 @@ def load_conversations(path: str | os.PathLike, format: str = "auto", *,
             if len(rep["skipped_examples"]) < 5:
                 rep["skipped_examples"].append(str(DataError(msg, path=sp, record=i, field=e.field)))
     rep["loaded"] = len(out)
+    if ignored:
+        rep["warnings"].append(ignored_fields_warning(sp, ignored, len(records)))
     if report is not None:
         report.clear()
         report.update(rep)
@@ -483,7 +497,8 @@ def _detect(records: list, path: str, where) -> str:
 _BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
 
 
-def load_raw_text(path: str | os.PathLike, report: dict | None = None) -> list[str]:
+def load_raw_text(path: str | os.PathLike, report: dict | None = None,
+                  max_file_mb: float | None = None) -> list[str]:
     """Raw documents for pre-training / replay.
 
     - ``.txt``: when the file has blank lines (empty or whitespace-only lines between text),
@@ -493,12 +508,13 @@ def load_raw_text(path: str | os.PathLike, report: dict | None = None) -> list[s
     - ``.jsonl``: one object per line with a string field ``text``.
     - ``.json``: an array of such objects, or an array of strings.
     Empty documents are dropped; no documents at all is an error. ``report`` (a dict, filled
-    in): ``{"documents": n, "split": how the documents were told apart}``.
+    in): ``{"documents": n, "split": how the documents were told apart}``. ``max_file_mb`` as for
+    :func:`load_conversations`.
     """
     path = Path(path)
     sp = str(path)
     if path.suffix.lower() == ".txt":
-        text = _read_text(path).replace("\r\n", "\n").strip()
+        text = _read_text(path, max_file_mb).replace("\r\n", "\n").strip()
         if _BLANK_LINE.search(text):
             docs, split = _BLANK_LINE.split(text), "blank lines separate documents (the file has blank lines)"
         else:
@@ -508,7 +524,7 @@ def load_raw_text(path: str | os.PathLike, report: dict | None = None) -> list[s
     else:
         split = "one document per record"
         docs = []
-        for i, (rec, line) in enumerate(_records(path)):
+        for i, (rec, line) in enumerate(_records(path, max_file_mb)):
             w = f" (line {line})" if line is not None else ""
             if isinstance(rec, _BadRecord):
                 raise DataError(rec.message, path=sp, record=i)

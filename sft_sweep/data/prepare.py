@@ -110,7 +110,7 @@ def raw_text(cfg: Config, base_dir: str | None = None,
     if cfg.data.source == "files" and cfg.data.pretrain_text:
         path = resolve_path(cfg.data.pretrain_text, base_dir)
         counted: dict = {}
-        docs = load_raw_text(path, report=counted)
+        docs = load_raw_text(path, report=counted, max_file_mb=cfg.data.max_file_mb)
         if len(docs) < 2:
             raise DataError(
                 f"data.pretrain_text: found {len(docs)} document ({counted['split']}); needs at least 2, "
@@ -268,12 +268,12 @@ def training_conversations(cfg: Config, base_dir: str | None = None) -> dict[str
     loaded (the world's training set for source=world); for showing examples without the rest."""
     if cfg.data.source == "world":
         return {"world": build_world(world_config(cfg)).train}
-    return {name: _load(ds, resolve_path(ds.path, base_dir), {}) for name, ds in cfg.data.datasets.items()}
+    return {name: _load(ds, resolve_path(ds.path, base_dir), {}, cfg.data.max_file_mb) for name, ds in cfg.data.datasets.items()}
 
 
-def _load(ds: Any, path: str, report: dict) -> list[Conversation]:
+def _load(ds: Any, path: str, report: dict, max_file_mb: float) -> list[Conversation]:
     return load_conversations(path, ds.format, role_map=dict(ds.role_map) or None,
-                              on_bad_record=ds.on_bad_record, report=report)
+                              on_bad_record=ds.on_bad_record, report=report, max_file_mb=max_file_mb)
 
 
 def _load_and_split(cfg: Config, name: str, ds: Any, path: str, report: dict, warnings: list[str]
@@ -281,8 +281,9 @@ def _load_and_split(cfg: Config, name: str, ds: Any, path: str, report: dict, wa
     """One dataset file: load, remove exact duplicates, then hold out ``data.val_fraction``.
     Returns (as loaded, training, held-out) conversations."""
     load_report: dict = {}
-    convs = loaded = _load(ds, path, load_report)
+    convs = loaded = _load(ds, path, load_report, cfg.data.max_file_mb)
     report[f"load.{name}"] = load_report
+    warnings.extend(f"dataset {name!r}: {w}" for w in load_report["warnings"])
     if load_report["skipped"]:
         reasons = ", ".join(f"{k}: {v}" for k, v in load_report["skipped_reasons"].items())
         n_all = load_report["loaded"] + load_report["skipped"]

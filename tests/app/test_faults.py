@@ -304,3 +304,222 @@ def test_command_line_refusals_are_one_clear_message(tmp_path, case):
                        cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 1 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "cache").exists()  # refused before any pre-training
+
+
+# --------------------------------------------------------------------------- one line for the machine's state and bad configs
+
+def _sh(*cmd):
+    return subprocess.run(list(cmd), capture_output=True, text=True)
+
+
+@pytest.fixture
+def mounts(tmp_path):
+    """``ro``: a read-only file system; ``full``: a 64 KiB one filled to the last byte. Needs root
+    (mount); the mounts are removed afterwards."""
+    made = []
+    ro, full = tmp_path / "ro", tmp_path / "full"
+    for d in (ro, full):
+        d.mkdir()
+    if _sh("mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(ro)).returncode:
+        pytest.skip("mounting a tmpfs needs root (read-only and full file systems are simulated with one)")
+    made.append(ro)
+    _sh("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full))
+    made.append(full)
+    try:
+        with open(full / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+    except OSError:  # full: the point
+        pass
+    def read_only_view(src):
+        """``src`` seen through a read-only bind mount (its path is returned)."""
+        view = tmp_path / f"ro-{src.name}"
+        view.mkdir()
+        _sh("mount", "--bind", str(src), str(view))
+        made.append(view)
+        _sh("mount", "-o", "remount,bind,ro", str(view))
+        return view
+
+    yield {"ro": ro, "full": full, "read_only_view": read_only_view}
+    for d in reversed(made):
+        _sh("umount", str(d))
+
+
+def _sft_sweep(args, cwd, timeout=300):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run([sys.executable, "-m", "sft_sweep.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def _refusal_cases(tmp_path, mounts):
+    mounts = {"ro": tmp_path / "ro", "full": tmp_path / "full", **mounts}
+    big = _jsonl(tmp_path / "big.jsonl", [_conv(f"question {i}", f"answer {i}") for i in range(3000)])
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    run, sweep = f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"
+    files = "data=files"
+    return {
+        # case: (arguments, words the one line holds, directory that must not exist afterwards)
+        "read_only_run_dir": ([f"hydra.run.dir={mounts['ro']}/run"], ["cannot write", "read-only", "errno 30"], None),
+        "read_only_sweep_dir": (["-m", f"hydra.sweep.dir={mounts['ro']}/sweep"],
+                                ["cannot write", "read-only", "errno 30"], None),
+        "full_disk_run": ([f"hydra.run.dir={mounts['full']}/run"],
+                          [f"cannot write {mounts['full']}/run/.hydra/", "no space left", "errno 28"], None),
+        "full_disk_sweep": (["-m", f"hydra.sweep.dir={mounts['full']}/sweep"],
+                            [f"cannot write {mounts['full']}/sweep/multirun.yaml", "no space left"], None),
+        "unset_env_run": ([run, "optim.lr=${oc.env:SFT_SWEEP_NOT_SET_IN_TESTS}"],
+                          ["optim.lr=${oc.env:SFT_SWEEP_NOT_SET_IN_TESTS}: cannot be resolved", "not found"], "run"),
+        "self_reference_run": ([run, "train.epochs=${train.epochs}"],
+                               ["train.epochs=${train.epochs}: cannot be resolved", "Recursive interpolation"], "run"),
+        "unset_env_sweep": (["-m", sweep, "optim.lr=1e-3,${oc.env:SFT_SWEEP_NOT_SET_IN_TESTS}"],
+                            ["optim.lr=${oc.env:SFT_SWEEP_NOT_SET_IN_TESTS}: cannot be resolved", "1 of 2 jobs",
+                             "no job was run"], "sweep"),
+        "self_reference_sweep": (["-m", sweep, "train.epochs=${train.epochs}"],
+                                 ["train.epochs=${train.epochs}: cannot be resolved", "all 2 jobs"], "sweep"),
+        "zero_range_step": (["-m", sweep, "optim.lr=range(0,1,0)"],
+                            ["optim.lr=range(0,1,0): range() arg 3 must not be zero"], "sweep"),
+        "negative_seed_run": ([run, "train.seed=-1"], ["train.seed=-1: must be in [0, 2**32)"], "run"),
+        "negative_seed_sweep": (["-m", sweep, "train.seed=-1,0"],
+                                ["train.seed=-1: must be in [0, 2**32)", "2 of 4 jobs"], "sweep"),
+        "dev_zero_data": ([run, files, "data.datasets.main.path=/dev/zero"],
+                          ["file /dev/zero: is a character device", "only regular files"], "run"),
+        "fifo_data": ([run, files, f"data.datasets.main.path={fifo}"],
+                      [f"file {fifo}: is a FIFO (named pipe)", "only regular files"], "run"),
+        "fifo_data_sweep": (["-m", sweep, files, f"data.datasets.main.path={fifo}"],
+                            [f"file {fifo}: is a FIFO (named pipe)", "all 2 jobs"], "sweep"),
+        "file_above_limit": ([run, files, f"data.datasets.main.path={big}", "data.max_file_mb=0.05"],
+                             [f"file {big}: is 0.", "above the limit of 0.05 MB", "data.max_file_mb"], "run"),
+    }
+
+
+REFUSALS = ["read_only_run_dir", "read_only_sweep_dir", "full_disk_run", "full_disk_sweep", "unset_env_run",
+            "self_reference_run", "unset_env_sweep", "self_reference_sweep", "zero_range_step",
+            "negative_seed_run", "negative_seed_sweep", "dev_zero_data", "fifo_data", "fifo_data_sweep",
+            "file_above_limit"]
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_machine_state_and_bad_configs_end_in_one_line(tmp_path, request, case):
+    mounts = request.getfixturevalue("mounts") if case.startswith(("read_only", "full_disk")) else {}
+    args, words, absent = _refusal_cases(tmp_path, mounts)[case]
+    flags = [a for a in args if a == "-m"]  # Hydra takes its flags before the overrides
+    r = _sft_sweep([*flags, *SMOKE, f"pretrain.cache_dir={tmp_path}/cache", *[a for a in args if a != "-m"]],
+                   cwd=REPO, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "HYDRA_FULL_ERROR" not in r.stderr, r.stderr[-3000:]
+    # one line; a refused value is listed under "invalid configuration:" (one line per value)
+    assert len(lines) == 1 or (len(lines) == 2 and lines[0] == "sft-sweep: invalid configuration:"), r.stderr
+    assert lines[0].startswith("sft-sweep: ") and all(w in r.stderr for w in words), r.stderr
+    if absent:
+        assert not (tmp_path / absent).exists(), "refused before work, yet a directory was made"
+    assert not (tmp_path / "cache").exists()
+
+
+# --------------------------------------------------------------------------- eval, chat and inspect on odd input
+
+def _fake_job(root, shape):
+    """A finished job directory of the smoke config whose model.npz has ``shape`` (GPTConfig fields)."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from sft_sweep.nn import GPT, GPTConfig, save_checkpoint
+    from sft_sweep.tokenizer import ByteTokenizer
+
+    job = root / "job"
+    (job / ".hydra").mkdir(parents=True)
+    cfg = compose_cfg(SMOKE)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(SMOKE))
+    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"cwd": str(REPO)}}}))
+    (job / "summary.json").write_text(json.dumps({"status": "completed"}))
+    save_checkpoint(job / "model.npz", GPT(GPTConfig(**shape, vocab_size=ByteTokenizer().vocab_size), seed=0))
+    return job
+
+
+TINY = {"n_layer": 2, "n_head": 2, "n_embd": 64, "n_mlp": 256, "block_size": 128}  # conf/model/tiny.yaml
+OTHER = {"n_layer": 1, "n_head": 2, "n_embd": 32, "n_mlp": 64, "block_size": 64}
+
+
+def _tool_cases(tmp_path, request):
+    """case -> (module, arguments, exit code, words in the output, words never in it)."""
+    from tests.daily.cli_support import run_cli  # noqa: F401 (the runner used below)
+
+    def job(shape, name):
+        return _fake_job(tmp_path / name, shape)
+
+    def mounts():
+        return request.getfixturevalue("mounts")
+
+    eq_dir = tmp_path / "a=b"
+    eq_dir.mkdir()
+    data = _jsonl(eq_dir / "d=1.jsonl", [{**_conv(f"q{i}", f"answer {i}"), "id": i} for i in range(20)])
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    refused = ["Traceback"]
+    ev, chat, insp = "sft_sweep.eval_cli", "sft_sweep.chat", "sft_sweep.inspect_data"
+    return {
+        "eval_other_architecture": lambda: (ev, [str(job(OTHER, "o"))], 2, [
+            "model.npz is a model of another architecture than its job's config: n_layer 1 (its job's config: 2)",
+            "block_size 64 (its job's config: 128)", "not the model this job trained"], refused),
+        "eval_smaller_block": lambda: (ev, [str(job({**TINY, "block_size": 64}, "b"))], 2, [
+            "another architecture", "block_size 64 (its job's config: 128)"], refused + ["n_layer"]),
+        "eval_out_is_a_directory": lambda: (ev, [str(job(TINY, "d")), "eval.max_items=2", "--out", str(tmp_path)], 2,
+                                            [f"cannot write {tmp_path}: it is a directory"], refused),
+        "eval_out_read_only": lambda: (ev, [str(job(TINY, "r")), "eval.max_items=2", "--out",
+                                            f"{mounts()['ro']}/m.json"], 2, ["read-only (errno 30)"], refused),
+        "eval_read_only_job": lambda: (ev, [str(mounts()["read_only_view"](job(TINY, "j"))), "eval.max_items=2"], 2,
+                                       ["/eval/", "read-only (errno 30); give --out FILE to write elsewhere"], refused),
+        "chat_other_architecture": lambda: (chat, [str(job(OTHER, "c")), "--only", "tuned", "--prompt", "hi"], 2,
+                                            ["another architecture than its job's config"], refused + ["tuned:"]),
+        "inspect_path_with_equals": lambda: (insp, [str(data), "-n", "1"], 0,
+                                             ["main: loaded 20 (messages)", "ignored: id (20 records)"],
+                                             refused + ["Error parsing override"]),
+        "inspect_directory": lambda: (insp, [str(eq_dir)], 2, [f"file {eq_dir}: is a directory, not a data file"],
+                                      refused + ["no such data file"]),
+        "inspect_fifo": lambda: (insp, [str(fifo)], 2, [f"file {fifo}: is a FIFO (named pipe)"],
+                                 refused + ["no such data file"]),
+        "inspect_html_read_only": lambda: (insp, ["--html", f"{mounts()['ro']}/page.html"], 2,
+                                           [f"cannot write {mounts()['ro']}/page.html: the file system is read-only"],
+                                           refused),
+    }
+
+
+TOOL_CASES = ["eval_other_architecture", "eval_smaller_block", "eval_out_is_a_directory", "eval_out_read_only",
+              "eval_read_only_job", "chat_other_architecture", "inspect_path_with_equals", "inspect_directory",
+              "inspect_fifo", "inspect_html_read_only"]
+
+
+@pytest.mark.parametrize("case", TOOL_CASES)
+def test_eval_chat_and_inspect_mistakes_end_in_one_line(tmp_path, request, case):
+    from tests.daily.cli_support import run_cli
+
+    module, args, code, words, never = _tool_cases(tmp_path, request)[case]()
+    r = run_cli(args, cwd=tmp_path, module=module, timeout=240)
+    out = r.stdout + r.stderr
+    assert r.returncode == code, out[-3000:]
+    assert all(w in out for w in words) and not any(w in out for w in never), out[-3000:]
+    if code:
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_ignored_fields_reach_the_jobs_warnings(tmp_path):
+    recs = [{**_conv(f"q{i}", f"answer {i}"), "id": i, "source": "web"} for i in range(20)]
+    data = _jsonl(tmp_path / "d.jsonl", recs)
+    prepared = prepare(_files_cfg(data))
+    (warning,) = [w for w in prepared.warnings if "ignored" in w]
+    assert warning == (f"dataset 'main': file {data}: fields not trained on, ignored: 'id' (20 of 20 records), "
+                       "'source' (20 of 20 records)")
+    assert prepared.report["load.main"]["ignored_fields"] == {"id": 20, "source": 20}
+
+
+def test_records_refused_for_their_fields_are_skipped_and_counted_in_a_job(tmp_path):
+    recs = [_conv(f"q{i}", f"answer {i}") for i in range(20)] + [{**_conv("q", "a"), "reward": -1.0}]
+    data = _jsonl(tmp_path / "d.jsonl", recs)
+    with pytest.raises(DataError, match=r"record 20, field 'reward': is a reward / score"):
+        prepare(_files_cfg(data))
+    prepared = prepare(_files_cfg(data, "+data.datasets.main.on_bad_record=skip"))
+    assert prepared.report["load.main"]["skipped_reasons"] == {"reward or score": 1}
+    assert any("skipped 1 of 21 records" in w for w in prepared.warnings), prepared.warnings

@@ -83,7 +83,7 @@ def test_cli_json_and_html(tmp_path, capsys):
     assert "world" in out["counts"] and "<mark>" in page.read_text()
 
 
-@pytest.mark.parametrize("args,needle", [(["nope.json"], "no such data file"),
+@pytest.mark.parametrize("args,needle", [(["nope.json"], "file nope.json: file not found"),
                                          (["--role-map", "x"], "FROM=ROLE"),
                                          (["optim.lrr=1"], "lrr")])
 def test_bad_input_is_one_line(tmp_path, capsys, args, needle):

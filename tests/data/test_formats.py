@@ -279,3 +279,73 @@ def test_conversation_rules():
     assert c.system == "s" and [t.role for t in c.messages] == ["user", "assistant"]
     assert Conversation([Turn("user", "q"), Turn("assistant", "call"), Turn("tool", "r"),
                          Turn("assistant", "a")]).system is None
+
+
+# --------------------------------------------------------------------------- bounded reads
+
+@pytest.fixture
+def no_hang():
+    """Fail, instead of hanging the suite, when a read blocks (a FIFO opened for reading)."""
+    import signal
+
+    def hung(signum, frame):
+        raise AssertionError("the loader blocked reading the path")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _special_path(tmp_path, kind):
+    import os
+    import socket
+
+    if kind == "fifo":
+        path = tmp_path / "pipe.jsonl"
+        os.mkfifo(path)
+        return path, None
+    if kind == "socket":
+        path = tmp_path / "sock.jsonl"
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        return path, sock
+    if kind == "directory":
+        path = tmp_path / "dir.json"
+        path.mkdir()
+        return path, None
+    return Path("/dev/zero"), None
+
+
+@pytest.mark.parametrize("loader", ["conversations", "raw_text"])
+@pytest.mark.parametrize("kind,words", [
+    ("fifo", "is a FIFO (named pipe), not a data file"),
+    ("device", "is a character device, not a data file"),
+    ("socket", "is a socket, not a data file"),
+    ("directory", "is a directory, not a data file"),
+])
+def test_only_regular_files_are_read(tmp_path, no_hang, loader, kind, words):
+    path, keep = _special_path(tmp_path, kind)
+    load = load_conversations if loader == "conversations" else load_raw_text
+    try:
+        with pytest.raises(DataError) as err:
+            load(path)
+    finally:
+        if keep is not None:
+            keep.close()
+    msg = str(err.value)
+    assert msg.startswith(f"file {path}: ") and words in msg and "regular files" in msg, msg
+
+
+@pytest.mark.parametrize("loader,name", [("conversations", "d.jsonl"), ("raw_text", "t.txt")])
+def test_files_above_the_size_limit_are_refused_before_reading(tmp_path, loader, name):
+    path = tmp_path / name
+    line = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    path.write_text((line + "\n") * 20000)  # about 1.5 MB
+    load = load_conversations if loader == "conversations" else load_raw_text
+    with pytest.raises(DataError) as err:
+        load(path, max_file_mb=1)
+    msg = str(err.value)
+    assert f"file {path}: is 1." in msg and "above the limit of 1 MB" in msg and "data.max_file_mb" in msg, msg
+    assert len(load(path, max_file_mb=2)) == 20000

@@ -267,3 +267,105 @@ def test_real_wiki_file_one_article_per_line():
     path = shared_file("wiki_demo.txt")
     docs = load_raw_text(path)
     assert len(docs) == 30 and all(len(d) > 1000 for d in docs)
+
+
+# --------------------------------------------------------------------------- fields that change a record's meaning
+
+def _conv_rec(fmt, extra):
+    """One good record of layout ``fmt`` plus the top-level fields ``extra``."""
+    base = {
+        "messages": {"messages": [{"role": "user", "content": "Describe it."},
+                                  {"role": "assistant", "content": "A red square."}]},
+        "sharegpt": {"conversations": [{"from": "human", "value": "Describe it."},
+                                       {"from": "gpt", "value": "A red square."}]},
+        "alpaca": {"instruction": "Describe it.", "input": "", "output": "A red square."},
+        "chatml": {"text": "<|im_start|>user\nDescribe it.<|im_end|>\n<|im_start|>assistant\nA red square.<|im_end|>"},
+    }[fmt]
+    return {**base, **extra}
+
+
+NOT_SFT_TARGETS = [
+    ("kto_label_false", {"label": False}, "label", "desirability label"),
+    ("kto_label_true", {"label": True}, "label", "desirability label"),
+    ("label_word", {"label": "undesirable"}, "label", "desirability label"),
+    ("desirable_flag", {"desirable": False}, "desirable", "desirability label"),
+    ("reward", {"reward": 0.25}, "reward", "reward or score"),
+    ("score", {"score": 7}, "score", "reward or score"),
+    ("rating", {"rating": 2}, "rating", "reward or score"),
+    ("rewards_list", {"rewards": [0.1, 0.9]}, "rewards", "reward or score"),
+    ("images", {"images": ["photo.jpg"]}, "images", "attached media"),
+    ("audio", {"audios": ["clip.wav"]}, "audios", "attached media"),
+    ("video", {"videos": ["clip.mp4"]}, "videos", "attached media"),
+]
+
+
+@pytest.mark.parametrize("fmt", ["messages", "sharegpt", "alpaca", "chatml"])
+@pytest.mark.parametrize("case", NOT_SFT_TARGETS, ids=[c[0] for c in NOT_SFT_TARGETS])
+def test_records_whose_fields_say_they_are_no_sft_target_are_refused(tmp_path, fmt, case):
+    _id, extra, field, reason = case
+    good = _conv_rec(fmt, {})
+    path = _write(tmp_path, "d.jsonl", [good, good, _conv_rec(fmt, extra), good])
+    with pytest.raises(DataError) as err:
+        load_conversations(path)
+    e = err.value
+    assert (e.path, e.record, e.field) == (str(path), 2, field), str(e)
+    assert str(e).startswith(f"file {path}, record 2, field {field!r}: ") and "(line 3)" in str(e), str(e)
+    report: dict = {}
+    convs = load_conversations(path, on_bad_record="skip", report=report)
+    assert len(convs) == 3 and report["skipped"] == 1 and report["skipped_reasons"] == {reason: 1}
+
+
+def test_media_placeholders_are_named_with_the_media_field(tmp_path):
+    rec = {"messages": [{"role": "user", "content": "<image><image>What differs?"},
+                        {"role": "assistant", "content": "The colour."}], "images": ["a.png", "b.png"]}
+    path = _write(tmp_path, "d.json", [rec])
+    with pytest.raises(DataError) as err:
+        load_conversations(path)
+    msg = str(err.value)
+    assert "field 'images'" in msg and "2 image item(s)" in msg and "2 <image>-style placeholder(s)" in msg, msg
+
+
+@pytest.mark.parametrize("extra", [{"label": "sports"}, {"score": None}, {"images": []}, {"reward": "n/a"}],
+                         ids=["label_category", "score_null", "no_images", "reward_text"])
+def test_fields_without_that_meaning_are_only_ignored(tmp_path, extra):
+    path = _write(tmp_path, "d.json", [_conv_rec("messages", extra)] * 2)
+    report: dict = {}
+    assert len(load_conversations(path, report=report)) == 2
+    (key,) = extra
+    assert report["ignored_fields"] == {key: 2}, report
+
+
+@pytest.mark.parametrize("fmt,extra", [
+    ("alpaca", {"id": 1, "source": "web"}),
+    ("sharegpt", {"id": 1, "tools": "[]", "source": "web"}),
+    ("messages", {"id": 1, "source": "web"}),
+    ("chatml", {"id": 1, "source": "web"}),
+])
+def test_ignored_fields_are_reported_once_per_file_with_counts(tmp_path, fmt, extra):
+    recs = [_conv_rec(fmt, extra)] * 3 + [_conv_rec(fmt, {"id": 9})]
+    path = _write(tmp_path, "d.jsonl", recs)
+    report: dict = {}
+    load_conversations(path, report=report)
+    want = {k: 3 for k in extra} | {"id": 4}
+    assert report["ignored_fields"] == want
+    (warning,) = report["warnings"]
+    assert warning.startswith(f"file {path}: fields not trained on, ignored: ")
+    for k, n in want.items():
+        assert f"{k!r} ({n} of 4 records)" in warning, warning
+    clean = _write(tmp_path, "c.jsonl", [_conv_rec(fmt, {})] * 2)
+    load_conversations(clean, report=report)
+    assert report["ignored_fields"] == {} and report["warnings"] == []
+
+
+@pytest.mark.parametrize("name,fmt,ignored", [
+    ("alpaca_en_demo.json", "alpaca", {}),
+    ("v1_sft_demo.jsonl", "messages", {}),
+    ("glaive_toolcall_en_demo.json", "sharegpt", {"tools": 300}),
+])
+def test_real_sft_files_still_load_and_report_what_they_ignore(name, fmt, ignored):
+    report: dict = {}
+    load_conversations(shared_file(name), role_map=TOOL_ROLES, report=report)
+    assert report["format"] == fmt and report["skipped"] == 0 and report["ignored_fields"] == ignored
+
+
+TOOL_ROLES = {"function_call": "assistant", "observation": "tool"}
