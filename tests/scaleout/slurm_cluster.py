@@ -8,7 +8,8 @@ slurmctld and slurmd both run on this host as root, with their state, spool, log
 under DIR. What a one-host cluster needs besides the defaults: process tracking through /proc
 (``proctrack/linuxproc``: no cgroup setup), no task plugin, no mail, no accounting (``sacct``
 then fails, which is part of what the tests check). munged runs as the munge user with its
-socket in DIR, so a system munge (if any) is left alone.
+socket in a folder of its own under /tmp (munge cannot reach into a private DIR), so a system
+munge (if any) is left alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,7 +52,20 @@ class SlurmCluster:
         self.host = socket.gethostname().split(".")[0]
         self.cpus = cpus or os.cpu_count() or 1
         self.conf = self.root / "slurm.conf"
-        self.munge_socket = self.root / "munge" / "munge.socket.2"
+        self._munge_note = self.root / "munge_dir"  # where this cluster's munged keeps its socket
+
+    @property
+    def munge_dir(self) -> Path:
+        if not self._munge_note.exists():
+            d = Path(tempfile.mkdtemp(prefix="sft-sweep-munge-"))
+            d.chmod(0o755)
+            shutil.chown(d, "munge", "munge")
+            self._munge_note.write_text(str(d))
+        return Path(self._munge_note.read_text().strip())
+
+    @property
+    def munge_socket(self) -> Path:
+        return self.munge_dir / "munge.socket.2"
 
     @property
     def env(self) -> dict[str, str]:
@@ -78,9 +93,7 @@ class SlurmCluster:
         (r / "env.sh").write_text(f"export SLURM_CONF={self.conf}\n")
 
     def _start_munge(self) -> None:
-        d = self.munge_socket.parent
-        d.mkdir(parents=True, exist_ok=True)
-        shutil.chown(d, "munge", "munge")
+        d = self.munge_dir
         key = Path("/etc/munge/munge.key")
         if not key.exists():
             subprocess.run(["runuser", "-u", "munge", "--", "mungekey", "--create"], check=True)
@@ -90,6 +103,7 @@ class SlurmCluster:
 
     def start(self, timeout: float = 60) -> "SlurmCluster":
         ensure_installed()
+        self.root.mkdir(parents=True, exist_ok=True)
         for sub in ("state", "spool"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._write_conf()
@@ -112,8 +126,10 @@ class SlurmCluster:
     def stop(self) -> None:
         """Cancels what is left, then stops slurmd, slurmctld and munged (by their pid files)."""
         subprocess.run(["scancel", "--full", "--user=root"], env=self.env, capture_output=True)
-        for pidfile in ("slurmd.pid", "slurmctld.pid", "munge/munged.pid"):
-            path = self.root / pidfile
+        pidfiles = [self.root / "slurmd.pid", self.root / "slurmctld.pid"]
+        if self._munge_note.exists():
+            pidfiles.append(self.munge_dir / "munged.pid")
+        for path in pidfiles:
             try:
                 pid = int(path.read_text().strip())
             except (OSError, ValueError):
@@ -128,6 +144,9 @@ class SlurmCluster:
                 except ProcessLookupError:
                     break
                 time.sleep(0.1)
+        if self._munge_note.exists():
+            shutil.rmtree(self.munge_dir, ignore_errors=True)
+            self._munge_note.unlink()
 
     def run(self, *cmd: str) -> str:
         """A Slurm command's output (``squeue``, ``scontrol``, ...)."""
