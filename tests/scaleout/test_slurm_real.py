@@ -53,8 +53,10 @@ def run(cluster, cmd, timeout=600):
 
 
 def array_ids(sweep_dir: Path) -> set[str]:
-    """The Slurm job ids of the sweep's tasks, from submitit's folder (``<array>_<task>``)."""
-    return {p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name)}
+    """The Slurm job ids of the sweep, from submitit's folder: ``<array>_<task>`` per task of an array,
+    ``<job>`` for a sweep of one job (submitit submits that as a plain job)."""
+    return {p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir()
+            if re.fullmatch(r"\d+(_\d+)?", p.name)}
 
 
 def job_fields(cluster, job_id: str) -> list[dict[str, str]]:
@@ -79,6 +81,15 @@ def test_a_sweep_is_one_job_array_that_completes_with_its_report(cluster, slurm_
     assert "#SBATCH --signal=USR2@120" in script  # the warning signal the preset documents
 
 
+# One job (lr fixed on the command line) that trains long enough to be cancelled or timed out.
+LONG_JOB = ["optim.lr=3e-3", "train.epochs=1000", "train.eval_interval=100000"]
+
+
+def job_dir_of(sweep: Path) -> Path | None:
+    """The sweep's one job directory (its name lists the command line's overrides)."""
+    return next((d for d in sweep.glob("optim.lr=0.003*") if d.is_dir()), None)
+
+
 def _wait_for(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -96,16 +107,17 @@ def _train_steps(job_dir: Path) -> list[int]:
 def test_a_cancelled_task_is_resumed_by_the_same_command(cluster, slurm_cache, tmp_path):
     sweep = tmp_path / "sweep"
     # Long enough to be cancelled mid-training: one job, checkpoints every 10 steps.
-    cmd = command(sweep, slurm_cache, "optim.lr=3e-3", "train.max_steps=400", "train.eval_interval=400",
-                  "train.checkpoint_interval=10", "hydra.launcher.timeout_min=20")
+    cmd = command(sweep, slurm_cache, *LONG_JOB, "train.max_steps=200", "train.checkpoint_interval=10",
+                  "hydra.launcher.timeout_min=20")
     env = {**cluster.env, "MPLBACKEND": "Agg"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    job_dir = sweep / "optim.lr=0.003"
     try:
-        _wait_for(lambda: (job_dir / "checkpoint.npz").exists(), 300, "the task's first checkpoint")
+        _wait_for(lambda: job_dir_of(sweep) and (job_dir_of(sweep) / "checkpoint.npz").exists(), 300,
+                  "the task's first checkpoint")
+        job_dir = job_dir_of(sweep)
         (array,) = array_ids(sweep)
-        cluster.run("scancel", f"{array}_0")
+        cluster.run("scancel", array)
         _wait_for(lambda: not cluster.run("squeue", "-h", "-j", array).strip(), 60, "the task to leave the queue")
         assert job_fields(cluster, array)[0]["JobState"] == "CANCELLED"
     finally:
@@ -113,31 +125,31 @@ def test_a_cancelled_task_is_resumed_by_the_same_command(cluster, slurm_cache, t
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
     steps_before = _train_steps(job_dir)
-    assert steps_before and steps_before[-1] < 400
+    assert steps_before and steps_before[-1] < 200
     r = run(cluster, cmd)
     assert json.loads((job_dir / "summary.json").read_text())["status"] == "completed"
     steps = _train_steps(job_dir)
-    assert steps[-1] == 400 and len(steps) == len(set(steps))  # resumed, no step logged twice
-    log = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
+    assert steps[-1] == 200 and len(steps) == len(set(steps))  # resumed, no step logged twice
+    log = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.*"))
     assert "resuming from step" in log + r.stderr
 
 
 def test_a_task_past_its_time_limit_is_requeued_and_resumes(cluster, slurm_cache, tmp_path):
     sweep = tmp_path / "sweep"
-    # A 1-minute limit with the warning 30 s before it; the job needs more than one allocation.
-    cmd = command(sweep, slurm_cache, "optim.lr=3e-3", "train.max_steps=1500", "train.eval_interval=1500",
-                  "train.checkpoint_interval=25", "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30",
-                  "hydra.launcher.max_num_timeout=6")
+    # A 2-minute limit with the warning 30 s before it (Slurm sends it up to a minute early), for a job
+    # that needs more than one allocation. Slurm holds a requeued job a while before it starts again.
+    cmd = command(sweep, slurm_cache, *LONG_JOB, "train.max_steps=600", "train.checkpoint_interval=20",
+                  "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=8")
     t0 = time.monotonic()
-    run(cluster, cmd, timeout=900)
-    job_dir = sweep / "optim.lr=0.003"
+    run(cluster, cmd, timeout=1200)
+    job_dir = job_dir_of(sweep)
     summary = json.loads((job_dir / "summary.json").read_text())
     assert summary["status"] == "completed", summary.get("error")
     steps = _train_steps(job_dir)
-    assert steps[-1] == 1500 and len(steps) == len(set(steps))
+    assert steps[-1] == 600 and len(steps) == len(set(steps))
     (array,) = array_ids(sweep)
     (task,) = job_fields(cluster, array)
     print(f"requeue sweep: {time.monotonic() - t0:.0f} s; " + cluster.run("scontrol", "show", "job", array))
     assert int(task["Restarts"]) >= 1, task  # it was requeued
-    log = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
+    log = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.*"))
     assert "resuming from step" in log
