@@ -177,9 +177,9 @@ class TensorBoardConf:
 
 @dataclass
 class MlflowConf:
-    # A local file store (a relative path is taken from the directory sft-sweep started in) or any
-    # tracking URI: http://host:5000, sqlite:///abs/mlflow.db, databricks ...
-    tracking_uri: str = "mlruns"
+    # A local SQLite store (a path ending in .db; a relative path is taken from the directory
+    # sft-sweep started in), a file-store directory, or any tracking URI: http://host:5000, databricks ...
+    tracking_uri: str = "runs/mlflow.db"
     experiment_name: Optional[str] = None  # None: the config's name
     log_model: bool = True  # model.npz as an artifact of the run
 

@@ -5,8 +5,11 @@ share state). The run id is kept in the job directory (``tracking.json``): a job
 Ctrl-C continues its run. The sweep's parent run is opened by ``SweepRun``, a Hydra callback, and
 its id is kept beside Hydra's ``multirun.yaml``, where every job of the sweep finds it.
 
-A local store (``mlruns``, the default) is MLflow's file store, which MLflow 3 keeps in maintenance
-mode behind ``MLFLOW_ALLOW_FILE_STORE``; it is allowed here unless the user set that variable.
+A local store is a SQLite database (``runs/mlflow.db`` by default), the store MLflow 3 recommends:
+``mlflow.search_runs`` and ``mlflow ui --backend-store-uri sqlite:///...`` read it as it is. A
+directory (``mlruns``, an earlier default) is MLflow's file store, in maintenance mode behind
+``MLFLOW_ALLOW_FILE_STORE``: it is still written here (the variable is set for this process unless
+the user set it), with a one-line hint to move it into a database (``mlflow migrate-filestore``).
 """
 
 from __future__ import annotations
@@ -35,15 +38,48 @@ STATE_FILE = "tracking.json"
 MAX_PARAM_LEN = 500  # MLflow's limit for a param value
 
 
+DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+DEFAULT_DATABASE = "runs/mlflow.db"
+_hinted: set[str] = set()
+
+
 def store_uri(uri: str, base_dir: str) -> str:
-    """A tracking URI; a plain path (``mlruns``) becomes a file store under ``base_dir``."""
+    """A tracking URI. A plain path ending in ``.db`` becomes a SQLite store, another plain path a
+    file store, both under ``base_dir`` when relative; a URI with a scheme passes through."""
     if urlparse(uri).scheme and not (len(uri) > 1 and uri[1] == ":"):  # not a Windows drive letter
+        if uri.startswith("file:"):
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         return uri
     path = Path(uri).expanduser()
     if not path.is_absolute():
         path = Path(base_dir) / path
+    path = path.resolve()
+    if path.suffix in DATABASE_SUFFIXES:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return "sqlite:///" + str(path)
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return path.resolve().as_uri()
+    return path.as_uri()
+
+
+def file_store_hint(uri: str, base_dir: str) -> str | None:
+    """One line for a user whose runs sit in a file store: the ``mlflow migrate-filestore`` command
+    that copies them into the SQLite store. For a file-store URI, or (with the SQLite default) when
+    an earlier default store ``mlruns/`` lies in ``base_dir``. Each hint is given once per process."""
+    if uri.startswith("file:"):
+        store = Path(urlparse(uri).path)
+        target = store.parent / "runs" / "mlflow.db"
+        why = "is MLflow's file store (maintenance mode in MLflow 3)"
+    elif uri.startswith("sqlite:///") and any((Path(base_dir) / "mlruns").glob("*/meta.yaml")):
+        store, target = Path(base_dir).resolve() / "mlruns", Path(uri[len("sqlite:///"):])
+        why = f"holds runs of an earlier sweep that are not in {target}"
+    else:
+        return None
+    hint = (f"MLflow store {store} {why}; to read it with mlflow.search_runs / mlflow ui, copy it into a "
+            f"database: mlflow migrate-filestore --source {store} --target sqlite:///{target}")
+    if hint in _hinted:
+        return None
+    _hinted.add(hint)
+    return hint
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
@@ -94,6 +130,9 @@ class MlflowTracker:
         self.log_model = log_model
         self.client = MlflowClient(tracking_uri=self.uri)
         self.run_id: str | None = None
+        hint = None if sweep_dir_of(self.job_dir) else file_store_hint(self.uri, base_dir)
+        if hint:  # a sweep gives it once, from its parent run
+            print(f"sft-sweep: note: {hint}", file=sys.stderr)
 
     def start(self, config: dict[str, Any], resumed: bool) -> None:
         state = read_json(self.job_dir / STATE_FILE) or {}
@@ -155,6 +194,9 @@ class SweepRun:
         try:
             cwd = str(OmegaConf.select(config, "hydra.runtime.cwd", default=None) or os.getcwd())
             uri = store_uri(str(ml.tracking_uri), cwd)
+            hint = file_store_hint(uri, cwd)
+            if hint:
+                print(f"sft-sweep: note: {hint}", file=sys.stderr)
             self.sweep_dir = configured_sweep_dir(config)
             self.sweep_dir.mkdir(parents=True, exist_ok=True)
             self.client = MlflowClient(tracking_uri=uri)

@@ -58,7 +58,7 @@ def test_mlflow_run_of_a_job_read_back(tmp_path, cache_dir):
     job_dir, summary = _run(tmp_path, cache_dir, ["logger=mlflow_tb"])
     from mlflow.tracking import MlflowClient
 
-    uri = (tmp_path / "mlruns").resolve().as_uri()  # the default store, under the launch directory
+    uri = f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"  # the default store, under the launch directory
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("smoke")
     runs = client.search_runs([exp.experiment_id])
@@ -99,10 +99,9 @@ def test_mlflow_sweep_is_a_parent_run_with_child_runs(tmp_path):
                         f"pretrain.cache_dir={tmp_path / 'cache'}", "hydra.sweep.dir=sweep"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=900, env={**os.environ, "MPLBACKEND": "Agg"})
     assert r.returncode == 0, r.stderr[-3000:]
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     import mlflow
 
-    mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     df = mlflow.search_runs(experiment_names=["smoke"])
     parent = df[df["tags.mlflow.runName"] == "sweep smoke"]
     assert len(parent) == 1 and parent.iloc[0]["status"] == "FINISHED"

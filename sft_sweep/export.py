@@ -1,0 +1,261 @@
+"""``sft-sweep-export``: write a job's model as a Hugging Face transformers GPT-2 checkpoint.
+
+    sft-sweep-export JOB_DIR OUT_DIR
+    sft-sweep-export SWEEP_DIR OUT_DIR --job "lr=3e-4"
+    sft-sweep-export path/to/model.npz OUT_DIR --template chatml
+
+OUT_DIR then holds what ``AutoModelForCausalLM.from_pretrained(OUT_DIR)`` and
+``AutoTokenizer.from_pretrained(OUT_DIR)`` read: ``model.safetensors``, ``config.json``,
+``generation_config.json``, ``tokenizer.json``, ``tokenizer_config.json`` (with the job's chat
+template as a Jinja ``chat_template``) and ``special_tokens_map.json``.
+
+The numpy GPT is GPT-2's network, so the weights map one to one:
+
+- every linear layer stores its weight as (inputs, outputs) and computes ``x @ W + b``, the
+  layout of GPT-2's ``Conv1D``: no transposition;
+- ``attn.qkv`` holds the columns [q | k | v], each split into heads by consecutive
+  ``head_dim`` columns, which is how GPT-2 splits ``c_attn``; scores are scaled by
+  1/sqrt(head_dim) (``scale_attn_weights``);
+- LayerNorm eps 1e-5, GELU's tanh approximation (``gelu_new``), learned positions, and the
+  output head tied to the token embedding (``tie_word_embeddings``: the file carries no
+  separate ``lm_head.weight``).
+
+The tokenizer is a byte-level BPE with no merges: id b (0..255) is byte b, written in GPT-2's
+printable byte alphabet, and the special tokens keep their ids. One difference remains by
+nature: transformers' tokenizer turns text that spells a special token (a user typing
+``<|im_end|>``) into that token, where ``ByteTokenizer`` keeps it as plain bytes.
+
+Needs only numpy and the ``safetensors`` package (the ``export`` extra); not torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .data.conversation import Conversation, Turn
+from .data.templates import TEMPLATE_NAMES, Template, get_template
+from .errors import SftSweepError, user_errors_exit
+from .jobfiles import atomic_path, write_json
+from .jobmodels import resolve, load_model
+from .nn import GPT
+from .nn.layers import LN_EPS
+from .tokenizer import N_BYTES, SPECIAL_TOKENS, ByteTokenizer
+
+TOK = ByteTokenizer()
+
+# Our block parameter -> GPT-2's, after ``transformer.h.<i>.``.
+_BLOCK_NAMES = {
+    "ln1.w": "ln_1.weight", "ln1.b": "ln_1.bias",
+    "attn.qkv.w": "attn.c_attn.weight", "attn.qkv.b": "attn.c_attn.bias",
+    "attn.proj.w": "attn.c_proj.weight", "attn.proj.b": "attn.c_proj.bias",
+    "ln2.w": "ln_2.weight", "ln2.b": "ln_2.bias",
+    "mlp.fc.w": "mlp.c_fc.weight", "mlp.fc.b": "mlp.c_fc.bias",
+    "mlp.proj.w": "mlp.c_proj.weight", "mlp.proj.b": "mlp.c_proj.bias",
+}
+_TOP_NAMES = {"wte": "transformer.wte.weight", "wpe": "transformer.wpe.weight",
+              "lnf.w": "transformer.ln_f.weight", "lnf.b": "transformer.ln_f.bias"}
+
+
+class ExportError(SftSweepError):
+    pass
+
+
+def hf_name(name: str) -> str:
+    """GPT-2's name of one of our parameters (``h.0.attn.qkv.w`` -> ``transformer.h.0.attn.c_attn.weight``)."""
+    if name in _TOP_NAMES:
+        return _TOP_NAMES[name]
+    _, layer, rest = name.split(".", 2)
+    return f"transformer.h.{layer}.{_BLOCK_NAMES[rest]}"
+
+
+def gpt2_tensors(model: GPT) -> dict[str, np.ndarray]:
+    """Every parameter under its GPT-2 name, float32 and contiguous (the tied head omitted)."""
+    return {hf_name(n): np.ascontiguousarray(p, dtype=np.float32) for n, p in model.params.items()}
+
+
+def gpt2_config(model: GPT, template: Template) -> dict:
+    cfg = model.config
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.block_size,
+        "n_ctx": cfg.block_size,
+        "n_embd": cfg.n_embd,
+        "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head,
+        "n_inner": cfg.n_mlp,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": LN_EPS,
+        "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+        "initializer_range": cfg.init_std,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": True,
+        "bos_token_id": TOK.eot_id,
+        "eos_token_id": template.end_id,
+        "pad_token_id": TOK.pad_id,
+        "dtype": "float32",
+    }
+
+
+def byte_alphabet() -> list[str]:
+    """The character that stands for each byte 0..255 in a byte-level BPE vocabulary.
+
+    Bytes that are printable Latin-1 characters stand for themselves; each of the others (control
+    codes, space, a few Latin-1 gaps) takes the next code point from 256 up, in byte order. This is
+    the alphabet of transformers' ``ByteLevel`` pre-tokenizer, so its ids line up with ours."""
+    printable = (set(range(ord("!"), ord("~") + 1)) | set(range(ord("¡"), ord("¬") + 1))
+                 | set(range(ord("®"), ord("ÿ") + 1)))
+    chars, extra = [], 0
+    for b in range(N_BYTES):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(N_BYTES + extra))
+            extra += 1
+    return chars
+
+
+def tokenizer_json() -> dict:
+    """``tokenizer.json``: our byte ids through a byte-level BPE without merges, plus the specials."""
+    vocab = {ch: b for b, ch in enumerate(byte_alphabet())}
+    vocab.update(TOK.special_tokens)
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+                  "use_regex": False}
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [{"id": TOK.special_tokens[t], "content": t, "single_word": False,
+                          "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+                         for t in SPECIAL_TOKENS],
+        "normalizer": None,
+        "pre_tokenizer": byte_level,
+        "post_processor": None,
+        "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                  "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": []},
+    }
+
+
+def _frames(template: Template, role: str) -> tuple[str, str]:
+    """The text a template puts before and after a ``role`` turn's content."""
+    probes = {"system": [Turn("system", "x"), Turn("user", "y")], "user": [Turn("user", "x")],
+              "tool": [Turn("user", "y"), Turn("assistant", "y"), Turn("tool", "x")]}
+    probe = Conversation(probes[role])
+    index = next(i for i, t in enumerate(probe.turns) if t.role == role)
+    before, after, seen_content = [], [], False
+    for ids, kind, _turn in template.turn_prefix(probe, index):
+        if kind == "content":
+            seen_content = True
+        else:
+            (after if seen_content else before).extend(ids)
+    return TOK.decode(before), TOK.decode(after)
+
+
+def chat_template_jinja(template: Template) -> str:
+    """``template`` as transformers' Jinja chat template: the same text turn by turn, so
+    ``apply_chat_template`` yields the ids ``render`` / ``render_prompt`` do."""
+    q = json.dumps  # Jinja string literals take the same escapes as JSON strings here
+    header, end, sep = (TOK.decode(template.assistant_header()), TOK.decode([template.end_id]),
+                        TOK.decode(template.separator()))
+    parts = ["{%- for message in messages -%}",
+             "{%- if message['role'] == 'assistant' -%}",
+             f"{{{{ {q(header)} }}}}{{{{ message['content'] }}}}{{{{ {q(end)} }}}}",
+             f"{{%- if not loop.last -%}}{{{{ {q(sep)} }}}}{{%- endif -%}}"]
+    for role in ("system", "user", "tool"):
+        before, after = _frames(template, role)
+        parts += [f"{{%- elif message['role'] == {q(role)} -%}}",
+                  f"{{{{ {q(before)} }}}}{{{{ message['content'] }}}}{{{{ {q(after)} }}}}"]
+    parts += ["{%- else -%}{{ raise_exception('unknown role: ' + message['role']) }}",
+              "{%- endif -%}", "{%- endfor -%}",
+              "{%- if add_generation_prompt -%}",
+              f"{{%- if messages and messages[-1]['role'] == 'assistant' -%}}{{{{ {q(sep)} }}}}{{%- endif -%}}",
+              f"{{{{ {q(header)} }}}}", "{%- endif -%}"]
+    return "".join(parts)
+
+
+def tokenizer_config(model: GPT, template: Template) -> dict:
+    names = {i: n for n, i in TOK.special_tokens.items()}
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": model.config.block_size,
+        "bos_token": names[TOK.eot_id],
+        "eos_token": names[template.end_id],
+        "pad_token": names[TOK.pad_id],
+        "unk_token": None,
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "chat_template": chat_template_jinja(template),
+    }
+
+
+def export_model(model: GPT, out_dir: Path, template: Template, source: str = "") -> list[Path]:
+    """Writes the transformers checkpoint of ``model`` into ``out_dir``; returns the files."""
+    try:
+        from safetensors.numpy import save_file
+    except ImportError:
+        raise ExportError("writing safetensors needs the safetensors package: "
+                          "pip install 'sft-sweep[export]'") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / "model.safetensors"
+    with atomic_path(weights) as tmp:
+        # transformers refuses a safetensors file whose metadata names no framework
+        save_file(gpt2_tensors(model), str(tmp), metadata={"format": "pt", "source": source})
+    names = {i: n for n, i in TOK.special_tokens.items()}
+    files = {
+        "config.json": gpt2_config(model, template),
+        "generation_config.json": {
+            "bos_token_id": TOK.eot_id, "pad_token_id": TOK.pad_id, "do_sample": False,
+            # generation ends with the turn, as in sft-sweep-chat
+            "eos_token_id": [template.end_id] + [i for i in sorted(names) if i != template.end_id],
+        },
+        "tokenizer.json": tokenizer_json(),
+        "tokenizer_config.json": tokenizer_config(model, template),
+        "special_tokens_map.json": {"bos_token": names[TOK.eot_id], "eos_token": names[template.end_id],
+                                    "pad_token": names[TOK.pad_id]},
+    }
+    for name, content in files.items():
+        write_json(out_dir / name, content)
+    return [weights] + [out_dir / n for n in files]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="sft-sweep-export", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n" + "\n".join(__doc__.split("\n\n")[1].splitlines()))
+    p.add_argument("target", help="a job directory, a sweep directory (with --job), or a model .npz")
+    p.add_argument("out_dir", help="the directory to write the transformers checkpoint into")
+    p.add_argument("--job", help="in a sweep directory: the job's name, or some of its key=value parts")
+    p.add_argument("--template", choices=TEMPLATE_NAMES,
+                   help="chat template for tokenizer_config.json (default: the job's own, else chatml)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    with user_errors_exit("sft-sweep-export"):
+        found = resolve(args.target, args.job)
+        if found.tuned is None:
+            raise ExportError(f"{args.target} holds no model to export ({'; '.join(found.notes)})")
+        for note in found.notes:
+            if "base" not in note:  # the base model is not exported; its absence does not matter
+                print(f"note: {note}", file=sys.stderr)
+        model = load_model(found.tuned)
+        template = get_template(args.template or found.template)
+        files = export_model(model, Path(args.out_dir), template, source=str(found.tuned))
+        print(f"wrote {len(files)} files to {args.out_dir} ({found.tuned}, {template.name} template)")
+
+
+if __name__ == "__main__":
+    main()

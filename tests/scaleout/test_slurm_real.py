@@ -1,0 +1,155 @@
+"""hydra/launcher=slurm on a real single-node Slurm (slurm_cluster.py brings it up from Debian's
+packages): one job array that completes and writes its report, a cancelled task resumed by the same
+command, a task past its time limit requeued from its checkpoint. Slow; CI runs them as root."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+from .conftest import summaries
+from .slurm_cluster import SlurmCluster
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason='needs pip install -e ".[launchers]"')
+if not (shutil.which("slurmctld") or (os.geteuid() == 0 and shutil.which("apt-get"))):
+    pytest.skip("Slurm is not installed and cannot be (not root)", allow_module_level=True)
+
+LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1", "train.threads=1"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with SlurmCluster(tmp_path_factory.mktemp("slurm")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def slurm_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("slurm_cache")
+
+
+def command(sweep_dir, cache_dir, *overrides):
+    return [sys.executable, "-m", "sft_sweep.cli", "-m", "experiment=smoke", f"pretrain.cache_dir={cache_dir}",
+            f"hydra.sweep.dir={sweep_dir}", *LAUNCHER, *overrides]
+
+
+def run(cluster, cmd, timeout=600):
+    env = {**cluster.env, "MPLBACKEND": "Agg"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=timeout)
+    assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
+    return r
+
+
+def array_ids(sweep_dir: Path) -> set[str]:
+    """The Slurm job ids of the sweep, from submitit's folder: ``<array>_<task>`` per task of an array,
+    ``<job>`` for a sweep of one job (submitit submits that as a plain job)."""
+    return {p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir()
+            if re.fullmatch(r"\d+(_\d+)?", p.name)}
+
+
+def job_fields(cluster, job_id: str) -> list[dict[str, str]]:
+    """``scontrol show job`` of every task of ``job_id`` as key=value dicts (no accounting here)."""
+    out = cluster.run("scontrol", "show", "job", "-o", job_id)
+    return [dict(kv.split("=", 1) for kv in line.split() if "=" in kv) for line in out.splitlines() if line.strip()]
+
+
+def test_a_sweep_is_one_job_array_that_completes_with_its_report(cluster, slurm_cache, tmp_path):
+    sweep = tmp_path / "sweep"
+    run(cluster, command(sweep, slurm_cache, "hydra.launcher.timeout_min=20"))
+    jobs = summaries(sweep)
+    assert sorted(jobs) == ["optim.lr=0.0003", "optim.lr=0.003"]
+    assert all(s["status"] == "completed" for s in jobs.values()), jobs
+    assert (sweep / "report.md").is_file() and (sweep / "report.html").is_file()
+    (array,) = array_ids(sweep)  # both tasks belong to one array
+    tasks = job_fields(cluster, array)
+    print(cluster.run("scontrol", "show", "job", array))
+    assert sorted(t["ArrayTaskId"] for t in tasks) == ["0", "1"]
+    assert {t["JobState"] for t in tasks} == {"COMPLETED"} and {t["ArrayJobId"] for t in tasks} == {array}
+    script = next((sweep / ".submitit").glob(".submission_file_*.sh")).read_text()
+    assert "#SBATCH --signal=USR2@120" in script  # the warning signal the preset documents
+
+
+# One job (lr fixed on the command line) that trains long enough to be cancelled or timed out.
+LONG_JOB = ["optim.lr=3e-3", "train.epochs=1000", "train.eval_interval=100000"]
+
+
+def job_dir_of(sweep: Path) -> Path | None:
+    """The sweep's one job directory (its name lists the command line's overrides)."""
+    return next((d for d in sweep.glob("optim.lr=0.003*") if d.is_dir()), None)
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def _train_steps(job_dir: Path) -> list[int]:
+    rows = [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["step"] for r in rows if r["kind"] == "train"]
+
+
+def test_a_cancelled_task_is_resumed_by_the_same_command(cluster, slurm_cache, tmp_path):
+    sweep = tmp_path / "sweep"
+    # Long enough to be cancelled mid-training: one job, checkpoints every 10 steps.
+    cmd = command(sweep, slurm_cache, *LONG_JOB, "train.max_steps=200", "train.checkpoint_interval=10",
+                  "hydra.launcher.timeout_min=20")
+    env = {**cluster.env, "MPLBACKEND": "Agg"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        _wait_for(lambda: job_dir_of(sweep) and (job_dir_of(sweep) / "checkpoint.npz").exists(), 300,
+                  "the task's first checkpoint")
+        job_dir = job_dir_of(sweep)
+        (array,) = array_ids(sweep)
+        cluster.run("scancel", array)
+        _wait_for(lambda: not cluster.run("squeue", "-h", "-j", array).strip(), 60, "the task to leave the queue")
+        assert job_fields(cluster, array)[0]["JobState"] == "CANCELLED"
+    finally:
+        # Without accounting the launcher cannot learn that the task was cancelled: stop it here.
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    steps_before = _train_steps(job_dir)
+    assert steps_before and steps_before[-1] < 200
+    r = run(cluster, cmd)
+    assert json.loads((job_dir / "summary.json").read_text())["status"] == "completed"
+    steps = _train_steps(job_dir)
+    assert steps[-1] == 200 and len(steps) == len(set(steps))  # resumed, no step logged twice
+    log = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.*"))
+    assert "resuming from step" in log + r.stderr
+
+
+def test_a_task_past_its_time_limit_is_requeued_and_resumes(cluster, slurm_cache, tmp_path):
+    sweep = tmp_path / "sweep"
+    # A 2-minute limit with the warning 30 s before it (Slurm sends it up to a minute early), for a job
+    # that needs more than one allocation. Slurm holds a requeued job a while before it starts again.
+    cmd = command(sweep, slurm_cache, *LONG_JOB, "train.max_steps=600", "train.checkpoint_interval=20",
+                  "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=8")
+    t0 = time.monotonic()
+    run(cluster, cmd, timeout=1200)
+    job_dir = job_dir_of(sweep)
+    summary = json.loads((job_dir / "summary.json").read_text())
+    assert summary["status"] == "completed", summary.get("error")
+    steps = _train_steps(job_dir)
+    assert steps[-1] == 600 and len(steps) == len(set(steps))
+    (array,) = array_ids(sweep)
+    (task,) = job_fields(cluster, array)
+    print(f"requeue sweep: {time.monotonic() - t0:.0f} s; " + cluster.run("scontrol", "show", "job", array))
+    assert int(task["Restarts"]) >= 1, task  # it was requeued
+    log = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.*"))
+    assert "resuming from step" in log
