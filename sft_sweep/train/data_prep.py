@@ -43,6 +43,7 @@ from ..data import (
     mix_replay,
     render,
 )
+from ..data.fit import data_fit, fit_warnings, split_last_answer
 from ..errors import ConfigError, DataError
 from ..tokenizer import ByteTokenizer
 
@@ -177,12 +178,16 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
             train, val = _load_and_split(cfg, name, ds, path, report, warnings)
             sets[name] = train
             val_convs += val
+        # held out from the same distribution the filters leave for training
+        val_convs, report["quality.heldout"] = filter_quality(val_convs, cfg.data.quality)
         eval_items, probe_items = [], []
         facts = []
 
     rendered: dict[str, list[Example]] = {}
+    fitting: dict[str, list[Conversation]] = {}
     for name, convs in sets.items():
         kept, qrep = filter_quality(convs, cfg.data.quality)
+        fitting[name] = kept
         report[f"quality.{name}"] = qrep
         exs, lrep = fit_length(render_examples(kept, template, cfg.template.mask, name), max_tokens,
                                cfg.train.truncation)
@@ -201,6 +206,9 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
         report["datasets"] = mrep
     else:
         train_examples = next(iter(rendered.values()))
+    report["fit"] = data_fit({**fitting, "heldout": val_convs}, template, cfg.template.mask,
+                             cfg.model.block_size, cfg.eval.max_new_tokens)
+    warnings += fit_warnings(report["fit"])
     val_examples, vrep = fit_length(render_examples(val_convs, template, "assistant", "val"), max_tokens, "truncate")
     report["length.val"] = vrep
     if val_convs and not val_examples:
@@ -295,11 +303,12 @@ def data_counts_line(report: dict) -> str:
 
 
 def _without_last_answer(conv: Conversation) -> Conversation:
-    """The conversation up to (not including) its last assistant turn."""
-    turns = list(conv.turns)
-    while turns and turns[-1].role == "assistant":
-        turns.pop()
-    return Conversation(turns=turns, meta=dict(conv.meta))
+    """The conversation up to (not including) its last assistant turn; that turn's text is kept
+    as ``meta["reference"]``."""
+    prompt, answer = split_last_answer(conv)
+    if answer is not None:
+        prompt.meta["reference"] = answer
+    return prompt
 
 
 class ReplayMix:
