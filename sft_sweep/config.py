@@ -152,6 +152,11 @@ class EvalConf:
     # Several objectives (multi-objective Optuna search, one direction each): when not empty the job
     # returns this list of values instead of eval.objective's single value.
     objectives: list[str] = field(default_factory=list)
+    # Decoding controls of the greedy answers (sft_sweep/nn/generate.py), recorded with the
+    # metrics: a logit penalty on tokens the answer already produced (1.0: off) and the length of
+    # n-grams an answer may not repeat (0: off).
+    repetition_penalty: float = 1.0
+    no_repeat_ngram: int = 0
 
 
 @dataclass
@@ -298,6 +303,8 @@ def validate(cfg: Config) -> None:
     for k in ("max_items", "max_new_tokens", "raw_windows", "batch_size"):
         _check(getattr(e, k) >= 1, f"eval.{k}", getattr(e, k), "must be >= 1", p)
     _check(e.n_samples >= 0, "eval.n_samples", e.n_samples, "must be >= 0", p)
+    _check(e.repetition_penalty > 0, "eval.repetition_penalty", e.repetition_penalty, "must be > 0 (1.0: off)", p)
+    _check(e.no_repeat_ngram >= 0, "eval.no_repeat_ngram", e.no_repeat_ngram, "must be >= 0 (0: off)", p)
     named = [("eval.objective", e.objective)] + [(f"eval.objectives[{i}]", o) for i, o in enumerate(e.objectives)]
     for key, obj in named:
         _check(obj.split(".")[0] in OBJECTIVE_ROOTS, key, obj,
@@ -356,6 +363,8 @@ NON_SEMANTIC_KEYS = ("train.threads", "pretrain.threads", "pretrain.cache_dir", 
 # exist before count only when set, so that earlier jobs keep their hashes and bases their keys.
 NON_SEMANTIC_GROUPS = ("logger",)
 UNSET_IS_ABSENT = ("pretrain.init_from",)
+# Options that did not exist before and count only when they differ from their "off" value.
+OFF_IS_ABSENT = {"eval.repetition_penalty": 1.0, "eval.no_repeat_ngram": 0}
 
 
 def semantic(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -367,6 +376,8 @@ def semantic(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if full in NON_SEMANTIC_KEYS or full.split(".")[0] in NON_SEMANTIC_GROUPS:
             continue
         if full in UNSET_IS_ABSENT and v is None:
+            continue
+        if full in OFF_IS_ABSENT and v == OFF_IS_ABSENT[full]:
             continue
         out[k] = v
     return out

@@ -6,11 +6,17 @@ systems) and the job cannot create its directory. ``short_dirname`` keeps a name
 shortens a longer one deterministically: a readable prefix cut at an override boundary, then
 ``~`` and a hash of the full name, so distinct override sets stay distinct and a re-run lands
 in the same directory. The full overrides stay in the job's ``.hydra/overrides.yaml``.
+
+A value that is a file path (``data.datasets.main.path=../data/train.json``) would put the job
+several directories deep, where nothing that lists a sweep's jobs looks. Such a value is named
+by its file name and a short digest of the whole path (two files of the same name in different
+folders stay apart): ``data.datasets.main.path=train.json~3f9a1c``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 from omegaconf import OmegaConf
 
@@ -20,11 +26,33 @@ _PREFIX_BYTES = 150
 RESOLVER = "sft_sweep_dirname"
 
 
+# Hydra joins ``key=value`` overrides with commas; a comma inside a value is not followed by a key.
+_OVERRIDE_START = re.compile(r",(?=[\w.+~@-]+=)")
+_SEPARATORS = ("/", "\\")
+
+
+def _digest(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
+def one_level(name: str) -> str:
+    """``name`` with every path-like override value replaced by ``file_name~digest``."""
+    parts = []
+    for part in _OVERRIDE_START.split(name):
+        key, eq, value = part.partition("=")
+        if eq and any(sep in value for sep in _SEPARATORS):
+            file_name = re.split(r"[/\\]", value.rstrip("/\\"))[-1] or "path"
+            part = f"{key}={file_name}~{_digest(value, 6)}"
+        parts.append(part)
+    return ",".join(parts)
+
+
 def short_dirname(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
+    name = one_level(name)
     raw = name.encode("utf-8")
     if len(raw) <= max_bytes:
         return name
-    digest = hashlib.sha256(raw).hexdigest()[:12]
+    digest = _digest(name, 12)
     prefix = raw[:_PREFIX_BYTES].decode("utf-8", errors="ignore")
     if "," in prefix:
         prefix = prefix[: prefix.rindex(",")]

@@ -72,7 +72,8 @@ def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = Fal
                           eval_items=data.eval_items, probe_items=data.probe_items,
                           follow_prompts=data.follow_prompts, block_size=cfg.model.block_size,
                           max_items=e.max_items, max_new_tokens=e.max_new_tokens, raw_windows=e.raw_windows,
-                          batch_size=e.batch_size, fact_completions=data.fact_completions)
+                          batch_size=e.batch_size, fact_completions=data.fact_completions,
+                          repetition_penalty=e.repetition_penalty, no_repeat_ngram=e.no_repeat_ngram)
     result: dict[str, Any] = {"model": str(found.tuned), "job": str(found.job_dir) if found.job_dir else None,
                               "overrides": list(overrides), "template": cfg.template.name}
     tic = time.perf_counter()

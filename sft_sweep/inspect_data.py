@@ -178,6 +178,9 @@ def counts_lines(counts: dict[str, Any]) -> list[str]:
                          f"{rep.get('dropped_too_long', 0)} too long + {rep.get('dropped_no_trained_tokens', 0)} "
                          f"with no trained token, kept {rep.get('n_kept')}")
     lines.append(f"training examples {counts.get('n_train_examples')}, held-out examples {counts.get('n_val_examples')}")
+    from .data.fit import fit_lines
+
+    lines += fit_lines(counts.get("fit"))
     return lines
 
 

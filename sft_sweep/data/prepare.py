@@ -30,6 +30,7 @@ from ..tokenizer import ByteTokenizer
 from .conversation import Conversation
 from .evalitem import EvalItem
 from .examples import Example, fit_length
+from .fit import data_fit, fit_warnings, split_last_answer
 from .formats import load_conversations, load_raw_text
 from .mixing import mix_datasets, mix_replay
 from .quality import dedup_conversations, filter_quality
@@ -172,17 +173,25 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
             loaded[name], train, val = _load_and_split(cfg, name, ds, path, report, warnings)
             sets[name] = train
             val_convs += val
+        # held out from the same distribution the filters leave for training
+        val_convs, report["quality.heldout"] = filter_quality(val_convs, cfg.data.quality)
         eval_items, probe_items = [], []
         facts = []
 
-    rendered = {name: _fit_training_set(cfg, name, convs, template, report, warnings, paths.get(name))
-                for name, convs in sets.items()}
+    rendered: dict[str, list[Example]] = {}
+    fitting: dict[str, list[Conversation]] = {}  # what the quality filters kept, for the fit check
+    for name, convs in sets.items():
+        fitting[name], rendered[name] = _fit_training_set(cfg, name, convs, template, report, warnings,
+                                                          paths.get(name))
     if len(rendered) > 1 or cfg.mix.weights:
         weights = {n: float(cfg.mix.weights.get(n, 1.0)) for n in rendered}
         train_examples, mrep = mix_datasets(rendered, weights, seed=cfg.train.seed)
         report["datasets"] = mrep
     else:
         train_examples = next(iter(rendered.values()))
+    report["fit"] = data_fit({**fitting, "heldout": val_convs}, template, cfg.template.mask,
+                             cfg.model.block_size, cfg.eval.max_new_tokens)
+    warnings += fit_warnings(report["fit"])
     val_examples, vrep = fit_length(render_examples(val_convs, template, "assistant", "val"), max_tokens, "truncate")
     report["length.val"] = vrep
     if val_convs and not val_examples:
@@ -207,8 +216,10 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
 
 
 def _fit_training_set(cfg: Config, name: str, convs: list[Conversation], template: Any, report: dict,
-                      warnings: list[str], path: str | None) -> list[Example]:
-    """One training set: quality filter, render with the template's loss mask, fit to the block."""
+                      warnings: list[str], path: str | None
+                      ) -> tuple[list[Conversation], list[Example]]:
+    """One training set: quality filter, render with the template's loss mask, fit to the block.
+    Returns (the conversations the filters kept, their fitted examples)."""
     kept, qrep = filter_quality(convs, cfg.data.quality)
     report[f"quality.{name}"] = qrep
     exs, lrep = fit_length(render_examples(kept, template, cfg.template.mask, name), cfg.model.block_size + 1,
@@ -220,7 +231,7 @@ def _fit_training_set(cfg: Config, name: str, convs: list[Conversation], templat
     if dropped:
         warnings.append(f"dataset {name!r}: {dropped} of {lrep['n_in']} training conversations dropped by "
                         f"length fitting ({_drop_counts(report, name, cfg)})")
-    return exs
+    return kept, exs
 
 
 @dataclass
@@ -349,11 +360,12 @@ def data_counts_line(report: dict) -> str:
 
 
 def _without_last_answer(conv: Conversation) -> Conversation:
-    """The conversation up to (not including) its last assistant turn."""
-    turns = list(conv.turns)
-    while turns and turns[-1].role == "assistant":
-        turns.pop()
-    return Conversation(turns=turns, meta=dict(conv.meta))
+    """The conversation up to (not including) its last assistant turn; that turn's text is kept
+    as ``meta["reference"]``."""
+    prompt, answer = split_last_answer(conv)
+    if answer is not None:
+        prompt.meta["reference"] = answer
+    return prompt
 
 
 class ReplayMix:

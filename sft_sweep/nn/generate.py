@@ -138,10 +138,49 @@ def _choose(logits: np.ndarray, temperature: float, top_k: int, top_p: float,
     return np.minimum((cdf <= u).sum(axis=-1), V - 1)
 
 
+def restrain_repeats(logits: np.ndarray, generated: Sequence[Sequence[int]], live: np.ndarray,
+                     repetition_penalty: float = 1.0, no_repeat_ngram: int = 0) -> np.ndarray:
+    """Logits (B, V) adjusted against loops, from each live row's own generated tokens.
+
+    ``repetition_penalty`` p > 1 makes every token the row has already generated less likely:
+    its logit is divided by p when positive and multiplied by p when negative (so it always
+    drops). ``no_repeat_ngram`` n > 0 forbids any token that would complete an n-gram the row
+    has already generated. Only the answer's own tokens count, not the prompt's: an answer may
+    quote its instruction. With p == 1 and n == 0 the logits are returned unchanged.
+    """
+    if repetition_penalty == 1.0 and no_repeat_ngram <= 0:
+        return logits
+    out = np.array(logits, copy=True)
+    for b, gen in enumerate(generated):
+        if not live[b] or not gen:
+            continue
+        if repetition_penalty != 1.0:
+            seen = np.unique(np.asarray(gen, dtype=np.intp))
+            z = out[b, seen]
+            out[b, seen] = np.where(z > 0, z / repetition_penalty, z * repetition_penalty)
+        n = no_repeat_ngram
+        if n > 0 and len(gen) >= n - 1:
+            head = list(gen[len(gen) - n + 1:]) if n > 1 else []
+            banned = [gen[i + n - 1] for i in range(len(gen) - n + 1) if list(gen[i:i + n - 1]) == head]
+            if banned:
+                out[b, banned] = -np.inf
+    return out
+
+
+def _check_restraints(repetition_penalty: float, no_repeat_ngram: int) -> tuple[float, int]:
+    p = float(repetition_penalty)
+    if not (p > 0.0 and math.isfinite(p)):
+        raise ValueError(f"repetition_penalty must be a positive number (1 = off), got {repetition_penalty!r}")
+    if isinstance(no_repeat_ngram, bool) or int(no_repeat_ngram) != no_repeat_ngram or no_repeat_ngram < 0:
+        raise ValueError(f"no_repeat_ngram must be a non-negative integer (0 = off), got {no_repeat_ngram!r}")
+    return p, int(no_repeat_ngram)
+
+
 def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
              stop_ids: Iterable[int] = (), temperature: float = 0.0, top_k: int = 0,
              top_p: float = 1.0, rng: np.random.Generator | None = None,
-             use_cache: bool = True) -> list[list[int]]:
+             use_cache: bool = True, repetition_penalty: float = 1.0,
+             no_repeat_ngram: int = 0) -> list[list[int]]:
     """New tokens for each prompt (batched together; prompts may differ in length).
 
     A row stops after producing any id in ``stop_ids`` (the stop id is included in its
@@ -149,6 +188,8 @@ def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
     ``temperature == 0`` is greedy; otherwise tokens are sampled after ``top_k`` (0 = off)
     and nucleus ``top_p`` filtering with ``rng`` (default: a fresh unseeded Generator).
     ``use_cache=False`` recomputes the whole forward every step (reference / tests).
+    ``repetition_penalty`` / ``no_repeat_ngram``: decoding controls against loops, off by
+    default (see ``restrain_repeats``).
     """
     cfg = model.config
     prompts = [list(map(int, p)) for p in prompts]
@@ -164,6 +205,7 @@ def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
     top_p = float(top_p)
     if not (0.0 < top_p <= 1.0):
         raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    repetition_penalty, no_repeat_ngram = _check_restraints(repetition_penalty, no_repeat_ngram)
     stops = {int(s) for s in stop_ids}
     for b, p in enumerate(prompts):
         if not p:
@@ -215,6 +257,7 @@ def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
 
     logits = first_logits()
     for _ in range(max_new_tokens):
+        logits = restrain_repeats(logits, out, ~done, repetition_penalty, no_repeat_ngram)
         tokens = _choose(logits, temperature, top_k, top_p, rng).astype(np.intp)
         for b in range(B):
             if done[b]:

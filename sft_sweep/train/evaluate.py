@@ -6,7 +6,12 @@ Metrics (each absent when its data is absent, never a fake 0):
 - ``response_loss``: mean loss on the assistant tokens of held-out conversations.
 - ``follow_rate``: share of held-out prompts where greedy generation produced a non-empty answer
   and ended the assistant turn with the template's end marker, without starting a new turn and
-  without running to the token limit.
+  without running to the token limit. On held-out conversations of files (reference answers, no
+  answer key) it counts only the prompts whose reference answer fits the generation room, so a
+  long answer cut off by the block is no failure; ``follow_rate_n`` is how many.
+- ``response_nats_per_byte`` / ``rouge_l`` (+ ``_n``): see ``freeform``; their intervals and the
+  paired base -> tuned changes are in summary.json's ``free_form``. A metric measured on fewer
+  than half of its items is absent, with the reason in ``Evaluator.not_measured``.
 - ``answer_acc`` / ``knowledge_acc``: share of greedy answers judged correct by the item's rule
   (held-out questions / the knowledge probe).
 - ``answer_mc_acc`` / ``knowledge_mc_acc``: share of items where the reference response has the
@@ -33,8 +38,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data import EvalItem, Example, render_prompt
+from ..data.fit import answer_fits
 from ..nn import GPT, generate
-from ..tokenizer import ByteTokenizer
+from ..tokenizer import N_BYTES, ByteTokenizer
+from . import freeform
 
 FORMAT_STYLES = ("word", "caps", "full")
 
@@ -80,18 +87,21 @@ class Generation:
     text: str
     ended: bool  # ended with the template's end-of-turn marker
     followed: bool
+    reference: str | None = None  # the held-out conversation's own answer, when it has one
 
 
 class Evaluator:
     def __init__(self, *, template: Any, val_examples: list[Example], heldout_tokens: np.ndarray,
                  eval_items: list[EvalItem], probe_items: list[EvalItem], follow_prompts: list,
                  block_size: int, max_items: int, max_new_tokens: int, raw_windows: int,
-                 batch_size: int, fact_completions: Sequence[Any] = ()) -> None:
+                 batch_size: int, fact_completions: Sequence[Any] = (), repetition_penalty: float = 1.0,
+                 no_repeat_ngram: int = 0) -> None:
         self.tok = ByteTokenizer()
         self.template = template
         self.block_size = block_size
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        self.decoding = {"repetition_penalty": float(repetition_penalty), "no_repeat_ngram": int(no_repeat_ngram)}
         self.val = val_examples[:max_items]
         self.raw = self._windows(heldout_tokens, raw_windows)
         # Items whose prompt leaves no room for an answer in the context window cannot be
@@ -99,7 +109,11 @@ class Evaluator:
         self.skipped: dict[str, int] = {}
         self.eval_items = self._fitting("answer", eval_items)[:max_items]
         self.probe_items = self._fitting("knowledge", probe_items)[:max_items]
-        self.follow_prompts = self._fitting("follow", follow_prompts)[:max_items]
+        self.follow_considered: int | None = None  # held-out prompts with references, before the fit
+        self.follow_prompts = self._follow_set(follow_prompts[:max_items]) if _have_references(follow_prompts) \
+            else self._fitting("follow", follow_prompts)[:max_items]
+        self.item_scores: dict[str, list] = {}  # per item, of the last evaluate(): paired comparisons
+        self.not_measured: dict[str, str] = {}  # metric -> why it is absent (last evaluate())
         self.stop_ids = tuple(template.stop_ids)
         # Any special token ends generation: a model that emits <|im_start|> is opening a new turn.
         self.halt_ids = tuple(sorted(set(self.stop_ids) | set(self.tok.special_tokens.values())))
@@ -123,28 +137,48 @@ class Evaluator:
         self.skipped[name] = len(items) - len(kept)
         return kept
 
+    def _follow_set(self, prompts: list) -> list:
+        """The held-out prompts whose reference answer fits the generation room."""
+        kept = [p for p in prompts if answer_fits(render_prompt(p, self.template), p.meta["reference"],
+                                                   self.block_size, self.max_new_tokens)]
+        self.follow_considered = len(prompts)
+        self.skipped["follow"] = len(prompts) - len(kept)
+        return kept
+
     def _windows(self, tokens: np.ndarray, n: int) -> list[np.ndarray]:
         L = self.block_size + 1
         starts = range(0, max(len(tokens) - L + 1, 0), L)
         return [tokens[s : s + L] for s in list(starts)[:n]]
 
     # ---- losses -------------------------------------------------------------------------
-    def raw_loss(self, model: GPT) -> float | None:
+    def raw_losses(self, model: GPT) -> tuple[float | None, list[float]]:
+        """(mean next-token loss over the held-out windows, each window's mean)."""
         if not self.raw:
-            return None
+            return None, []
         masks = [np.ones(len(w), dtype=np.int32) for w in self.raw]
         for m in masks:
             m[0] = 0  # the first token has no context; it is never a target
         sums = masked_nll_sums(model, self.raw, masks, self.batch_size, self.tok.pad_id)
-        return float(sums.sum() / sum(int(m.sum()) for m in masks))
+        counts = [int(m.sum()) for m in masks]
+        return float(sums.sum() / sum(counts)), [float(s) / c for s, c in zip(sums, counts)]
 
-    def response_loss(self, model: GPT) -> float | None:
+    def raw_loss(self, model: GPT) -> float | None:
+        return self.raw_losses(model)[0]
+
+    def response_losses(self, model: GPT) -> tuple[float | None, list[float | None]]:
+        """(mean loss per trained token over the held-out answers, each answer's nats per byte)."""
         exs = [e for e in self.val if e.mask.sum() > 0]
         if not exs:
-            return None
+            return None, []
         sums = masked_nll_sums(model, [e.ids for e in exs], [e.mask for e in exs], self.batch_size,
                                self.tok.pad_id)
-        return float(sums.sum() / sum(int(e.mask.sum()) for e in exs))
+        # targets are ids[1:] where mask[1:] is set; special tokens (the end marker) cost nats, not bytes
+        n_bytes = [int(((e.ids[1:] < N_BYTES) & (e.mask[1:] > 0)).sum()) for e in exs]
+        return (float(sums.sum() / sum(int(e.mask.sum()) for e in exs)),
+                freeform.per_byte_losses(sums, n_bytes))
+
+    def response_loss(self, model: GPT) -> float | None:
+        return self.response_losses(model)[0]
 
     # ---- generation ---------------------------------------------------------------------
     def _contains(self, ids: list[int], marker: list[int]) -> bool:
@@ -160,13 +194,16 @@ class Evaluator:
             idx = order[b : b + self.batch_size]
             chunk = [encoded[i] for i in idx]
             room = min(self.max_new_tokens, self.block_size - max(len(c) for c in chunk))
-            gens = generate(model, chunk, max(room, 1), stop_ids=self.halt_ids, temperature=0.0)
+            gens = generate(model, chunk, max(room, 1), stop_ids=self.halt_ids, temperature=0.0,
+                            **self.decoding)
             for i, ids, new in zip(idx, chunk, gens):
                 ended = bool(new) and new[-1] in self.stop_ids
                 body = new[:-1] if ended else new
                 text = self.tok.decode(body, skip_special=True)
                 followed = ended and bool(text.strip()) and not any(self._contains(body, m) for m in self.new_turn)
-                out[i] = Generation(prompt=self.tok.decode(ids), text=text, ended=ended, followed=followed)
+                meta = getattr(prompts[i], "meta", None) or {}
+                out[i] = Generation(prompt=self.tok.decode(ids), text=text, ended=ended, followed=followed,
+                                    reference=meta.get("reference"))
         return out  # type: ignore[return-value]
 
     def mc_accuracy(self, model: GPT, items: list[EvalItem]) -> float | None:
@@ -224,6 +261,39 @@ class Evaluator:
                 out[f"base_knowledge_{group}"] = float(np.mean(hits))
         return out
 
+    # ---- free-form answers (held-out conversations with a reference) -----------------------
+    def _put_response_per_byte(self, per_byte: list[float | None], put) -> None:
+        measured = [v for v in per_byte if v is not None]
+        why = freeform.too_few("response_nats_per_byte", len(measured), len(self.val),
+                               f"keep a reference byte within model.block_size={self.block_size}")
+        if why:
+            self.not_measured["response_nats_per_byte"] = why
+            return
+        self.item_scores["response_nats_per_byte"] = per_byte
+        put("response_nats_per_byte", float(np.mean(measured)))
+        put("response_nats_per_byte_n", float(len(measured)))
+
+    def _free_form_answers(self, model: GPT, put) -> dict[str, list[Generation]]:
+        """follow_rate and rouge_l over the prompts whose reference fits, or their reasons."""
+        why = freeform.too_few(
+            "follow_rate", len(self.follow_prompts), self.follow_considered,
+            f"have a reference answer that fits the generation room (prompt + eval.max_new_tokens="
+            f"{self.max_new_tokens} within model.block_size={self.block_size}); see the data_fit check")
+        if why:
+            self.not_measured["follow_rate"] = self.not_measured["rouge_l"] = why
+            return {}
+        g = self.generate(model, self.follow_prompts)
+        put("follow_rate", float(np.mean([x.followed for x in g])))
+        put("follow_rate_n", float(len(g)))
+        rouge = freeform.rouge_l_scores([x.text for x in g], [x.reference or "" for x in g])
+        if rouge is None:
+            self.not_measured["rouge_l"] = freeform.ROUGE_MISSING
+        else:
+            self.item_scores["rouge_l"] = rouge
+            put("rouge_l", float(np.mean(rouge)))
+            put("rouge_l_n", float(len(rouge)))
+        return {"follow": g}
+
     # ---- all ----------------------------------------------------------------------------
     def evaluate(self, model: GPT) -> tuple[dict, dict[str, list[Generation]]]:
         """(metrics, generations by set). Metrics without data are left out."""
@@ -234,8 +304,12 @@ class Evaluator:
             if value is not None:
                 metrics[name] = value
 
-        put("raw_loss", self.raw_loss(model))
-        put("response_loss", self.response_loss(model))
+        self.item_scores, self.not_measured = {}, {}
+        raw, self.item_scores["raw_loss"] = self.raw_losses(model)
+        put("raw_loss", raw)
+        pooled, per_byte = self.response_losses(model)
+        put("response_loss", pooled)
+        self._put_response_per_byte(per_byte, put)
         if self.eval_items:
             g = self.generate(model, [it.prompt for it in self.eval_items])
             gens["answer"] = g
@@ -254,6 +328,8 @@ class Evaluator:
                       if it.meta.get("system_style") in FORMAT_STYLES]
             if styled:
                 put("system_format_acc", float(np.mean(styled)))
+        elif self.follow_considered is not None:
+            gens.update(self._free_form_answers(model, put))
         elif self.follow_prompts:
             g = self.generate(model, self.follow_prompts)
             gens["follow"] = g
@@ -265,6 +341,11 @@ class Evaluator:
             put("knowledge_mc_acc", self.mc_accuracy(model, self.probe_items))
         metrics.update(self.base_knowledge(model))
         return metrics, gens
+
+
+def _have_references(prompts: list) -> bool:
+    return bool(prompts) and all(isinstance(getattr(p, "meta", None), dict) and
+                                 isinstance(p.meta.get("reference"), str) for p in prompts)
 
 
 def sample_rows(base: dict[str, list[dict]], tuned: dict[str, list[Generation]], items: dict[str, list],
@@ -282,7 +363,7 @@ def sample_rows(base: dict[str, list[dict]], tuned: dict[str, list[Generation]],
                 "set": s,
                 "task": getattr(item, "task", s),
                 "prompt": g.prompt,
-                "reference": getattr(item, "reference", None),
+                "reference": g.reference if g.reference is not None else getattr(item, "reference", None),
                 "base": b[i]["text"] if i < len(b) else None,
                 "sft": g.text,
                 "sft_followed": g.followed,

@@ -33,6 +33,7 @@ from ..nn import GPT, load_checkpoint, read_checkpoint_config, save_checkpoint
 from . import sft
 from .cache import BaseCache
 from .evaluate import Evaluator, sample_rows
+from .freeform import free_form_summary
 from .pretrain import load_or_build_base
 from .resources import job_threads
 from .runfiles import MetricsLog
@@ -56,7 +57,8 @@ def _evaluator(cfg: Config, data: PreparedData) -> Evaluator:
                      eval_items=data.eval_items, probe_items=data.probe_items, follow_prompts=data.follow_prompts,
                      block_size=cfg.model.block_size, max_items=e.max_items, max_new_tokens=e.max_new_tokens,
                      raw_windows=e.raw_windows, batch_size=e.batch_size,
-                     fact_completions=data.fact_completions)
+                     fact_completions=data.fact_completions, repetition_penalty=e.repetition_penalty,
+                     no_repeat_ngram=e.no_repeat_ngram)
 
 
 def _gen_dicts(gens: dict) -> dict[str, list[dict]]:
@@ -264,9 +266,11 @@ class Job:
         cached = self.cache.read_eval(key)
         if cached is None:
             metrics, gens = self.evaluator.evaluate(self.model)
-            cached = {"metrics": metrics, "generations": _gen_dicts(gens)}
+            cached = {"metrics": metrics, "generations": _gen_dicts(gens), "items": self.evaluator.item_scores,
+                      "not_measured": self.evaluator.not_measured}
             self.cache.write_eval(key, cached)
         self.base_metrics, self.base_gens = cached["metrics"], cached["generations"]
+        self.base_items = cached.get("items")  # per-item scores for paired base -> tuned changes
         self.timings["base_eval_s"] = time.perf_counter() - tic
         log.info("[%s] base model %s: %s", self.name, self.cache.key, _fmt(self.base_metrics))
 
@@ -348,4 +352,8 @@ class Job:
         return self._summary(
             COMPLETED, base=base, final=final, forgetting_pct=forgetting, steps=step,
             base_model={"key": self.cache.key, "built_here": self.base_built}, threads=self.threads.sft,
-            data=data_report, timings=self.timings, **{INPUTS: self.inputs})
+            data=data_report, timings=self.timings, data_fit=data.report.get("fit"),
+            not_measured=self.evaluator.not_measured,
+            free_form=free_form_summary(self.base_items, self.evaluator.item_scores, base,
+                                        self.evaluator.not_measured, self.evaluator.decoding),
+            **{INPUTS: self.inputs})
