@@ -16,21 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.stats import Comparison, compare, mean_ci, spearman
+from analysis.stats import Comparison, compare, mean_ci, spearman, strata
 from analysis.style import (
     AGGRESSIVE_BAND, col_name, fmt_metric, fmt_param, fmt_value, setting_label, sorted_values,
 )
-
-SUPPORTED = "supported"
-NOT_SUPPORTED = "not supported"
-INCONCLUSIVE = "inconclusive"
-VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding
 
 #: Smallest difference that counts as an effect, per metric (units as stored).
 MIN_EFFECT = {"forgetting_pct": 1.0, "rate": 0.02, "loss": 0.02}
@@ -38,24 +34,6 @@ MIN_EFFECT = {"forgetting_pct": 1.0, "rate": 0.02, "loss": 0.02}
 FORGETTING_BUDGET = AGGRESSIVE_BAND[0]
 #: Knowledge-probe gain (fraction) that would count as "SFT added knowledge".
 KNOWLEDGE_GAIN = 0.05
-
-
-@dataclass
-class Finding:
-    """One claim with its evidence and verdict."""
-
-    key: str
-    claim: str
-    verdict: str
-    evidence: str
-    numbers: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"unknown verdict {self.verdict!r}")
-
-    def as_text(self) -> str:
-        return f"[{self.verdict}] {self.claim}: {self.evidence}"
 
 
 def _min_effect(metric: str) -> float:
@@ -66,6 +44,10 @@ def _min_effect(metric: str) -> float:
 
 def _has(df: pd.DataFrame, col: str) -> bool:
     return col in df and df[col].notna().any()
+
+
+def _setting_or_all(setting: Any, params: Sequence[str]) -> str:
+    return setting_label(setting, params) if params else "all jobs"
 
 
 # ======================================================================================
@@ -98,10 +80,7 @@ def _trend(runs: RunSet, x: str, metric: str, expect: int) -> _Trend:
     with_ci = bool(runs.seeds) and runs.n_seeds() >= 2
     pooled = {lv: done.loc[done[x] == lv, metric].tolist() for lv in levels}
     results, clauses = [], []
-    groups = done.groupby(strata_cols, dropna=False, sort=True) if strata_cols else [((), done)]
-    for key, part in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        kd = dict(zip(strata_cols, key))
+    for kd, part in strata(done, strata_cols):
         lv = [v for v in levels if (part[x] == v).any()]
         if len(lv) < 2:
             continue
@@ -285,16 +264,13 @@ def sft_adds_no_knowledge(runs: RunSet) -> Finding:
     # Change per setting (seed mean, CI when seeds exist), in points.
     d = done.dropna(subset=["base_knowledge_mc_acc", "final_knowledge_mc_acc"]).copy()
     d["gain"] = d["final_knowledge_mc_acc"] - d["base_knowledge_mc_acc"]
-    groups = d.groupby(runs.params, dropna=False, sort=True) if runs.params else [((), d)]
     per, clauses = [], []
-    for key_, part in groups:
-        key_ = key_ if isinstance(key_, tuple) else (key_,)
+    for kd, part in strata(d, runs.params):
         g = mean_ci(part["gain"])
         half = g.half if g.n >= 2 and not math.isnan(g.half) else None
-        per.append((dict(zip(runs.params, key_)), g.mean, half))
+        per.append((kd, g.mean, half))
         ci_text = f" ± {100 * half:.1f}" if half is not None else ""
-        label = setting_label(dict(zip(runs.params, key_)), runs.params) if runs.params else "all jobs"
-        clauses.append(f"{label}: {100 * g.mean:+.1f}{ci_text}")
+        clauses.append(f"{_setting_or_all(kd, runs.params)}: {100 * g.mean:+.1f}{ci_text}")
     evidence += " (change in points per setting: " + "; ".join(clauses) + ")"
     # Without seeds one job's probe score is noisy: ask for twice the gain before calling it real.
     margin = lambda half: half if half is not None else 0.0  # noqa: E731
@@ -320,13 +296,12 @@ def sft_adds_no_knowledge(runs: RunSet) -> Finding:
         evidence += "; for contrast, " + "; ".join(contrast)
     if gained:
         verdict = NOT_SUPPORTED
-        evidence += "; the probe improves at: " + "; ".join(
-            f"{setting_label(k, runs.params) if runs.params else 'all jobs'}" for k, _ in gained)
+        evidence += "; the probe improves at: " + "; ".join(_setting_or_all(k, runs.params) for k, _ in gained)
     elif clear:
         verdict = SUPPORTED
         if lost:
             evidence += "; knowledge is lost (forgetting) at: " + "; ".join(
-                f"{setting_label(k, runs.params) if runs.params else 'all jobs'}" for k, _ in lost)
+                _setting_or_all(k, runs.params) for k, _ in lost)
     else:
         verdict = INCONCLUSIVE
         evidence += f"; a gain of {100 * KNOWLEDGE_GAIN:.0f} points cannot be ruled out for every setting"
@@ -367,9 +342,7 @@ def best_lr(runs: RunSet, metric: str = "final_response_loss", lower_is_better: 
     if others:
         complete = per.groupby(others, dropna=False)[lr].transform("nunique") == per[lr].nunique()
         if complete.any() and not complete.all():
-            kept = per[complete].groupby(others, dropna=False).size().index
-            kept = [k if isinstance(k, tuple) else (k,) for k in kept]
-            names = "; ".join(setting_label(dict(zip(others, k)), others) for k in kept)
+            names = "; ".join(setting_label(kd, others) for kd, _ in strata(per[complete], others))
             scope = f" (only where every learning rate completed: {names}" + ("; mean over seeds)" if runs.seeds else ")")
             per = per[complete]
         else:
@@ -381,16 +354,14 @@ def best_lr(runs: RunSet, metric: str = "final_response_loss", lower_is_better: 
     evidence = f"{what} by {col_name(lr)}{scope}: {listing}"
     # The verdict compares winner and runner-up within each combination of the other settings
     # (seeds as replicates), so epochs or templates are never mistaken for noise.
-    strata = per.groupby(others, dropna=False, sort=True) if others else [((), per)]
     wins, sigs = [], []
-    for key_, part in strata:
-        key_ = key_ if isinstance(key_, tuple) else (key_,)
+    for kd, part in strata(per, others):
         m = part.groupby(lr)[metric].mean().sort_values(ascending=lower_is_better)
         if len(m) < 2:
             continue
         c = compare(part.loc[part[lr] == m.index[1], metric], part.loc[part[lr] == m.index[0], metric],
                     min_effect=_min_effect(metric))
-        wins.append((dict(zip(others, key_)), m.index[0]))
+        wins.append((kd, m.index[0]))
         sigs.append(c.significant)
     winners = {w for _, w in wins}
     if winners == {best} and all(sigs):
@@ -484,11 +455,8 @@ def categorical_effect(runs: RunSet, role: str) -> Finding | None:
         return Finding(f"{role}_effect", claim, INCONCLUSIVE, f"not tested: no job reports {metric}.")
     others = [c for c in runs.params if c != col]
     clauses, sig_any, flat_all, n_groups = [], False, True, 0
-    groups = done.groupby(others, dropna=False, sort=True) if others else [((), done)]
     with_ci = bool(runs.seeds) and runs.n_seeds() >= 2
-    for key, part in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        kd = dict(zip(others, key))
+    for kd, part in strata(done, others):
         vals = {v: part.loc[part[col] == v, metric].dropna().tolist() for v in sorted_values(part[col])}
         vals = {k: v for k, v in vals.items() if v}
         if len(vals) < 2:
@@ -510,9 +478,8 @@ def categorical_effect(runs: RunSet, role: str) -> Finding | None:
                    f"{lead}{_metric_name(metric)} by {name}: " + "; ".join(clauses) + ".", {"axis": col})
 
 
-def compute_findings(runs: RunSet) -> list[Finding]:
-    """All findings for a sweep, core claims first (always present), then those that depend
-    on what was swept."""
+def core_findings(runs: RunSet) -> list[Finding]:
+    """The core claims (always present), then those that depend on what was swept."""
     out = [
         forgetting_rises_with_lr(runs),
         replay_cuts_forgetting(runs),
@@ -528,7 +495,4 @@ def compute_findings(runs: RunSet) -> list[Finding]:
         f = categorical_effect(runs, role)
         if f is not None:
             out.append(f)
-    from analysis.experiment_findings import experiment_findings  # these import Finding
-    from analysis.story import story_findings
-
-    return story_findings(runs) + out + experiment_findings(runs)
+    return out

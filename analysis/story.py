@@ -17,7 +17,7 @@ import math
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding
+from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding
 from analysis.stats import mean_ci
 from analysis.style import fmt_value, setting_label
 

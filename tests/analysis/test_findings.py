@@ -6,6 +6,8 @@ import pytest
 
 from analysis import findings as F
 from analysis.collect import collect_runs
+from analysis.registry import compute_findings
+from analysis.verdicts import VERDICTS
 from analysis_helpers import BASE_EVAL, make_results_sweep
 
 
@@ -23,7 +25,7 @@ def _sweep(tmp_path, jobs, **kw):
 
 
 def _by_key(runs):
-    return {f.key: f for f in F.compute_findings(runs)}
+    return {f.key: f for f in compute_findings(runs)}
 
 
 def test_forgetting_rises_with_lr_supported_with_seed_cis(tmp_path):
@@ -154,7 +156,7 @@ def test_failed_jobs_do_not_count(tmp_path):
 def test_template_effect(tmp_path):
     jobs = [_job({"follow_rate": fr}, **{"template.name": t, "train.seed": s})
             for t, base_fr in (("chatml", 0.95), ("alpaca", 0.70)) for s, fr in ((0, base_fr), (1, base_fr + 0.01))]
-    f = {x.key: x for x in F.compute_findings(_sweep(tmp_path, jobs))}["template_effect"]
+    f = {x.key: x for x in compute_findings(_sweep(tmp_path, jobs))}["template_effect"]
     assert f.verdict == F.SUPPORTED and "chatml" in f.evidence and "alpaca" in f.evidence
 
 
@@ -163,7 +165,7 @@ def test_demo_sweep_findings(demo_runs):
     assert got["forgetting_vs_lr"].verdict == F.SUPPORTED
     assert got["sft_teaches_following"].verdict == F.SUPPORTED
     assert got["sft_adds_no_knowledge"].verdict == F.SUPPORTED
-    assert all(f.verdict in F.VERDICTS for f in got.values())
+    assert all(f.verdict in VERDICTS for f in got.values())
 
 
 def test_epochs_never_compared_within_a_setting_is_inconclusive_with_a_reason(tmp_path):

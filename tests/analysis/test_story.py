@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from analysis.collect import collect_runs
-from analysis.findings import NOT_SUPPORTED, SUPPORTED, compute_findings
+from analysis.registry import compute_findings
+from analysis.verdicts import NOT_SUPPORTED, SUPPORTED
 from analysis.story import story_findings
 from tests.analysis.analysis_helpers import write_job, write_multirun_yaml
 
