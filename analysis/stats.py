@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,17 @@ def mean_ci(values: Iterable[float]) -> MeanCI:
     return MeanCI(mean, t_quantile_975(n - 1) * std / math.sqrt(n), n, std)
 
 
+def strata(df: pd.DataFrame, cols: Sequence[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """``df`` split per combination of ``cols`` (sorted, missing values kept as a group of their
+    own), each part with its key as ``{column: value}``; the whole frame as one part keyed
+    ``{}`` when ``cols`` is empty."""
+    cols = list(cols)
+    if not cols:
+        return [({}, df)]
+    return [(dict(zip(cols, key if isinstance(key, tuple) else (key,))), part)
+            for key, part in df.groupby(cols, dropna=False, sort=True)]
+
+
 def aggregate(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
     """Group ``df`` by ``by`` and summarise ``value`` per group: mean, ci (half-width), n, std.
 
@@ -73,16 +85,9 @@ def aggregate(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
     """
     cols = list(by)
     rows = []
-    if not cols:
-        groups: Iterable = [((), df)]
-    else:
-        groups = df.groupby(cols, dropna=False, sort=True)
-    for key, part in groups:
-        key = key if isinstance(key, tuple) else (key,)
+    for key, part in strata(df, cols):
         m = mean_ci(pd.to_numeric(part[value], errors="coerce")) if value in part else mean_ci([])
-        row = dict(zip(cols, key))
-        row.update(mean=m.mean, ci=m.half, n=m.n, std=m.std)
-        rows.append(row)
+        rows.append({**key, "mean": m.mean, "ci": m.half, "n": m.n, "std": m.std})
     return pd.DataFrame(rows, columns=cols + ["mean", "ci", "n", "std"])
 
 

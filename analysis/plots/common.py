@@ -20,7 +20,7 @@ from matplotlib.ticker import (
 )
 
 from analysis.collect import RunSet
-from analysis.stats import t_quantile_975
+from analysis.stats import strata, t_quantile_975
 from analysis.style import (
     AGGRESSIVE_BAND, Palette, fmt_param, fmt_sci, setting_label, sorted_values,
 )
@@ -206,12 +206,9 @@ def text_box(label, renderer):
 
 def split_facets(done: pd.DataFrame, cols: Sequence[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """Sub-tables of ``done`` per combination of ``cols`` (one facet when ``cols`` is empty)."""
+    out = strata(done, cols)
     if not cols:
-        return [({}, done)]
-    out = []
-    for key, part in done.groupby(list(cols), dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        out.append((dict(zip(cols, key)), part))
+        return out
     order = {c: {v: i for i, v in enumerate(sorted_values(done[c]))} for c in cols}
     out.sort(key=lambda kv: tuple(order[c].get(kv[0][c], -1) for c in cols))
     return out

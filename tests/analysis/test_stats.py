@@ -62,3 +62,21 @@ def test_pareto_front_errors():
         pareto_front(df)
     with pytest.raises(KeyError):
         pareto_front(df, maximize=["missing"])
+
+
+def test_strata_keys_are_dicts_and_no_columns_is_one_group():
+    import pandas as pd
+
+    from analysis.stats import strata
+
+    df = pd.DataFrame({"a": [1, 1, 2], "b": ["x", "y", "x"], "v": [1.0, 2.0, 3.0]})
+    assert [(k, len(p)) for k, p in strata(df, [])] == [({}, 3)]
+    assert [k for k, _ in strata(df, ["a"])] == [{"a": 1}, {"a": 2}]
+    assert [k for k, _ in strata(df, ["a", "b"])] == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}]
+
+
+def test_every_block_kind_has_a_renderer_in_both_formats():
+    from analysis.render import HTML, MARKDOWN, style_sheet
+
+    assert set(MARKDOWN) == set(HTML)
+    assert ".finding" in style_sheet()
