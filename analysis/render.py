@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED
 
 
 @dataclass
@@ -139,7 +139,8 @@ def render_markdown(doc: list[Block]) -> str:
 # HTML
 # ======================================================================================
 
-_VERDICT_CLASS = {SUPPORTED: "v-supported", NOT_SUPPORTED: "v-not-supported", INCONCLUSIVE: "v-inconclusive"}
+_VERDICT_CLASS = {SUPPORTED: "v-supported", NOT_SUPPORTED: "v-not-supported", INCONCLUSIVE: "v-inconclusive",
+                  NOT_MEASURABLE: "v-not-measurable"}
 _NUMERIC = re.compile(r"^[+\-−]?[\d.]+(e[+\-]?\d+)?( ± [\d.]+)?%?$|^—$")
 
 

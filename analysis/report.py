@@ -214,9 +214,19 @@ def _warnings_section(ctx: _Context) -> list[Block]:
     warned = jobs[jobs.get("n_warnings", pd.Series(0, index=jobs.index)).fillna(0) > 0]
     if warned.empty:
         return []
-    return [Block("h2", "Warnings"),
-            Block("list", items=[f"job {j['job']}: {w}" for _, j in warned.iterrows()
-                                 for w in str(j["warnings"]).split("\n")][:100])]
+    jobs_of: dict[str, list[str]] = {}
+    for _, j in warned.iterrows():
+        for w in dict.fromkeys(str(j["warnings"]).split("\n")):
+            jobs_of.setdefault(w, []).append(str(j["job"]))
+    return [Block("h2", "Warnings"), Block("list", items=[_warning_line(w, jobs) for w, jobs in jobs_of.items()][:100])]
+
+
+def _warning_line(warning: str, jobs: list[str], shown: int = 5) -> str:
+    """One warning once: ``job 3: ...``, or ``12 jobs (0, 1, 2, 3, 4 and 7 more): ...``."""
+    if len(jobs) == 1:
+        return f"job {jobs[0]}: {warning}"
+    names = ", ".join(jobs[:shown]) + (f" and {len(jobs) - shown} more" if len(jobs) > shown else "")
+    return f"{len(jobs)} jobs ({names}): {warning}"
 
 
 def _summary_section(ctx: _Context) -> list[Block]:

@@ -105,49 +105,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """``b - a`` for two groups of values, with a verdict on whether the difference is real."""
-
-    a: MeanCI
-    b: MeanCI
-    diff: float
-    se: float  # standard error of the difference (NaN without replicates)
-    significant: bool | None  # None: cannot tell (no replicates and a small difference)
-
-
-def compare(a: Iterable[float], b: Iterable[float], *, min_effect: float) -> Comparison:
-    """Compare two groups of measurements (for example the seeds of two settings).
-
-    With replicates in both groups, the difference counts as real when Welch's t-test rejects
-    "no difference" at 5% (two-sided) *and* the difference is at least ``min_effect``. Without replicates there is no noise estimate:
-    a difference above ``3 * min_effect`` counts as real, one below ``min_effect`` as not real,
-    anything between as unknown (``None``).
-    """
-    ma, mb = mean_ci(a), mean_ci(b)
-    diff = mb.mean - ma.mean
-    if ma.n >= 2 and mb.n >= 2:
-        va, vb = ma.std ** 2 / ma.n, mb.std ** 2 / mb.n
-        se = math.sqrt(va + vb)
-        if se == 0:
-            sig = abs(diff) >= min_effect
-        else:
-            # Welch-Satterthwaite degrees of freedom, rounded down (conservative).
-            dof = (va + vb) ** 2 / ((va ** 2 / (ma.n - 1) if va else 0) + (vb ** 2 / (mb.n - 1) if vb else 0))
-            crit = t_quantile_975(max(1, int(dof)))
-            sig = abs(diff) > crit * se and abs(diff) >= min_effect
-        return Comparison(ma, mb, diff, se, bool(sig))
-    if not (math.isfinite(diff)):
-        return Comparison(ma, mb, diff, math.nan, None)
-    if abs(diff) >= 3 * min_effect:
-        sig: bool | None = True
-    elif abs(diff) < min_effect:
-        sig = False
-    else:
-        sig = None
-    return Comparison(ma, mb, diff, math.nan, sig)
-
-
 def pareto_mask(df: pd.DataFrame, maximize: Sequence[str] = (), minimize: Sequence[str] = ()) -> pd.Series:
     """Boolean Series (aligned with ``df.index``): True for rows no other row dominates.
 

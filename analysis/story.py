@@ -135,7 +135,9 @@ def best_setting_answers_and_keeps(runs: RunSet) -> Finding:
                             f"(target: within {100 * KNOWLEDGE_KEPT:g} points{'' if ok else ', missed'})"))
     label = setting_label(part.iloc[0], runs.params) if runs.params else "all jobs"
     seeds = f" over {n_seeds} seeds (mean ± 95% CI)" if n_seeds >= 2 else ""
-    return Finding(key, claim, _verdict(results), f"{label}{seeds}: " + "; ".join(t for _, t in results) + ".",
+    criterion = (f"best (criterion: the highest answer + probe accuracy among the settings forgetting "
+                 f"<= {TARGETS['best'][3][2]:g}%): ")
+    return Finding(key, claim, _verdict(results), f"{criterion}{label}{seeds}: " + "; ".join(t for _, t in results) + ".",
                    {"setting": {c: part.iloc[0][c] for c in runs.params}, "n_seeds": int(n_seeds)})
 
 

@@ -13,7 +13,19 @@ from typing import Any
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 INCONCLUSIVE = "inconclusive"
-VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+#: The claim could not be measured at all: its metric is absent for every job, or the base and
+#: every tuned job sit at a bound the measurement cannot leave (the evidence says which).
+NOT_MEASURABLE = "not measurable"
+VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_MEASURABLE)
+
+
+def at_bound(values: list[float], lo: float = 0.0, hi: float = 1.0) -> float | None:
+    """The bound (``lo`` or ``hi``) every value sits at, or None."""
+    if values and all(v == lo for v in values):
+        return lo
+    if values and all(v == hi for v in values):
+        return hi
+    return None
 
 
 @dataclass
