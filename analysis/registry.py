@@ -7,11 +7,13 @@ list when its sweep's metrics are absent) and is registered by one entry in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from analysis.collect import RunSet
 from analysis.experiment_findings import experiment_findings
 from analysis.findings import core_findings
+from analysis.groups import group_columns, split_runs
 from analysis.story import story_findings
 from analysis.verdicts import Finding
 
@@ -23,5 +25,15 @@ FINDING_SOURCES: tuple[Callable[[RunSet], list[Finding]], ...] = (
 
 
 def compute_findings(runs: RunSet) -> list[Finding]:
-    """All findings for a sweep: each registered source's, in order."""
-    return [f for source in FINDING_SOURCES for f in source(runs)]
+    """All findings for a sweep: each registered source's, in order. Sweeps on different data,
+    models or templates are judged apart: each finding once per group, its claim naming it."""
+    cols = group_columns(runs)
+    if not cols:
+        return [f for source in FINDING_SOURCES for f in source(runs)]
+    out = []
+    for label, part in split_runs(runs, cols):
+        for source in FINDING_SOURCES:
+            for f in source(part):
+                out.append(dataclasses.replace(f, key=f"{f.key}[{label}]", claim=f"{label}: {f.claim}",
+                                               numbers={**f.numbers, "group": label}))
+    return out

@@ -27,6 +27,7 @@ import pandas as pd
 
 from analysis.collect import RunSet, collect_runs
 from analysis.dataview import data_counts, read_summary, render_example
+from analysis.groups import grouping_sentence
 from analysis.jobdir import Problem
 from analysis.plots import PLOTS, plot_all
 from analysis.pruning import saved_sentence
@@ -144,6 +145,9 @@ def _title_and_meta(ctx: _Context) -> list[Block]:
     pruned = saved_sentence(runs)
     if pruned:
         meta.append(pruned)
+    grouped = grouping_sentence(runs)
+    if grouped:
+        meta.append(grouped)
     if runs.seeds:
         meta.append(f"Seeds: {', '.join(runs.seeds)}, up to {runs.n_seeds()} per setting; numbers are "
                     "seed means, ± is a 95% confidence interval")

@@ -94,3 +94,20 @@ def test_a_warning_repeated_by_jobs_is_listed_once_with_count_and_jobs(tmp_path,
     jobs = [{**_job(lr), "warnings": [w]} for lr in (1e-5, 1e-4, 1e-3)]
     md = write_report(make_results_sweep(tmp_path / "s", jobs), tmp_path / "out").markdown.read_text()
     assert md.count(w) == 1 and "3 jobs (0, 1, 2)" in md
+
+
+def test_two_datasets_are_never_pooled(tmp_path, no_figures):
+    """World and Alpaca sweeps at the same learning rates: each finding is computed per dataset,
+    and the report says how it grouped the jobs."""
+    def sweep(name, data, forgetting):
+        return make_results_sweep(tmp_path / name, [
+            {"params": {"data.name": data, "optim.lr": lr}, "final": {"raw_loss": RAW * (1 + fg / 100)}}
+            for lr, fg in zip((3e-4, 2e-3), forgetting)])
+    a, b = sweep("world", "world", (5.0, 60.0)), sweep("alpaca", "alpaca", (3.0, 8.0))
+    paths = write_report([a, b], tmp_path / "out")
+    claims = [f.claim for f in paths.findings]
+    assert "data alpaca: Forgetting rises with the learning rate" in claims
+    assert "data world: Forgetting rises with the learning rate" in claims
+    assert "Forgetting rises with the learning rate" not in claims
+    md = paths.markdown.read_text()
+    assert "findings are computed within each group of jobs that share them (data alpaca; data world)" in md
