@@ -95,7 +95,8 @@ def write_report(dirs: str | os.PathLike | Sequence[str | os.PathLike], out_dir:
     constants = files / CONSTANTS_FILE
     write_atomic(constants, json.dumps(runs.constants, indent=1, sort_keys=True, default=str) + "\n")
     tables.append(constants)
-    plots = plot_all(runs, files, on_error=lambda name, exc: runs.problems.append(
+    left_out: list[str] = []
+    plots = plot_all(runs, files, left_out=left_out, on_error=lambda name, exc: runs.problems.append(
         Problem(f"figure {name}", f"could not be drawn: {type(exc).__name__}: {exc}")))
     try:
         findings = compute_findings(runs)
@@ -104,7 +105,7 @@ def write_report(dirs: str | os.PathLike | Sequence[str | os.PathLike], out_dir:
         runs.problems.append(Problem("findings", f"could not be computed: {type(exc).__name__}: {exc}"))
         findings = []
 
-    doc = _build(runs, plots, findings, out)
+    doc = _build(runs, plots, findings, out, left_out)
     md_path, html_path = out / "report.md", out / "report.html"
     write_atomic(md_path, render_markdown(doc))
     write_atomic(html_path, render_html(doc))
@@ -121,6 +122,7 @@ class _Context:
     findings: list[Finding]
     out: Path
     commands: dict[str, list[SweepCommand]]
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def n_done(self) -> int:
@@ -256,13 +258,17 @@ def _pareto_section(ctx: _Context) -> list[Block]:
 
 
 def _figures_section(ctx: _Context) -> list[Block]:
-    if not ctx.plots:
+    if not ctx.plots and not ctx.left_out:
         return []
     captions = {name: cap for name, _fn, cap in PLOTS}
-    return [Block("h2", "Figures")] + [
+    out = [Block("h2", "Figures")] + [
         Block("img", captions.get(name, name), path=path,
               extra={"rel": os.path.relpath(path, ctx.out).replace(os.sep, "/")})
         for name, path in ctx.plots.items()]
+    if ctx.left_out:
+        out.append(Block("p", "Left out, as this sweep has nothing for them to draw (the metric or the swept "
+                              "setting each needs is absent): " + ", ".join(ctx.left_out) + "."))
+    return out
 
 
 def _generations_section(ctx: _Context) -> list[Block]:
@@ -303,8 +309,9 @@ SECTIONS = (_title_and_meta, _findings_section, _swept_section, _jobs_section, _
             _generations_section, _problems_section, _data_files_section)
 
 
-def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: Path) -> list[Block]:
-    ctx = _Context(runs, plots, findings, out, commands_by_sweep(runs))
+def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: Path,
+           left_out: Sequence[str] = ()) -> list[Block]:
+    ctx = _Context(runs, plots, findings, out, commands_by_sweep(runs), list(left_out))
     return [block for section in SECTIONS for block in section(ctx)]
 
 

@@ -111,3 +111,15 @@ def test_two_datasets_are_never_pooled(tmp_path, no_figures):
     assert "Forgetting rises with the learning rate" not in claims
     md = paths.markdown.read_text()
     assert "findings are computed within each group of jobs that share them (data alpaca; data world)" in md
+
+
+def test_a_figure_with_nothing_to_draw_is_left_out_with_a_line(tmp_path):
+    """Own data: no follow rate or probe for base and tuned, so no base-vs-tuned figure; the
+    report says so instead of dropping it silently."""
+    jobs = [{"params": {"optim.lr": lr}, "final": {"raw_loss": RAW * 1.05, "response_loss": 2.0}}
+            for lr in (1e-4, 1e-3)]
+    base = {"raw_loss": RAW, "response_loss": 3.0}
+    paths = write_report(make_results_sweep(tmp_path / "s", jobs, base=base), tmp_path / "out")
+    assert "base_vs_tuned" not in paths.plots
+    md = paths.markdown.read_text()
+    assert "Left out, as this sweep has nothing for them to draw" in md and "base\\_vs\\_tuned" in md
