@@ -17,7 +17,7 @@ import math
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding, at_bound
 from analysis.stats import mean_ci
 from analysis.style import fmt_value, setting_label
 
@@ -191,6 +191,14 @@ def smallest_lr_does_not_learn(runs: RunSet) -> Finding:
     lr = runs.axis("lr")
     if lr is None or done[lr].nunique() < 2 or "final_follow_rate" not in done:
         return Finding(key, claim, INCONCLUSIVE, "not tested: the sweep does not vary the learning rate.")
+    rates = done["final_follow_rate"].dropna().tolist()
+    if "base_follow_rate" in done:
+        rates += done["base_follow_rate"].dropna().tolist()
+    if at_bound(rates) is not None:
+        return Finding(key, claim, NOT_MEASURABLE,
+                       f"the base model and every tuned job follow {100 * at_bound(rates):.0f}% of held-out "
+                       "prompts: the follow rate sits at its bound, so a learning rate too small to learn the "
+                       "format cannot be told from one that learnt nothing measurable.")
     low = done[lr].min()
     part = done[done[lr] == low]
     per = part.groupby("_setting")["final_follow_rate"].apply(list)

@@ -57,6 +57,15 @@ def test_finding_truth(tmp_path, jobs, kw, key, verdict, must, must_not):
     assert not must_not or must_not not in f.evidence, f.as_text()
 
 
+def test_story_does_not_call_a_bound_a_small_learning_rate(tmp_path):
+    """Follow rate 0 everywhere (the smoke sweep): "too small to learn the format" is not measurable."""
+    from analysis.story import smallest_lr_does_not_learn
+
+    jobs = [_job(lr, 0.0, 1.0, follow_rate=0.0, base_knowledge_sft=0.0) for lr in (3e-4, 3e-3)]
+    runs = collect_runs(make_results_sweep(tmp_path / "s", jobs, base={**BASE_EVAL, "follow_rate": 0.0}))
+    assert smallest_lr_does_not_learn(runs).verdict == NOT_MEASURABLE
+
+
 def test_seeds_decide_before_items(tmp_path):
     jobs = [{**_job(lr, 0.0, 0.0, follow_rate=rate), "params": {"optim.lr": lr, "train.seed": s}}
             for lr, rates in ((1e-4, (0.50, 0.52, 0.48)), (1e-3, (0.90, 0.91, 0.89))) for s, rate in enumerate(rates)]
