@@ -313,7 +313,19 @@ def facet_title(key: dict[str, Any]) -> str:
     return setting_label(key, list(key)) if key else ""
 
 
+#: Smallest span (percentage points) a % axis shows: a flat series would otherwise get ticks a
+#: fraction of a point apart, all printed as the same whole percentage ("0%, 0%, -0%").
+MIN_PERCENT_SPAN = 5.0
+
+
 def y_percent(ax) -> None:
+    lo, hi = ax.get_ylim()
+    if hi - lo < MIN_PERCENT_SPAN:
+        mid = (lo + hi) / 2
+        lo, hi = mid - MIN_PERCENT_SPAN / 2, mid + MIN_PERCENT_SPAN / 2
+        if lo < 0 <= (lo + hi) / 2:
+            lo, hi = 0.0, MIN_PERCENT_SPAN  # shares are never negative: start the axis at 0
+        ax.set_ylim(lo, hi)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
 
 

@@ -132,3 +132,21 @@ def test_a_figure_with_nothing_to_draw_is_left_out_with_a_line(tmp_path):
     assert "base_vs_tuned" not in paths.plots
     md = paths.markdown.read_text()
     assert "Left out, as this sweep has nothing for them to draw" in md and "base\\_vs\\_tuned" in md
+
+
+@pytest.mark.parametrize("values", [[0.0, 0.0, 0.0], [50.0, 50.0], [99.9, 100.0]])
+def test_a_flat_percent_axis_never_repeats_a_tick_label(values):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from analysis.plots.common import y_percent
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(range(len(values)), values)
+    y_percent(ax)
+    fig.canvas.draw()
+    lo, hi = ax.get_ylim()
+    labels = [t.get_text() for t in ax.get_yticklabels() if lo <= t.get_position()[1] <= hi]
+    assert labels and len(labels) == len(set(labels)), labels
