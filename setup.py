@@ -12,5 +12,5 @@ packages = find_namespace_packages(include=["sft_sweep*", "analysis*", "hydra_pl
 setup(
     packages=packages + ["sft_sweep.conf"],
     package_dir={"sft_sweep.conf": "conf"},
-    package_data={"sft_sweep.conf": ["*.yaml", "**/*.yaml"]},
+    package_data={"sft_sweep.conf": ["*.yaml", "**/*.yaml"], "analysis": ["report.css"]},
 )

@@ -20,7 +20,7 @@ _EXPORTS = {
     "collect_runs": "analysis.collect", "RunSet": "analysis.collect", "Problem": "analysis.collect",
     "find_job_dirs": "analysis.collect",
     "pareto_front": "analysis.stats", "pareto_mask": "analysis.stats", "mean_ci": "analysis.stats",
-    "compute_findings": "analysis.findings", "Finding": "analysis.findings",
+    "compute_findings": "analysis.registry", "Finding": "analysis.verdicts",
     "write_report": "analysis.report", "ReportPaths": "analysis.report",
     "plot_all": "analysis.plots",
     "ReportError": "analysis.errors",

@@ -19,6 +19,8 @@ import pandas as pd
 
 from analysis.collect import RunSet, collect_runs, find_axis
 from analysis.errors import ReportError
+from analysis.report import write_report
+from analysis.style import fmt_value
 
 PROG = "sft-sweep-report"
 
@@ -46,8 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs = collect_runs(args.dirs)
             print(format_status(runs))
             return 0
-        from analysis.report import write_report
-
         paths = write_report(args.dirs, args.out)
         counts = {}
         for f in paths.findings:
@@ -97,8 +97,6 @@ def _num(v, fmt: str) -> str:
 
 def status_rows(runs: RunSet) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the ``--status`` table (one row per job)."""
-    from analysis.style import fmt_value
-
     now = time.time()
     shown = runs.swept
     header = ["job", "status"] + shown + ["step", "epoch", "train loss", "resp. loss", "forgetting",

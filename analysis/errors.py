@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# The one guarded import of the package: analysis also runs where only the job files and this
+# package are installed, and then its errors derive from Exception.
 try:  # share the project's user-facing base class when the library is installed alongside
     from sft_sweep.errors import SftSweepError as _Base
 except Exception:  # noqa: BLE001 - analysis also runs on a machine with only the job files

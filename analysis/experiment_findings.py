@@ -12,8 +12,8 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding
-from analysis.stats import mean_ci
+from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding
+from analysis.stats import mean_ci, strata
 from analysis.style import setting_label
 
 #: Smallest accuracy difference (fraction) that counts as an effect.
@@ -90,9 +90,8 @@ def answers_second_turn(runs: RunSet) -> Finding | None:
         return None
     done = done[done[MULTI].notna()]
     others = [c for c in runs.params if c != runs.axis("seed")]
-    groups = done.groupby(others, dropna=False, sort=True) if others else [((), done)]
     parts, best = [], None
-    for _, part in groups:
+    for _, part in strata(done, others):
         vals = part[MULTI].astype(float).tolist()
         label = setting_label(part.iloc[0], others) if others else "all jobs"
         single = (f", all questions {_pct(part['final_answer_acc'].tolist())}"

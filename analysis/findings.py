@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.stats import Comparison, compare, mean_ci, spearman
+from analysis.noise import Effect, effect, items_column, judge
+from analysis.stats import mean_ci, spearman, strata
 from analysis.style import (
-    AGGRESSIVE_BAND, col_name, fmt_metric, fmt_param, fmt_value, setting_label, sorted_values,
+    AGGRESSIVE_BAND, col_name, fmt_metric, fmt_num, fmt_param, fmt_value, setting_label, sorted_values,
 )
-
-SUPPORTED = "supported"
-NOT_SUPPORTED = "not supported"
-INCONCLUSIVE = "inconclusive"
-VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding, at_bound
 
 #: Smallest difference that counts as an effect, per metric (units as stored).
 MIN_EFFECT = {"forgetting_pct": 1.0, "rate": 0.02, "loss": 0.02}
@@ -38,24 +35,6 @@ MIN_EFFECT = {"forgetting_pct": 1.0, "rate": 0.02, "loss": 0.02}
 FORGETTING_BUDGET = AGGRESSIVE_BAND[0]
 #: Knowledge-probe gain (fraction) that would count as "SFT added knowledge".
 KNOWLEDGE_GAIN = 0.05
-
-
-@dataclass
-class Finding:
-    """One claim with its evidence and verdict."""
-
-    key: str
-    claim: str
-    verdict: str
-    evidence: str
-    numbers: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"unknown verdict {self.verdict!r}")
-
-    def as_text(self) -> str:
-        return f"[{self.verdict}] {self.claim}: {self.evidence}"
 
 
 def _min_effect(metric: str) -> float:
@@ -66,6 +45,30 @@ def _min_effect(metric: str) -> float:
 
 def _has(df: pd.DataFrame, col: str) -> bool:
     return col in df and df[col].notna().any()
+
+
+def _effect(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> Effect:
+    """The effect in ``metric`` from jobs ``a`` to jobs ``b`` under the noise standard."""
+    col = items_column(metric)
+    a, b = a[a[metric].notna()], b[b[metric].notna()]
+    items = lambda part: part[col].tolist() if col in part else None  # noqa: E731
+    return effect(part_values(a, metric), part_values(b, metric), items_a=items(a), items_b=items(b))
+
+
+def part_values(part: pd.DataFrame, metric: str) -> list[float]:
+    return part[metric].astype(float).tolist() if metric in part else []
+
+
+def _effect_text(metric: str, e: Effect) -> str:
+    if metric == "forgetting_pct":
+        return e.describe(unit=" points of forgetting")
+    if metric.endswith("loss"):
+        return e.describe(digits=3)
+    return e.describe(scale=100, unit=" points")
+
+
+def _setting_or_all(setting: Any, params: Sequence[str]) -> str:
+    return setting_label(setting, params) if params else "all jobs"
 
 
 # ======================================================================================
@@ -98,20 +101,18 @@ def _trend(runs: RunSet, x: str, metric: str, expect: int) -> _Trend:
     with_ci = bool(runs.seeds) and runs.n_seeds() >= 2
     pooled = {lv: done.loc[done[x] == lv, metric].tolist() for lv in levels}
     results, clauses = [], []
-    groups = done.groupby(strata_cols, dropna=False, sort=True) if strata_cols else [((), done)]
-    for key, part in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        kd = dict(zip(strata_cols, key))
+    for kd, part in strata(done, strata_cols):
         lv = [v for v in levels if (part[x] == v).any()]
         if len(lv) < 2:
             continue
         vals = {v: part.loc[part[x] == v, metric].astype(float).tolist() for v in lv}
-        c: Comparison = compare(vals[lv[0]], vals[lv[-1]], min_effect=_min_effect(metric))
+        c = _effect(part[part[x] == lv[0]], part[part[x] == lv[-1]], metric)
+        real = judge(c, _min_effect(metric))
         rho = spearman([lv.index(v) for v in lv for _ in vals[v]], [y for v in lv for y in vals[v]]) \
             if len(lv) >= 3 else math.nan
-        if c.significant is None:
-            d, word = "unclear", "too small to call without seeds"
-        elif not c.significant:
+        if real is None:
+            d, word = "unclear", ("no noise estimate" if c.source == "none" else "within noise")
+        elif not real:
             d, word = "flat", "no change beyond noise"
         else:
             d = "up" if c.diff * expect > 0 else "down"
@@ -120,8 +121,9 @@ def _trend(runs: RunSet, x: str, metric: str, expect: int) -> _Trend:
             d, word = "unclear", "ends differ but not monotonic"
         chain = " → ".join(f"{fmt_param(x, v)} {_fmt_level(metric, vals[v], with_ci)}" for v in lv)
         prefix = f"{setting_label(kd, strata_cols)}: " if strata_cols else ""
-        clauses.append(f"{prefix}{chain} ({word})")
-        results.append({"stratum": kd, "direction": d, "diff": c.diff, "se": c.se,
+        clauses.append(f"{prefix}{chain} ({word}; end to end {_effect_text(metric, c)})")
+        results.append({"stratum": kd, "direction": d, "diff": c.diff, "low": c.low, "high": c.high,
+                        "noise": c.source,
                         "levels": {fmt_value(x, v): mean_ci(vals[v]).mean for v in lv}})
     dirs = [r["direction"] for r in results]
     if not dirs:
@@ -150,7 +152,7 @@ def _trend_finding(runs: RunSet, key: str, claim: str, role: str, metric: str, e
                        f"not tested: this sweep does not vary the {col_name_for(role)} "
                        f"(or fewer than two of its values completed).")
     if not _has(done, metric):
-        return Finding(key, claim, INCONCLUSIVE, f"not tested: no completed job reports {metric}.")
+        return Finding(key, claim, NOT_MEASURABLE, f"no completed job reports {metric}: the metric is absent.")
     t = _trend(runs, x, metric, expect)
     if t.direction == "none":
         return Finding(key, claim, INCONCLUSIVE, _nothing_to_compare(runs, x, metric),
@@ -159,7 +161,7 @@ def _trend_finding(runs: RunSet, key: str, claim: str, role: str, metric: str, e
     lead = {
         "up": "", "down": "the opposite holds: ", "flat": "no effect beyond noise: ",
         "mixed": "the direction depends on the other settings: ",
-        "unclear": "the differences are within seed noise or not monotonic: ",
+        "unclear": "the differences are within noise, have no noise estimate, or are not monotonic: ",
         "none": "no group of jobs has two values to compare: ",
     }[t.direction]
     seeds_note = ""
@@ -222,8 +224,13 @@ def replay_cuts_forgetting(runs: RunSet) -> Finding:
         lo, hi = sorted_values(done[rp])[0], sorted_values(done[rp])[-1]
         a = done.loc[done[rp] == lo, "final_follow_rate"].mean()
         b = done.loc[done[rp] == hi, "final_follow_rate"].mean()
-        extra = (f" Cost in follow rate ({fmt_value(rp, lo)} → {fmt_value(rp, hi)} replay, mean over "
-                 f"all settings): {fmt_metric('final_follow_rate', a)} → {fmt_metric('final_follow_rate', b)}.")
+        rates = f"{fmt_metric('final_follow_rate', a)} → {fmt_metric('final_follow_rate', b)}"
+        span = f"({fmt_value(rp, lo)} → {fmt_value(rp, hi)} replay, mean over all settings)"
+        if at_bound(done["final_follow_rate"].dropna().tolist()) is not None:
+            extra = f" Follow rate {span}: {rates}, the same bound in every job, so not measurable."
+        else:
+            what = "gain" if b - a > 0 else "cost" if b - a < 0 else "no change"
+            extra = f" Follow rate {span}: {rates}, a {what} of {100 * abs(b - a):.0f} points."
     return _trend_finding(runs, "replay_cuts_forgetting", "Replaying pre-training text cuts forgetting",
                           "replay", "forgetting_pct", -1, extra=extra)
 
@@ -235,37 +242,52 @@ def _range_text(metric: str, values: pd.Series) -> str:
     return f"{fmt_metric(metric, lo).rstrip('%')}–{fmt_metric(metric, hi)}"
 
 
+def _skipped_note(done: pd.DataFrame, col: str) -> str:
+    """Why a share of items might be stuck: how many items each job could score at all."""
+    if col not in done or done[col].isna().all():
+        return " (the jobs do not record how many held-out items they could score)"
+    lo, hi = fmt_num(done[col].min()), fmt_num(done[col].max())
+    return f" on {lo if lo == hi else f'{lo}–{hi}'} scorable held-out items per job"
+
+
 def sft_teaches_following(runs: RunSet) -> Finding:
     key, claim = "sft_teaches_following", "SFT teaches the model to follow the instruction format"
     done = runs.done_jobs()
     if not (_has(done, "base_follow_rate") and _has(done, "final_follow_rate")):
-        return Finding(key, claim, INCONCLUSIVE, "not tested: no completed job reports follow_rate "
-                       "for both the base and the tuned model.")
-    pair = done[["job", "base_follow_rate", "final_follow_rate"]].dropna()
+        return Finding(key, claim, NOT_MEASURABLE, "the follow rate is absent for the base or for every "
+                       "tuned job, so whether SFT teaches the format cannot be measured.")
+    pair = done.dropna(subset=["base_follow_rate", "final_follow_rate"])
     base, tuned = pair["base_follow_rate"], pair["final_follow_rate"]
+    bound = at_bound(base.tolist() + tuned.tolist())
+    if bound is not None:
+        return Finding(key, claim, NOT_MEASURABLE,
+                       f"the base model and every one of the {len(pair)} tuned jobs follow {100 * bound:.0f}% of "
+                       f"held-out prompts{_skipped_note(pair, 'items_answer')}: the measurement sits at its "
+                       "bound, so it cannot show a change (no answer may fit the context, or the metric "
+                       "cannot tell the models apart).", {"bound": bound})
     evidence = (f"the base model follows {_range_text('base_follow_rate', base)} of held-out prompts, "
                 f"the tuned models {_range_text('final_follow_rate', tuned)} ({len(pair)} jobs)")
-    # Judge by setting (seed means): SFT "teaches" the format if some setting clearly learns it.
-    sm = _setting_means(runs, ["base_follow_rate", "final_follow_rate"]).dropna(
-        subset=["base_follow_rate", "final_follow_rate"])
-    sm["gain"] = sm["final_follow_rate"] - sm["base_follow_rate"]
-    if runs.params:
-        evidence += "; per setting: " + "; ".join(
-            f"{setting_label(r, runs.params)}: {fmt_metric('final_follow_rate', r['final_follow_rate'])}"
-            for _, r in sm.iterrows())
-    best = float(sm["gain"].max())
-    stuck = sm[sm["gain"] < MIN_EFFECT["rate"]]
-    if best < MIN_EFFECT["rate"]:
-        verdict = NOT_SUPPORTED
-        evidence += "; no setting follows better than the base model"
-    elif best >= 0.10:
+    # Judge by setting: SFT "teaches" the format if some setting's gain over its base is real
+    # (beyond noise) and at least ten points.
+    gains = [(kd, _effect(part.assign(final_follow_rate=part["base_follow_rate"]), part, "final_follow_rate"))
+             for kd, part in strata(pair, runs.params)]
+    evidence += "; gain over the base per setting: " + "; ".join(
+        f"{_setting_or_all(kd, runs.params)}: {_effect_text('final_follow_rate', e)}" for kd, e in gains)
+    calls = [(kd, e, judge(e, MIN_EFFECT["rate"])) for kd, e in gains]
+    learnt = [(kd, e) for kd, e, real in calls if real and e.diff >= 0.10]
+    absent = all(real is False or (real and e.diff < 0) for _, e, real in calls)
+    best = max(e.diff for _, e in gains)
+    if learnt:
         verdict = SUPPORTED
-        if not stuck.empty and runs.params:
-            evidence += ("; not learnt (within 2 points of the base) at: "
-                         + "; ".join(setting_label(r, runs.params) for _, r in stuck.iterrows()))
+        stuck = [kd for kd, e, real in calls if not (real and e.diff > 0)]
+        if stuck and runs.params:
+            evidence += "; no real gain at: " + "; ".join(setting_label(kd, runs.params) for kd in stuck)
+    elif absent:
+        verdict = NOT_SUPPORTED
+        evidence += "; no setting follows better than the base model beyond noise"
     else:
         verdict = INCONCLUSIVE
-        evidence += f"; the largest gain is only {100 * best:.0f} points"
+        evidence += (f"; the largest gain, {100 * best:+.0f} points, is not beyond noise or under 10 points")
     return Finding(key, claim, verdict, evidence + ".",
                    {"base": float(base.mean()), "tuned_min": float(tuned.min()),
                     "tuned_max": float(tuned.max()), "best_gain": best})
@@ -276,40 +298,24 @@ def sft_adds_no_knowledge(runs: RunSet) -> Finding:
     claim = "SFT does not add knowledge (knowledge-probe accuracy stays at the base model's level)"
     done = runs.done_jobs()
     if not (_has(done, "base_knowledge_mc_acc") and _has(done, "final_knowledge_mc_acc")):
-        return Finding(key, claim, INCONCLUSIVE, "not tested: no completed job reports "
+        return Finding(key, claim, NOT_MEASURABLE, "no completed job reports "
                        "knowledge_mc_acc for both the base and the tuned model.")
     pair = done[["base_knowledge_mc_acc", "final_knowledge_mc_acc"]].dropna()
     evidence = (f"knowledge-probe multiple-choice accuracy: base "
                 f"{_range_text('base_knowledge_mc_acc', pair['base_knowledge_mc_acc'])}, tuned "
                 f"{_range_text('final_knowledge_mc_acc', pair['final_knowledge_mc_acc'])}")
-    # Change per setting (seed mean, CI when seeds exist), in points.
-    d = done.dropna(subset=["base_knowledge_mc_acc", "final_knowledge_mc_acc"]).copy()
-    d["gain"] = d["final_knowledge_mc_acc"] - d["base_knowledge_mc_acc"]
-    groups = d.groupby(runs.params, dropna=False, sort=True) if runs.params else [((), d)]
-    per, clauses = [], []
-    for key_, part in groups:
-        key_ = key_ if isinstance(key_, tuple) else (key_,)
-        g = mean_ci(part["gain"])
-        half = g.half if g.n >= 2 and not math.isnan(g.half) else None
-        per.append((dict(zip(runs.params, key_)), g.mean, half))
-        ci_text = f" ± {100 * half:.1f}" if half is not None else ""
-        label = setting_label(dict(zip(runs.params, key_)), runs.params) if runs.params else "all jobs"
-        clauses.append(f"{label}: {100 * g.mean:+.1f}{ci_text}")
-    evidence += " (change in points per setting: " + "; ".join(clauses) + ")"
-    # Without seeds one job's probe score is noisy: ask for twice the gain before calling it real.
-    margin = lambda half: half if half is not None else 0.0  # noqa: E731
-    need = KNOWLEDGE_GAIN if (runs.seeds and runs.n_seeds() >= 2) else 2 * KNOWLEDGE_GAIN
-    gained = [(k, m) for k, m, h in per if m - margin(h) > need]
-    # "No gain": every setting's mean stays under the threshold, and so does the upper end of the
-    # 95% CI, either per setting or pooled over all jobs (a few seeds give wide per-setting CIs).
-    pooled = mean_ci(d["gain"])
-    pooled_upper = pooled.mean + (pooled.half if pooled.n >= 2 and not math.isnan(pooled.half) else 0.0)
-    clear = all(m < KNOWLEDGE_GAIN for _, m, _h in per) and (
-        all(m + margin(h) < KNOWLEDGE_GAIN for _, m, h in per) or pooled_upper < KNOWLEDGE_GAIN)
-    if pooled.n >= 3:
-        evidence += (f"; over all {pooled.n} jobs {100 * pooled.mean:+.1f} points, 95% CI up to "
-                     f"{100 * pooled_upper:+.1f}")
-    lost = [(k, m) for k, m, h in per if m + margin(h) < -need]
+    # Change per setting under the noise standard, in points.
+    d = done.dropna(subset=["base_knowledge_mc_acc", "final_knowledge_mc_acc"])
+    per = [(kd, _effect(part.assign(final_knowledge_mc_acc=part["base_knowledge_mc_acc"]), part,
+                        "final_knowledge_mc_acc")) for kd, part in strata(d, runs.params)]
+    evidence += " (change per setting: " + "; ".join(
+        f"{_setting_or_all(kd, runs.params)}: {_effect_text('final_knowledge_mc_acc', e)}" for kd, e in per) + ")"
+    known = [(kd, e) for kd, e in per if e.source != "none"]
+    # A gain counts when its whole interval lies above zero and the mean reaches the threshold;
+    # "no gain" needs every setting's interval to stay under the threshold.
+    gained = [kd for kd, e in known if e.low > 0 and e.diff >= KNOWLEDGE_GAIN]
+    lost = [(kd, e) for kd, e in known if e.high < 0 and -e.diff >= MIN_EFFECT["rate"]]
+    clear = len(known) == len(per) and all(e.high < KNOWLEDGE_GAIN for _, e in known)
     contrast = []
     for m, what in (("answer_mc_acc", "multiple-choice accuracy on the facts the SFT data asks about"),
                     ("knowledge_acc", "generated answers to the probe")):
@@ -320,18 +326,22 @@ def sft_adds_no_knowledge(runs: RunSet) -> Finding:
         evidence += "; for contrast, " + "; ".join(contrast)
     if gained:
         verdict = NOT_SUPPORTED
-        evidence += "; the probe improves at: " + "; ".join(
-            f"{setting_label(k, runs.params) if runs.params else 'all jobs'}" for k, _ in gained)
+        evidence += "; the probe improves at: " + "; ".join(_setting_or_all(k, runs.params) for k in gained)
     elif clear:
         verdict = SUPPORTED
         if lost:
-            evidence += "; knowledge is lost (forgetting) at: " + "; ".join(
-                f"{setting_label(k, runs.params) if runs.params else 'all jobs'}" for k, _ in lost)
+            # the claim holds (no gain), but the number is a loss: say so first, not as a gain
+            evidence = ("no setting gains knowledge; the probe instead falls (knowledge is lost, i.e. "
+                        "forgotten) at: " + "; ".join(f"{_setting_or_all(k, runs.params)} "
+                                                     f"({100 * e.diff:+.1f} points)" for k, e in lost)
+                        + ". " + evidence[0].upper() + evidence[1:])
     else:
         verdict = INCONCLUSIVE
-        evidence += f"; a gain of {100 * KNOWLEDGE_GAIN:.0f} points cannot be ruled out for every setting"
+        evidence += (f"; a gain of {100 * KNOWLEDGE_GAIN:.0f} points cannot be ruled out for every setting"
+                     + (" (no noise estimate for some settings)" if len(known) < len(per) else ""))
     return Finding(key, claim, verdict, evidence + ".",
-                   {"per_setting": [{"setting": k, "gain": m, "ci": h} for k, m, h in per]})
+                   {"per_setting": [{"setting": k, "gain": e.diff, "low": e.low, "high": e.high}
+                                    for k, e in per]})
 
 
 def _setting_means(runs: RunSet, metrics: Sequence[str]) -> pd.DataFrame:
@@ -359,7 +369,7 @@ def best_lr(runs: RunSet, metric: str = "final_response_loss", lower_is_better: 
     if lr is None or len(sorted_values(done[lr])) < 2:
         return Finding(key, claim, INCONCLUSIVE, "not tested: this sweep does not vary the learning rate.")
     if not _has(done, metric):
-        return Finding(key, claim, INCONCLUSIVE, f"not tested: no completed job reports {metric}.")
+        return Finding(key, claim, NOT_MEASURABLE, f"no completed job reports {metric}: the metric is absent.")
     # Compare within the settings every lr completed in, so that a failed job does not bias it.
     others = [c for c in runs.params if c != lr]
     per = done.dropna(subset=[metric])
@@ -367,9 +377,7 @@ def best_lr(runs: RunSet, metric: str = "final_response_loss", lower_is_better: 
     if others:
         complete = per.groupby(others, dropna=False)[lr].transform("nunique") == per[lr].nunique()
         if complete.any() and not complete.all():
-            kept = per[complete].groupby(others, dropna=False).size().index
-            kept = [k if isinstance(k, tuple) else (k,) for k in kept]
-            names = "; ".join(setting_label(dict(zip(others, k)), others) for k in kept)
+            names = "; ".join(setting_label(kd, others) for kd, _ in strata(per[complete], others))
             scope = f" (only where every learning rate completed: {names}" + ("; mean over seeds)" if runs.seeds else ")")
             per = per[complete]
         else:
@@ -381,17 +389,14 @@ def best_lr(runs: RunSet, metric: str = "final_response_loss", lower_is_better: 
     evidence = f"{what} by {col_name(lr)}{scope}: {listing}"
     # The verdict compares winner and runner-up within each combination of the other settings
     # (seeds as replicates), so epochs or templates are never mistaken for noise.
-    strata = per.groupby(others, dropna=False, sort=True) if others else [((), per)]
     wins, sigs = [], []
-    for key_, part in strata:
-        key_ = key_ if isinstance(key_, tuple) else (key_,)
+    for kd, part in strata(per, others):
         m = part.groupby(lr)[metric].mean().sort_values(ascending=lower_is_better)
         if len(m) < 2:
             continue
-        c = compare(part.loc[part[lr] == m.index[1], metric], part.loc[part[lr] == m.index[0], metric],
-                    min_effect=_min_effect(metric))
-        wins.append((dict(zip(others, key_)), m.index[0]))
-        sigs.append(c.significant)
+        c = _effect(part[part[lr] == m.index[1]], part[part[lr] == m.index[0]], metric)
+        wins.append((kd, m.index[0]))
+        sigs.append(judge(c, _min_effect(metric)))
     winners = {w for _, w in wins}
     if winners == {best} and all(sigs):
         verdict = SUPPORTED
@@ -417,7 +422,7 @@ def recommended_setting(runs: RunSet) -> Finding:
              "(the best such setting is recommended)")
     done = runs.done_jobs()
     if not (_has(done, "forgetting_pct") and _has(done, "final_follow_rate")):
-        return Finding(key, claim, INCONCLUSIVE, "not tested: forgetting or follow rate not reported.")
+        return Finding(key, claim, NOT_MEASURABLE, "forgetting or follow rate is absent for every job.")
     sm = _setting_means(runs, ["forgetting_pct", "final_follow_rate", "base_follow_rate"])
     sm = sm.dropna(subset=["forgetting_pct", "final_follow_rate"])
     base = float(sm["base_follow_rate"].mean()) if "base_follow_rate" in sm and sm["base_follow_rate"].notna().any() else 0.0
@@ -441,7 +446,8 @@ def recommended_setting(runs: RunSet) -> Finding:
                     f"{fmt_metric('final_follow_rate', need)} counted as learnt")
         return Finding(key, claim, NOT_SUPPORTED, f"{text}; {top_text}.", {"best": None})
     best = ok.sort_values(["final_follow_rate", "forgetting_pct"], ascending=[False, True]).iloc[0]
-    evidence = (f"{setting_label(best, runs.params)}: follow rate "
+    evidence = (f"recommended (criterion: the highest follow rate among the settings forgetting under "
+                f"{FORGETTING_BUDGET:g}%): {setting_label(best, runs.params)}: follow rate "
                 f"{fmt_metric('final_follow_rate', best['final_follow_rate'])}, forgetting "
                 f"{fmt_metric('forgetting_pct', best['forgetting_pct'])}{seeds(best)}")
     if top["forgetting_pct"] >= FORGETTING_BUDGET:
@@ -456,7 +462,7 @@ def aggressive_settings(runs: RunSet) -> Finding:
     claim = f"Some settings are too aggressive (forgetting above {FORGETTING_BUDGET:g}%)"
     done = runs.done_jobs()
     if not _has(done, "forgetting_pct"):
-        return Finding(key, claim, INCONCLUSIVE, "not tested: no completed job reports forgetting.")
+        return Finding(key, claim, NOT_MEASURABLE, "no completed job reports forgetting.")
     sm = _setting_means(runs, ["forgetting_pct"]).dropna(subset=["forgetting_pct"])
     bad = sm[sm["forgetting_pct"] > FORGETTING_BUDGET].sort_values("forgetting_pct", ascending=False)
     if bad.empty:
@@ -481,23 +487,21 @@ def categorical_effect(runs: RunSet, role: str) -> Finding | None:
     name = col_name_for(role)
     claim = f"The {name} changes the {_metric_name(metric)}"
     if not _has(done, metric):
-        return Finding(f"{role}_effect", claim, INCONCLUSIVE, f"not tested: no job reports {metric}.")
+        return Finding(f"{role}_effect", claim, NOT_MEASURABLE, f"no job reports {metric}.")
     others = [c for c in runs.params if c != col]
     clauses, sig_any, flat_all, n_groups = [], False, True, 0
-    groups = done.groupby(others, dropna=False, sort=True) if others else [((), done)]
     with_ci = bool(runs.seeds) and runs.n_seeds() >= 2
-    for key, part in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        kd = dict(zip(others, key))
+    for kd, part in strata(done, others):
         vals = {v: part.loc[part[col] == v, metric].dropna().tolist() for v in sorted_values(part[col])}
         vals = {k: v for k, v in vals.items() if v}
         if len(vals) < 2:
             continue
         n_groups += 1
         ordered = sorted(vals, key=lambda k: mean_ci(vals[k]).mean)
-        c = compare(vals[ordered[0]], vals[ordered[-1]], min_effect=_min_effect(metric))
-        sig_any |= bool(c.significant)
-        flat_all &= c.significant is False
+        c = _effect(part[part[col] == ordered[0]], part[part[col] == ordered[-1]], metric)
+        real = judge(c, _min_effect(metric))
+        sig_any |= bool(real)
+        flat_all &= real is False
         prefix = f"{setting_label(kd, others)}: " if others else ""
         clauses.append(prefix + ", ".join(f"{fmt_value(col, k)} {_fmt_level(metric, v, with_ci)}"
                                           for k, v in vals.items()))
@@ -510,9 +514,8 @@ def categorical_effect(runs: RunSet, role: str) -> Finding | None:
                    f"{lead}{_metric_name(metric)} by {name}: " + "; ".join(clauses) + ".", {"axis": col})
 
 
-def compute_findings(runs: RunSet) -> list[Finding]:
-    """All findings for a sweep, core claims first (always present), then those that depend
-    on what was swept."""
+def core_findings(runs: RunSet) -> list[Finding]:
+    """The core claims (always present), then those that depend on what was swept."""
     out = [
         forgetting_rises_with_lr(runs),
         replay_cuts_forgetting(runs),
@@ -528,7 +531,4 @@ def compute_findings(runs: RunSet) -> list[Finding]:
         f = categorical_effect(runs, role)
         if f is not None:
             out.append(f)
-    from analysis.experiment_findings import experiment_findings  # these import Finding
-    from analysis.story import story_findings
-
-    return story_findings(runs) + out + experiment_findings(runs)
+    return out

@@ -141,6 +141,7 @@ def read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) ->
         if b is not None and f is not None and b not in (0, 0.0) and math.isfinite(b):
             forgetting = forgetting_pct(b, f)
     record["forgetting_pct"] = forgetting
+    record.update(item_counts(summary if summary_ok else {}))
     record["steps"] = as_number(summary.get("steps")) if summary_ok else None
     # a job a search pruned: where it stopped, and what it would have run
     record["stopped_at_step"] = as_number(summary.get("stopped_at_step")) if summary_ok else None
@@ -196,6 +197,36 @@ def read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) ->
             samples.append({"job": job_id, **{k: as_text(row.get(k)) for k in SAMPLE_COLUMNS[1:]}})
 
     return JobFiles(record, config, set(overrides), overrides, curves, samples)
+
+
+def item_counts(summary: dict) -> dict[str, float | None]:
+    """How many held-out items each evaluation set scored, from what the job recorded: the
+    world's item counts less the items skipped as too long, capped at ``eval.max_items``.
+    Absent (None) when the job did not record them (own data, older jobs)."""
+    data = summary.get("data") if isinstance(summary.get("data"), dict) else {}
+    world = data.get("world") if isinstance(data.get("world"), dict) else {}
+    skipped = data.get("eval_skipped_too_long") if isinstance(data.get("eval_skipped_too_long"), dict) else {}
+    config = summary.get("config") if isinstance(summary.get("config"), dict) else {}
+    cap = as_number(_dig_config(config, "eval", "max_items"))
+    out: dict[str, float | None] = {}
+    for name, key in (("answer", "n_eval_items"), ("knowledge", "n_probe_items")):
+        total, skip = as_number(world.get(key)), as_number(skipped.get(name, 0))
+        n = None if total is None or skip is None else total - skip
+        if n is not None and cap is not None:
+            n = min(n, cap)
+        out[f"items_{name}"] = n if n is not None and n > 0 else None
+    return out
+
+
+def _dig_config(config: dict, *keys: str):
+    """A value of the job's config, nested (``{"eval": {"max_items": 100}}``) or flat."""
+    flat = config.get(".".join(keys))
+    if flat is not None:
+        return flat
+    node: Any = config
+    for k in keys:
+        node = node.get(k) if isinstance(node, dict) else None
+    return node
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:

@@ -7,22 +7,17 @@ the training data (one example with its loss mask and the jobs' data counts,
 ``analysis.dataview``), a summary table per setting, the Pareto front, the figures, a few base
 vs tuned generations (``analysis.samples``), and any file that could not be read.
 
-Safety: every text that comes from the job files (generations, prompts, error messages,
-parameter values, directory names) is escaped: HTML-escaped in ``report.html`` (which also
-forbids scripts through its Content-Security-Policy), and in ``report.md`` generations sit in
-code fences longer than any backtick run they contain while table cells are escaped, so no
-generation can inject markup or break the layout.
+Each section is one function of the report's context, listed in order in ``SECTIONS``; the
+document they build is rendered by ``analysis.render`` (which also escapes every text that comes
+from the job files).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import html
 import json
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +27,17 @@ import pandas as pd
 
 from analysis.collect import RunSet, collect_runs
 from analysis.dataview import data_counts, read_summary, render_example
+from analysis.groups import grouping_sentence
 from analysis.jobdir import Problem
-from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding, compute_findings
 from analysis.plots import PLOTS, plot_all
 from analysis.pruning import saved_sentence
+from analysis.registry import compute_findings
+from analysis.render import Block, md_code, md_escape, render_html, render_markdown
 from analysis.samples import pick_samples, recommended_job
+from analysis.stats import mean_ci, pareto_front, strata
 from analysis.sweepcmds import SweepCommand, sweep_commands
 from analysis.style import col_name, fmt_metric, fmt_num, fmt_value, setting_label, sorted_values
+from analysis.verdicts import Finding
 from sft_sweep.jobfiles import write_atomic
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,8 @@ def write_report(dirs: str | os.PathLike | Sequence[str | os.PathLike], out_dir:
     constants = files / CONSTANTS_FILE
     write_atomic(constants, json.dumps(runs.constants, indent=1, sort_keys=True, default=str) + "\n")
     tables.append(constants)
-    plots = plot_all(runs, files, on_error=lambda name, exc: runs.problems.append(
+    left_out: list[str] = []
+    plots = plot_all(runs, files, left_out=left_out, on_error=lambda name, exc: runs.problems.append(
         Problem(f"figure {name}", f"could not be drawn: {type(exc).__name__}: {exc}")))
     try:
         findings = compute_findings(runs)
@@ -105,68 +105,70 @@ def write_report(dirs: str | os.PathLike | Sequence[str | os.PathLike], out_dir:
         runs.problems.append(Problem("findings", f"could not be computed: {type(exc).__name__}: {exc}"))
         findings = []
 
-    doc = _build(runs, plots, findings, out)
+    doc = _build(runs, plots, findings, out, left_out)
     md_path, html_path = out / "report.md", out / "report.html"
     write_atomic(md_path, render_markdown(doc))
     write_atomic(html_path, render_html(doc))
     return ReportPaths(out, md_path, html_path, plots, tables, findings, list(runs.problems))
 
 
-# ======================================================================================
-# Document model: a list of blocks, rendered to Markdown and to HTML
-# ======================================================================================
-#
-# Every string in a block is plain text; the renderers escape all of it.
-
-
 @dataclass
-class Block:
-    kind: str  # h1 h2 h3 p list table img finding sample meta masked commands
-    text: str = ""
-    items: list[Any] = field(default_factory=list)
-    header: list[str] = field(default_factory=list)
-    rows: list[list[str]] = field(default_factory=list)
-    path: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+class _Context:
+    """What every section reads: the jobs, the figures drawn, the findings, the output folder
+    and the sweep commands per sweep directory."""
+
+    runs: RunSet
+    plots: dict[str, Path]
+    findings: list[Finding]
+    out: Path
+    commands: dict[str, list[SweepCommand]]
+    left_out: list[str] = field(default_factory=list)
+
+    @property
+    def n_done(self) -> int:
+        return int(self.runs.jobs["done"].sum())
 
 
-def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: Path) -> list[Block]:
-    doc: list[Block] = []
+def _title_and_meta(ctx: _Context) -> list[Block]:
+    runs = ctx.runs
     names = ", ".join(r.resolve().name for r in runs.roots)
     exp = runs.constants.get("name")  # the experiment's name in the app's config, when fixed
     if isinstance(exp, str) and exp and exp != names and len(runs.roots) == 1:
         names = f"{exp} ({names})"
-    doc.append(Block("h1", f"Sweep report: {names}"))
     counts = runs.status_counts()
-    done = int(runs.jobs["done"].sum())
     meta = [f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from "
             + ", ".join(str(r) for r in runs.roots),
             f"{len(runs.jobs)} jobs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
             "Swept: " + (", ".join(f"{col_name(c)} ({c})" for c in runs.swept) or "nothing (single job)")]
-    commands = commands_by_sweep(runs)
-    mixed = {name: len(cmds) for name, cmds in commands.items() if len(cmds) > 1}
+    mixed = {name: len(cmds) for name, cmds in ctx.commands.items() if len(cmds) > 1}
     if mixed:
         meta.append("Jobs from several sweep commands: " + ", ".join(f"{n} commands in {name}" for name, n in mixed.items())
                     + " (each listed under What was swept)")
     pruned = saved_sentence(runs)
     if pruned:
         meta.append(pruned)
+    grouped = grouping_sentence(runs)
+    if grouped:
+        meta.append(grouped)
     if runs.seeds:
         meta.append(f"Seeds: {', '.join(runs.seeds)}, up to {runs.n_seeds()} per setting; numbers are "
                     "seed means, ± is a 95% confidence interval")
-    doc.append(Block("meta", items=meta))
+    return [Block("h1", f"Sweep report: {names}"), Block("meta", items=meta)]
 
-    # Findings
-    doc.append(Block("h2", "Findings"))
-    if done == 0:
-        doc.append(Block("p", "No job has completed yet, so there is nothing to conclude."))
-    elif not findings:
-        doc.append(Block("p", "Findings could not be computed (see Problems)."))
-    for f in findings:
-        doc.append(Block("finding", f.claim, extra={"verdict": f.verdict, "evidence": f.evidence}))
 
-    # What was swept
-    doc.append(Block("h2", "What was swept"))
+def _findings_section(ctx: _Context) -> list[Block]:
+    out = [Block("h2", "Findings")]
+    if ctx.n_done == 0:
+        out.append(Block("p", "No job has completed yet, so there is nothing to conclude."))
+    elif not ctx.findings:
+        out.append(Block("p", "Findings could not be computed (see Problems)."))
+    return out + [Block("finding", f.claim, extra={"verdict": f.verdict, "evidence": f.evidence})
+                  for f in ctx.findings]
+
+
+def _swept_section(ctx: _Context) -> list[Block]:
+    runs = ctx.runs
+    out = [Block("h2", "What was swept")]
     if runs.swept:
         rows = []
         done_jobs = runs.done_jobs()
@@ -174,26 +176,29 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
             vals = sorted_values(runs.jobs[c])
             rows.append([col_name(c), c, ", ".join(fmt_value(c, v) for v in vals), str(len(vals)),
                          str(len(sorted_values(done_jobs[c])) if not done_jobs.empty else 0)])
-        doc.append(Block("table", header=["setting", "config key", "values", "n values", "n completed"],
+        out.append(Block("table", header=["setting", "config key", "values", "n values", "n completed"],
                          rows=rows))
     else:
-        doc.append(Block("p", "No setting differs between the jobs."))
-    doc += _command_blocks(commands)
+        out.append(Block("p", "No setting differs between the jobs."))
+    out += _command_blocks(ctx.commands)
     if runs.constants:
         keep = {k: v for k, v in runs.constants.items() if not k.startswith("hydra.")}
         main = [k for k in MAIN_SETTINGS if k in keep]
         shown = ", ".join(f"{k}={_const(keep[k])}" for k in main)
         rest = len(keep) - len(main)
-        doc.append(Block("p", "Held fixed: " + (shown or "—")
+        out.append(Block("p", "Held fixed: " + (shown or "—")
                          + (f" (and {rest} more settings, in {FILES_DIR}/{CONSTANTS_FILE})" if rest else "")))
     if runs.derived:
-        doc.append(Block("p", "Also differ, as a consequence of the swept settings: " + ", ".join(runs.derived)))
+        out.append(Block("p", "Also differ, as a consequence of the swept settings: " + ", ".join(runs.derived)))
+    return out
 
-    # Jobs
-    doc.append(Block("h2", "Jobs"))
-    doc.append(Block("p", f"{done} of {len(runs.jobs)} jobs completed and are analysed."
-                          + (" Jobs that failed, were pruned by the search or are still running are listed "
-                             "here and left out of the tables and findings." if done < len(runs.jobs) else "")))
+
+def _jobs_section(ctx: _Context) -> list[Block]:
+    runs, done = ctx.runs, ctx.n_done
+    out = [Block("h2", "Jobs"),
+           Block("p", f"{done} of {len(runs.jobs)} jobs completed and are analysed."
+                      + (" Jobs that failed, were pruned by the search or are still running are listed "
+                         "here and left out of the tables and findings." if done < len(runs.jobs) else ""))]
     bad = runs.jobs[~runs.jobs["done"]]
     if not bad.empty:
         rows = []
@@ -205,65 +210,109 @@ def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: P
                 where.append(f"epoch {fmt_num(j['last_epoch'])}")
             rows.append([str(j["job"]), str(j["status"]), setting_label(j, runs.swept) if runs.swept else "",
                          ", ".join(where) or "no metrics yet", str(j.get("error") or "")])
-        doc.append(Block("table", header=["job", "status", "setting", "progress", "error"], rows=rows))
+        out.append(Block("table", header=["job", "status", "setting", "progress", "error"], rows=rows))
+    return out
 
-    # Warnings the jobs recorded (data skipped or dropped, files ignored, caches rebuilt)
-    warned = runs.jobs[runs.jobs.get("n_warnings", pd.Series(0, index=runs.jobs.index)).fillna(0) > 0]
-    if not warned.empty:
-        doc.append(Block("h2", "Warnings"))
-        doc.append(Block("list", items=[f"job {j['job']}: {w}" for _, j in warned.iterrows()
-                                        for w in str(j["warnings"]).split("\n")][:100]))
 
-    doc += _training_data_blocks(runs, findings)
+def _warnings_section(ctx: _Context) -> list[Block]:
+    """Warnings the jobs recorded (data skipped or dropped, files ignored, caches rebuilt)."""
+    jobs = ctx.runs.jobs
+    warned = jobs[jobs.get("n_warnings", pd.Series(0, index=jobs.index)).fillna(0) > 0]
+    if warned.empty:
+        return []
+    jobs_of: dict[str, list[str]] = {}
+    for _, j in warned.iterrows():
+        for w in dict.fromkeys(str(j["warnings"]).split("\n")):
+            jobs_of.setdefault(w, []).append(str(j["job"]))
+    return [Block("h2", "Warnings"), Block("list", items=[_warning_line(w, jobs) for w, jobs in jobs_of.items()][:100])]
 
-    # Summary table
-    if done:
-        doc.append(Block("h2", "Summary per setting"))
-        header, rows = summary_table(runs)
-        doc.append(Block("p", "Final evaluation of the completed jobs"
-                         + (", mean over seeds ± 95% CI (n = completed seeds)." if runs.seeds else ".")
-                         + " Forgetting is the raw-text loss change against the base model."))
-        doc.append(Block("table", header=header, rows=rows))
 
-    # Pareto front
-    front = pareto_table(runs)
-    if front is not None:
-        header, rows, what = front
-        doc.append(Block("h2", "Pareto front"))
-        doc.append(Block("p", f"Completed jobs that no other job beats on both {what} and forgetting "
-                              "(the circled points of the trade-off figure), least forgetting first."))
-        doc.append(Block("table", header=header, rows=rows))
+def _warning_line(warning: str, jobs: list[str], shown: int = 5) -> str:
+    """One warning once: ``job 3: ...``, or ``12 jobs (0, 1, 2, 3, 4 and 7 more): ...``."""
+    if len(jobs) == 1:
+        return f"job {jobs[0]}: {warning}"
+    names = ", ".join(jobs[:shown]) + (f" and {len(jobs) - shown} more" if len(jobs) > shown else "")
+    return f"{len(jobs)} jobs ({names}): {warning}"
 
-    # Figures
-    if plots:
-        doc.append(Block("h2", "Figures"))
-        captions = {name: cap for name, _fn, cap in PLOTS}
-        for name, path in plots.items():
-            doc.append(Block("img", captions.get(name, name), path=path,
-                             extra={"rel": os.path.relpath(path, out).replace(os.sep, "/")}))
 
-    # Generations
-    samples = pick_samples(runs, findings)
-    if samples:
-        doc.append(Block("h2", "Base vs tuned generations"))
-        doc.append(Block("p", "A few held-out prompts, the base model's continuation and the answers of the "
-                              "recommended job (or the best on the Pareto front) and of the jobs with the least "
-                              "and the most forgetting (text shown verbatim, escaped)."))
-        for s in samples:
-            doc.append(Block("sample", s["prompt"], extra=s))
+def _summary_section(ctx: _Context) -> list[Block]:
+    if not ctx.n_done:
+        return []
+    header, rows = summary_table(ctx.runs)
+    return [Block("h2", "Summary per setting"),
+            Block("p", "Final evaluation of the completed jobs"
+                  + (", mean over seeds ± 95% CI (n = completed seeds)." if ctx.runs.seeds else ".")
+                  + " Forgetting is the raw-text loss change against the base model."),
+            Block("table", header=header, rows=rows)]
 
-    # Problems
-    if runs.problems:
-        doc.append(Block("h2", "Problems"))
-        doc.append(Block("p", "These files (or parts) could not be read and were skipped:"))
-        doc.append(Block("list", items=[str(p) for p in runs.problems[:100]]
-                         + ([f"… and {len(runs.problems) - 100} more"] if len(runs.problems) > 100 else [])))
 
-    doc.append(Block("h2", "Data files"))
-    doc.append(Block("list", items=[f"{FILES_DIR}/{p.name}" for p in sorted((out / FILES_DIR).glob("*"))
-                                    if p.suffix in (".csv", ".parquet", ".json")]
-                     + ["Regenerate with: sft-sweep-report " + " ".join(str(r) for r in runs.roots)]))
-    return doc
+def _pareto_section(ctx: _Context) -> list[Block]:
+    front = pareto_table(ctx.runs)
+    if front is None:
+        return []
+    header, rows, what = front
+    return [Block("h2", "Pareto front"),
+            Block("p", f"Completed jobs that no other job beats on both {what} and forgetting "
+                       "(the circled points of the trade-off figure), least forgetting first."),
+            Block("table", header=header, rows=rows)]
+
+
+def _figures_section(ctx: _Context) -> list[Block]:
+    if not ctx.plots and not ctx.left_out:
+        return []
+    captions = {name: cap for name, _fn, cap in PLOTS}
+    out = [Block("h2", "Figures")] + [
+        Block("img", captions.get(name, name), path=path,
+              extra={"rel": os.path.relpath(path, ctx.out).replace(os.sep, "/")})
+        for name, path in ctx.plots.items()]
+    if ctx.left_out:
+        out.append(Block("p", "Left out, as this sweep has nothing for them to draw (the metric or the swept "
+                              "setting each needs is absent): " + ", ".join(ctx.left_out) + "."))
+    return out
+
+
+def _generations_section(ctx: _Context) -> list[Block]:
+    samples = pick_samples(ctx.runs, ctx.findings)
+    if not samples:
+        return []
+    return [Block("h2", "Base vs tuned generations"),
+            Block("p", "A few held-out prompts, the base model's continuation and the answers of the "
+                       "recommended job (or the best on the Pareto front) and of the jobs with the least "
+                       "and the most forgetting (text shown verbatim, escaped).")] + [
+        Block("sample", s["prompt"], extra=s) for s in samples]
+
+
+def _problems_section(ctx: _Context) -> list[Block]:
+    problems = ctx.runs.problems
+    if not problems:
+        return []
+    return [Block("h2", "Problems"),
+            Block("p", "These files (or parts) could not be read and were skipped:"),
+            Block("list", items=[str(p) for p in problems[:100]]
+                  + ([f"… and {len(problems) - 100} more"] if len(problems) > 100 else []))]
+
+
+def _data_files_section(ctx: _Context) -> list[Block]:
+    return [Block("h2", "Data files"),
+            Block("list", items=[f"{FILES_DIR}/{p.name}" for p in sorted((ctx.out / FILES_DIR).glob("*"))
+                                 if p.suffix in (".csv", ".parquet", ".json")]
+                  + ["Regenerate with: sft-sweep-report " + " ".join(str(r) for r in ctx.runs.roots)])]
+
+
+def _training_data_section(ctx: _Context) -> list[Block]:
+    return _training_data_blocks(ctx.runs, ctx.findings)
+
+
+#: The report's sections, in order; each gives its blocks (none when it has nothing to show).
+SECTIONS = (_title_and_meta, _findings_section, _swept_section, _jobs_section, _warnings_section,
+            _training_data_section, _summary_section, _pareto_section, _figures_section,
+            _generations_section, _problems_section, _data_files_section)
+
+
+def _build(runs: RunSet, plots: dict[str, Path], findings: list[Finding], out: Path,
+           left_out: Sequence[str] = ()) -> list[Block]:
+    ctx = _Context(runs, plots, findings, out, commands_by_sweep(runs), list(left_out))
+    return [block for section in SECTIONS for block in section(ctx)]
 
 
 def _training_data_blocks(runs: RunSet, findings: Sequence[Finding]) -> list[Block]:
@@ -341,12 +390,10 @@ def _command_blocks(commands: dict[str, list[SweepCommand]]) -> list[Block]:
 
 def summary_table(runs: RunSet) -> tuple[list[str], list[list[str]]]:
     """Per setting (seed-averaged): parameters, n, and the final metrics; the base model first."""
-    from analysis.stats import mean_ci
-
     done = runs.done_jobs()
     metrics = [m for m in SUMMARY_METRICS if m in done and done[m].notna().any()]
     params = runs.params
-    groups = list(done.groupby(params, dropna=False, sort=True)) if params else [((), done)]
+    groups = strata(done, params)
     show_n = any(len(part) > 1 for _, part in groups)
     label_cols = [col_name(c) for c in params] or ["setting"]
     header = label_cols + (["n"] if show_n else []) + [_metric_header(m) for m in metrics]
@@ -358,8 +405,7 @@ def summary_table(runs: RunSet) -> tuple[list[str], list[list[str]]]:
         base.append(fmt_metric(b, done[b].mean()) if ok else "—")
     rows = [base]
     for key, part in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        row = [fmt_value(c, v) for c, v in zip(params, key)] or [f"all {len(part)} jobs"]
+        row = [fmt_value(c, key[c]) for c in params] or [f"all {len(part)} jobs"]
         if show_n:
             row.append(str(len(part)))
         for m in metrics:
@@ -371,8 +417,6 @@ def summary_table(runs: RunSet) -> tuple[list[str], list[list[str]]]:
 
 def pareto_table(runs: RunSet) -> tuple[list[str], list[list[str]], str] | None:
     """Jobs on the follow-rate (else answer-accuracy) vs forgetting Pareto front."""
-    from analysis.stats import pareto_front
-
     done = runs.done_jobs()
     metric = next((m for m in ("final_follow_rate", "final_answer_acc")
                    if m in done and done[["forgetting_pct", m]].dropna().shape[0] >= 2), None) \
@@ -398,187 +442,6 @@ def _metric_header(m: str) -> str:
 
 def _const(v: Any) -> str:
     return fmt_num(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
-
-
-# ======================================================================================
-# Markdown
-# ======================================================================================
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
-# What would start a heading, list item or quote at the beginning of a line.
-_MD_LINE_START = re.compile(r"^(\s*)(\d*)(#{1,6}|[-+=]+|[.)])(?=\s|$)")
-
-
-def md_escape(text: Any) -> str:
-    """Plain text -> Markdown that renders as that text, on one line.
-
-    HTML-significant characters become entities (no raw HTML can get through), the characters
-    that start emphasis, code, links, tables or strike-through are backslash-escaped, a
-    leading ``#``/``-``/``+``/``1.`` cannot start a heading or list, line breaks become spaces.
-    """
-    t = str(text).replace("\r", "").replace("\n", " ")
-    t = t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    t = _MD_SPECIAL.sub(r"\\\1", t)
-    return _MD_LINE_START.sub(lambda m: f"{m.group(1)}{m.group(2)}\\{m.group(3)}", t, count=1)
-
-
-def md_code(text: Any, info: str = "text") -> str:
-    """A fenced code block whose fence is longer than any backtick run inside ``text``
-    (an empty text gives a visible placeholder instead of an empty block)."""
-    t = str(text).replace("\r", "")
-    if not t.strip():
-        return "*(empty)*"
-    longest = max((len(m) for m in re.findall(r"`+", t)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{info}\n{t}\n{fence}"
-
-
-def render_markdown(doc: list[Block]) -> str:
-    out: list[str] = []
-    for b in doc:
-        if b.kind == "h1":
-            out.append(f"# {md_escape(b.text)}\n")
-        elif b.kind == "h2":
-            out.append(f"## {md_escape(b.text)}\n")
-        elif b.kind == "meta":
-            out.append("\n".join(f"- {md_escape(i)}" for i in b.items) + "\n")
-        elif b.kind == "p":
-            out.append(md_escape(b.text) + "\n")
-        elif b.kind == "list":
-            out.append("\n".join(f"- {md_escape(i)}" for i in b.items) + "\n")
-        elif b.kind == "finding":
-            verdict = b.extra["verdict"].upper()
-            out.append(f"- **{md_escape(verdict)}**: {md_escape(b.text)} — {md_escape(b.extra['evidence'])}")
-        elif b.kind == "table":
-            head = "| " + " | ".join(md_escape(h) for h in b.header) + " |"
-            sep = "|" + "|".join("---" for _ in b.header) + "|"
-            body = ["| " + " | ".join(md_escape(c) for c in r) + " |" for r in b.rows]
-            out.append("\n".join([head, sep, *body]) + "\n")
-        elif b.kind == "img":
-            rel = b.extra["rel"]
-            out.append(f"![{md_escape(b.text)}]({_md_url(rel)})\n\n*{md_escape(b.text)}*\n")
-        elif b.kind == "commands":
-            out.append("\n".join(f"- {md_escape((where + ': ' if where else '') + cmd + ' (' + notes + ')')}"
-                                  for where, cmd, notes in b.items) + "\n")
-        elif b.kind == "masked":
-            out.append(md_code("".join(f"[[{t}]]" if on else t for t, on in b.extra["spans"])) + "\n")
-        elif b.kind == "sample":
-            s = b.extra
-            parts = [f"### {md_escape(s['task'])}\n", "Prompt:\n", md_code(s["prompt"]) + "\n",
-                     f"Reference: {md_escape(s['reference']) or '—'}\n", "Base model:\n", md_code(s["base"]) + "\n"]
-            for label, text in s["tuned"]:
-                parts += [f"Tuned, {md_escape(label)}:\n", md_code(text) + "\n"]
-            out.append("\n".join(parts))
-    # Findings are list items: keep them together, separate every other block by a blank line.
-    text = ""
-    for i, chunk in enumerate(out):
-        is_item = chunk.startswith("- **")
-        prev_item = i > 0 and out[i - 1].startswith("- **")
-        text += ("\n" if is_item and prev_item else "\n\n" if text else "") + chunk.rstrip("\n")
-    return text + "\n"
-
-
-def _md_url(rel: str) -> str:
-    return "".join(c if c.isalnum() or c in "/._-" else f"%{ord(c):02X}" for c in rel)
-
-
-# ======================================================================================
-# HTML
-# ======================================================================================
-
-_CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1200px;
-       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { font-size: 1.7em; margin-bottom: .2em; }
-h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
-h3 { font-size: 1.05em; margin-bottom: .3em; }
-ul.meta { color: #444; padding-left: 1.2em; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
-th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.finding { border-left: 5px solid #999; background: #fafafa; padding: .5em .9em; margin: .7em 0; }
-.finding .claim { font-weight: 600; }
-.finding .evidence { color: #333; font-size: .93em; margin-top: .2em; }
-.verdict { display: inline-block; font-size: .78em; font-weight: 700; text-transform: uppercase;
-           padding: .1em .5em; border-radius: 3px; margin-right: .5em; color: white; }
-.v-supported { border-color: #2e7d32; } .v-supported .verdict { background: #2e7d32; }
-.v-not-supported { border-color: #c62828; } .v-not-supported .verdict { background: #c62828; }
-.v-inconclusive { border-color: #9e9e9e; } .v-inconclusive .verdict { background: #757575; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #444; font-size: .92em; margin-top: .3em; }
-pre { background: #f6f8fa; border: 1px solid #e1e4e8; padding: .6em; white-space: pre-wrap;
-      word-break: break-word; font-size: .88em; margin: .2em 0 .7em; }
-.sample { border: 1px solid #ddd; padding: .4em .9em; margin: 1em 0; border-radius: 4px; }
-.label { font-size: .85em; color: #555; }
-pre.empty { color: #888; font-style: italic; }
-code { background: #f3f3f3; padding: .05em .3em; border-radius: 3px; font-size: .92em; }
-pre.masked mark { background: #b7e4b7; color: #111; border-radius: 2px; }
-"""
-
-_VERDICT_CLASS = {SUPPORTED: "v-supported", NOT_SUPPORTED: "v-not-supported", INCONCLUSIVE: "v-inconclusive"}
-_NUMERIC = re.compile(r"^[+\-−]?[\d.]+(e[+\-]?\d+)?( ± [\d.]+)?%?$|^—$")
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _pre(text: Any) -> str:
-    return f"<pre>{_e(text)}</pre>" if str(text).strip() else '<pre class="empty">(empty)</pre>'
-
-
-def render_html(doc: list[Block]) -> str:
-    title = next((b.text for b in doc if b.kind == "h1"), "Sweep report")
-    body: list[str] = []
-    for b in doc:
-        if b.kind == "h1":
-            body.append(f"<h1>{_e(b.text)}</h1>")
-        elif b.kind == "h2":
-            body.append(f"<h2>{_e(b.text)}</h2>")
-        elif b.kind == "meta":
-            body.append('<ul class="meta">' + "".join(f"<li>{_e(i)}</li>" for i in b.items) + "</ul>")
-        elif b.kind == "p":
-            body.append(f"<p>{_e(b.text)}</p>")
-        elif b.kind == "list":
-            body.append("<ul>" + "".join(f"<li>{_e(i)}</li>" for i in b.items) + "</ul>")
-        elif b.kind == "finding":
-            v = b.extra["verdict"]
-            body.append(f'<div class="finding {_VERDICT_CLASS.get(v, "v-inconclusive")}">'
-                        f'<span class="verdict">{_e(v)}</span><span class="claim">{_e(b.text)}</span>'
-                        f'<div class="evidence">{_e(b.extra["evidence"])}</div></div>')
-        elif b.kind == "table":
-            head = "".join(f"<th>{_e(h)}</th>" for h in b.header)
-            rows = "".join(
-                "<tr>" + "".join(f'<td class="num">{_e(c)}</td>' if _NUMERIC.match(str(c)) else f"<td>{_e(c)}</td>"
-                                 for c in r) + "</tr>" for r in b.rows)
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif b.kind == "img":
-            data = base64.b64encode(Path(b.path).read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{_e(b.text)}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{_e(b.text)}</figcaption></figure>")
-        elif b.kind == "commands":
-            body.append("<ul>" + "".join(f"<li>{_e(where + ': ') if where else ''}<code>{_e(cmd)}</code> ({_e(notes)})</li>"
-                                         for where, cmd, notes in b.items) + "</ul>")
-        elif b.kind == "masked":
-            body.append('<pre class="masked">' + "".join(f"<mark>{_e(t)}</mark>" if on else _e(t)
-                                                          for t, on in b.extra["spans"]) + "</pre>")
-        elif b.kind == "sample":
-            s = b.extra
-            parts = [f'<div class="sample"><h3>{_e(s["task"])}</h3>',
-                     '<div class="label">prompt</div>', f"<pre>{_e(s['prompt'])}</pre>",
-                     f'<div class="label">reference: {_e(s["reference"] or "—")}</div>',
-                     '<div class="label">base model</div>', _pre(s["base"])]
-            for label, text in s["tuned"]:
-                parts += [f'<div class="label">tuned, {_e(label)}</div>', _pre(text)]
-            parts.append("</div>")
-            body.append("".join(parts))
-    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
 
 
 __all__ = ["write_report", "ReportPaths", "summary_table", "pick_samples", "render_markdown",

@@ -10,8 +10,9 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.findings import SUPPORTED, Finding
+from analysis.stats import pareto_front
 from analysis.style import fmt_metric, setting_label
+from analysis.verdicts import SUPPORTED, Finding
 
 SAMPLE_PROMPTS = 3
 MAX_SAMPLE_CHARS = 600
@@ -43,8 +44,6 @@ def recommended_job(runs: RunSet, findings: Sequence[Finding] = ()) -> tuple[pd.
                 match = match[match[col] == value]
         if not match.empty:
             return match.iloc[0], "recommended setting"
-    from analysis.stats import pareto_front
-
     metric = _gain_metric(pool)
     if metric is None:
         return None

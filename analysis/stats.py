@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,17 @@ def mean_ci(values: Iterable[float]) -> MeanCI:
     return MeanCI(mean, t_quantile_975(n - 1) * std / math.sqrt(n), n, std)
 
 
+def strata(df: pd.DataFrame, cols: Sequence[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """``df`` split per combination of ``cols`` (sorted, missing values kept as a group of their
+    own), each part with its key as ``{column: value}``; the whole frame as one part keyed
+    ``{}`` when ``cols`` is empty."""
+    cols = list(cols)
+    if not cols:
+        return [({}, df)]
+    return [(dict(zip(cols, key if isinstance(key, tuple) else (key,))), part)
+            for key, part in df.groupby(cols, dropna=False, sort=True)]
+
+
 def aggregate(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
     """Group ``df`` by ``by`` and summarise ``value`` per group: mean, ci (half-width), n, std.
 
@@ -73,16 +85,9 @@ def aggregate(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
     """
     cols = list(by)
     rows = []
-    if not cols:
-        groups: Iterable = [((), df)]
-    else:
-        groups = df.groupby(cols, dropna=False, sort=True)
-    for key, part in groups:
-        key = key if isinstance(key, tuple) else (key,)
+    for key, part in strata(df, cols):
         m = mean_ci(pd.to_numeric(part[value], errors="coerce")) if value in part else mean_ci([])
-        row = dict(zip(cols, key))
-        row.update(mean=m.mean, ci=m.half, n=m.n, std=m.std)
-        rows.append(row)
+        rows.append({**key, "mean": m.mean, "ci": m.half, "n": m.n, "std": m.std})
     return pd.DataFrame(rows, columns=cols + ["mean", "ci", "n", "std"])
 
 
@@ -98,49 +103,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     if rx.std() == 0 or ry.std() == 0:
         return math.nan
     return float(np.corrcoef(rx, ry)[0, 1])
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """``b - a`` for two groups of values, with a verdict on whether the difference is real."""
-
-    a: MeanCI
-    b: MeanCI
-    diff: float
-    se: float  # standard error of the difference (NaN without replicates)
-    significant: bool | None  # None: cannot tell (no replicates and a small difference)
-
-
-def compare(a: Iterable[float], b: Iterable[float], *, min_effect: float) -> Comparison:
-    """Compare two groups of measurements (for example the seeds of two settings).
-
-    With replicates in both groups, the difference counts as real when Welch's t-test rejects
-    "no difference" at 5% (two-sided) *and* the difference is at least ``min_effect``. Without replicates there is no noise estimate:
-    a difference above ``3 * min_effect`` counts as real, one below ``min_effect`` as not real,
-    anything between as unknown (``None``).
-    """
-    ma, mb = mean_ci(a), mean_ci(b)
-    diff = mb.mean - ma.mean
-    if ma.n >= 2 and mb.n >= 2:
-        va, vb = ma.std ** 2 / ma.n, mb.std ** 2 / mb.n
-        se = math.sqrt(va + vb)
-        if se == 0:
-            sig = abs(diff) >= min_effect
-        else:
-            # Welch-Satterthwaite degrees of freedom, rounded down (conservative).
-            dof = (va + vb) ** 2 / ((va ** 2 / (ma.n - 1) if va else 0) + (vb ** 2 / (mb.n - 1) if vb else 0))
-            crit = t_quantile_975(max(1, int(dof)))
-            sig = abs(diff) > crit * se and abs(diff) >= min_effect
-        return Comparison(ma, mb, diff, se, bool(sig))
-    if not (math.isfinite(diff)):
-        return Comparison(ma, mb, diff, math.nan, None)
-    if abs(diff) >= 3 * min_effect:
-        sig: bool | None = True
-    elif abs(diff) < min_effect:
-        sig = False
-    else:
-        sig = None
-    return Comparison(ma, mb, diff, math.nan, sig)
 
 
 def pareto_mask(df: pd.DataFrame, maximize: Sequence[str] = (), minimize: Sequence[str] = ()) -> pd.Series:

@@ -17,7 +17,7 @@ import math
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding, at_bound
 from analysis.stats import mean_ci
 from analysis.style import fmt_value, setting_label
 
@@ -135,7 +135,9 @@ def best_setting_answers_and_keeps(runs: RunSet) -> Finding:
                             f"(target: within {100 * KNOWLEDGE_KEPT:g} points{'' if ok else ', missed'})"))
     label = setting_label(part.iloc[0], runs.params) if runs.params else "all jobs"
     seeds = f" over {n_seeds} seeds (mean ± 95% CI)" if n_seeds >= 2 else ""
-    return Finding(key, claim, _verdict(results), f"{label}{seeds}: " + "; ".join(t for _, t in results) + ".",
+    criterion = (f"best (criterion: the highest answer + probe accuracy among the settings forgetting "
+                 f"<= {TARGETS['best'][3][2]:g}%): ")
+    return Finding(key, claim, _verdict(results), f"{criterion}{label}{seeds}: " + "; ".join(t for _, t in results) + ".",
                    {"setting": {c: part.iloc[0][c] for c in runs.params}, "n_seeds": int(n_seeds)})
 
 
@@ -189,6 +191,14 @@ def smallest_lr_does_not_learn(runs: RunSet) -> Finding:
     lr = runs.axis("lr")
     if lr is None or done[lr].nunique() < 2 or "final_follow_rate" not in done:
         return Finding(key, claim, INCONCLUSIVE, "not tested: the sweep does not vary the learning rate.")
+    rates = done["final_follow_rate"].dropna().tolist()
+    if "base_follow_rate" in done:
+        rates += done["base_follow_rate"].dropna().tolist()
+    if at_bound(rates) is not None:
+        return Finding(key, claim, NOT_MEASURABLE,
+                       f"the base model and every tuned job follow {100 * at_bound(rates):.0f}% of held-out "
+                       "prompts: the follow rate sits at its bound, so a learning rate too small to learn the "
+                       "format cannot be told from one that learnt nothing measurable.")
     low = done[lr].min()
     part = done[done[lr] == low]
     per = part.groupby("_setting")["final_follow_rate"].apply(list)

@@ -58,9 +58,18 @@ def col_name(col: str) -> str:
     return ROLE_NAMES[role] if role else col
 
 
+#: Last key segments that say nothing on their own: ``data.name`` is shown as ``data``.
+_GENERIC_KEYS = {"name", "source", "path", "type", "kind", "file"}
+
+
 def col_short(col: str) -> str:
     role = role_of(col)
-    return role or col.rsplit(".", 1)[-1]
+    if role:
+        return role
+    parts = col.split(".")
+    if len(parts) >= 2 and parts[-1] in _GENERIC_KEYS:
+        return parts[-2] if parts[-1] == "name" else f"{parts[-2]} {parts[-1]}"
+    return parts[-1]
 
 
 def is_missing(v: Any) -> bool:

@@ -63,10 +63,11 @@ PLOTS: list[tuple[str, Callable[..., Path | None], str]] = [
 ]
 
 
-def plot_all(runs: RunSet, out_dir: str | Path, *, on_error: Callable[[str, Exception], None] | None = None
-             ) -> dict[str, Path]:
+def plot_all(runs: RunSet, out_dir: str | Path, *, on_error: Callable[[str, Exception], None] | None = None,
+             left_out: list[str] | None = None) -> dict[str, Path]:
     """Every figure the sweep supports, as ``{name: path}``. A figure that fails is passed to
-    ``on_error`` (or re-raised without one) and the others are still drawn."""
+    ``on_error`` (or re-raised without one) and the others are still drawn; the names of the
+    figures with nothing to draw in this sweep are appended to ``left_out``."""
     palette = make_palette(runs)
     written: dict[str, Path] = {}
     for name, fn, _caption in PLOTS:
@@ -79,4 +80,6 @@ def plot_all(runs: RunSet, out_dir: str | Path, *, on_error: Callable[[str, Exce
             continue
         if path is not None:
             written[name] = path
+        elif left_out is not None:
+            left_out.append(name)
     return written

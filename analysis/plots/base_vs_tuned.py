@@ -11,7 +11,7 @@ from analysis.plots.common import (
     BASE_COLOR, add_header, add_legend, make_palette, panel_grid, present_values, range_err,
     save_png, status_note, y_percent,
 )
-from analysis.style import Palette, fmt_param
+from analysis.style import Palette, col_name, fmt_param
 
 
 BAR_NAMES = {"follow_rate": "follow rate", "answer_acc": "answer\naccuracy",
@@ -45,7 +45,7 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
         x0 = mi - 0.42
         base = 100 * done[f"base_{m}"].dropna()
         bars = ax.bar(x0 + width * 0.5, base.mean(), width=width * 0.92, color=BASE_COLOR,
-                      yerr=range_err(base), capsize=3)
+                      yerr=range_err(base) if len(base) > 1 else None, capsize=3)
         ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2)
         for gi, g in enumerate(gvals):
             part = done if group is None else done[done[group] == g]
@@ -55,7 +55,7 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
             x = x0 + width * (gi + 1.5)
             bars = ax.bar(x, vals.mean(), width=width * 0.92,
                           color=palette.color(group, g) if group else "#1f4e79",
-                          yerr=range_err(vals), capsize=3)
+                          yerr=range_err(vals) if len(vals) > 1 else None, capsize=3)
             ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2)
     ax.set_xticks(range(len(metrics)))
     ax.set_xticklabels([f"{BAR_NAMES[m]}\n(% of {_denominator(m)})" for m in metrics], fontsize=8)
@@ -72,6 +72,8 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
                                                for g in gvals]
     labels = ["base model"] + [f"tuned, {fmt_param(group, g)}" if group else "tuned" for g in gvals]
     add_legend(fig, handles, labels)
+    pooled = [col_name(c) for c in runs.swept if c != group]
+    over = f"mean over {' and '.join(pooled)}" if pooled else "mean over completed jobs"
     add_header(fig, "What SFT changes: answering in format vs knowing facts",
-            f"bars = mean over completed jobs, whiskers = min–max; {status_note(runs)}")
+               f"bars = {over}, whiskers = min–max (none for one job); {status_note(runs)}")
     return save_png(fig, out_dir, "base_vs_tuned")

@@ -20,7 +20,7 @@ from matplotlib.ticker import (
 )
 
 from analysis.collect import RunSet
-from analysis.stats import t_quantile_975
+from analysis.stats import strata, t_quantile_975
 from analysis.style import (
     AGGRESSIVE_BAND, Palette, fmt_param, fmt_sci, setting_label, sorted_values,
 )
@@ -206,12 +206,9 @@ def text_box(label, renderer):
 
 def split_facets(done: pd.DataFrame, cols: Sequence[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """Sub-tables of ``done`` per combination of ``cols`` (one facet when ``cols`` is empty)."""
+    out = strata(done, cols)
     if not cols:
-        return [({}, done)]
-    out = []
-    for key, part in done.groupby(list(cols), dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        out.append((dict(zip(cols, key)), part))
+        return out
     order = {c: {v: i for i, v in enumerate(sorted_values(done[c]))} for c in cols}
     out.sort(key=lambda kv: tuple(order[c].get(kv[0][c], -1) for c in cols))
     return out
@@ -316,7 +313,19 @@ def facet_title(key: dict[str, Any]) -> str:
     return setting_label(key, list(key)) if key else ""
 
 
+#: Smallest span (percentage points) a % axis shows: a flat series would otherwise get ticks a
+#: fraction of a point apart, all printed as the same whole percentage ("0%, 0%, -0%").
+MIN_PERCENT_SPAN = 5.0
+
+
 def y_percent(ax) -> None:
+    lo, hi = ax.get_ylim()
+    if hi - lo < MIN_PERCENT_SPAN:
+        mid = (lo + hi) / 2
+        lo, hi = mid - MIN_PERCENT_SPAN / 2, mid + MIN_PERCENT_SPAN / 2
+        if lo < 0 <= (lo + hi) / 2:
+            lo, hi = 0.0, MIN_PERCENT_SPAN  # shares are never negative: start the axis at 0
+        ax.set_ylim(lo, hi)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
 
 

@@ -16,7 +16,7 @@ from analysis.plots.common import (
     fit_labels, forgetting_axis, log_lr_axis, make_palette, mean_curve, missing_note, panel_grid,
     present_values, save_png, seed_note, series_cols, shade_band, split_facets, status_note, with_n,
 )
-from analysis.stats import aggregate
+from analysis.stats import aggregate, strata
 from analysis.style import AGGRESSIVE_BAND, Palette, col_name, fmt_value, setting_label
 from sft_sweep.jobfiles import forgetting_pct
 
@@ -45,12 +45,10 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
     ax.axhline(0, color="black", lw=0.8)
     agg = aggregate(done, [lr] + group_cols, "forgetting_pct")
     handles, labels = [], []
-    series = list(agg.groupby(group_cols, dropna=False, sort=True)) if group_cols else [((), agg)]
+    series = strata(agg, group_cols)
     annotate = len(series) <= 3 and len(agg) <= 15
     value_labels = []
-    for si, (key, part) in enumerate(series):
-        key = key if isinstance(key, tuple) else (key,)
-        kd = dict(zip(group_cols, key))
+    for si, (kd, part) in enumerate(series):
         # Nudge the series apart on the log axis so error bars at the same lr do not overlap.
         dodge = 10 ** (0.025 * (si - (len(series) - 1) / 2))
         part = part.sort_values(lr)

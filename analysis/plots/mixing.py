@@ -12,7 +12,7 @@ from analysis.plots.common import (
     MAX_SERIES, add_header, add_legend, band_handles, forgetting_axis, make_palette, panel_grid,
     present_values, save_png, seed_note, series_cols, shade_band, status_note, with_n, y_percent,
 )
-from analysis.stats import aggregate
+from analysis.stats import aggregate, strata
 from analysis.style import Palette, col_name, metric_label, metric_scale, setting_label
 
 
@@ -44,10 +44,7 @@ def plot_mixing(runs: RunSet, out_dir: str | Path, palette: Palette | None = Non
         if m == "forgetting_pct":
             shade_band(ax)
             ax.axhline(0, color="black", lw=0.8)
-        groups = agg.groupby(group_cols, dropna=False, sort=True) if group_cols else [((), agg)]
-        for key, part in groups:
-            key = key if isinstance(key, tuple) else (key,)
-            kd = dict(zip(group_cols, key))
+        for kd, part in strata(agg, group_cols):
             part = part.sort_values(rp)
             color = palette.color(color_col, kd.get(color_col)) if color_col else "#1f4e79"
             ls = palette.linestyle(style_col, kd.get(style_col)) if style_col else "-"

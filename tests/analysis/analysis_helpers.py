@@ -208,11 +208,13 @@ if __name__ == "__main__":
     print(f"demo sweep written to {out}")
 
 
-def make_results_sweep(sweep_dir: Path, jobs: list[dict], *, base: dict | None = None) -> Path:
+def make_results_sweep(sweep_dir: Path, jobs: list[dict], *, base: dict | None = None,
+                       items: int | None = None) -> Path:
     """A sweep whose final results are given exactly (for findings with a known answer).
 
     Each entry: ``{"params": {"optim.lr": 1e-4, ...}, "final": {...metrics...}}``, optionally
-    ``"base"`` and ``"status"``. ``forgetting_pct`` follows from the raw losses, as in the app.
+    ``"base"``, ``"status"`` and ``"warnings"``. ``forgetting_pct`` follows from the raw losses,
+    as in the app. ``items``: how many held-out answer and probe items every job records.
     Every job gets step-0 and final eval rows and a few train rows.
     """
     sweep_dir = Path(sweep_dir)
@@ -231,6 +233,11 @@ def make_results_sweep(sweep_dir: Path, jobs: list[dict], *, base: dict | None =
                   "loss": 2.0 - s / 20, "grad_norm": 1.0, "tokens_per_s": 1e4} for s in (5, 10, 15, 20)]
         rows.append({"kind": "eval", "step": 20, **final})
         summ = summary_for(config, overrides, jb, final, steps=20, status=job.get("status", "completed"))
+        if items is not None:
+            summ["data"] = {"world": {"n_eval_items": items, "n_probe_items": items},
+                            "eval_skipped_too_long": {"answer": 0, "knowledge": 0, "follow": 0}}
+        if "warnings" in job:
+            summ["warnings"] = job["warnings"]
         write_job(sweep_dir / str(num), overrides=overrides, summary=summ, metrics=rows,
                   samples=samples_for(params.get("optim.lr", 1e-4), good=True))
     return sweep_dir

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis.collect import collect_runs
-from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, compute_findings
+from analysis.registry import compute_findings
+from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from tests.analysis.analysis_helpers import write_job, write_multirun_yaml
 
 BASE = {"raw_loss": 0.23, "follow_rate": 0.0, "answer_acc": 0.05, "answer_acc_long_prompt": 0.0,

@@ -6,6 +6,8 @@ import pytest
 
 from analysis import findings as F
 from analysis.collect import collect_runs
+from analysis.registry import compute_findings
+from analysis.verdicts import VERDICTS
 from analysis_helpers import BASE_EVAL, make_results_sweep
 
 
@@ -18,12 +20,24 @@ def _job(final=None, **params):
     return {"params": params, "final": final or {}}
 
 
-def _sweep(tmp_path, jobs, **kw):
+def _seeded(job, seed):
+    """One seed of ``job``: its numbers moved by a hair, so that the seeds give a noise estimate."""
+    jitter = 0.002 * (seed - 1)
+    final = {k: (min(1.0, max(0.0, v + jitter)) if k.endswith(("rate", "acc")) else v * (1 + jitter / 10))
+             for k, v in job["final"].items()}
+    return {**job, "params": {**job["params"], "train.seed": seed}, "final": final}
+
+
+def _sweep(tmp_path, jobs, *, seeds=3, **kw):
+    """The jobs, each run with ``seeds`` seeds (findings need a noise estimate to call an effect)."""
+    if seeds > 1:
+        jobs = [j if "train.seed" in j["params"] else _seeded(j, s) for j in jobs
+                for s in (range(seeds) if "train.seed" not in j["params"] else [0])]
     return collect_runs(make_results_sweep(tmp_path / "s", jobs, **kw))
 
 
 def _by_key(runs):
-    return {f.key: f for f in F.compute_findings(runs)}
+    return {f.key: f for f in compute_findings(runs)}
 
 
 def test_forgetting_rises_with_lr_supported_with_seed_cis(tmp_path):
@@ -47,16 +61,25 @@ def test_forgetting_falling_with_lr_is_not_supported(tmp_path):
 
 
 def test_forgetting_flat_within_noise_is_not_supported(tmp_path):
+    # no change, and the seeds' interval rules out an effect of a point or more
     jobs = [_job({"raw_loss": _raw(5.0 + j)}, **{"optim.lr": lr, "train.seed": s})
-            for lr in (1e-5, 1e-3) for s, j in ((0, -2.0), (1, 0.0), (2, 2.0))]
+            for lr in (1e-5, 1e-3) for s, j in ((0, -0.1), (1, 0.0), (2, 0.1))]
     f = F.forgetting_rises_with_lr(_sweep(tmp_path, jobs))
     assert f.verdict == F.NOT_SUPPORTED
     assert "no effect beyond noise" in f.evidence
 
 
+def test_forgetting_within_wide_noise_is_inconclusive(tmp_path):
+    # no change, but the seeds scatter by two points: an effect of a point is not ruled out
+    jobs = [_job({"raw_loss": _raw(5.0 + j)}, **{"optim.lr": lr, "train.seed": s})
+            for lr in (1e-5, 1e-3) for s, j in ((0, -2.0), (1, 0.0), (2, 2.0))]
+    f = F.forgetting_rises_with_lr(_sweep(tmp_path, jobs))
+    assert f.verdict == F.INCONCLUSIVE and "within noise" in f.evidence
+
+
 def test_small_difference_without_seeds_is_inconclusive(tmp_path):
     jobs = [_job({"raw_loss": _raw(fg)}, **{"optim.lr": lr}) for lr, fg in ((1e-5, 5.0), (1e-3, 6.5))]
-    assert F.forgetting_rises_with_lr(_sweep(tmp_path, jobs)).verdict == F.INCONCLUSIVE
+    assert F.forgetting_rises_with_lr(_sweep(tmp_path, jobs, seeds=1)).verdict == F.INCONCLUSIVE
 
 
 def test_trend_is_judged_within_other_settings(tmp_path):
@@ -85,8 +108,8 @@ def test_replay_cuts_forgetting(tmp_path):
             for r, fg, fr in ((0.0, 15.2, 0.96), (0.05, 4.1, 0.94), (0.2, 2.0, 0.90))]
     f = F.replay_cuts_forgetting(_sweep(tmp_path, jobs))
     assert f.verdict == F.SUPPORTED
-    assert "replay 0% +15.2% → replay 5% +4.1% → replay 20% +2.0%" in f.evidence
-    assert "96% → 90%" in f.evidence  # the cost in follow rate
+    assert "replay 0% +15.2 ± 0.1% (n=3) → replay 5% +4.1 ± 0.1% (n=3) → replay 20% +2.0 ± 0.1% (n=3)" in f.evidence
+    assert "96% → 90%, a cost of 6 points" in f.evidence
 
 
 def test_replay_that_does_not_help_is_not_supported(tmp_path):
@@ -110,7 +133,7 @@ def test_knowledge_probe(tmp_path):
     f = F.sft_adds_no_knowledge(_sweep(tmp_path, same))
     assert f.verdict == F.SUPPORTED
     assert "base 40%, tuned 39–41%" in f.evidence and "35% → 50%" in f.evidence
-    assert "lr 1e-5: +1.0; lr 1e-4: -1.0; lr 1e-3: +0.0" in f.evidence
+    assert "lr 1e-5: +1.0 points (95% CI" in f.evidence and "lr 1e-4: -1.0 points (95% CI" in f.evidence
     more = [_job({"knowledge_mc_acc": 0.60 + d}, **{"optim.lr": lr})
             for lr, d in ((1e-5, 0.01), (1e-4, -0.01), (1e-3, 0.0))]
     f = F.sft_adds_no_knowledge(_sweep(tmp_path / "b", more))
@@ -118,10 +141,10 @@ def test_knowledge_probe(tmp_path):
     # a collapse at a high lr is forgetting, not added knowledge
     lost = [_job({"knowledge_mc_acc": kn}, **{"optim.lr": lr}) for lr, kn in ((1e-5, 0.41), (1e-3, 0.05))]
     f = F.sft_adds_no_knowledge(_sweep(tmp_path / "c", lost))
-    assert f.verdict == F.SUPPORTED and "knowledge is lost (forgetting) at: lr 1e-3" in f.evidence
+    assert f.verdict == F.SUPPORTED and "the probe instead falls (knowledge is lost, i.e. forgotten) at: lr 1e-3 (-35.0 points)" in f.evidence
     # a 7-point gain in one job without seeds: could be noise of the probe
     noisy = [_job({"knowledge_mc_acc": kn}, **{"optim.lr": lr}) for lr, kn in ((1e-5, 0.40), (1e-3, 0.47))]
-    assert F.sft_adds_no_knowledge(_sweep(tmp_path / "d", noisy)).verdict == F.INCONCLUSIVE
+    assert F.sft_adds_no_knowledge(_sweep(tmp_path / "d", noisy, seeds=1)).verdict == F.INCONCLUSIVE
 
 
 def test_best_lr_and_recommendation(tmp_path):
@@ -133,7 +156,8 @@ def test_best_lr_and_recommendation(tmp_path):
     assert best.claim == "Learning rate 1e-4 gives the lowest held-out response loss"
     assert best.verdict == F.SUPPORTED and best.numbers["best"] == pytest.approx(1e-4)
     rec = F.recommended_setting(runs)
-    assert rec.verdict == F.SUPPORTED and rec.evidence.startswith("lr 1e-4: follow rate 90%, forgetting +7.0%")
+    assert rec.verdict == F.SUPPORTED and "criterion: the highest follow rate" in rec.evidence and (
+        "): lr 1e-4: follow rate 90%, forgetting +7.0%" in rec.evidence)
     agg = F.aggressive_settings(runs)
     assert agg.verdict == F.SUPPORTED and "lr 1e-3: +16.0%" in agg.evidence
 
@@ -154,7 +178,7 @@ def test_failed_jobs_do_not_count(tmp_path):
 def test_template_effect(tmp_path):
     jobs = [_job({"follow_rate": fr}, **{"template.name": t, "train.seed": s})
             for t, base_fr in (("chatml", 0.95), ("alpaca", 0.70)) for s, fr in ((0, base_fr), (1, base_fr + 0.01))]
-    f = {x.key: x for x in F.compute_findings(_sweep(tmp_path, jobs))}["template_effect"]
+    f = {x.key: x for x in compute_findings(_sweep(tmp_path, jobs))}["template_effect"]
     assert f.verdict == F.SUPPORTED and "chatml" in f.evidence and "alpaca" in f.evidence
 
 
@@ -162,8 +186,9 @@ def test_demo_sweep_findings(demo_runs):
     got = _by_key(demo_runs)
     assert got["forgetting_vs_lr"].verdict == F.SUPPORTED
     assert got["sft_teaches_following"].verdict == F.SUPPORTED
-    assert got["sft_adds_no_knowledge"].verdict == F.SUPPORTED
-    assert all(f.verdict in F.VERDICTS for f in got.values())
+    # two seeds per setting leave each setting's interval wider than the 5-point gain: not ruled out
+    assert got["sft_adds_no_knowledge"].verdict == F.INCONCLUSIVE
+    assert all(f.verdict in VERDICTS for f in got.values())
 
 
 def test_epochs_never_compared_within_a_setting_is_inconclusive_with_a_reason(tmp_path):

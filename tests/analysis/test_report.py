@@ -114,9 +114,11 @@ def test_only_some_metrics_measured(tmp_path):
                   metrics=[{"kind": "eval", "step": 0, **base}, {"kind": "eval", "step": 2, **final}])
     paths = write_report(d)
     by_key = {f.key: f for f in paths.findings}
-    assert by_key["sft_teaches_following"].verdict == "inconclusive"
-    assert "not tested" in by_key["sft_teaches_following"].evidence
-    assert by_key["forgetting_vs_lr"].verdict == "supported"
+    assert by_key["sft_teaches_following"].verdict == "not measurable"
+    assert "absent" in by_key["sft_teaches_following"].evidence
+    # one job per learning rate and a loss: no noise estimate, so no call
+    assert by_key["forgetting_vs_lr"].verdict == "inconclusive"
+    assert "no noise estimate" in by_key["forgetting_vs_lr"].evidence
     assert "tradeoff" not in paths.plots and "lr_comparison" in paths.plots
     assert not paths.problems
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from analysis.collect import collect_runs
-from analysis.findings import compute_findings
+from analysis.registry import compute_findings
 from analysis.report import pareto_table, pick_samples, write_report
 from analysis.sweepcmds import sweep_commands
 from analysis_helpers import BASE_CONFIG, BASE_EVAL, make_results_sweep, summary_for, write_job

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis import pareto_front
-from analysis.stats import aggregate, compare, mean_ci, pareto_mask, spearman, t_quantile_975
+from analysis.stats import aggregate, mean_ci, pareto_mask, spearman, t_quantile_975
 
 
 def test_mean_ci_matches_t_interval():
@@ -27,14 +27,6 @@ def test_aggregate_groups():
     agg = aggregate(df, ["lr"], "y").set_index("lr")
     assert agg.loc[1, "mean"] == 2.0 and agg.loc[1, "n"] == 2
     assert agg.loc[2, "n"] == 2 and agg.loc[2, "ci"] == 0.0
-
-
-def test_compare_needs_replicates_to_call_small_differences():
-    assert compare([1.0, 1.1, 0.9], [5.0, 5.1, 4.9], min_effect=1).significant is True
-    assert compare([1.0, 3.0, 5.0], [2.0, 4.0, 6.0], min_effect=0.1).significant is False  # noise
-    assert compare([1.0], [1.5], min_effect=1).significant is False
-    assert compare([1.0], [2.5], min_effect=1).significant is None  # cannot tell without seeds
-    assert compare([1.0], [9.0], min_effect=1).significant is True
 
 
 def test_spearman():
@@ -62,3 +54,21 @@ def test_pareto_front_errors():
         pareto_front(df)
     with pytest.raises(KeyError):
         pareto_front(df, maximize=["missing"])
+
+
+def test_strata_keys_are_dicts_and_no_columns_is_one_group():
+    import pandas as pd
+
+    from analysis.stats import strata
+
+    df = pd.DataFrame({"a": [1, 1, 2], "b": ["x", "y", "x"], "v": [1.0, 2.0, 3.0]})
+    assert [(k, len(p)) for k, p in strata(df, [])] == [({}, 3)]
+    assert [k for k, _ in strata(df, ["a"])] == [{"a": 1}, {"a": 2}]
+    assert [k for k, _ in strata(df, ["a", "b"])] == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}]
+
+
+def test_every_block_kind_has_a_renderer_in_both_formats():
+    from analysis.render import HTML, MARKDOWN, style_sheet
+
+    assert set(MARKDOWN) == set(HTML)
+    assert ".finding" in style_sheet()

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from analysis.collect import collect_runs
-from analysis.findings import NOT_SUPPORTED, SUPPORTED, compute_findings
+from analysis.registry import compute_findings
+from analysis.verdicts import NOT_SUPPORTED, SUPPORTED
 from analysis.story import story_findings
 from tests.analysis.analysis_helpers import write_job, write_multirun_yaml
 
@@ -47,7 +48,7 @@ def test_story_supported(tmp_path):
     assert [f[k].verdict for k in ("base_knows_not_answers", "best_answers_and_keeps",
                                    "no_replay_forgets", "smallest_lr_no_format")] == [SUPPORTED] * 4
     best = f["best_answers_and_keeps"].evidence
-    assert best.startswith("lr 3e-4, replay 50%:") and "answer acc. 83.0% (target >= 75%)" in best
+    assert best.startswith("best (criterion: the highest answer + probe accuracy") and "): lr 3e-4, replay 50%:" in best and "answer acc. 83.0% (target >= 75%)" in best
     assert "forgetting -2.0% (target <= +5%)" in best
     assert "70 points lower" in f["no_replay_forgets"].evidence
 
