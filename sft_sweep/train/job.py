@@ -68,7 +68,7 @@ def _evaluator(cfg: Config, data: PreparedData) -> Evaluator:
                      eval_items=data.eval_items, probe_items=data.probe_items, follow_prompts=data.follow_prompts,
                      block_size=cfg.model.block_size, max_items=e.max_items, max_new_tokens=e.max_new_tokens,
                      raw_windows=e.raw_windows, batch_size=e.batch_size,
-                     fact_completions=data.fact_completions)
+                     fact_completions=data.fact_completions, train_examples=data.train_examples)
 
 
 def _gen_dicts(gens: dict) -> dict[str, list[dict]]:
