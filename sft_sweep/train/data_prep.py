@@ -43,6 +43,7 @@ from ..data import (
     mix_replay,
     render,
 )
+from ..data.subset import nested_subset
 from ..errors import ConfigError, DataError
 from ..tokenizer import ByteTokenizer
 
@@ -249,7 +250,19 @@ def _load_and_split(cfg: Config, name: str, ds: Any, path: str, report: dict,
     n_val = max(1, round(cfg.data.val_fraction * len(convs)))
     val_idx = set(order[:n_val])
     report[f"split.{name}"] = {"train": len(convs) - n_val, "val": n_val}
-    return [c for i, c in enumerate(convs) if i not in val_idx], [convs[i] for i in sorted(val_idx)]
+    train = cap_examples([c for i, c in enumerate(convs) if i not in val_idx], name, ds, cfg.train.seed, report)
+    return train, [convs[i] for i in sorted(val_idx)]
+
+
+def cap_examples(train: list[Conversation], name: str, ds: Any, seed: int, report: dict) -> list[Conversation]:
+    """``data.datasets.NAME.max_examples`` of the training conversations (0: all), nested across sizes."""
+    n = int(getattr(ds, "max_examples", 0) or 0)
+    if n < 0:
+        raise ConfigError(f"data.datasets.{name}.max_examples must be >= 0 (0: all), got {n}")
+    kept = nested_subset(train, n, f"{name}:{seed}")
+    if len(kept) < len(train):
+        report[f"cap.{name}"] = {"n_in": len(train), "max_examples": n, "n_kept": len(kept)}
+    return kept
 
 
 def _drop_counts(report: dict, name: str, cfg: Config) -> str:

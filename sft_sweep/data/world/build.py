@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from ...errors import ConfigError
 from ..conversation import Conversation, Turn
 from ..evalitem import EvalItem
+from ..subset import nested_subset
 from ..templates import TEMPLATE_NAMES, render
 from .config import WorldConfig
-from .items import ItemMaker, choices_fit, finish, fits
+from .items import FOLLOW_UPS, ItemMaker, choices_fit, finish, fits
 from .prose import DOC_TEXTS, P_COUNTRY, P_PERSON, Prose, count_mentions
 from .vocab import (ACTIVITIES, ADJS, ANIMALS, ANSWERS, ARITH_A, ARITH_Q, BUILDINGS, CITY_ADJ,
                     COMPLETIONS, FILLER, FOODS, GEO, JOBS, KNOWN_FOR, LANDFORMS, LIST_Q,
@@ -26,7 +27,7 @@ def fixed_text() -> str:
              + WORDS + [w[::-1] for w in WORDS] + list(OPS)
              + [q for qs in QUESTIONS.values() for q, _ in qs] + list(ANSWERS.values())
              + list(COMPLETIONS.values()) + ARITH_Q + [ARITH_A] + REVERSE_Q + UPPER_Q + LIST_Q
-             + [s for s, _ in SYSTEMS] + DOC_TEXTS)
+             + [s for s, _ in SYSTEMS] + [q for qs in FOLLOW_UPS.values() for q in qs] + DOC_TEXTS)
     return "\n".join(parts).lower()
 
 
@@ -188,6 +189,24 @@ def _heldout_docs(cfg: WorldConfig, r: random.Random, countries, people, kinds: 
     return out
 
 
+def _held_out_items(gen: ItemMaker, pick_task, n: int, reserved: set, cfg: WorldConfig) -> list[EvalItem]:
+    """Up to ``n`` scorable held-out items of distinct prompts, none in ``reserved`` (which they
+    join: training never asks them)."""
+    items: list[EvalItem] = []
+    tries = 0
+    while len(items) < n and tries < 200 * (n + 1):
+        tries += 1
+        spec = gen.sample(pick_task())
+        if spec.prompt_key() in reserved or not fits(spec.conversation(), cfg.max_tokens):
+            continue
+        item = finish(spec, gen.r, cfg.n_distractors)
+        if not item.distractors or not choices_fit(item, cfg.max_tokens):
+            continue
+        reserved.add(spec.prompt_key())
+        items.append(item)
+    return items
+
+
 SHORT_RESPONSES = ["I know.", "Yes.", "Sure.", "Maybe."]
 LOW_QUALITY_KINDS = ("short", "repetitive", "wrong")
 
@@ -287,19 +306,13 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     # eval items first: their prompts are reserved (never used in train / val)
     r = rng("eval")
     gen = maker(r, sft_c, sft_p, arith_eval, words_eval, decoys_eval, decoys, sft_caps, sft_langs, sft_years)
-    eval_items: list[EvalItem] = []
     reserved: set = set()
-    tries = 0
-    while len(eval_items) < cfg.n_eval and tries < 200 * (cfg.n_eval + 1):
-        tries += 1
-        spec = gen.sample(r.choices(task_names, task_w)[0])
-        if spec.prompt_key() in reserved or not fits(spec.conversation(), cfg.max_tokens):
-            continue
-        item = finish(spec, r, cfg.n_distractors)
-        if not item.distractors or not choices_fit(item, cfg.max_tokens):
-            continue
-        reserved.add(spec.prompt_key())
-        eval_items.append(item)
+    eval_items = _held_out_items(gen, lambda: r.choices(task_names, task_w)[0], cfg.n_eval, reserved, cfg)
+    if cfg.n_eval_multi_turn:  # after the others, from a stream of their own: those stay as they were
+        r_mt = rng("eval-multi-turn")
+        gen_mt = maker(r_mt, sft_c, sft_p, arith_eval, words_eval, decoys_eval, decoys, sft_caps, sft_langs,
+                       sft_years)
+        eval_items += _held_out_items(gen_mt, lambda: "multi_turn", cfg.n_eval_multi_turn, reserved, cfg)
 
     # train + val: unique conversations, no reserved prompt
     r = rng("train")
@@ -324,6 +337,7 @@ def build_world(cfg: WorldConfig | None = None) -> World:
                           f"conversations, fewer than n_train + n_val = {want}; add entities "
                           "or lower the sizes")
     val, train = convs[:cfg.n_val], convs[cfg.n_val:]
+    train = nested_subset(train, cfg.train_subset, f"world:{seed}")
     if cfg.low_quality_fraction > 0:
         train = plant_low_quality(train, cfg.low_quality_fraction, rng("low-quality"), sft_c)
 

@@ -71,6 +71,15 @@ PREAMBLES = (
 )
 
 
+#: Second questions that refer back to the first turn's country.
+FOLLOW_UPS = {
+    "capital": ("And its capital?", "Its capital?", "What is its capital?", "And the capital?",
+                "Its capital city?"),
+    "language": ("And its language?", "Its language?", "What is its language?", "And the language?",
+                 "Its main language?"),
+}
+
+
 def fits(conv: Conversation, max_tokens: int) -> bool:
     """The conversation renders to at most ``max_tokens`` ids with every template."""
     return all(len(render(conv, name)[0]) <= max_tokens for name in TEMPLATE_NAMES)
@@ -238,14 +247,15 @@ class ItemMaker:
         kinds = ["fact"] + (["arith", "word", "mixed"] if self.cfg.closed_sets() else [])
         kind = r.choice(kinds)
         if kind == "fact":
+            # a terse first exchange, then one of several follow-ups that refer back to the
+            # country (short: the two exchanges must fit max_tokens in every template)
             c = r.choice(self.countries)
             first, second = r.sample(["capital", "language"], 2)
             q1 = {"capital": "Capital of {c}?", "language": "Language of {c}?"}[first].format(c=c.name)
             a1 = c.capital if first == "capital" else c.language
-            q2 = {"capital": "And its capital?", "language": "And its language?"}[second]
             a2 = c.capital if second == "capital" else c.language
             pool = self.capitals if second == "capital" else self.languages
-            turns = [Turn("user", q1), Turn("assistant", a1), Turn("user", q2)]
+            turns = [Turn("user", q1), Turn("assistant", a1), Turn("user", r.choice(FOLLOW_UPS[second]))]
             return ItemSpec(turns, a2, a2, list(pool), second,
                             meta={"fact": second, "entity": c.name, "multi_turn": True})
         if kind == "arith":
