@@ -61,6 +61,13 @@ class WorldConfig:
     # eval.max_items >= n_eval + n_eval_multi_turn.
     n_eval_multi_turn: int = 0
     system_fraction: float = 0.0          # share of single-turn items with a system prompt
+    # Every training fact question with a format-setting system prompt is also trained under the
+    # other two format prompts: the same question, three formats, only the system prompt decides.
+    system_contrast: bool = False
+    # Held-out fact questions, each asked under the three format-setting system prompts (3 items
+    # each), added after the other held-out items whatever system_fraction is (so training
+    # without system prompts is scored on them too); evaluate with eval.max_items large enough.
+    n_eval_system: int = 0
     # Share of standalone capital / language questions (no system prompt, not the probe's) that
     # start with a lead-in sentence of ~70 characters: prompts of very different lengths, same
     # answers. The longer conversations need max_tokens (and model.block_size) of ~192.
@@ -76,7 +83,7 @@ class WorldConfig:
         ints = ["n_countries", "n_people", "paragraphs_per_country", "qa_sets_per_country",
                 "docs_per_person", "facts_per_list", "n_filler_docs", "n_copy_docs",
                 "n_context_names", "arith_mentions", "word_mentions", "count_mentions",
-                "n_heldout_docs", "n_train", "train_subset", "n_val", "n_eval_multi_turn", "n_eval", "probe_phrasings", "n_distractors"]
+                "n_heldout_docs", "n_train", "train_subset", "n_val", "n_eval_multi_turn", "n_eval_system", "n_eval", "probe_phrasings", "n_distractors"]
         for k in ints:
             if int(getattr(self, k)) < 0:
                 raise ConfigError(f"world.{k} must be >= 0, got {getattr(self, k)}")
