@@ -529,6 +529,7 @@ def compute_findings(runs: RunSet) -> list[Finding]:
         if f is not None:
             out.append(f)
     from analysis.experiment_findings import experiment_findings  # these import Finding
+    from analysis.lesson_findings import lesson_findings
     from analysis.story import story_findings
 
-    return story_findings(runs) + out + experiment_findings(runs)
+    return story_findings(runs) + out + experiment_findings(runs) + lesson_findings(runs)

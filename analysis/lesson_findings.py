@@ -282,11 +282,11 @@ def _clean_beats_noisy(table: dict[tuple, dict[int, dict[str, Share]]]) -> Findi
         verdict = NOT_SUPPORTED
     else:
         verdict = INCONCLUSIVE
-    lead = {SUPPORTED: "the clean set answers better beyond the interval in ",
-            NOT_SUPPORTED: "no pair where the clean set is ahead beyond the interval; ",
-            INCONCLUSIVE: "the intervals include zero (or disagree); "}[verdict]
-    count = f"{len(above)} of {len(pairs)} pairs" if verdict == SUPPORTED else ""
-    return Finding(key, claim, verdict, f"{lead}{count}: " + "; ".join(parts) + ".",
+    lead = {SUPPORTED: f"the clean set answers better beyond the interval in {len(above)} of {len(pairs)} pairs",
+            NOT_SUPPORTED: "no pair where the clean set is ahead beyond the interval",
+            INCONCLUSIVE: f"clean ahead in {len(above)}, noisy ahead in {len(below)} of {len(pairs)} pairs "
+                          "beyond the interval"}[verdict]
+    return Finding(key, claim, verdict, f"{lead}: " + "; ".join(parts) + ".",
                    {"pairs": len(pairs), "clean_ahead": len(above), "noisy_ahead": len(below)})
 
 
@@ -306,6 +306,10 @@ def second_turn_by_training(runs: RunSet) -> Finding | None:
     parts, verdicts = [], []
     for label, group in _groups(done, others):
         single = group[group[MT_FRACTION].astype(float) == 0]
+        if MASK in single and (single[MASK] == "assistant").any():
+            # without two-exchange training the masks train the same tokens: one job, not two
+            # counts of the same items
+            single = single[single[MASK] == "assistant"]
         multi = group[group[MT_FRACTION].astype(float) > 0]
         s = _pooled(single, col, n_of) if not single.empty else None
         base = _pooled(group.iloc[:1], "base_answer_acc_multi_turn", n_of)
@@ -314,13 +318,20 @@ def second_turn_by_training(runs: RunSet) -> Finding | None:
         parts.append(head + ref + (f", base {base.text()}" if base else ""))
         if not s:
             continue
+        by_mask = {}
         for mask, part in multi.groupby(MASK, sort=True) if MASK in multi else [("assistant", multi)]:
             m = _pooled(part, col, n_of)
             if m is None:
                 continue
+            by_mask[mask] = m
             d = difference(m, s)
             parts.append(f"multi-turn training, {mask} mask: {m.text()}, vs single-turn {_diff_text(d)}")
             verdicts.append(SUPPORTED if d[1] > 0 else NOT_SUPPORTED if d[2] < NO_EFFECT else INCONCLUSIVE)
+        if {"assistant", "last"} <= set(by_mask):
+            d = difference(by_mask["last"], by_mask["assistant"])
+            which = ("the last-turn mask answers more" if d[1] > 0 else "the assistant mask answers more"
+                     if d[2] < 0 else "the masks do not differ beyond the interval")
+            parts.append(f"last-turn minus assistant mask {_diff_text(d)}: {which}")
     if not verdicts:
         return Finding(key, claim, INCONCLUSIVE, "not tested: needs jobs with and without two-exchange "
                        "training scored on held-out second turns (world n_eval_multi_turn > 0). "
