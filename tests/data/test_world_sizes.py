@@ -65,3 +65,39 @@ def test_nested_subset():
     assert nested_subset(xs, 0, "s") == xs and nested_subset(xs, 5000, "s") == xs
     with pytest.raises(ValueError):
         nested_subset(xs, -1, "s")
+
+
+def _files_cfg(path, *extra):
+    from sft_sweep.config import to_object
+    from tests.app.test_job import SMOKE, compose_cfg
+
+    return to_object(compose_cfg([*SMOKE, "data=files", f"data.datasets.main.path={path}", *extra]))
+
+
+def test_file_dataset_cap_is_seeded_nested_and_exact(tmp_path):
+    import json
+
+    from sft_sweep.tokenizer import ByteTokenizer
+    from sft_sweep.train.data_prep import prepare
+
+    recs = [{"messages": [{"role": "user", "content": f"question {i}?"},
+                          {"role": "assistant", "content": f"answer {i}."}]} for i in range(120)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    tok = ByteTokenizer()
+
+    def trained(*extra):
+        data = prepare(_files_cfg(path, *extra))
+        return data, {tok.decode(list(e.ids)) for e in data.train_examples}
+
+    full_data, full = trained()
+    small_data, small = trained("+data.datasets.main.max_examples=30")
+    mid_data, mid = trained("+data.datasets.main.max_examples=60")
+    assert len(small) == 30 and len(mid) == 60 and small < mid < full
+    assert small_data.report["cap.main"] == {"n_in": len(full), "max_examples": 30, "n_kept": 30}
+    # the held-out split does not move with the cap
+    assert [list(e.ids) for e in small_data.val_examples] == [list(e.ids) for e in full_data.val_examples]
+    assert trained("+data.datasets.main.max_examples=30")[1] == small
+    from sft_sweep.errors import ConfigError
+    with pytest.raises(ConfigError, match="max_examples"):
+        prepare(_files_cfg(path, "+data.datasets.main.max_examples=-3"))
