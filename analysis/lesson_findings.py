@@ -362,6 +362,12 @@ def obeys_system_prompts(runs: RunSet) -> Finding | None:
             best = s
     if best is None:
         return Finding(key, claim, INCONCLUSIVE, "no job reports its number of system-prompt items.")
+    if SYS_FRACTION in runs.params:  # trained with system prompts against without
+        frac = done[SYS_FRACTION].astype(float)
+        with_sp = _pooled(done[(frac > 0) & done[col].notna()], col, n_of) if (frac > 0).any() else None
+        without = _pooled(done[(frac == 0) & done[col].notna()], col, n_of) if (frac == 0).any() else None
+        if with_sp and without:
+            parts.append(f"trained with system prompts minus without: {_diff_text(difference(with_sp, without))}")
     lo, hi = best.interval
     verdict = SUPPORTED if lo >= 0.8 else NOT_SUPPORTED if hi < 0.8 else INCONCLUSIVE
     return Finding(key, claim, verdict, "; ".join(parts) + ".", {"best": best.p})

@@ -101,3 +101,18 @@ def test_second_turns_decided_with_enough_items(tmp_path):
     assert st.verdict == SUPPORTED
     assert "90/150" in st.evidence and "single-turn training 10% (15/150" in st.evidence
     assert "the masks do not differ beyond the interval" in st.evidence
+
+
+def test_obeying_system_prompts_needs_the_whole_interval_over_80_percent(tmp_path):
+    rates = {0: 0.30, 0.4: 0.95}
+    f = _findings(_sweep(tmp_path, {"data.world.system_fraction": [0, 0.4]},
+                         lambda s: {"answer_acc": 0.8, "system_format_acc": rates[s["data.world.system_fraction"]]},
+                         world={"n_system_format_eval": 120}))
+    assert f["obeys_system_prompts"].verdict == SUPPORTED  # 114/120: 89-98%
+    assert "114/120" in f["obeys_system_prompts"].evidence and "36/120" in f["obeys_system_prompts"].evidence
+    assert "trained with system prompts minus without: +65 points" in f["obeys_system_prompts"].evidence
+    rates[0.4] = 0.82  # 98/120: 74-88%, straddles 80%
+    f = _findings(_sweep(tmp_path / "b", {"data.world.system_fraction": [0, 0.4]},
+                         lambda s: {"answer_acc": 0.8, "system_format_acc": rates[s["data.world.system_fraction"]]},
+                         world={"n_system_format_eval": 120}))
+    assert f["obeys_system_prompts"].verdict == INCONCLUSIVE
