@@ -4,9 +4,10 @@ A model that memorises its training set gives, on a training prompt, the very re
 trained on, and does so more often than it gives the right response to a prompt it has not
 seen. So the same measurement runs on two samples of conversations with responses:
 
-- a fixed sample of the *training* conversations (seeded, the same at every evaluation of a
-  job and for every job with the same training data), and
-- the held-out conversations (those of ``response_loss``),
+- the held-out conversations (those of ``response_loss``), and
+- a fixed sample of the *training* conversations matched to them prompt length for prompt
+  length (the same at every evaluation of a job and for every job with the same data), so both
+  samples hold the same kinds of questions,
 
 and compares, per sample, the greedy answer to the prompt with the conversation's response:
 
@@ -78,6 +79,24 @@ def fixed_sample(examples: Sequence[Example], n: int, seed: int = 0) -> list[Exa
     return [examples[i] for i in picks]
 
 
+def matched_sample(pool: Sequence[PromptResponse], targets: Sequence[PromptResponse],
+                   seed: int = 0) -> list[PromptResponse]:
+    """One member of ``pool`` per target (while the pool lasts), each the unused one whose prompt
+    length is nearest the target's; ties go by a seeded order, so the choice is fixed."""
+    order = list(range(len(pool)))
+    random.Random(f"memorisation-match:{seed}").shuffle(order)
+    rank = {i: r for r, i in enumerate(order)}
+    free = set(order)
+    out = []
+    for t in targets:
+        if not free:
+            break
+        best = min(free, key=lambda i: (abs(len(pool[i].prompt) - len(t.prompt)), rank[i]))
+        free.discard(best)
+        out.append(pool[best])
+    return out
+
+
 def ngram_overlap(answer: str, response: str, n: int = NGRAM) -> float:
     """Share of ``response``'s word n-grams (one gram of all its words when it has fewer than
     ``n``) that occur in ``answer``."""
@@ -101,8 +120,13 @@ class MemorisationCheck:
                  sample_size: int = SAMPLE_SIZE) -> None:
         self.block_size, self.halt_ids, self.batch_size = block_size, tuple(halt_ids), batch_size
         self.nll_sums, self.decode = nll_sums, decode
-        self.samples = {"train": self._cut(fixed_sample(train_examples, sample_size)),
-                        "heldout": self._cut(list(heldout_examples)[:sample_size])}
+        held = self._cut(list(heldout_examples)[:sample_size])
+        pool = self._cut(list(train_examples))
+        # The training sample mirrors the held-out one prompt length for prompt length, so the
+        # two compare the same kinds of questions (held-out sets need not mix tasks as training
+        # does); without held-out prompts it is a plain fixed sample.
+        self.samples = {"train": matched_sample(pool, held) if held else fixed_sample(pool, sample_size),
+                        "heldout": held}
 
     def _cut(self, examples: list[Example]) -> list[PromptResponse]:
         cut = (last_response(e) for e in examples)

@@ -113,3 +113,17 @@ def test_ngram_overlap():
     assert ngram_overlap("Vaizem.", ref) == 0.0
     assert ngram_overlap("Vaizem.", "Vaizem.") == 1.0
     assert ngram_overlap("", ref) == 0.0
+
+
+def test_training_sample_matches_the_held_out_prompt_lengths():
+    from sft_sweep.train.memorisation import PromptResponse, matched_sample
+
+    def pr(n):
+        return PromptResponse([1] * n, [2], np.zeros(n + 1, dtype=np.int32), np.zeros(n + 1, dtype=np.int32))
+
+    pool = [pr(n) for n in (10, 10, 11, 30, 31, 50)]
+    got = matched_sample(pool, [pr(30), pr(10), pr(30), pr(12)])
+    assert [len(p.prompt) for p in got] == [30, 10, 31, 11]
+    assert len({id(p) for p in got}) == 4
+    assert matched_sample(pool, [pr(30), pr(10), pr(30), pr(12)]) == got  # fixed
+    assert len(matched_sample(pool[:2], [pr(5)] * 4)) == 2
