@@ -227,6 +227,8 @@ def answers_vs_data_size(runs: RunSet) -> list[Finding]:
         curve_parts.append(f"{_key_label(key)}: " + ", ".join(
             f"{s}: answer {by_size[s]['answer'].text()}"
             + (f", follow {by_size[s]['follow'].text()}" if "follow" in by_size[s] else "") for s in sizes))
+        if len(sizes) < 2:
+            continue  # nothing smaller to compare with the full set
         full = sizes[-1]
         target = ENOUGH * by_size[full]["answer"].p
         surely = [s for s in sizes[:-1] if by_size[s]["answer"].interval[0] >= target]
