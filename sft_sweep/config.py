@@ -55,6 +55,9 @@ class DatasetConf:
     format: str = "auto"  # auto | alpaca | sharegpt | messages | chatml
     role_map: dict[str, str] = field(default_factory=dict)
     on_bad_record: str = "error"  # error | skip
+    # Train on at most this many of the file's training conversations (0: all): a seeded subset,
+    # nested across sizes (the 50 are among the 100); the held-out split is taken first, unchanged.
+    max_examples: int = 0
 
 
 @dataclass

@@ -80,7 +80,8 @@ DIVERGED = "diverged"
 EVAL_METRICS = ("raw_loss", "response_loss", "follow_rate", "answer_acc", "answer_mc_acc",
                 "knowledge_acc", "knowledge_mc_acc", "base_knowledge_sft", "base_knowledge_probe",
                 "answer_acc_multi_turn", "system_format_acc", "answer_acc_long_prompt",
-                "answer_acc_short_prompt")
+                "answer_acc_short_prompt") + tuple(f"memorised_{m}" for m in (
+                    "exact_train", "exact_heldout", "ngram_train", "ngram_heldout", "loss_gap", "n_train", "n_heldout"))
 #: Training metrics (train rows of metrics.jsonl).
 TRAIN_METRICS = ("loss", "lr", "grad_norm", "tokens_per_s", "epoch")
 #: Fields of a samples.jsonl row.

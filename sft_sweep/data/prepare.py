@@ -34,6 +34,7 @@ from .fit import data_fit, fit_warnings, split_last_answer
 from .formats import load_conversations, load_raw_text
 from .mixing import mix_datasets, mix_replay
 from .quality import dedup_conversations, filter_quality
+from .subset import nested_subset
 from .templates import get_template, render
 from .world import FactCompletion, WorldConfig, build_world
 
@@ -314,7 +315,19 @@ def _load_and_split(cfg: Config, name: str, ds: Any, path: str, report: dict, wa
     n_val = max(1, round(cfg.data.val_fraction * len(convs)))
     val_idx = set(order[:n_val])
     report[f"split.{name}"] = {"train": len(convs) - n_val, "val": n_val}
-    return loaded, [c for i, c in enumerate(convs) if i not in val_idx], [convs[i] for i in sorted(val_idx)]
+    train = cap_examples([c for i, c in enumerate(convs) if i not in val_idx], name, ds, cfg.train.seed, report)
+    return loaded, train, [convs[i] for i in sorted(val_idx)]
+
+
+def cap_examples(train: list[Conversation], name: str, ds: Any, seed: int, report: dict) -> list[Conversation]:
+    """``data.datasets.NAME.max_examples`` of the training conversations (0: all), nested across sizes."""
+    n = int(getattr(ds, "max_examples", 0) or 0)
+    if n < 0:
+        raise ConfigError(f"data.datasets.{name}.max_examples must be >= 0 (0: all), got {n}")
+    kept = nested_subset(train, n, f"{name}:{seed}")
+    if len(kept) < len(train):
+        report[f"cap.{name}"] = {"n_in": len(train), "max_examples": n, "n_kept": len(kept)}
+    return kept
 
 
 def _drop_counts(report: dict, name: str, cfg: Config) -> str:

@@ -24,6 +24,9 @@ Metrics (each absent when its data is absent, never a fake 0):
 - ``system_format_acc``: share of held-out items whose system prompt sets the answer format
   ("Answer in one word." / "Answer in capital letters." / "Answer with a full sentence.") where
   the greedy answer has that format (absent when there are none).
+- ``memorised_*``: greedy answers on a fixed sample of training prompts and on held-out prompts
+  against their responses, and the train/held-out loss gap (:mod:`.memorisation`; absent when
+  the evaluator is given no training examples).
 - ``base_knowledge_sft`` / ``base_knowledge_probe``: share of the asked facts (of the entities
   the SFT data asks about / of the probe entities) that greedy completion of the pre-training
   phrasing gets right, with no chat template: "The capital of X is" -> " Y". What the model
@@ -42,6 +45,7 @@ from ..data.fit import answer_fits
 from ..nn import GPT, generate
 from ..tokenizer import N_BYTES, ByteTokenizer
 from . import freeform
+from .memorisation import MemorisationCheck
 
 FORMAT_STYLES = ("word", "caps", "full")
 
@@ -95,7 +99,7 @@ class Evaluator:
                  eval_items: list[EvalItem], probe_items: list[EvalItem], follow_prompts: list,
                  block_size: int, max_items: int, max_new_tokens: int, raw_windows: int,
                  batch_size: int, fact_completions: Sequence[Any] = (), repetition_penalty: float = 1.0,
-                 no_repeat_ngram: int = 0) -> None:
+                 no_repeat_ngram: int = 0, train_examples: Sequence[Example] = ()) -> None:
         self.tok = ByteTokenizer()
         self.template = template
         self.block_size = block_size
@@ -121,6 +125,10 @@ class Evaluator:
         # every asked fact, not capped by max_items: the metric is a share of all of them
         self.facts = [f for f in fact_completions
                       if len(self.tok.encode(f.prompt)) + len(self.tok.encode(f.answer)) + 3 <= block_size]
+        self.memorisation = MemorisationCheck(
+            train_examples, self.val if train_examples else [], block_size=block_size,
+            halt_ids=self.halt_ids, batch_size=batch_size, decode=lambda ids: self.tok.decode(ids, skip_special=True),
+            nll_sums=lambda m, seqs, masks: masked_nll_sums(m, seqs, masks, batch_size, self.tok.pad_id))
 
     def _prompt_part(self, x: Any) -> Any:
         return x.prompt if isinstance(x, EvalItem) else x
@@ -340,6 +348,7 @@ class Evaluator:
             put("knowledge_acc", float(np.mean([it.is_correct(x.text) for it, x in zip(self.probe_items, g)])))
             put("knowledge_mc_acc", self.mc_accuracy(model, self.probe_items))
         metrics.update(self.base_knowledge(model))
+        metrics.update(self.memorisation.measure(model))
         return metrics, gens
 
 

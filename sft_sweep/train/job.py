@@ -58,7 +58,7 @@ def _evaluator(cfg: Config, data: PreparedData) -> Evaluator:
                      block_size=cfg.model.block_size, max_items=e.max_items, max_new_tokens=e.max_new_tokens,
                      raw_windows=e.raw_windows, batch_size=e.batch_size,
                      fact_completions=data.fact_completions, repetition_penalty=e.repetition_penalty,
-                     no_repeat_ngram=e.no_repeat_ngram)
+                     no_repeat_ngram=e.no_repeat_ngram, train_examples=data.train_examples)
 
 
 def _gen_dicts(gens: dict) -> dict[str, list[dict]]:

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from ...errors import ConfigError
 from ..conversation import Conversation, Turn
 from ..evalitem import EvalItem
+from ..subset import nested_subset
 from ..templates import TEMPLATE_NAMES, render
 from .config import WorldConfig
-from .items import ItemMaker, choices_fit, finish, fits
+from .items import FOLLOW_UPS, FORMAT_STYLES, ItemMaker, choices_fit, finish, fits
 from .prose import DOC_TEXTS, P_COUNTRY, P_PERSON, Prose, count_mentions
 from .vocab import (ACTIVITIES, ADJS, ANIMALS, ANSWERS, ARITH_A, ARITH_Q, BUILDINGS, CITY_ADJ,
                     COMPLETIONS, FILLER, FOODS, GEO, JOBS, KNOWN_FOR, LANDFORMS, LIST_Q,
@@ -26,7 +27,7 @@ def fixed_text() -> str:
              + WORDS + [w[::-1] for w in WORDS] + list(OPS)
              + [q for qs in QUESTIONS.values() for q, _ in qs] + list(ANSWERS.values())
              + list(COMPLETIONS.values()) + ARITH_Q + [ARITH_A] + REVERSE_Q + UPPER_Q + LIST_Q
-             + [s for s, _ in SYSTEMS] + DOC_TEXTS)
+             + [s for s, _ in SYSTEMS] + [q for qs in FOLLOW_UPS.values() for q in qs] + DOC_TEXTS)
     return "\n".join(parts).lower()
 
 
@@ -120,6 +121,8 @@ class World:
             "n_probe_items": len(self.probe_items),
             "n_multi_turn_train": sum(sum(t.role == "user" for t in c.turns) > 1 for c in self.train),
             "n_with_system_train": sum(c.system is not None for c in self.train),
+            "n_multi_turn_eval": sum(bool(it.meta.get("multi_turn")) for it in self.eval_items),
+            "n_system_format_eval": sum(it.meta.get("system_style") in FORMAT_STYLES for it in self.eval_items),
             "train_tasks": _train_tasks(self.train),
             "eval_tasks": tasks(self.eval_items),
             "probe_tasks": tasks(self.probe_items),
@@ -186,6 +189,28 @@ def _heldout_docs(cfg: WorldConfig, r: random.Random, countries, people, kinds: 
         if d not in pre_set and d not in out:
             out.append(d)
     return out
+
+
+def _held_out_items(gen: ItemMaker, draw, n: int, reserved: set, cfg: WorldConfig) -> list[EvalItem]:
+    """Up to ``n`` groups of scorable held-out items of distinct prompts, none in ``reserved``
+    (which they join: training never asks them). ``draw()`` gives a group's specs (one, or the
+    same question under several system prompts): a group is kept whole or not at all."""
+    items: list[EvalItem] = []
+    groups = tries = 0
+    while groups < n and tries < 200 * (n + 1):
+        tries += 1
+        specs = draw()
+        keys = {s.prompt_key() for s in specs}
+        if len(keys) < len(specs) or keys & reserved or not all(fits(s.conversation(), cfg.max_tokens)
+                                                                 for s in specs):
+            continue
+        group = [finish(s, gen.r, cfg.n_distractors) for s in specs]
+        if not all(it.distractors and choices_fit(it, cfg.max_tokens) for it in group):
+            continue
+        reserved.update(keys)
+        items += group
+        groups += 1
+    return items
 
 
 SHORT_RESPONSES = ["I know.", "Yes.", "Sure.", "Maybe."]
@@ -287,43 +312,58 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     # eval items first: their prompts are reserved (never used in train / val)
     r = rng("eval")
     gen = maker(r, sft_c, sft_p, arith_eval, words_eval, decoys_eval, decoys, sft_caps, sft_langs, sft_years)
-    eval_items: list[EvalItem] = []
     reserved: set = set()
-    tries = 0
-    while len(eval_items) < cfg.n_eval and tries < 200 * (cfg.n_eval + 1):
-        tries += 1
-        spec = gen.sample(r.choices(task_names, task_w)[0])
-        if spec.prompt_key() in reserved or not fits(spec.conversation(), cfg.max_tokens):
-            continue
-        item = finish(spec, r, cfg.n_distractors)
-        if not item.distractors or not choices_fit(item, cfg.max_tokens):
-            continue
-        reserved.add(spec.prompt_key())
-        eval_items.append(item)
+    eval_items = _held_out_items(gen, lambda: [gen.sample(r.choices(task_names, task_w)[0])], cfg.n_eval,
+                                 reserved, cfg)
+    # extra held-out sets after the others, each from a stream of its own: those stay as they were
+    if cfg.n_eval_multi_turn:
+        gen_mt = maker(rng("eval-multi-turn"), sft_c, sft_p, arith_eval, words_eval, decoys_eval, decoys,
+                       sft_caps, sft_langs, sft_years)
+        eval_items += _held_out_items(gen_mt, lambda: [gen_mt.sample("multi_turn")], cfg.n_eval_multi_turn,
+                                      reserved, cfg)
+    if cfg.n_eval_system:
+        gen_sys = maker(rng("eval-system"), sft_c, sft_p, arith_eval, words_eval, decoys_eval, decoys,
+                        sft_caps, sft_langs, sft_years)
+
+        def same_question_three_formats() -> list:
+            spec = gen_sys.fact(gen_sys.r.choice(["capital", "language"]), force_system=FORMAT_STYLES[0])
+            return [spec] + gen_sys.format_siblings(spec)
+
+        eval_items += _held_out_items(gen_sys, same_question_three_formats, cfg.n_eval_system, reserved, cfg)
 
     # train + val: unique conversations, no reserved prompt
     r = rng("train")
     gen = maker(r, sft_c, sft_p, arith_train, words_train, decoys_train, decoys_train, sft_caps,
                 sft_langs, sft_years)
     convs: list[Conversation] = []
+    group_of: list[int] = []  # the same question under several system prompts: one group
     seen: set = set()
     want = cfg.n_train + cfg.n_val
     tries = 0
     while len(convs) < want and tries < 50 * (want + 1):
         tries += 1
         spec = gen.sample(r.choices(task_names, task_w)[0])
-        conv = spec.conversation()
-        key = conv.key()
-        if key in seen or spec.prompt_key() in reserved or not fits(conv, cfg.max_tokens):
+        group = [spec] + (gen.format_siblings(spec) if cfg.system_contrast else [])
+        group_convs = [s.conversation() for s in group]
+        keys = {c.key() for c in group_convs}
+        if (len(keys) < len(group) or keys & seen or any(s.prompt_key() in reserved for s in group)
+                or not all(fits(c, cfg.max_tokens) for c in group_convs)):
             continue
-        seen.add(key)
-        conv.meta["task"] = spec.task
-        convs.append(conv)
+        seen.update(keys)
+        for s, conv in zip(group, group_convs):
+            conv.meta["task"] = s.task
+        group_of += [len(convs)] * len(group)  # a group's id: the index of its first conversation
+        convs += group_convs
+    convs = convs[:want]
     if len(convs) < want:
         raise ConfigError(f"the world can only make {len(convs)} distinct instruction "
                           f"conversations, fewer than n_train + n_val = {want}; add entities "
                           "or lower the sizes")
-    val, train = convs[:cfg.n_val], convs[cfg.n_val:]
+    split = cfg.n_val
+    while 0 < split < len(convs) and group_of[split] == group_of[split - 1]:
+        split += 1  # a group stays on one side: no held-out question is trained under another prompt
+    val, train = convs[:split], convs[split:]
+    train = nested_subset(train, cfg.train_subset, f"world:{seed}")
     if cfg.low_quality_fraction > 0:
         train = plant_low_quality(train, cfg.low_quality_fraction, rng("low-quality"), sft_c)
 

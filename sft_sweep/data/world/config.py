@@ -44,6 +44,10 @@ class WorldConfig:
     # instruction data
     task_weights: dict[str, float] = field(default_factory=default_task_weights)
     n_train: int = 450
+    # Train on only this many of the n_train conversations (0: all): a seeded subset, nested
+    # across sizes (the 50 are among the 100), drawn before low-quality responses are planted,
+    # so the planted share is exact at every size and val / held-out items do not change.
+    train_subset: int = 0
     n_val: int = 50
     n_eval: int = 100
     probe_phrasings: int = 2              # probe items per probe fact
@@ -52,7 +56,18 @@ class WorldConfig:
     one_word_answers: bool = False
     n_distractors: int = 9
     multi_turn_fraction: float = 0.0      # share of two-exchange conversations
+    # Held-out two-exchange items added after the n_eval others, whatever multi_turn_fraction is
+    # (so single-turn training is scored on second turns too); evaluate them with
+    # eval.max_items >= n_eval + n_eval_multi_turn.
+    n_eval_multi_turn: int = 0
     system_fraction: float = 0.0          # share of single-turn items with a system prompt
+    # Every training fact question with a format-setting system prompt is also trained under the
+    # other two format prompts: the same question, three formats, only the system prompt decides.
+    system_contrast: bool = False
+    # Held-out fact questions, each asked under the three format-setting system prompts (3 items
+    # each), added after the other held-out items whatever system_fraction is (so training
+    # without system prompts is scored on them too); evaluate with eval.max_items large enough.
+    n_eval_system: int = 0
     # Share of standalone capital / language questions (no system prompt, not the probe's) that
     # start with a lead-in sentence of ~70 characters: prompts of very different lengths, same
     # answers. The longer conversations need max_tokens (and model.block_size) of ~192.
@@ -68,10 +83,13 @@ class WorldConfig:
         ints = ["n_countries", "n_people", "paragraphs_per_country", "qa_sets_per_country",
                 "docs_per_person", "facts_per_list", "n_filler_docs", "n_copy_docs",
                 "n_context_names", "arith_mentions", "word_mentions", "count_mentions",
-                "n_heldout_docs", "n_train", "n_val", "n_eval", "probe_phrasings", "n_distractors"]
+                "n_heldout_docs", "n_train", "train_subset", "n_val", "n_eval_multi_turn", "n_eval_system", "n_eval", "probe_phrasings", "n_distractors"]
         for k in ints:
             if int(getattr(self, k)) < 0:
                 raise ConfigError(f"world.{k} must be >= 0, got {getattr(self, k)}")
+        if self.train_subset > self.n_train:
+            raise ConfigError(f"world.train_subset ({self.train_subset}) must be <= world.n_train "
+                              f"({self.n_train}); 0 trains on all of them")
         if self.n_countries < 4:
             raise ConfigError(f"world.n_countries must be >= 4, got {self.n_countries}")
         for k in ("probe_fraction", "multi_turn_fraction", "system_fraction", "holdout_fraction",

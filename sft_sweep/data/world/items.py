@@ -15,6 +15,9 @@ from ..conversation import Conversation, Turn
 from ..evalitem import EvalItem, _contains, words
 from ..templates import TEMPLATE_NAMES, render, render_prompt
 from .config import WorldConfig
+
+#: The system prompts' answer formats (``SYSTEMS`` also has a neutral prompt).
+FORMAT_STYLES = ("word", "caps", "full")
 from .vocab import (ANSWERS, ARITH_A, ARITH_Q, LIST_Q, OPS, QUESTIONS, REVERSE_Q, SYSTEMS,
                     UPPER_Q, WORDS, Country, Decoy, Person, count_list)
 
@@ -71,6 +74,15 @@ PREAMBLES = (
 )
 
 
+#: Second questions that refer back to the first turn's country.
+FOLLOW_UPS = {
+    "capital": ("And its capital?", "Its capital?", "What is its capital?", "And the capital?",
+                "Its capital city?"),
+    "language": ("And its language?", "Its language?", "What is its language?", "And the language?",
+                 "Its main language?"),
+}
+
+
 def fits(conv: Conversation, max_tokens: int) -> bool:
     """The conversation renders to at most ``max_tokens`` ids with every template."""
     return all(len(render(conv, name)[0]) <= max_tokens for name in TEMPLATE_NAMES)
@@ -120,15 +132,29 @@ class ItemMaker:
     def _answer_style(self, style: str) -> str:
         return style if style != "word" or self.cfg.one_word_answers else "full"
 
-    def _system(self, allowed: tuple[str, ...]) -> tuple[list[Turn], str | None]:
+    def _system(self, allowed: tuple[str, ...], force: str | None = None) -> tuple[list[Turn], str | None]:
+        if force is not None:
+            return [Turn("system", next(t for t, st in SYSTEMS if st == force))], force
         r = self.r
         if r.random() >= self.cfg.system_fraction:
             return [], None
         text, style = r.choice([s for s in SYSTEMS if s[1] in allowed])
         return [Turn("system", text)], style
 
+    def format_siblings(self, spec: ItemSpec, styles: tuple[str, ...] = FORMAT_STYLES) -> list[ItemSpec]:
+        """The same fact question (entity, phrasing) under each format-setting system prompt in
+        ``styles`` other than its own: only the system prompt tells them apart."""
+        meta = spec.meta
+        if spec.task not in ("capital", "language", "birth_year") or "phrasing" not in meta:
+            return []
+        pool = self.people if spec.task == "birth_year" else self.countries
+        entity = next(e for e in pool if e.name == meta["entity"])
+        return [self.fact(spec.task, entity, meta["phrasing"], force_system=st)
+                for st in styles if st != meta.get("system_style")]
+
     # fact questions --------------------------------------------------------------------
-    def fact(self, kind: str, entity=None, phrasing: int | None = None, allow_system=True) -> ItemSpec:
+    def fact(self, kind: str, entity=None, phrasing: int | None = None, allow_system=True,
+             force_system: str | None = None) -> ItemSpec:
         r = self.r
         if kind == "birth_year":
             e = entity or r.choice(self.people)
@@ -138,10 +164,11 @@ class ItemMaker:
             fmt = {"c": e.name}
             answer, pool = ((e.capital, self.capitals) if kind == "capital" else (e.language, self.languages))
         qs = QUESTIONS[kind]
-        q, style = qs[phrasing if phrasing is not None else r.randrange(len(qs))]
+        index = phrasing if phrasing is not None else r.randrange(len(qs))
+        q, style = qs[index]
         style = self._answer_style(style)
-        sys_turns, sys_style = (self._system(("neutral", "full", "word", "caps")) if allow_system
-                                else ([], None))
+        sys_turns, sys_style = (self._system(("neutral", "full", "word", "caps"), force_system)
+                                if allow_system else ([], None))
         if sys_style in ("full", "word"):
             style = sys_style
         elif sys_style == "caps":
@@ -165,6 +192,8 @@ class ItemMaker:
         turns = sys_turns + [Turn("user", user)]
         if sys_style:
             meta["system_style"] = sys_style
+            if self.cfg.system_contrast or force_system:
+                meta["phrasing"] = index  # to ask the same question under the other prompts
         return ItemSpec(turns, resp, ref, list(pool), kind, meta=meta)
 
     # in-context facts ------------------------------------------------------------------
@@ -238,14 +267,15 @@ class ItemMaker:
         kinds = ["fact"] + (["arith", "word", "mixed"] if self.cfg.closed_sets() else [])
         kind = r.choice(kinds)
         if kind == "fact":
+            # a terse first exchange, then one of several follow-ups that refer back to the
+            # country (short: the two exchanges must fit max_tokens in every template)
             c = r.choice(self.countries)
             first, second = r.sample(["capital", "language"], 2)
             q1 = {"capital": "Capital of {c}?", "language": "Language of {c}?"}[first].format(c=c.name)
             a1 = c.capital if first == "capital" else c.language
-            q2 = {"capital": "And its capital?", "language": "And its language?"}[second]
             a2 = c.capital if second == "capital" else c.language
             pool = self.capitals if second == "capital" else self.languages
-            turns = [Turn("user", q1), Turn("assistant", a1), Turn("user", q2)]
+            turns = [Turn("user", q1), Turn("assistant", a1), Turn("user", r.choice(FOLLOW_UPS[second]))]
             return ItemSpec(turns, a2, a2, list(pool), second,
                             meta={"fact": second, "entity": c.name, "multi_turn": True})
         if kind == "arith":

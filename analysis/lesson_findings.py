@@ -1,0 +1,370 @@
+"""Findings for the lesson's claims about how much and how long to train, and what is learnt:
+memorisation over epochs, data size against quality, obeyed system prompts, second turns.
+
+Each finding is computed only when its sweep swept its axis and its jobs report its metric.
+Verdicts come from intervals over the scored items: a Wilson 95% interval per share of items,
+and Newcombe's interval (from the two Wilson intervals) for a difference of two shares. With
+seeds, a setting's items are pooled over its seeds. An effect counts when its interval excludes
+zero; no effect counts when the interval lies within :data:`NO_EFFECT` of zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.collect import RunSet
+from analysis.noise import newcombe, wilson
+from analysis.stats import strata
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
+from analysis.style import setting_label
+from sft_sweep.jobfiles import SUMMARY, read_json
+
+#: A difference of shares whose interval lies within this of zero counts as no effect.
+NO_EFFECT = 0.10
+#: Share of the full set's answer accuracy that counts as "enough data".
+ENOUGH = 0.9
+
+EPOCHS, REPLAY = "train.epochs", "mix.replay_ratio"
+SIZE, NOISE = "data.world.train_subset", "data.world.low_quality_fraction"
+MT_FRACTION, MASK = "data.world.multi_turn_fraction", "template.mask"
+SYS_FRACTION = "data.world.system_fraction"
+
+
+# ---------------------------------------------------------------------------- intervals
+
+@dataclass(frozen=True)
+class Share:
+    """``k`` of ``n`` items, with its Wilson 95% interval."""
+
+    k: int
+    n: int
+
+    @property
+    def p(self) -> float:
+        return self.k / self.n if self.n else math.nan
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.k, self.n)
+
+    def __add__(self, other: "Share") -> "Share":
+        return Share(self.k + other.k, self.n + other.n)
+
+    def text(self) -> str:
+        lo, hi = self.interval
+        return f"{100 * self.p:.0f}% ({self.k}/{self.n}, {100 * lo:.0f}-{100 * hi:.0f})"
+
+
+def share(rate: Any, n: Any) -> Share | None:
+    """The share a job's rate stands for over its ``n`` items (None when either is missing)."""
+    if rate is None or n is None or pd.isna(rate) or pd.isna(n) or int(n) <= 0:
+        return None
+    return Share(int(round(float(rate) * int(n))), int(n))
+
+
+def difference(a: Share, b: Share) -> tuple[float, float, float]:
+    """``a.p - b.p`` with Newcombe's 95% interval (independent items)."""
+    return newcombe(b.k, b.n, a.k, a.n)
+
+
+def _diff_text(d: tuple[float, float, float]) -> str:
+    return f"{100 * d[0]:+.0f} points (95% CI {100 * d[1]:+.0f} to {100 * d[2]:+.0f})"
+
+
+def _has(df: pd.DataFrame, col: str) -> bool:
+    return col in df and df[col].notna().any()
+
+
+def _others(runs: RunSet, *axes: str) -> list[str]:
+    return [c for c in runs.params if c not in axes]
+
+
+def _groups(df: pd.DataFrame, cols: list[str]):
+    for _, part in strata(df, cols):
+        yield (setting_label(part.iloc[0], cols) if cols else "all jobs"), part
+
+
+def _pooled(part: pd.DataFrame, rate_col: str, n_of) -> Share | None:
+    """Items of all the jobs in ``part`` (seeds of one setting) pooled; None if any is missing."""
+    total = Share(0, 0)
+    for _, row in part.iterrows():
+        s = share(row.get(rate_col), n_of(row))
+        if s is None:
+            return None
+        total = total + s
+    return total if total.n else None
+
+
+def _world_stats(row: pd.Series) -> dict:
+    summary = read_json(Path(str(row.get("path", ""))) / SUMMARY) or {}
+    return ((summary.get("data") or {}).get("world") or {}) if isinstance(summary, dict) else {}
+
+
+def _config(runs: RunSet, row: pd.Series, key: str, default: Any = None) -> Any:
+    if key in row and not pd.isna(row[key]):
+        return row[key]
+    return (runs.configs.get(row.get("job")) or {}).get(key, runs.constants.get(key, default))
+
+
+def _n_answer_items(runs: RunSet, row: pd.Series) -> int | None:
+    """Held-out questions the answer metrics were scored on: the world's, capped by eval.max_items."""
+    stats = _world_stats(row)
+    n = stats.get("n_eval_items")
+    if n is None:
+        return None
+    skipped = ((read_json(Path(str(row.get("path", ""))) / SUMMARY) or {}).get("data") or {}).get(
+        "eval_skipped_too_long", {}).get("answer", 0)
+    return min(int(n) - int(skipped), int(_config(runs, row, "eval.max_items", 100)))
+
+
+# ---------------------------------------------------------------------------- memorisation
+
+def memorisation_over_epochs(runs: RunSet) -> Finding | None:
+    """Claim: from some number of epochs on, the model reproduces its training responses more
+    often than it gives the right response to new prompts."""
+    key = "memorisation_over_epochs"
+    claim = ("Training more epochs on a small set makes the model reproduce its training answers "
+             "verbatim more often than it answers new questions (memorisation)")
+    tr, ho = "final_memorised_exact_train", "final_memorised_exact_heldout"
+    if EPOCHS not in runs.params:
+        return None
+    done = runs.done_jobs()
+    if not (_has(done, tr) and _has(done, ho)):
+        return Finding(key, claim, NOT_MEASURABLE, "no completed job reports the memorisation "
+                       "metrics (memorised_exact_train / memorised_exact_heldout).")
+    others = _others(runs, EPOCHS)
+    parts, onsets, small_everywhere, any_effect = [], {}, True, False
+    for label, group in _groups(done, others):
+        rows, onset = [], None
+        for epochs, part in sorted(group.groupby(EPOCHS), key=lambda t: float(t[0])):
+            a = _pooled(part, tr, lambda r: r.get("final_memorised_n_train"))
+            b = _pooled(part, ho, lambda r: r.get("final_memorised_n_heldout"))
+            if a is None or b is None:
+                continue
+            d = difference(a, b)
+            gap = part["final_memorised_loss_gap"].mean() if _has(part, "final_memorised_loss_gap") else math.nan
+            rows.append((int(epochs), d))
+            loss = f", loss gap {gap:+.3f}" if not math.isnan(gap) else ""
+            parts.append(f"{label}, {int(epochs)} epochs: training answers reproduced {a.text()}, held-out "
+                         f"{b.text()}, gap {_diff_text(d)}{loss}")
+            small_everywhere &= d[2] < NO_EFFECT and d[1] > -NO_EFFECT
+        # the onset: the smallest epoch count from which every larger one shows the gap
+        for i, (epochs, d) in enumerate(rows):
+            if all(dd[1] > 0 for _, dd in rows[i:]):
+                onset = epochs
+                break
+        if onset is not None:
+            onsets[label] = onset
+            any_effect = True
+    evidence = "; ".join(parts) + "."
+    numbers = {"onset_epoch": onsets}
+    if any_effect:
+        where = ", ".join(f"{lab}: from {e} epochs" for lab, e in onsets.items())
+        return Finding(key, claim, SUPPORTED, f"the training answers are reproduced more than held-out "
+                       f"ones are answered, beyond the 95% interval, {where}. {evidence}", numbers)
+    if small_everywhere:
+        return Finding(key, claim, NOT_SUPPORTED, f"at no epoch count does the gap exceed "
+                       f"{100 * NO_EFFECT:g} points (every interval within it). {evidence}", numbers)
+    return Finding(key, claim, INCONCLUSIVE, f"no epoch count from which the gap's interval stays above "
+                   f"zero, nor one that bounds it under {100 * NO_EFFECT:g} points. {evidence}", numbers)
+
+
+# ---------------------------------------------------------------------------- data size
+
+def _size(runs: RunSet, row: pd.Series) -> int:
+    n = int(_config(runs, row, SIZE, 0) or 0)
+    return n if n else int(_config(runs, row, "data.world.n_train", 450))
+
+
+def _size_table(runs: RunSet, done: pd.DataFrame) -> dict[tuple, dict[int, dict[str, Share]]]:
+    """(noise, other settings) -> size -> {"answer": Share, "follow": Share}."""
+    out: dict[tuple, dict[int, dict[str, Share]]] = {}
+    others = _others(runs, SIZE)
+    done = done.assign(_size=[_size(runs, r) for _, r in done.iterrows()])
+    for _, part in done.groupby(["_size"] + others, dropna=False, sort=True):
+        row = part.iloc[0]
+        n_of = lambda r: _n_answer_items(runs, r)  # noqa: E731
+        ans = _pooled(part, "final_answer_acc", n_of)
+        fol = _pooled(part, "final_follow_rate", n_of)
+        if ans is None:
+            continue
+        key = tuple((c, row[c]) for c in others)
+        out.setdefault(key, {})[int(row["_size"])] = {"answer": ans, **({"follow": fol} if fol else {})}
+    return out
+
+
+def _key_label(key: tuple) -> str:
+    return ", ".join(setting_label({c: v}, [c]) for c, v in key) or "all jobs"
+
+
+def answers_vs_data_size(runs: RunSet) -> list[Finding]:
+    """The follow / answer curve against the number of training conversations; the smallest size
+    that reaches 90% of the full set's answer accuracy; N clean against 3N noisy."""
+    if SIZE not in runs.params:
+        return []
+    done = runs.done_jobs()
+    if not _has(done, "final_answer_acc"):
+        return []
+    table = _size_table(runs, done)
+    curve_parts, enough_parts, enough_verdicts, numbers = [], [], [], {}
+    for key, by_size in table.items():
+        sizes = sorted(by_size)
+        curve_parts.append(f"{_key_label(key)}: " + ", ".join(
+            f"{s}: answer {by_size[s]['answer'].text()}"
+            + (f", follow {by_size[s]['follow'].text()}" if "follow" in by_size[s] else "") for s in sizes))
+        if len(sizes) < 2:
+            continue  # nothing smaller to compare with the full set
+        full = sizes[-1]
+        target = ENOUGH * by_size[full]["answer"].p
+        surely = [s for s in sizes[:-1] if by_size[s]["answer"].interval[0] >= target]
+        maybe = [s for s in sizes[:-1] if by_size[s]["answer"].interval[1] >= target]
+        point = [s for s in sizes if by_size[s]["answer"].p >= target]
+        numbers[_key_label(key)] = {"smallest_at_point": point[0] if point else None,
+                                    "smallest_surely": surely[0] if surely else None}
+        enough_parts.append(
+            f"{_key_label(key)}: 90% of the {full}-conversation accuracy is {100 * target:.0f}%; "
+            f"reached at the point estimate from {point[0] if point else '-'} conversations, with its "
+            f"whole interval from {surely[0] if surely else 'no smaller size'}")
+        enough_verdicts.append(SUPPORTED if surely else (INCONCLUSIVE if maybe else NOT_SUPPORTED))
+    # the curve is a measurement: SUPPORTED once it has two sizes to compare in some setting
+    curve = Finding("answers_vs_data_size", "Answer accuracy and instruction following against the number "
+                    "of training conversations",
+                    SUPPORTED if any(len(v) >= 2 for v in table.values()) else INCONCLUSIVE,
+                    "measured curve (Wilson 95% intervals): " + "; ".join(curve_parts) + ".",
+                    {"sizes": {_key_label(k): sorted(v) for k, v in table.items()}})
+    verdict = (SUPPORTED if enough_verdicts and all(v == SUPPORTED for v in enough_verdicts)
+               else NOT_SUPPORTED if enough_verdicts and all(v == NOT_SUPPORTED for v in enough_verdicts)
+               else INCONCLUSIVE)
+    enough = Finding("few_examples_suffice", "A fraction of the training set reaches 90% of the full "
+                     "set's answer accuracy", verdict, "; ".join(enough_parts) + ".", numbers)
+    return [curve, enough] + [f for f in (_clean_beats_noisy(table),) if f is not None]
+
+
+def _clean_beats_noisy(table: dict[tuple, dict[int, dict[str, Share]]]) -> Finding | None:
+    """N clean conversations against 3N with the planted low-quality responses."""
+    key, claim = "clean_beats_noisy", ("N clean training conversations answer better than 3N of which "
+                                       "30% have planted low-quality responses")
+    clean = {k: v for k, v in table.items() if dict(k).get(NOISE, 0) in (0, 0.0)}
+    pairs, parts = [], []
+    for ck, by_size in clean.items():
+        rest = tuple((c, v) for c, v in ck if c != NOISE)
+        for nk, noisy in table.items():
+            if nk == ck or tuple((c, v) for c, v in nk if c != NOISE) != rest:
+                continue
+            for n in sorted(by_size):
+                if 3 * n in noisy:
+                    d = difference(by_size[n]["answer"], noisy[3 * n]["answer"])
+                    pairs.append(d)
+                    parts.append(f"{n} clean {by_size[n]['answer'].text()} vs {3 * n} with "
+                                 f"{_key_label(((NOISE, dict(nk)[NOISE]),))} "
+                                 f"{noisy[3 * n]['answer'].text()}: {_diff_text(d)}")
+    if not pairs:
+        return None
+    above, below = [d for d in pairs if d[1] > 0], [d for d in pairs if d[2] < 0]
+    if above and not below:
+        verdict = SUPPORTED
+    elif below and not above:
+        verdict = NOT_SUPPORTED
+    elif not above and not below and all(abs(d[1]) < NO_EFFECT and abs(d[2]) < NO_EFFECT for d in pairs):
+        verdict = NOT_SUPPORTED
+    else:
+        verdict = INCONCLUSIVE
+    lead = {SUPPORTED: f"the clean set answers better beyond the interval in {len(above)} of {len(pairs)} pairs",
+            NOT_SUPPORTED: "no pair where the clean set is ahead beyond the interval",
+            INCONCLUSIVE: f"clean ahead in {len(above)}, noisy ahead in {len(below)} of {len(pairs)} pairs "
+                          "beyond the interval"}[verdict]
+    return Finding(key, claim, verdict, f"{lead}: " + "; ".join(parts) + ".",
+                   {"pairs": len(pairs), "clean_ahead": len(above), "noisy_ahead": len(below)})
+
+
+# ---------------------------------------------------------------------------- second turns
+
+def second_turn_by_training(runs: RunSet) -> Finding | None:
+    """Which training answers held-out second turns best: every assistant turn trained, the
+    last only, or single-turn conversations; with intervals over the second-turn items."""
+    key = "second_turn_by_training"
+    claim = "Training on two-exchange conversations teaches answering a second turn that single-turn training does not"
+    col = "final_answer_acc_multi_turn"
+    done = runs.done_jobs()
+    if MT_FRACTION not in runs.params or not _has(done, col):
+        return None
+    n_of = lambda r: _world_stats(r).get("n_multi_turn_eval")  # noqa: E731
+    others = _others(runs, MT_FRACTION, MASK)
+    parts, verdicts = [], []
+    for label, group in _groups(done, others):
+        single = group[group[MT_FRACTION].astype(float) == 0]
+        if MASK in single and (single[MASK] == "assistant").any():
+            # without two-exchange training the masks train the same tokens: one job, not two
+            # counts of the same items
+            single = single[single[MASK] == "assistant"]
+        multi = group[group[MT_FRACTION].astype(float) > 0]
+        s = _pooled(single, col, n_of) if not single.empty else None
+        base = _pooled(group.iloc[:1], "base_answer_acc_multi_turn", n_of)
+        head = f"{label}: " if others else ""
+        ref = f"single-turn training {s.text()}" if s else "no single-turn job"
+        parts.append(head + ref + (f", base {base.text()}" if base else ""))
+        if not s:
+            continue
+        by_mask = {}
+        for mask, part in multi.groupby(MASK, sort=True) if MASK in multi else [("assistant", multi)]:
+            m = _pooled(part, col, n_of)
+            if m is None:
+                continue
+            by_mask[mask] = m
+            d = difference(m, s)
+            parts.append(f"multi-turn training, {mask} mask: {m.text()}, vs single-turn {_diff_text(d)}")
+            verdicts.append(SUPPORTED if d[1] > 0 else NOT_SUPPORTED if d[2] < NO_EFFECT else INCONCLUSIVE)
+        if {"assistant", "last"} <= set(by_mask):
+            d = difference(by_mask["last"], by_mask["assistant"])
+            which = ("the last-turn mask answers more" if d[1] > 0 else "the assistant mask answers more"
+                     if d[2] < 0 else "the masks do not differ beyond the interval")
+            parts.append(f"last-turn minus assistant mask {_diff_text(d)}: {which}")
+    if not verdicts:
+        return Finding(key, claim, INCONCLUSIVE, "not tested: needs jobs with and without two-exchange "
+                       "training scored on held-out second turns (world n_eval_multi_turn > 0). "
+                       + "; ".join(parts) + ".")
+    verdict = (SUPPORTED if SUPPORTED in verdicts and NOT_SUPPORTED not in verdicts
+               else NOT_SUPPORTED if all(v == NOT_SUPPORTED for v in verdicts) else INCONCLUSIVE)
+    return Finding(key, claim, verdict, "; ".join(parts) + ".", {})
+
+
+# ---------------------------------------------------------------------------- system prompts
+
+def obeys_system_prompts(runs: RunSet) -> Finding | None:
+    """Claim: the tuned model obeys format-setting system prompts (>= 80% of held-out items)."""
+    key = "obeys_system_prompts"
+    claim = "The tuned model answers in the format its system prompt sets (>= 80% of held-out items)"
+    col = "final_system_format_acc"
+    done = runs.done_jobs()
+    if not _has(done, col):
+        return None
+    n_of = lambda r: _world_stats(r).get("n_system_format_eval")  # noqa: E731
+    parts, best = [], None
+    for label, part in _groups(done[done[col].notna()], runs.params):
+        s = _pooled(part, col, n_of)
+        if s is None:
+            continue
+        parts.append(f"{label}: {s.text()}")
+        if best is None or s.p > best.p:
+            best = s
+    if best is None:
+        return Finding(key, claim, NOT_MEASURABLE, "no job reports its number of system-prompt items.")
+    if SYS_FRACTION in runs.params:  # trained with system prompts against without
+        frac = done[SYS_FRACTION].astype(float)
+        with_sp = _pooled(done[(frac > 0) & done[col].notna()], col, n_of) if (frac > 0).any() else None
+        without = _pooled(done[(frac == 0) & done[col].notna()], col, n_of) if (frac == 0).any() else None
+        if with_sp and without:
+            parts.append(f"trained with system prompts minus without: {_diff_text(difference(with_sp, without))}")
+    lo, hi = best.interval
+    verdict = SUPPORTED if lo >= 0.8 else NOT_SUPPORTED if hi < 0.8 else INCONCLUSIVE
+    return Finding(key, claim, verdict, "; ".join(parts) + ".", {"best": best.p})
+
+
+def lesson_findings(runs: RunSet) -> list[Finding]:
+    out = [memorisation_over_epochs(runs), second_turn_by_training(runs), obeys_system_prompts(runs)]
+    return [f for f in out if f is not None] + answers_vs_data_size(runs)

@@ -1,0 +1,118 @@
+"""Findings of the epochs, data_size and multi_turn experiments from job files with known
+answers, and the intervals they rest on."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from analysis.collect import collect_runs
+from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, compute_findings
+from analysis.lesson_findings import Share, difference
+from tests.analysis.analysis_helpers import write_job, write_multirun_yaml
+
+
+def test_wilson_interval_matches_published_values():
+    # Newcombe (1998), table I: 81/263 -> 0.2553-0.3662; 0/10 -> 0-0.2775
+    assert Share(81, 263).interval == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    assert Share(0, 10).interval == pytest.approx((0.0, 0.2775), abs=1e-4)
+
+
+def test_newcombe_difference_matches_published_values():
+    # Newcombe (1998), table II, method 10: 56/70 - 48/80 -> 0.0524 to 0.3339
+    d, lo, hi = difference(Share(56, 70), Share(48, 80))
+    assert d == pytest.approx(0.2)
+    assert (lo, hi) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+
+
+def _sweep(root: Path, axes: dict[str, list], final_of, world: dict | None = None) -> Path:
+    write_multirun_yaml(root, [f"{k}=" + ",".join(map(str, v)) for k, v in axes.items()])
+    for values in itertools.product(*axes.values()):
+        setting = dict(zip(axes, values))
+        ov = [f"{k}={v}" for k, v in setting.items()]
+        final = final_of(setting)
+        write_job(root / ",".join(ov), overrides=ov,
+                  summary={"status": "completed", "config": {**setting, "optim.lr": 3e-4, "eval.max_items": 250},
+                           "overrides": ov, "base": {"answer_acc": 0.0, "answer_acc_multi_turn": 0.02},
+                           "final": final, "forgetting_pct": 0.0,
+                           "data": {"world": {"n_eval_items": 100, **(world or {})}}})
+    return root
+
+
+def _findings(root: Path) -> dict:
+    return {f.key: f for f in compute_findings(collect_runs(root))}
+
+
+def _memo(train: float, held: float, n: int = 50) -> dict:
+    return {"memorised_exact_train": train, "memorised_exact_heldout": held, "memorised_n_train": n,
+            "memorised_n_heldout": n, "memorised_loss_gap": train - held, "answer_acc": held}
+
+
+def test_memorisation_onset_is_the_first_epoch_from_which_the_gap_stays_significant(tmp_path):
+    rates = {1: (0.5, 0.5), 2: (0.6, 0.5), 3: (0.9, 0.5), 5: (0.96, 0.5), 8: (1.0, 0.4)}
+    f = _findings(_sweep(tmp_path, {"train.epochs": list(rates)}, lambda s: _memo(*rates[s["train.epochs"]])))
+    m = f["memorisation_over_epochs"]
+    assert m.verdict == SUPPORTED
+    assert m.numbers["onset_epoch"] == {"all jobs": 3}
+    assert "45/50" in m.evidence
+
+
+def test_no_memorisation_when_train_and_held_out_agree(tmp_path):
+    f = _findings(_sweep(tmp_path, {"train.epochs": [1, 3, 8]}, lambda s: _memo(0.8, 0.8, n=400)))
+    assert f["memorisation_over_epochs"].verdict == NOT_SUPPORTED
+    f = _findings(_sweep(tmp_path / "small", {"train.epochs": [1, 3, 8]}, lambda s: _memo(0.6, 0.5, n=20)))
+    assert f["memorisation_over_epochs"].verdict == INCONCLUSIVE
+
+
+def _size_final(acc: dict):
+    return lambda s: {"answer_acc": acc[(s["data.world.train_subset"], s["data.world.low_quality_fraction"])],
+                      "follow_rate": 1.0}
+
+
+def test_data_size_findings(tmp_path):
+    acc = {(25, 0): 0.30, (75, 0): 0.86, (150, 0): 0.88, (450, 0): 0.90,
+           (25, 0.3): 0.10, (75, 0.3): 0.50, (150, 0.3): 0.60, (450, 0.3): 0.70}
+    axes = {"data.world.train_subset": [25, 75, 150, 450], "data.world.low_quality_fraction": [0, 0.3]}
+    f = _findings(_sweep(tmp_path, axes, _size_final(acc)))
+    assert f["answers_vs_data_size"].verdict == SUPPORTED
+    enough = f["few_examples_suffice"]
+    # clean: 90% of 90% is 81%; 75 conversations (86/100, interval 78-91) reach it only at the point
+    assert enough.numbers["low_quality_fraction 0"] == {"smallest_at_point": 75, "smallest_surely": None}
+    assert enough.numbers["low_quality_fraction 0.3"]["smallest_at_point"] == 450
+    assert enough.verdict == INCONCLUSIVE
+    clean = f["clean_beats_noisy"]
+    # 25 clean vs 75 noisy: -20 points (clean behind); 150 vs 450: +18 points (clean ahead)
+    assert clean.verdict == INCONCLUSIVE
+    assert clean.numbers == {"pairs": 2, "clean_ahead": 1, "noisy_ahead": 1}
+
+
+def test_second_turns_decided_with_enough_items(tmp_path):
+    acc = {(0.0, "assistant"): 0.10, (0.0, "last"): 0.10, (0.25, "assistant"): 0.60, (0.25, "last"): 0.62}
+    axes = {"data.world.multi_turn_fraction": [0.0, 0.25], "template.mask": ["assistant", "last"]}
+
+    def final(s):
+        return {"answer_acc": 0.8, "answer_acc_multi_turn": acc[(s["data.world.multi_turn_fraction"],
+                                                                 s["template.mask"])]}
+
+    f = _findings(_sweep(tmp_path, axes, final, world={"n_multi_turn_eval": 150}))
+    st = f["second_turn_by_training"]
+    assert st.verdict == SUPPORTED
+    assert "90/150" in st.evidence and "single-turn training 10% (15/150" in st.evidence
+    assert "the masks do not differ beyond the interval" in st.evidence
+
+
+def test_obeying_system_prompts_needs_the_whole_interval_over_80_percent(tmp_path):
+    rates = {0: 0.30, 0.4: 0.95}
+    f = _findings(_sweep(tmp_path, {"data.world.system_fraction": [0, 0.4]},
+                         lambda s: {"answer_acc": 0.8, "system_format_acc": rates[s["data.world.system_fraction"]]},
+                         world={"n_system_format_eval": 120}))
+    assert f["obeys_system_prompts"].verdict == SUPPORTED  # 114/120: 89-98%
+    assert "114/120" in f["obeys_system_prompts"].evidence and "36/120" in f["obeys_system_prompts"].evidence
+    assert "trained with system prompts minus without: +65 points" in f["obeys_system_prompts"].evidence
+    rates[0.4] = 0.82  # 98/120: 74-88%, straddles 80%
+    f = _findings(_sweep(tmp_path / "b", {"data.world.system_fraction": [0, 0.4]},
+                         lambda s: {"answer_acc": 0.8, "system_format_acc": rates[s["data.world.system_fraction"]]},
+                         world={"n_system_format_eval": 120}))
+    assert f["obeys_system_prompts"].verdict == INCONCLUSIVE
