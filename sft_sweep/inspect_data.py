@@ -32,9 +32,9 @@ from .atomicio import write_atomic
 from .config import Config, register_configs, to_object, validate
 from .config_check import check_keys
 from .data import filter_quality, fit_example, prepare
-from .errors import SftSweepError, user_errors_exit
+from .data.fit import fit_lines
 from .data.safe_read import check_regular_file
-from .errors import check_writable
+from .errors import SftSweepError, check_writable, user_errors_exit
 from .tokenizer import ByteTokenizer
 
 TOK = ByteTokenizer()
@@ -178,8 +178,6 @@ def counts_lines(counts: dict[str, Any]) -> list[str]:
                          f"{rep.get('dropped_too_long', 0)} too long + {rep.get('dropped_no_trained_tokens', 0)} "
                          f"with no trained token, kept {rep.get('n_kept')}")
     lines.append(f"training examples {counts.get('n_train_examples')}, held-out examples {counts.get('n_val_examples')}")
-    from .data.fit import fit_lines
-
     lines += fit_lines(counts.get("fit"))
     return lines
 

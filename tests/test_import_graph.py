@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("sft_sweep", "analysis")
@@ -128,8 +127,6 @@ def test_no_import_circle_in_sft_sweep():
     assert cycles(sub) == []
 
 
-@pytest.mark.xfail(strict=True, reason="analysis.findings still imports story / experiment_findings, which "
-                   "import Finding from it; remove this mark once Finding has a module of its own")
 def test_no_import_circle_among_project_modules():
     assert cycles(import_graph()) == []
 

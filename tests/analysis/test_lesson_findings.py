@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from analysis.collect import collect_runs
-from analysis.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, compute_findings
+from analysis.registry import compute_findings
+from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from analysis.lesson_findings import Share, difference
 from tests.analysis.analysis_helpers import write_job, write_multirun_yaml
 

@@ -78,7 +78,7 @@ def test_file_dataset_cap_is_seeded_nested_and_exact(tmp_path):
     import json
 
     from sft_sweep.tokenizer import ByteTokenizer
-    from sft_sweep.train.data_prep import prepare
+    from sft_sweep.data import prepare
 
     recs = [{"messages": [{"role": "user", "content": f"question {i}?"},
                           {"role": "assistant", "content": f"answer {i}."}]} for i in range(120)]

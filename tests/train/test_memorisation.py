@@ -6,7 +6,7 @@ import pytest
 
 from sft_sweep.data import WorldConfig, build_world, get_template
 from sft_sweep.nn import GPT, AdamW, GPTConfig
-from sft_sweep.train.data_prep import render_examples
+from sft_sweep.data.prepare import render_examples
 from sft_sweep.train.evaluate import masked_nll_sums
 from sft_sweep.train.memorisation import (MemorisationCheck, fixed_sample, last_response,
                                           ngram_overlap)
