@@ -30,7 +30,7 @@ from hydra.experimental.callback import Callback
 
 from analysis.jobdir import find_job_dirs
 from sft_sweep.config import sweep_dir_of
-from sft_sweep.jobfiles import failed_jobs, remove_leftover_tmp, write_sweep_outcome
+from sft_sweep.jobfiles import failed_jobs, write_sweep_outcome
 
 log = logging.getLogger(__name__)
 PREFIX = "[sft-sweep-report]"
@@ -62,11 +62,8 @@ class ReportCallback(Callback):
             sweep_dir = sweep_dir_of(config)
             # Hydra builds this callback for every run, single ones too: pandas and matplotlib are
             # loaded only when a report is written.
-            from analysis.report import FILES_DIR, write_report
+            from analysis.report import write_report
 
-            out = Path(self.out_dir) if self.out_dir else sweep_dir
-            for folder in (out, out / FILES_DIR):  # what a killed report left behind
-                remove_leftover_tmp(folder)
             paths = write_report([sweep_dir], self.out_dir)
             print(f"{PREFIX} report written: {paths.html}", flush=True)
             if paths.problems:

@@ -38,7 +38,7 @@ from analysis.stats import mean_ci, pareto_front, strata
 from analysis.sweepcmds import SweepCommand, sweep_commands
 from analysis.style import col_name, fmt_metric, fmt_num, fmt_value, setting_label, sorted_values
 from analysis.verdicts import Finding
-from sft_sweep.jobfiles import write_atomic
+from sft_sweep.jobfiles import remove_leftover_tmp, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ def write_report(dirs: str | os.PathLike | Sequence[str | os.PathLike], out_dir:
     out = Path(out_dir) if out_dir is not None else default_out_dir(dirs)
     files = out / FILES_DIR
     files.mkdir(parents=True, exist_ok=True)
+    for folder in (out, files):  # what a killed report left behind (a writer at work keeps its file)
+        remove_leftover_tmp(folder)
 
     tables = runs.export(files)
     constants = files / CONSTANTS_FILE
