@@ -86,12 +86,12 @@ def write_report(dirs: str | os.PathLike | Sequence[str | os.PathLike], out_dir:
     document instead of stopping it."""
     if isinstance(dirs, (str, os.PathLike)):
         dirs = [dirs]
-    runs = runs if runs is not None else collect_runs(dirs)
     out = Path(out_dir) if out_dir is not None else default_out_dir(dirs)
     files = out / FILES_DIR
-    files.mkdir(parents=True, exist_ok=True)
     for folder in (out, files):  # what a killed report left behind (a writer at work keeps its file)
         remove_leftover_tmp(folder)
+    runs = runs if runs is not None else collect_runs(dirs)
+    files.mkdir(parents=True, exist_ok=True)
 
     tables = runs.export(files)
     constants = files / CONSTANTS_FILE
