@@ -26,7 +26,7 @@ from .errors import SftSweepError, check_writable, user_errors_exit
 from .inspect_data import compose_config
 from .jobfiles import write_json
 from .jobmodels import SHAPE_KEYS, JobModels, check_architecture, load_model, resolve
-from .train.evaluate import Evaluator
+from .train.job import evaluator_for
 
 
 def _job_overrides(job_dir: Path) -> list[str]:
@@ -67,13 +67,7 @@ def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = Fal
     check_architecture(found.tuned, model, shape_of_cfg, against=against)
     base_dir = _launch_dir(found.job_dir)
     data = prepare(cfg, base_dir)
-    e = cfg.eval
-    evaluator = Evaluator(template=data.template, val_examples=data.val_examples, heldout_tokens=data.heldout_tokens,
-                          eval_items=data.eval_items, probe_items=data.probe_items,
-                          follow_prompts=data.follow_prompts, block_size=cfg.model.block_size,
-                          max_items=e.max_items, max_new_tokens=e.max_new_tokens, raw_windows=e.raw_windows,
-                          batch_size=e.batch_size, fact_completions=data.fact_completions,
-                          repetition_penalty=e.repetition_penalty, no_repeat_ngram=e.no_repeat_ngram)
+    evaluator = evaluator_for(cfg, data)
     result: dict[str, Any] = {"model": str(found.tuned), "job": str(found.job_dir) if found.job_dir else None,
                               "overrides": list(overrides), "template": cfg.template.name}
     tic = time.perf_counter()

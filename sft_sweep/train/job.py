@@ -51,7 +51,8 @@ def versions() -> dict[str, str]:
             "hydra": hydra.__version__, "omegaconf": omegaconf.__version__}
 
 
-def _evaluator(cfg: Config, data: PreparedData) -> Evaluator:
+def evaluator_for(cfg: Config, data: PreparedData) -> Evaluator:
+    """The evaluation a job with ``cfg`` runs on its prepared data (``sft-sweep-eval`` reuses it)."""
     e = cfg.eval
     return Evaluator(template=data.template, val_examples=data.val_examples, heldout_tokens=data.heldout_tokens,
                      eval_items=data.eval_items, probe_items=data.probe_items, follow_prompts=data.follow_prompts,
@@ -212,7 +213,7 @@ class Job:
         self.report_data()
         self.load_base()
         self.inputs = self.read_inputs()
-        self.evaluator = _evaluator(cfg, self.data)
+        self.evaluator = evaluator_for(cfg, self.data)
         self.warn_unmeasured()
         self.evaluate_base()
         examples = with_replay(self.data, cfg.mix.replay_ratio, cfg.model.block_size + 1, cfg.train.seed)
