@@ -367,7 +367,9 @@ NON_SEMANTIC_KEYS = ("train.threads", "pretrain.threads", "pretrain.cache_dir", 
 NON_SEMANTIC_GROUPS = ("logger",)
 UNSET_IS_ABSENT = ("pretrain.init_from",)
 # Options that did not exist before and count only when they differ from their "off" value.
-OFF_IS_ABSENT = {"eval.repetition_penalty": 1.0, "eval.no_repeat_ngram": 0}
+OFF_IS_ABSENT = {"eval.repetition_penalty": 1.0, "eval.no_repeat_ngram": 0, "data.world.train_subset": 0,
+                 "data.world.n_eval_multi_turn": 0, "data.world.system_contrast": False,
+                 "data.world.n_eval_system": 0}
 
 
 def semantic(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -382,6 +384,8 @@ def semantic(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             continue
         if full in OFF_IS_ABSENT and v == OFF_IS_ABSENT[full]:
             continue
+        if full.startswith("data.datasets.") and full.endswith(".max_examples") and v == 0:
+            continue  # a dataset's cap, new like those above: 0 (no cap) counts as absent
         out[k] = v
     return out
 

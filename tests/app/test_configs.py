@@ -154,3 +154,18 @@ def test_one_rule_for_every_cache_key():
     assert lr[0] != plain[0] and lr[1:] == plain[1:]
     steps = keys("pretrain.steps=5")
     assert steps[0] != plain[0] and steps[1] == plain[1] and steps[2] != plain[2]
+
+
+# The quickstart's config hashes as jobs recorded them before the settings added since (decoding
+# controls, data-size, multi-turn and system-prompt items, max_file_mb) existed: a finished sweep
+# must stay finished, so settings left at their "off" value cannot change a hash.
+QUICKSTART_HASHES = {
+    ("0", "0.0003"): "6e5c1f896888abae",
+    ("0.5", "3e-05"): "de68b8fa9ffa5739",
+}
+
+
+@pytest.mark.parametrize("replay,lr", sorted(QUICKSTART_HASHES))
+def test_settings_added_later_leave_earlier_hashes_alone(replay, lr):
+    d = config_dict(_compose(["experiment=quickstart", f"mix.replay_ratio={replay}", f"optim.lr={lr}"]))
+    assert config_hash(d) == QUICKSTART_HASHES[(replay, lr)]
