@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.noise import Effect, effect, items_column, judge
+from analysis.noise import Effect, effect, items_column, judge, se_column
 from analysis.stats import mean_ci, spearman, strata
 from analysis.style import (
     AGGRESSIVE_BAND, col_name, fmt_metric, fmt_num, fmt_param, fmt_value, setting_label, sorted_values,
@@ -52,7 +52,10 @@ def _effect(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> Effect:
     col = items_column(metric)
     a, b = a[a[metric].notna()], b[b[metric].notna()]
     items = lambda part: part[col].tolist() if col in part else None  # noqa: E731
-    return effect(part_values(a, metric), part_values(b, metric), items_a=items(a), items_b=items(b))
+    se_col = se_column(metric)
+    se = lambda part: part[se_col].tolist() if se_col in part else None  # noqa: E731
+    return effect(part_values(a, metric), part_values(b, metric), items_a=items(a), items_b=items(b),
+                  se_a=se(a), se_b=se(b))
 
 
 def part_values(part: pd.DataFrame, metric: str) -> list[float]:

@@ -142,6 +142,7 @@ def read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) ->
             forgetting = forgetting_pct(b, f)
     record["forgetting_pct"] = forgetting
     record.update(item_counts(summary if summary_ok else {}))
+    record.update(value_errors(summary if summary_ok else {}))
     record["steps"] = as_number(summary.get("steps")) if summary_ok else None
     # a job a search pruned: where it stopped, and what it would have run
     record["stopped_at_step"] = as_number(summary.get("stopped_at_step")) if summary_ok else None
@@ -216,6 +217,18 @@ def item_counts(summary: dict) -> dict[str, float | None]:
             n = min(n, cap)
         out[f"items_{name}"] = n if n is not None and n > 0 else None
     return out
+
+
+def value_errors(summary: dict) -> dict[str, float | None]:
+    """Standard errors the job recorded for its values over held-out items (``free_form``: the
+    95% interval of forgetting over the held-out text windows), as ``se_<value>`` columns."""
+    free = summary.get("free_form") if isinstance(summary.get("free_form"), dict) else {}
+    fg = free.get("forgetting_pct") if isinstance(free.get("forgetting_pct"), dict) else {}
+    ci = fg.get("ci95")
+    se = None
+    if isinstance(ci, list) and len(ci) == 2 and all(as_number(v) is not None for v in ci):
+        se = (as_number(ci[1]) - as_number(ci[0])) / (2 * 1.959964)
+    return {"se_forgetting_pct": se}
 
 
 def _dig_config(config: dict, *keys: str):

@@ -8,8 +8,11 @@ Its 95% interval comes from, in this order:
 2. **items**: a rate measured on a known number of held-out items in every job (the counts the
    jobs record): the successes and items of each group are pooled and the difference of the
    two proportions gets Newcombe's score interval (built from the two Wilson intervals);
-3. **none**: no noise estimate (one job per group and a loss, or a rate whose item count the
-   job did not record). Such an effect is never called real or absent.
+3. **items, as a per-job interval**: a value every job recorded with its own 95% interval over
+   its held-out items (forgetting, from the raw-text loss of each held-out window): the groups'
+   means get standard errors from those intervals and the difference a normal interval;
+4. **none**: no noise estimate (one job per group and a value without its interval, or a rate
+   whose item count the job did not record). Such an effect is never called real or absent.
 
 The call (:func:`judge`): *real* when the interval excludes zero and the difference is at
 least the metric's smallest effect of interest; *absent* when the whole interval lies within
@@ -87,11 +90,13 @@ def _pooled(rates: np.ndarray, items: np.ndarray) -> tuple[float, float]:
 
 
 def effect(a: Sequence[float], b: Sequence[float], *, items_a: Sequence[float] | None = None,
-           items_b: Sequence[float] | None = None) -> Effect:
+           items_b: Sequence[float] | None = None, se_a: Sequence[float] | None = None,
+           se_b: Sequence[float] | None = None) -> Effect:
     """The effect ``b - a`` of two groups of job values, with the interval of the standard.
 
     ``items_a`` / ``items_b``: for a rate, the number of held-out items each job's value was
-    measured on (aligned with ``a`` / ``b``; a missing or zero count means unknown)."""
+    measured on (aligned with ``a`` / ``b``; a missing or zero count means unknown).
+    ``se_a`` / ``se_b``: each job's standard error of its value over its held-out items."""
     va, vb = list(a), list(b)
     ma, mb = mean_ci(va), mean_ci(vb)
     diff = mb.mean - ma.mean
@@ -115,7 +120,26 @@ def effect(a: Sequence[float], b: Sequence[float], *, items_a: Sequence[float] |
         d, low, high = newcombe(ka, ta, kb, tb)
         # the pooled proportions are the item-weighted means; report the plain means' difference
         return Effect(ma, mb, diff, low + (diff - d), high + (diff - d), ITEMS)
+    se = _mean_se(va, se_a), _mean_se(vb, se_b)
+    if se[0] is not None and se[1] is not None:
+        half = Z95 * math.hypot(*se)
+        return Effect(ma, mb, diff, diff - half, diff + half, ITEMS)
     return Effect(ma, mb, diff, math.nan, math.nan, NONE)
+
+
+def _mean_se(values: list[float], se: Sequence[float] | None) -> float | None:
+    """Standard error of the mean of independent job values, each with its own standard error."""
+    if se is None or len(se) != len(values) or not values:
+        return None
+    s = np.asarray([math.nan if v is None else v for v in se], dtype=float)
+    if not (np.isfinite(s).all() and (s >= 0).all()):
+        return None
+    return float(math.sqrt((s ** 2).sum()) / len(s))
+
+
+def se_column(metric: str) -> str:
+    """The jobs-table column holding a job's standard error of ``metric`` (may be absent)."""
+    return f"se_{metric}"
 
 
 def _item_counts(values: list[float], items: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray] | None:

@@ -213,7 +213,8 @@ def make_results_sweep(sweep_dir: Path, jobs: list[dict], *, base: dict | None =
     """A sweep whose final results are given exactly (for findings with a known answer).
 
     Each entry: ``{"params": {"optim.lr": 1e-4, ...}, "final": {...metrics...}}``, optionally
-    ``"base"``, ``"status"`` and ``"warnings"``. ``forgetting_pct`` follows from the raw losses,
+    ``"base"``, ``"status"``, ``"warnings"`` and ``"forgetting_ci"`` (the job's 95% interval of
+    forgetting). ``forgetting_pct`` follows from the raw losses,
     as in the app. ``items``: how many held-out answer and probe items every job records.
     Every job gets step-0 and final eval rows and a few train rows.
     """
@@ -238,6 +239,8 @@ def make_results_sweep(sweep_dir: Path, jobs: list[dict], *, base: dict | None =
                             "eval_skipped_too_long": {"answer": 0, "knowledge": 0, "follow": 0}}
         if "warnings" in job:
             summ["warnings"] = job["warnings"]
+        if "forgetting_ci" in job:  # the job's own 95% interval of forgetting, as jobs record it
+            summ["free_form"] = {"forgetting_pct": {"mean": summ["forgetting_pct"], "ci95": list(job["forgetting_ci"])}}
         write_job(sweep_dir / str(num), overrides=overrides, summary=summ, metrics=rows,
                   samples=samples_for(params.get("optim.lr", 1e-4), good=True))
     return sweep_dir

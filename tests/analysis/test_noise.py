@@ -54,3 +54,16 @@ def test_item_columns_only_for_shares_of_items():
     assert items_column("final_follow_rate") == "items_answer"
     assert items_column("base_knowledge_mc_acc") == "items_knowledge"
     assert items_column("forgetting_pct") is None and items_column("final_response_loss") is None
+
+
+def test_per_job_intervals_give_a_normal_interval_of_the_difference():
+    from analysis.noise import ITEMS, effect
+
+    # one job each, standard errors 3 and 4: the difference's standard error is 5
+    e = effect([10.0], [30.0], se_a=[3.0], se_b=[4.0])
+    assert e.source == ITEMS and e.diff == 20.0
+    assert e.low == pytest.approx(20.0 - 1.959964 * 5) and e.high == pytest.approx(20.0 + 1.959964 * 5)
+    # two jobs in a group average their errors: sqrt(3^2 + 4^2) / 2
+    e2 = effect([10.0, 12.0], [30.0], se_a=[3.0, 4.0], se_b=[0.0])
+    assert e2.high - e2.diff == pytest.approx(1.959964 * 2.5)
+    assert effect([10.0], [30.0], se_a=[3.0], se_b=[None]).source == "none"

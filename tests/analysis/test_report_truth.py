@@ -150,3 +150,29 @@ def test_a_flat_percent_axis_never_repeats_a_tick_label(values):
     lo, hi = ax.get_ylim()
     labels = [t.get_text() for t in ax.get_yticklabels() if lo <= t.get_position()[1] <= hi]
     assert labels and len(labels) == len(set(labels)), labels
+
+
+def _with_ci(jobs, half):
+    """The jobs, each with its own 95% interval of forgetting of +-half points."""
+    out = []
+    for j in jobs:
+        fg = 100 * (j["final"]["raw_loss"] - RAW) / RAW
+        out.append({**j, "forgetting_ci": (fg - half, fg + half)})
+    return out
+
+
+# The quickstart's single-seed forgetting: +844% without replay, +7.4% with it, each job with the
+# interval it records over its held-out text windows.
+QUICKSTART_FORGETTING = [_job(3e-5, 0.0, 58.5), _job(3e-5, 0.5, 3.6), _job(3e-4, 0.0, 214.4),
+                         _job(3e-4, 0.5, 0.1), _job(2e-3, 0.0, 844.3), _job(2e-3, 0.5, 7.4)]
+
+
+@pytest.mark.parametrize("half, key, verdict", [
+    (20.0, "replay_cuts_forgetting", SUPPORTED),       # intervals far narrower than the effects
+    (20.0, "forgetting_vs_lr", INCONCLUSIVE),          # replay 50%: 3.6 -> 0.1 -> 7.4 is within noise
+    (2000.0, "replay_cuts_forgetting", INCONCLUSIVE),  # intervals wider than every effect
+])
+def test_single_seed_forgetting_is_judged_on_the_jobs_own_intervals(tmp_path, half, key, verdict):
+    f = _findings(tmp_path, _with_ci(QUICKSTART_FORGETTING, half))[key]
+    assert f.verdict == verdict, f.as_text()
+    assert "item noise" in f.evidence, f.as_text()
