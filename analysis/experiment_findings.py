@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
 from analysis.stats import mean_ci, strata
 from analysis.style import setting_label
 
@@ -44,7 +44,7 @@ def long_instructions_dilute(runs: RunSet) -> Finding | None:
         return None
     done = runs.done_jobs()
     if not (_has(done, LONG) and _has(done, SHORT)):
-        return Finding(key, claim, INCONCLUSIVE, "not tested: no completed job reports answer accuracy "
+        return Finding(key, claim, NOT_MEASURABLE, "no completed job reports answer accuracy "
                        "split by prompt length (world long_prompt_fraction > 0).")
     done = done[done[LONG].notna() & done[SHORT].notna()]
     gaps, parts = {}, []

@@ -90,7 +90,7 @@ def base_knows_but_does_not_answer(runs: RunSet) -> Finding:
     done = _settings(runs)
     cols = [c for c, _, _ in TARGETS["base"]]
     if "base_base_knowledge_sft" not in done or done["base_base_knowledge_sft"].isna().all():
-        return Finding(key, claim, INCONCLUSIVE, "not tested: no job reports base-knowledge completion.")
+        return Finding(key, claim, NOT_MEASURABLE, "no job reports base-knowledge completion.")
     # one value per base model: the jobs of a seed share it
     seed = runs.axis("seed")
     base = done.groupby(seed)[cols].mean() if seed else done[cols].mean().to_frame().T
@@ -119,7 +119,7 @@ def best_setting_answers_and_keeps(runs: RunSet) -> Finding:
     done = _settings(runs)
     best = _best_setting(done)
     if best is None:
-        return Finding(key, claim, INCONCLUSIVE, "not tested: answer accuracy, probe accuracy or "
+        return Finding(key, claim, NOT_MEASURABLE, "answer accuracy, probe accuracy or "
                        "forgetting not reported.")
     _, part = best
     n_seeds = part[runs.axis("seed")].nunique() if runs.axis("seed") else 1

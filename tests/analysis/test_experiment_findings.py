@@ -6,7 +6,7 @@ from pathlib import Path
 
 from analysis.collect import collect_runs
 from analysis.registry import compute_findings
-from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED
 from tests.analysis.analysis_helpers import write_job, write_multirun_yaml
 
 BASE = {"raw_loss": 0.23, "follow_rate": 0.0, "answer_acc": 0.05, "answer_acc_long_prompt": 0.0,
@@ -53,7 +53,7 @@ def test_long_prompts_harder_everywhere_is_inconclusive(tmp_path):
     assert f.verdict == INCONCLUSIVE
 
 
-def test_without_the_split_metric_it_is_not_tested(tmp_path):
+def test_without_the_split_metric_it_is_not_measurable(tmp_path):
     values = {n: {"answer_acc": 0.5} for n in ("tokens", "length")}
     root = tmp_path / "s"
     write_multirun_yaml(root, ["train.loss_norm=tokens,length"])
@@ -63,7 +63,7 @@ def test_without_the_split_metric_it_is_not_tested(tmp_path):
                   summary={"status": "completed", "config": {"train.loss_norm": v}, "overrides": ov,
                            "base": {"raw_loss": 0.2}, "final": {"raw_loss": 0.3, **final}})
     f = _finding(root, "long_instructions_dilute")
-    assert f.verdict == INCONCLUSIVE and "not tested" in f.evidence
+    assert f.verdict == NOT_MEASURABLE and "no completed job reports" in f.evidence
 
 
 def test_second_turn(tmp_path):

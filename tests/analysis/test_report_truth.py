@@ -176,3 +176,16 @@ def test_single_seed_forgetting_is_judged_on_the_jobs_own_intervals(tmp_path, ha
     f = _findings(tmp_path, _with_ci(QUICKSTART_FORGETTING, half))[key]
     assert f.verdict == verdict, f.as_text()
     assert "item noise" in f.evidence, f.as_text()
+
+
+def test_a_story_claim_whose_metrics_no_job_reports_is_not_measurable(tmp_path):
+    """Own data has no base-knowledge completion and no answer key: those claims cannot be measured."""
+    from analysis.story import base_knows_but_does_not_answer, best_setting_answers_and_keeps
+
+    base = {k: v for k, v in BASE_EVAL.items() if not k.startswith(("base_knowledge", "answer", "knowledge"))}
+    jobs = [_job(lr, 0.0, 1.0) for lr in (3e-4, 3e-3)]
+    for j in jobs:
+        j["base"] = base
+    runs = collect_runs(make_results_sweep(tmp_path / "s", jobs, base=base))
+    assert base_knows_but_does_not_answer(runs).verdict == NOT_MEASURABLE
+    assert best_setting_answers_and_keeps(runs).verdict == NOT_MEASURABLE
