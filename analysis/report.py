@@ -262,7 +262,7 @@ def _pareto_section(ctx: _Context) -> list[Block]:
 def _figures_section(ctx: _Context) -> list[Block]:
     if not ctx.plots and not ctx.left_out:
         return []
-    captions = {name: cap for name, _fn, cap in PLOTS}
+    captions = {name: cap(ctx.runs) if callable(cap) else cap for name, _fn, cap in PLOTS}
     out = [Block("h2", "Figures")] + [
         Block("img", captions.get(name, name), path=path,
               extra={"rel": os.path.relpath(path, ctx.out).replace(os.sep, "/")})

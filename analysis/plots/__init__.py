@@ -27,7 +27,7 @@ from analysis.plots.forgetting import plot_forgetting, plot_forgetting_curves
 from analysis.plots.lr import plot_lr_comparison
 from analysis.plots.mixing import plot_mixing
 from analysis.plots.seeds import plot_seeds
-from analysis.plots.tradeoff import plot_tradeoff
+from analysis.plots.tradeoff import plot_tradeoff, tradeoff_caption
 from analysis.style import AGGRESSIVE_BAND
 
 __all__ = [
@@ -37,8 +37,8 @@ __all__ = [
 ]
 
 
-#: (name, function, caption) in report order.
-PLOTS: list[tuple[str, Callable[..., Path | None], str]] = [
+#: (name, function, caption) in report order; a caption that depends on the sweep is a function of it.
+PLOTS: list[tuple[str, Callable[..., Path | None], str | Callable[[RunSet], str]]] = [
     ("lr_comparison", plot_lr_comparison,
      "Training loss (top) and held-out response loss (bottom) against optimizer step, one line "
      "per learning rate; columns split the other swept settings."),
@@ -50,9 +50,7 @@ PLOTS: list[tuple[str, Callable[..., Path | None], str]] = [
      "How forgetting builds up during training (eval rows, relative to step 0)."),
     ("mixing", plot_mixing,
      "Replaying pre-training text: forgetting and follow rate against the replay ratio."),
-    ("tradeoff", plot_tradeoff,
-     "What each job gained (follow rate, answer accuracy) against what it forgot; the Pareto "
-     "front joins the jobs no other job beats on both."),
+    ("tradeoff", plot_tradeoff, tradeoff_caption),
     ("categories", plot_categories,
      "Text-valued settings (template, data format, model) compared side by side."),
     ("seeds", plot_seeds,

@@ -22,10 +22,7 @@ MAX_NAMED = 12
 def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = None) -> Path | None:
     """Follow rate and answer accuracy against forgetting, one point per job, Pareto front marked."""
     done = runs.done_jobs()
-    if "forgetting_pct" not in done:
-        return None
-    metrics = [m for m in ("final_follow_rate", "final_answer_acc")
-               if m in done and done[["forgetting_pct", m]].dropna().shape[0] >= 2]
+    metrics = tradeoff_metrics(done)
     if not metrics:
         return None
     palette = palette or make_palette(runs)
@@ -94,6 +91,21 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
     for ax, texts in labels_by_ax.items():
         fit_labels(fig, ax, texts, points=points_by_ax.get(ax, []))
     return save_png(fig, out_dir, "tradeoff")
+
+
+def tradeoff_metrics(done) -> list[str]:
+    """The gains drawn against forgetting: those at least two completed jobs report."""
+    if "forgetting_pct" not in done:
+        return []
+    return [m for m in ("final_follow_rate", "final_answer_acc")
+            if m in done and done[["forgetting_pct", m]].dropna().shape[0] >= 2]
+
+
+def tradeoff_caption(runs: RunSet) -> str:
+    """The caption names the panels the figure has."""
+    gains = " and ".join(metric_label(m).split(" (")[0].lower() for m in tradeoff_metrics(runs.done_jobs()))
+    return (f"What each job gained ({gains}) against what it forgot; the Pareto front joins the jobs no "
+            "other job beats on both.")
 
 
 def _point_label(row, runs: RunSet) -> str:

@@ -189,3 +189,17 @@ def test_a_story_claim_whose_metrics_no_job_reports_is_not_measurable(tmp_path):
     runs = collect_runs(make_results_sweep(tmp_path / "s", jobs, base=base))
     assert base_knows_but_does_not_answer(runs).verdict == NOT_MEASURABLE
     assert best_setting_answers_and_keeps(runs).verdict == NOT_MEASURABLE
+
+
+def test_the_tradeoff_caption_names_only_the_panels_it_draws(tmp_path):
+    """On own data there is no answer accuracy: the figure has one panel and its caption says so."""
+    from analysis.plots.tradeoff import tradeoff_caption
+
+    base = {k: v for k, v in BASE_EVAL.items() if not k.startswith(("answer", "knowledge"))}
+    jobs = [{**_job(lr, rp, fg, follow_rate=fr), "base": base}
+            for lr, rp, fg, fr in ((3e-4, 0.0, 5.0, 0.4), (3e-4, 0.5, 1.0, 0.5), (1e-3, 0.0, 9.0, 0.6))]
+    own = collect_runs(make_results_sweep(tmp_path / "own", jobs, base=base))
+    assert "answer accuracy" not in tradeoff_caption(own) and "follow rate" in tradeoff_caption(own)
+    world = collect_runs(make_results_sweep(tmp_path / "world", [_job(lr, 0.0, fg, follow_rate=0.5, answer_acc=0.4)
+                                                                 for lr, fg in ((3e-4, 2.0), (1e-3, 6.0))]))
+    assert "follow rate and answer accuracy" in tradeoff_caption(world)
