@@ -265,7 +265,7 @@ def sft_teaches_following(runs: RunSet) -> Finding:
     if bound is not None:
         return Finding(key, claim, NOT_MEASURABLE,
                        f"the base model and every one of the {len(pair)} tuned jobs follow {100 * bound:.0f}% of "
-                       f"held-out prompts{_skipped_note(pair, 'items_answer')}: the measurement sits at its "
+                       f"held-out prompts{_skipped_note(pair, 'items_follow')}: the measurement sits at its "
                        "bound, so it cannot show a change (no answer may fit the context, or the metric "
                        "cannot tell the models apart).", {"bound": bound})
     evidence = (f"the base model follows {_range_text('base_follow_rate', base)} of held-out prompts, "

@@ -216,6 +216,11 @@ def item_counts(summary: dict) -> dict[str, float | None]:
         if n is not None and cap is not None:
             n = min(n, cap)
         out[f"items_{name}"] = n if n is not None and n > 0 else None
+    # Follow rate on own data is measured over the prompts whose reference fits (follow_rate_n);
+    # on the world, over the answer items.
+    final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
+    n_follow = as_number(final.get("follow_rate_n"))
+    out["items_follow"] = n_follow if n_follow is not None and n_follow > 0 else out["items_answer"]
     return out
 
 

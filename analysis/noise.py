@@ -155,7 +155,7 @@ def _item_counts(values: list[float], items: Sequence[float] | None) -> tuple[np
 
 
 #: Which recorded item count a rate was measured on (``items_<set>`` columns of the jobs table).
-ITEM_SETS = {"follow_rate": "answer", "answer_acc": "answer", "answer_mc_acc": "answer",
+ITEM_SETS = {"follow_rate": "follow", "answer_acc": "answer", "answer_mc_acc": "answer",
              "knowledge_acc": "knowledge", "knowledge_mc_acc": "knowledge"}
 
 

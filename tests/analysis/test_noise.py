@@ -51,7 +51,7 @@ def test_a_missing_count_means_no_item_estimate():
 
 
 def test_item_columns_only_for_shares_of_items():
-    assert items_column("final_follow_rate") == "items_answer"
+    assert items_column("final_follow_rate") == "items_follow"
     assert items_column("base_knowledge_mc_acc") == "items_knowledge"
     assert items_column("forgetting_pct") is None and items_column("final_response_loss") is None
 

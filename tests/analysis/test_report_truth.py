@@ -203,3 +203,13 @@ def test_the_tradeoff_caption_names_only_the_panels_it_draws(tmp_path):
     world = collect_runs(make_results_sweep(tmp_path / "world", [_job(lr, 0.0, fg, follow_rate=0.5, answer_acc=0.4)
                                                                  for lr, fg in ((3e-4, 2.0), (1e-3, 6.0))]))
     assert "follow rate and answer accuracy" in tradeoff_caption(world)
+
+
+def test_own_data_follow_rate_is_judged_on_the_prompts_that_fit(tmp_path):
+    """Own data records follow_rate_n (held-out prompts whose reference fits): the follow-rate
+    gain gets item noise from it instead of "no item counts recorded"."""
+    jobs = [_job(1e-3, 0.0, 38.0, follow_rate=0.44, follow_rate_n=39),
+            _job(3e-3, 0.0, 71.0, follow_rate=0.64, follow_rate_n=39)]
+    base = {**BASE_EVAL, "follow_rate": 0.0, "follow_rate_n": 39}
+    f = _findings(tmp_path, jobs, base=base)["sft_teaches_following"]
+    assert f.verdict == SUPPORTED and "item noise" in f.evidence, f.as_text()
