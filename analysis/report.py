@@ -38,6 +38,7 @@ from analysis.stats import mean_ci, pareto_front, strata
 from analysis.sweepcmds import SweepCommand, sweep_commands
 from analysis.style import col_name, fmt_metric, fmt_num, fmt_value, setting_label, sorted_values
 from analysis.verdicts import Finding
+from sft_sweep.data.fit import fit_lines
 from sft_sweep.jobfiles import remove_leftover_tmp, write_atomic
 
 log = logging.getLogger(__name__)
@@ -356,6 +357,22 @@ def _training_data_blocks(runs: RunSet, findings: Sequence[Finding]) -> list[Blo
                         + ["—" if c.replay_ratio is None else f"{100 * c.replay_ratio:.3g}%"])
         out.append(Block("p", "Data counts recorded by each completed job (summary.json); they differ between jobs:"))
         out.append(Block("table", header=header, rows=rows))
+    return out + _fit_check_blocks(runs, done)
+
+
+def _fit_check_blocks(runs: RunSet, done: pd.DataFrame) -> list[Block]:
+    """The fit check the jobs recorded (``data_fit``): how much of the data the model's block and
+    the generation room can hold, once per distinct result."""
+    by_lines: dict[tuple[str, ...], list[str]] = {}
+    for _, j in done.iterrows():
+        lines = tuple(fit_lines(read_summary(j["path"]).get("data_fit")))
+        if lines:
+            by_lines.setdefault(lines, []).append(setting_label(j, runs.swept) if runs.swept else str(j["job"]))
+    out: list[Block] = []
+    for lines, jobs in by_lines.items():
+        who = "every completed job" if len(jobs) == len(done) else ", ".join(jobs)
+        out.append(Block("p", f"Fit check of the data against the model ({who}; summary.json data_fit):"))
+        out.append(Block("list", items=[line.strip() for line in lines]))
     return out
 
 

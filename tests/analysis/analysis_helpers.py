@@ -239,6 +239,8 @@ def make_results_sweep(sweep_dir: Path, jobs: list[dict], *, base: dict | None =
                             "eval_skipped_too_long": {"answer": 0, "knowledge": 0, "follow": 0}}
         if "warnings" in job:
             summ["warnings"] = job["warnings"]
+        if "data_fit" in job:
+            summ["data_fit"] = job["data_fit"]
         if "forgetting_ci" in job:  # the job's own 95% interval of forgetting, as jobs record it
             summ["free_form"] = {"forgetting_pct": {"mean": summ["forgetting_pct"], "ci95": list(job["forgetting_ci"])}}
         write_job(sweep_dir / str(num), overrides=overrides, summary=summ, metrics=rows,

@@ -213,3 +213,15 @@ def test_own_data_follow_rate_is_judged_on_the_prompts_that_fit(tmp_path):
     base = {**BASE_EVAL, "follow_rate": 0.0, "follow_rate_n": 39}
     f = _findings(tmp_path, jobs, base=base)["sft_teaches_following"]
     assert f.verdict == SUPPORTED and "item noise" in f.evidence, f.as_text()
+
+
+def test_the_training_data_section_shows_the_fit_check_the_jobs_recorded(tmp_path):
+    fit = {"block_size": 128, "max_new_tokens": 48, "warn_share": 0.2,
+           "datasets": {"main": {"n": 936, "truncated": 694, "no_trained_token": 185, "answer_too_long": 884,
+                                 "truncated_share": 694 / 936, "no_trained_token_share": 185 / 936,
+                                 "answer_too_long_share": 884 / 936}}}
+    jobs = [{**_job(lr, 0.0, 3.0), "data_fit": fit} for lr in (3e-4, 1e-3)]
+    paths = write_report(make_results_sweep(tmp_path / "s", jobs), tmp_path / "out")
+    text = paths.markdown.read_text()
+    assert "Fit check of the data against the model (every completed job" in text
+    assert "answer too long for the generation room 884 (94%)" in text
