@@ -137,16 +137,18 @@ def test_a_cancelled_task_is_resumed_by_the_same_command(cluster, slurm_cache, t
 def test_a_task_past_its_time_limit_is_requeued_and_resumes(cluster, slurm_cache, tmp_path):
     sweep = tmp_path / "sweep"
     # A 2-minute limit with the warning 30 s before it (Slurm sends it up to a minute early), for a job
-    # that needs more than one allocation. Slurm holds a requeued job a while before it starts again.
-    cmd = command(sweep, slurm_cache, *LONG_JOB, "train.max_steps=600", "train.checkpoint_interval=20",
-                  "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=8")
+    # that needs more than one allocation however fast the machine: 3000 steps of the tiny model take
+    # about 3 minutes on an idle 2-core machine (600 took 39 s there and fitted in one allocation).
+    # Slurm holds a requeued job a while before it starts again.
+    cmd = command(sweep, slurm_cache, *LONG_JOB, "train.max_steps=3000", "train.checkpoint_interval=20",
+                  "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=20")
     t0 = time.monotonic()
     run(cluster, cmd, timeout=1200)
     job_dir = job_dir_of(sweep)
     summary = json.loads((job_dir / "summary.json").read_text())
     assert summary["status"] == "completed", summary.get("error")
     steps = _train_steps(job_dir)
-    assert steps[-1] == 600 and len(steps) == len(set(steps))
+    assert steps[-1] == 3000 and len(steps) == len(set(steps))
     (array,) = array_ids(sweep)
     (task,) = job_fields(cluster, array)
     print(f"requeue sweep: {time.monotonic() - t0:.0f} s; " + cluster.run("scontrol", "show", "job", array))
