@@ -16,7 +16,8 @@ from .batching import Batch, make_batches
 from .conversation import ROLES, Conversation, ConversationError, Turn
 from .evalitem import EvalItem
 from .examples import Example, fit_length, to_examples
-from .formats import FORMATS, load_conversations, load_raw_text, save_conversations
+from .formats import FORMATS, load_conversations, load_raw_text
+from .writing import save_conversations
 from .mixing import mix_datasets, mix_replay, replay_stream
 from .prepare import (FittedExample, PreparedData, ReplayMix, data_counts_line, fit_example, prepare,
                       pretrain_source, resolve_path, training_conversations, with_replay, world_config)
