@@ -34,3 +34,18 @@ def shared_data() -> Path:
     if d is None:
         pytest.skip("../shared/data (real third-party demo files) is not present beside the repository")
     return d
+
+
+def plant_report_leftovers(out: Path) -> tuple[list[Path], Path]:
+    """Temp files a killed report left in ``out`` a minute ago, and one a writer made just now:
+    (the old ones, which a new report removes; the fresh one, which it keeps)."""
+    import time
+
+    (out / "report_files").mkdir(parents=True, exist_ok=True)
+    left = [out / ".report.md.k3j2.tmp", out / "report_files" / ".curves.png.x9q1.tmp"]
+    fresh = out / ".report.html.now1.tmp"
+    for path in [*left, fresh]:
+        path.write_text("half")
+    for path in left:
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    return left, fresh

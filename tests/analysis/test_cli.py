@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from analysis.callback import ReportCallback, sweep_dir_of
 from analysis.cli import main
+from tests.conftest import plant_report_leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -150,15 +151,7 @@ def test_callback_in_a_real_hydra_multirun(tmp_path):
 
 
 def test_cli_removes_what_a_killed_report_left(small_sweep, tmp_path, no_figures):
-    import time
-
     out = tmp_path / "out"
-    (out / "report_files").mkdir(parents=True)
-    left = [out / ".report.md.k3j2.tmp", out / "report_files" / ".curves.png.x9q1.tmp"]
-    fresh = out / ".report.html.now1.tmp"  # a writer at work right now keeps its file
-    for path in [*left, fresh]:
-        path.write_text("half")
-    for path in left:
-        os.utime(path, (time.time() - 60, time.time() - 60))
+    left, fresh = plant_report_leftovers(out)
     assert main([str(small_sweep), "--out", str(out)]) == 0
     assert not any(p.exists() for p in left) and fresh.exists()

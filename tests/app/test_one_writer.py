@@ -14,7 +14,7 @@ import pytest
 
 from sft_sweep.joblock import JobDirInUse, job_dir_lock
 from tests.app.test_job import SMOKE, cache_dir, run_job  # noqa: F401 (a fixture)
-from tests.conftest import REPO
+from tests.conftest import REPO, plant_report_leftovers
 
 ENV = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
 
@@ -230,12 +230,6 @@ def test_the_report_callback_removes_what_a_killed_report_left(tmp_path):
     from analysis.callback import ReportCallback
 
     sweep = tmp_path / "sweep"
-    (sweep / "report_files").mkdir(parents=True)
-    left = [sweep / ".report.md.k3j2.tmp", sweep / "report_files" / ".curves.png.x9q1.tmp"]
-    fresh = sweep / ".report.html.now1.tmp"  # a writer at work right now keeps its file
-    for path in [*left, fresh]:
-        path.write_text("half")
-    for path in left:
-        os.utime(path, (time.time() - 60, time.time() - 60))
+    left, fresh = plant_report_leftovers(sweep)
     ReportCallback().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
     assert not any(p.exists() for p in left) and fresh.exists()
