@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
-from .shared import RUN_STATUS, flat_config  # noqa: F401 - the trackers' shared names
 
 log = logging.getLogger("sft_sweep")
 

@@ -14,7 +14,6 @@ the user set it), with a one-line hint to move it into a database (``mlflow migr
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
