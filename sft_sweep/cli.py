@@ -191,7 +191,6 @@ def run_app(app) -> None:
     Hydra's own report, or stay full tracebacks when the user set HYDRA_FULL_ERROR.
     """
     from hydra._internal.utils import run_and_report
-    from omegaconf.errors import OmegaConfBaseException
 
     users_choice = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
