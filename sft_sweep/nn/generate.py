@@ -226,8 +226,11 @@ def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
     if done.all():
         return out
 
-    # Decode steps are tiny; threads only pay off for many rows each.
-    shards = model.workers.shards(B) if B >= _ROWS_PER_THREAD * model.threads else [slice(0, B)]
+    def shards_for(n: int) -> list[slice]:
+        # Decode steps are tiny; threads only pay off for many rows each.
+        return model.workers.shards(n) if n >= _ROWS_PER_THREAD * model.threads else [slice(0, n)]
+
+    shards = shards_for(B)
     if use_cache:
         caches = [_Cache(model, s.stop - s.start) for s in shards]
         fw: dict = {}
@@ -242,32 +245,55 @@ def generate(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
             return np.concatenate(model.workers.run(run, shards, prepare=lambda: fw.update(model._fold())))
 
         def next_logits(tokens):
-            # Finished rows keep running on a clamped position; their output is ignored.
-            pos = np.array([min(len(s) - 1, cfg.block_size - 1) for s in seqs], dtype=np.intp)
+            # Finished rows still in the cache run on a clamped position; their output is ignored.
+            pos = np.array([min(len(seqs[b]) - 1, cfg.block_size - 1) for b in active], dtype=np.intp)
             res = model.workers.run(lambda i, s: _decode(model, tokens[s], pos[s], caches[i], fw),
                              shards)
             return np.concatenate(res)
+
+        def compact(keep):
+            """The cache keeps only the rows in ``keep``, re-split over the shards they need."""
+            nonlocal shards
+            new_shards = shards_for(int(keep.sum()))
+            for i in range(cfg.n_layer):
+                kt = np.concatenate([c.kt[i] for c in caches])[keep]
+                v = np.concatenate([c.v[i] for c in caches])[keep]
+                for c, s in zip(caches, new_shards):
+                    c.kt[i], c.v[i] = kt[s], v[s]
+            del caches[len(new_shards):]
+            shards = new_shards
     else:
         def first_logits():
-            ids, lengths = _pad(seqs)
-            return model.logits(ids)[np.arange(B), lengths - 1]
+            ids, lengths = _pad([seqs[b] for b in active])
+            return model.logits(ids)[np.arange(len(active)), lengths - 1]
 
         def next_logits(tokens):
             return first_logits()
 
+        def compact(keep):
+            pass
+
+    active = np.arange(B)  # the original row of each row of the logits (and of the cache)
     logits = first_logits()
     for _ in range(max_new_tokens):
-        logits = restrain_repeats(logits, out, ~done, repetition_penalty, no_repeat_ngram)
+        logits = restrain_repeats(logits, [out[b] for b in active], ~done[active], repetition_penalty,
+                                  no_repeat_ngram)
         tokens = _choose(logits, temperature, top_k, top_p, rng).astype(np.intp)
-        for b in range(B):
+        for j, b in enumerate(active):
             if done[b]:
                 continue
-            t = int(tokens[b])
+            t = int(tokens[j])
             out[b].append(t)
             seqs[b].append(t)
             if t in stops or len(out[b]) >= max_new_tokens or len(seqs[b]) >= cfg.block_size:
                 done[b] = True
         if done.all():
             break
+        keep = ~done[active]
+        if keep.sum() <= 0.75 * len(active):
+            # Rows that have finished leave once they are a quarter of the batch, so the
+            # remaining steps compute only rows still generating (each row's numbers stay its own).
+            compact(keep)
+            active, tokens = active[keep], tokens[keep]
         logits = next_logits(tokens)
     return out

@@ -43,6 +43,7 @@ import numpy as np
 from ..data import EvalItem, Example, render_prompt
 from ..data.fit import answer_fits
 from ..nn import GPT, generate
+from ..nn.continuations import continuation_logprobs
 from ..tokenizer import N_BYTES, ByteTokenizer
 from . import freeform
 from .memorisation import MemorisationCheck
@@ -215,26 +216,18 @@ class Evaluator:
         return out  # type: ignore[return-value]
 
     def mc_accuracy(self, model: GPT, items: list[EvalItem]) -> float | None:
-        seqs, masks, owner = [], [], []
-        end = self.stop_ids[0]
-        for k, item in enumerate(items):
-            prompt = render_prompt(item.prompt, self.template)
-            for choice in item.choices():
-                resp = self.tok.encode(choice) + [end]
-                ids = np.asarray(prompt + resp, dtype=np.int32)  # fits: see _fitting
-                m = np.zeros(len(ids), dtype=np.int32)
-                m[len(prompt):] = 1
-                seqs.append(ids)
-                masks.append(m)
-                owner.append(k)
-        if not seqs:
+        """Share of items whose reference (first choice) has the highest log-probability, strictly."""
+        if not items:
             return None
-        scores = -masked_nll_sums(model, seqs, masks, self.batch_size, self.tok.pad_id)
-        owner_arr = np.asarray(owner)
+        end = self.stop_ids[0]
         correct = 0
-        for k in range(len(items)):
-            s = scores[owner_arr == k]
-            correct += int(np.argmax(s) == 0 and (len(s) == 1 or s[0] > np.max(s[1:])))
+        # each item's prompt runs once; its candidates extend the cached prompt (fits: see _fitting)
+        for b in range(0, len(items), self.batch_size):
+            chunk = items[b : b + self.batch_size]
+            prompts = [render_prompt(it.prompt, self.template) for it in chunk]
+            conts = [[self.tok.encode(c) + [end] for c in it.choices()] for it in chunk]
+            for s in continuation_logprobs(model, prompts, conts):
+                correct += int(np.argmax(s) == 0 and (len(s) == 1 or s[0] > np.max(s[1:])))
         return correct / len(items)
 
     # ---- base knowledge -----------------------------------------------------------------

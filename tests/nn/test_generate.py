@@ -90,3 +90,37 @@ def test_sampling_respects_top_k_support():
     assert set(picks.tolist()) == {0, 1}
     picks = _choose(logits, 1.0, 0, 1.0, rng)
     assert abs((picks == 3).mean() - 0.05) < 0.015
+
+
+def _staggered_stops(model, prompts, n=12):
+    """Stop ids that end the rows of ``prompts`` after different numbers of tokens."""
+    free = generate(model, prompts, n)
+    return sorted({row[k % len(row)] for k, row in enumerate(free)})
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rows_that_finish_leave_the_batch_without_changing_any_row(model, threads):
+    # 40 rows (two shards with 2 threads) stopping at different steps: finished rows leave the
+    # cache as the batch shrinks, and every row's tokens equal those of its prompt alone.
+    rng = np.random.default_rng(7)
+    prompts = [list(rng.integers(0, 256, int(rng.integers(1, 12)))) for _ in range(40)]
+    stops = _staggered_stops(model, prompts)
+    model.set_threads(threads)
+    try:
+        batched = generate(model, prompts, 12, stop_ids=stops)
+    finally:
+        model.set_threads(1)
+    lengths = {len(o) for o in batched}
+    assert len(lengths) > 3, "the rows must finish at different steps for this test to mean anything"
+    assert batched == [generate(model, [p], 12, stop_ids=stops)[0] for p in prompts]
+    assert batched == generate(model, prompts, 12, stop_ids=stops, use_cache=False)
+
+
+def test_sampling_with_rows_leaving_equals_recompute(model):
+    rng = np.random.default_rng(8)
+    prompts = [list(rng.integers(0, 256, int(rng.integers(1, 12)))) for _ in range(24)]
+    stops = _staggered_stops(model, prompts)
+    kw = dict(temperature=0.8, top_k=30, stop_ids=stops)
+    a = generate(model, prompts, 12, rng=np.random.default_rng(5), **kw)
+    b = generate(model, prompts, 12, rng=np.random.default_rng(5), use_cache=False, **kw)
+    assert a == b and len({len(o) for o in a}) > 3
