@@ -221,11 +221,17 @@ class Evaluator:
             return None
         end = self.stop_ids[0]
         correct = 0
-        # each item's prompt runs once; its candidates extend the cached prompt (fits: see _fitting)
+        # Each item's prompt runs once and its candidates extend the cached prompt (fits: see
+        # _fitting). The tokens every candidate of an item begins with ("The capital of X is")
+        # join the prompt: their log-probability is the same for every candidate, so the
+        # ranking is decided by the rest of each candidate alone.
         for b in range(0, len(items), self.batch_size):
-            chunk = items[b : b + self.batch_size]
-            prompts = [render_prompt(it.prompt, self.template) for it in chunk]
-            conts = [[self.tok.encode(c) + [end] for c in it.choices()] for it in chunk]
+            prompts, conts = [], []
+            for it in items[b : b + self.batch_size]:
+                cands = [self.tok.encode(c) + [end] for c in it.choices()]
+                k = _shared_prefix_len(cands)
+                prompts.append(render_prompt(it.prompt, self.template) + cands[0][:k])
+                conts.append([c[k:] for c in cands])
             for s in continuation_logprobs(model, prompts, conts):
                 correct += int(np.argmax(s) == 0 and (len(s) == 1 or s[0] > np.max(s[1:])))
         return correct / len(items)
@@ -343,6 +349,14 @@ class Evaluator:
         metrics.update(self.base_knowledge(model))
         metrics.update(self.memorisation.measure(model))
         return metrics, gens
+
+
+def _shared_prefix_len(seqs: list[list[int]]) -> int:
+    """Tokens all of ``seqs`` begin with, leaving each at least one token of its own."""
+    k, limit = 0, min(len(x) for x in seqs) - 1
+    while k < limit and all(x[k] == seqs[0][k] for x in seqs):
+        k += 1
+    return k
 
 
 def _have_references(prompts: list) -> bool:
