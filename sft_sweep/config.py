@@ -160,6 +160,10 @@ class EvalConf:
     # n-grams an answer may not repeat (0: off).
     repetition_penalty: float = 1.0
     no_repeat_ngram: int = 0
+    # Evaluations during training (every train.eval_interval steps) generate and score only this
+    # many items of each set, spread evenly and the same every time (0: all of them); their losses
+    # use every item. The base's and the final evaluation always use every item.
+    periodic_items: int = 20
 
 
 @dataclass
@@ -308,6 +312,7 @@ def validate(cfg: Config) -> None:
     _check(e.n_samples >= 0, "eval.n_samples", e.n_samples, "must be >= 0", p)
     _check(e.repetition_penalty > 0, "eval.repetition_penalty", e.repetition_penalty, "must be > 0 (1.0: off)", p)
     _check(e.no_repeat_ngram >= 0, "eval.no_repeat_ngram", e.no_repeat_ngram, "must be >= 0 (0: off)", p)
+    _check(e.periodic_items >= 0, "eval.periodic_items", e.periodic_items, "must be >= 0 (0: every item)", p)
     named = [("eval.objective", e.objective)] + [(f"eval.objectives[{i}]", o) for i, o in enumerate(e.objectives)]
     for key, obj in named:
         _check(obj.split(".")[0] in OBJECTIVE_ROOTS, key, obj,
@@ -369,7 +374,10 @@ UNSET_IS_ABSENT = ("pretrain.init_from",)
 # Options that did not exist before and count only when they differ from their "off" value.
 OFF_IS_ABSENT = {"eval.repetition_penalty": 1.0, "eval.no_repeat_ngram": 0, "data.world.train_subset": 0,
                  "data.world.n_eval_multi_turn": 0, "data.world.system_contrast": False,
-                 "data.world.n_eval_system": 0}
+                 "data.world.n_eval_system": 0,
+                 # decides only the evaluations between the base's and the final one, so a job
+                 # that ran before with every item there keeps its hash at the default
+                 "eval.periodic_items": 20}
 
 
 def semantic(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -100,12 +100,14 @@ class Evaluator:
                  eval_items: list[EvalItem], probe_items: list[EvalItem], follow_prompts: list,
                  block_size: int, max_items: int, max_new_tokens: int, raw_windows: int,
                  batch_size: int, fact_completions: Sequence[Any] = (), repetition_penalty: float = 1.0,
-                 no_repeat_ngram: int = 0, train_examples: Sequence[Example] = ()) -> None:
+                 no_repeat_ngram: int = 0, train_examples: Sequence[Example] = (),
+                 periodic_items: int = 0) -> None:
         self.tok = ByteTokenizer()
         self.template = template
         self.block_size = block_size
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        self.periodic_items = int(periodic_items)  # 0: periodic evaluations use every item
         self.decoding = {"repetition_penalty": float(repetition_penalty), "no_repeat_ngram": int(no_repeat_ngram)}
         self.val = val_examples[:max_items]
         self.raw = self._windows(heldout_tokens, raw_windows)
@@ -280,7 +282,7 @@ class Evaluator:
         put("response_nats_per_byte", float(np.mean(measured)))
         put("response_nats_per_byte_n", float(len(measured)))
 
-    def _free_form_answers(self, model: GPT, put) -> dict[str, list[Generation]]:
+    def _free_form_answers(self, model: GPT, put, prompts: list) -> dict[str, list[Generation]]:
         """follow_rate and rouge_l over the prompts whose reference fits, or their reasons."""
         why = freeform.too_few(
             "follow_rate", len(self.follow_prompts), self.follow_considered,
@@ -289,7 +291,7 @@ class Evaluator:
         if why:
             self.not_measured["follow_rate"] = self.not_measured["rouge_l"] = why
             return {}
-        g = self.generate(model, self.follow_prompts)
+        g = self.generate(model, prompts)
         put("follow_rate", float(np.mean([x.followed for x in g])))
         put("follow_rate_n", float(len(g)))
         rouge = freeform.rouge_l_scores([x.text for x in g], [x.reference or "" for x in g])
@@ -302,10 +304,19 @@ class Evaluator:
         return {"follow": g}
 
     # ---- all ----------------------------------------------------------------------------
-    def evaluate(self, model: GPT) -> tuple[dict, dict[str, list[Generation]]]:
-        """(metrics, generations by set). Metrics without data are left out."""
+    def evaluate(self, model: GPT, periodic: bool = False) -> tuple[dict, dict[str, list[Generation]]]:
+        """(metrics, generations by set). Metrics without data are left out.
+
+        ``periodic``: an evaluation during training, between the base's and the final one. The
+        losses (the curves, the divergence check) use every held-out item as always; the
+        generated and multiple-choice metrics use the first ``periodic_items`` items of each set
+        (0: all), and memorisation and base knowledge are left to the final evaluation. The
+        final metrics are those of a full evaluation either way."""
         metrics: dict[str, float] = {}
         gens: dict[str, list[Generation]] = {}
+        n = self.periodic_items if periodic else 0
+        eval_items, probe_items, follow_prompts = (_spread(x, n) for x in
+                                                   (self.eval_items, self.probe_items, self.follow_prompts))
 
         def put(name: str, value: float | None) -> None:
             if value is not None:
@@ -317,38 +328,46 @@ class Evaluator:
         pooled, per_byte = self.response_losses(model)
         put("response_loss", pooled)
         self._put_response_per_byte(per_byte, put)
-        if self.eval_items:
-            g = self.generate(model, [it.prompt for it in self.eval_items])
+        if eval_items:
+            g = self.generate(model, [it.prompt for it in eval_items])
             gens["answer"] = g
             put("follow_rate", float(np.mean([x.followed for x in g])))
-            put("answer_acc", float(np.mean([it.is_correct(x.text) for it, x in zip(self.eval_items, g)])))
-            put("answer_mc_acc", self.mc_accuracy(model, self.eval_items))
-            multi = [it.is_correct(x.text) for it, x in zip(self.eval_items, g) if it.meta.get("multi_turn")]
+            put("answer_acc", float(np.mean([it.is_correct(x.text) for it, x in zip(eval_items, g)])))
+            put("answer_mc_acc", self.mc_accuracy(model, eval_items))
+            multi = [it.is_correct(x.text) for it, x in zip(eval_items, g) if it.meta.get("multi_turn")]
             if multi:
                 put("answer_acc_multi_turn", float(np.mean(multi)))
             for flag, name in ((True, "answer_acc_long_prompt"), (False, "answer_acc_short_prompt")):
-                part = [it.is_correct(x.text) for it, x in zip(self.eval_items, g)
+                part = [it.is_correct(x.text) for it, x in zip(eval_items, g)
                         if it.meta.get("long_prompt") is flag]
                 if part:
                     put(name, float(np.mean(part)))
-            styled = [obeys_format(it.meta["system_style"], x.text) for it, x in zip(self.eval_items, g)
+            styled = [obeys_format(it.meta["system_style"], x.text) for it, x in zip(eval_items, g)
                       if it.meta.get("system_style") in FORMAT_STYLES]
             if styled:
                 put("system_format_acc", float(np.mean(styled)))
         elif self.follow_considered is not None:
-            gens.update(self._free_form_answers(model, put))
-        elif self.follow_prompts:
-            g = self.generate(model, self.follow_prompts)
+            gens.update(self._free_form_answers(model, put, follow_prompts))
+        elif follow_prompts:
+            g = self.generate(model, follow_prompts)
             gens["follow"] = g
             put("follow_rate", float(np.mean([x.followed for x in g])))
-        if self.probe_items:
-            g = self.generate(model, [it.prompt for it in self.probe_items])
+        if probe_items:
+            g = self.generate(model, [it.prompt for it in probe_items])
             gens["knowledge"] = g
-            put("knowledge_acc", float(np.mean([it.is_correct(x.text) for it, x in zip(self.probe_items, g)])))
-            put("knowledge_mc_acc", self.mc_accuracy(model, self.probe_items))
-        metrics.update(self.base_knowledge(model))
-        metrics.update(self.memorisation.measure(model))
+            put("knowledge_acc", float(np.mean([it.is_correct(x.text) for it, x in zip(probe_items, g)])))
+            put("knowledge_mc_acc", self.mc_accuracy(model, probe_items))
+        if not periodic:
+            metrics.update(self.base_knowledge(model))
+            metrics.update(self.memorisation.measure(model))
         return metrics, gens
+
+
+def _spread(items: list, n: int) -> list:
+    """``n`` of ``items`` spread evenly over the list (all of them when n is 0 or covers it)."""
+    if n <= 0 or n >= len(items):
+        return items
+    return [items[(i * len(items)) // n] for i in range(n)]
 
 
 def _shared_prefix_len(seqs: list[list[int]]) -> int:

@@ -59,7 +59,8 @@ def evaluator_for(cfg: Config, data: PreparedData) -> Evaluator:
                      block_size=cfg.model.block_size, max_items=e.max_items, max_new_tokens=e.max_new_tokens,
                      raw_windows=e.raw_windows, batch_size=e.batch_size,
                      fact_completions=data.fact_completions, repetition_penalty=e.repetition_penalty,
-                     no_repeat_ngram=e.no_repeat_ngram, train_examples=data.train_examples)
+                     no_repeat_ngram=e.no_repeat_ngram, train_examples=data.train_examples,
+                     periodic_items=e.periodic_items)
 
 
 def _gen_dicts(gens: dict) -> dict[str, list[dict]]:
@@ -304,13 +305,13 @@ class Job:
             self.metrics.write({"kind": "eval", "step": 0, **self.base_metrics})
         self.eval_s = 0.0
         self.diverge_bound = sft.divergence_bound(cfg)
-        self.last_eval: dict[str, Any] = {"step": -1, "metrics": None, "gens": None}
+        self.last_eval: dict[str, Any] = {"step": -1, "metrics": None, "gens": None, "final": False}
         self.trial = TrialReporter.from_env(cfg.eval.objective, bool(cfg.eval.objectives), self.base_metrics,
                                             total, self.name)  # None unless a search runs this job
 
         def on_step_end(step: int) -> None:
             if step % cfg.train.eval_interval == 0 or step == total:
-                self._evaluate(step)
+                self._evaluate(step, final=step == total)
             if step % cfg.train.checkpoint_interval == 0 and step < total:
                 save_checkpoint(self.ckpt_path, self.model, self.opt, step=step, extra={"config_hash": self.hash})
 
@@ -318,18 +319,22 @@ class Job:
         step = sft.train(self.model, self.opt, examples, cfg, self.plan, start_step=start_step,
                          on_log=self.metrics.write, on_step_end=on_step_end, progress=self.progress,
                          desc=self.name)
-        if self.last_eval["step"] != step:  # resumed after the last step, or no step at all
-            self._evaluate(step)
+        if self.last_eval["step"] != step or not self.last_eval["final"]:  # resumed after the last step,
+            self._evaluate(step, final=True)                                   # or no step at all
         self.timings["sft_s"] = time.perf_counter() - tic - self.eval_s
         self.timings["eval_s"] = self.eval_s
         return step
 
-    def _evaluate(self, step: int) -> None:
+    def _evaluate(self, step: int, final: bool) -> None:
+        """Evaluates the model at ``step``: on every item when ``final``, else on the periodic subset."""
         t0 = time.perf_counter()
-        m, g = self.evaluator.evaluate(self.model)
+        periodic = not final
+        m, g = self.evaluator.evaluate(self.model, periodic=periodic)
         self.eval_s += time.perf_counter() - t0
-        self.last_eval.update(step=step, metrics=m, gens=g)
-        self.metrics.write({"kind": "eval", "step": step, **m})
+        self.last_eval.update(step=step, metrics=m, gens=g, final=final)
+        items = self.evaluator.periodic_items if periodic else 0
+        self.metrics.write({"kind": "eval", "step": step, **m,
+                            **({"items": f"periodic: {items} per set"} if items else {})})
         log.info("[%s] step %d/%d eval: %s", self.name, step, self.plan.total_steps, _fmt(m))
         for key in ("raw_loss", "response_loss"):  # a blown-up model fails here, not at the end
             sft.check_divergence(key, m.get(key), step, self.diverge_bound)

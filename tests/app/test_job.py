@@ -166,3 +166,20 @@ def test_job_and_cache_files_get_the_users_umask(tmp_path, umask):
     files = [job.dir / n for n in ("summary.json", "metrics.jsonl", "samples.jsonl", "model.npz")] + cache_files
     modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in files}
     assert modes == {k: oct(want) for k in modes}
+
+
+def test_periodic_evaluations_use_a_fixed_subset_and_the_final_one_every_item(tmp_path, cache_dir):
+    # eval.max_items=12 with periodic_items=4: step 6 scores 4 items per set, the final every item,
+    # and the final metrics equal those of a job whose periodic evaluations use every item.
+    extra = ["eval.max_items=12", "optim.lr=3e-3"]
+    _, quick = run_job(tmp_path, cache_dir, [*extra, "eval.periodic_items=4"], name="subset")
+    _, full = run_job(tmp_path, cache_dir, [*extra, "eval.periodic_items=0"], name="every")
+    assert quick["status"] == full["status"] == "completed"
+    assert quick["final"] == full["final"]
+    evals = {r["step"]: r for r in read_jsonl(tmp_path / "subset" / "metrics.jsonl") if r["kind"] == "eval"}
+    assert evals[6]["items"] == "periodic: 4 per set" and "items" not in evals[12] and "items" not in evals[0]
+    assert "memorised_exact_train" not in evals[6] and "memorised_exact_train" in evals[12]
+    # 4 items: every share is a multiple of 1/4
+    assert evals[6]["answer_acc"] * 4 == pytest.approx(round(evals[6]["answer_acc"] * 4))
+    every = {r["step"]: r for r in read_jsonl(tmp_path / "every" / "metrics.jsonl") if r["kind"] == "eval"}
+    assert evals[6]["raw_loss"] == every[6]["raw_loss"]  # losses use every item in both
