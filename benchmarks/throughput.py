@@ -1,9 +1,11 @@
 """Training throughput of the numpy GPT, side by side with PyTorch eager when available.
 
-    python benchmarks/throughput.py --batch 16 --seq 128 --steps 20 --threads 2 [--json]
+    python benchmarks/throughput.py --shapes mini:128,small:512,mini:320 --threads 2 [--json]
 
-Trains the "mini" model (4 layers, 4 heads, width 128, MLP 512) on random tokens: a
-full step is forward + backward + AdamW. Prints tokens/s, this machine's float32 matmul
+Trains each shape on random tokens (``model:seq``; mini: 4 layers, 4 heads, width 128, MLP 512;
+small: 6 layers, 6 heads, width 192, MLP 768; mini:320 is the own-data recipe's context): a full
+step is forward + backward + AdamW, batch ``--batch`` (16) at seq 128, the same tokens per step
+at longer sequences. Prints tokens/s, this machine's float32 matmul
 peak measured in the same run, the model-FLOPs utilization (MFU) against that peak, and,
 if ``torch`` imports, PyTorch eager on the same model and data with the ratio. The
 numpy and torch runs alternate for ``--rounds`` rounds and the best round of each is
@@ -26,9 +28,24 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from sft_sweep.nn import GPT, AdamW, GPTConfig  # noqa: E402
 
 
+SHAPES = {"mini": dict(n_layer=4, n_head=4, n_embd=128, n_mlp=512),
+          "small": dict(n_layer=6, n_head=6, n_embd=192, n_mlp=768)}
+
+
+def model_config(name: str, seq: int, dtype: str = "float32") -> GPTConfig:
+    return GPTConfig(**SHAPES[name], block_size=max(128, seq), vocab_size=260, dtype=dtype)
+
+
 def mini_config(seq: int, dtype: str = "float32") -> GPTConfig:
-    return GPTConfig(n_layer=4, n_head=4, n_embd=128, n_mlp=512, block_size=max(128, seq),
-                     vocab_size=260, dtype=dtype)
+    return model_config("mini", seq, dtype)
+
+
+def blas_kernel() -> str:
+    """The BLAS library, version and kernel (architecture) numpy runs, from threadpoolctl."""
+    from threadpoolctl import threadpool_info
+
+    libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    return ", ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in libs) or "unknown"
 
 
 def measure_matmul_peak(threads: int, seconds: float = 1.5) -> float:
@@ -163,10 +180,29 @@ def torch_run(cfg, batch, seq, steps, warmup, threads, seed=0) -> float | None:
     return batch * seq * steps / (time.perf_counter() - t)
 
 
+def measure_shape(name, seq, args, peak) -> dict:
+    cfg = model_config(name, seq)
+    batch = max(1, args.batch * 128 // seq)              # the same tokens per step at every length
+    np_best, torch_best = 0.0, None
+    for _ in range(args.rounds):
+        np_best = max(np_best, numpy_run(cfg, batch, seq, args.steps, args.warmup, args.threads))
+        if not args.no_torch:
+            t = torch_run(cfg, batch, seq, args.steps, args.warmup, args.threads)
+            if t is not None:
+                torch_best = max(torch_best or 0.0, t)
+    flops = cfg.flops_per_token(seq)
+    result = {"model": name, "seq": seq, "batch": batch, "tokens_per_s": round(np_best, 1),
+              "mfu": round(np_best * flops / (peak * 1e9), 4), "mflop_per_token": round(flops / 1e6, 3)}
+    if torch_best is not None:
+        result["torch_eager_tokens_per_s"] = round(torch_best, 1)
+        result["ratio_vs_torch"] = round(np_best / torch_best, 3)
+    return result
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--shapes", default="mini:128,small:512", help="model:seq,... (models: mini, small)")
+    ap.add_argument("--batch", type=int, default=16, help="sequences per step at seq 128")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -174,40 +210,30 @@ def main(argv=None) -> None:
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--json", action="store_true", help="print one JSON line")
     args = ap.parse_args(argv)
+    shapes = []
+    for part in args.shapes.split(","):
+        name, _, seq = part.partition(":")
+        if name not in SHAPES or not seq.isdigit():
+            ap.error(f"--shapes: {part!r} is not model:seq with model one of {', '.join(SHAPES)}")
+        shapes.append((name, int(seq)))
 
-    cfg = mini_config(args.seq)
     peak = measure_matmul_peak(args.threads)
-    np_best, torch_best = 0.0, None
-    for _ in range(args.rounds):
-        np_best = max(np_best, numpy_run(cfg, args.batch, args.seq, args.steps, args.warmup,
-                                         args.threads))
-        if not args.no_torch:
-            t = torch_run(cfg, args.batch, args.seq, args.steps, args.warmup, args.threads)
-            if t is not None:
-                torch_best = max(torch_best or 0.0, t)
-    flops = cfg.flops_per_token(args.seq)
-    mfu = np_best * flops / (peak * 1e9)
-    result = {
-        "tokens_per_s": round(np_best, 1), "mfu": round(mfu, 4), "batch": args.batch,
-        "seq": args.seq, "threads": args.threads, "steps": args.steps,
-        "matmul_peak_gflops": round(peak, 1), "mflop_per_token": round(flops / 1e6, 3),
-    }
-    if torch_best is not None:
-        result["torch_eager_tokens_per_s"] = round(torch_best, 1)
-        result["ratio_vs_torch"] = round(np_best / torch_best, 3)
+    results = [measure_shape(name, seq, args, peak) for name, seq in shapes]
+    head = {"threads": args.threads, "steps": args.steps, "rounds": args.rounds,
+            "matmul_peak_gflops": round(peak, 1), "blas": blas_kernel()}
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({**head, "shapes": results}))
         return
-    print(f"mini model, batch {args.batch} x seq {args.seq}, {args.threads} threads, "
-          f"{args.steps} steps x {args.rounds} rounds (best round)")
-    print(f"numpy        {np_best:10.0f} tokens/s")
-    print(f"matmul peak  {peak:10.1f} GFLOP/s (float32, measured now)")
-    print(f"MFU          {100 * mfu:10.1f} %  ({flops / 1e6:.2f} MFLOP/token)")
-    if torch_best is not None:
-        print(f"torch eager  {torch_best:10.0f} tokens/s")
-        print(f"ratio        {np_best / torch_best:10.2f} x")
-    elif not args.no_torch:
-        print("torch eager  (torch not importable; comparison skipped)")
+    print(f"{args.threads} threads, {args.steps} steps x {args.rounds} rounds (best round), BLAS: {head['blas']}")
+    print(f"matmul peak {peak:.1f} GFLOP/s (float32, measured now)")
+    print(f"{'shape':>12} {'batch':>5} {'numpy tok/s':>12} {'MFU':>6} {'torch eager':>12} {'ratio':>6}")
+    for r in results:
+        t = r.get("torch_eager_tokens_per_s")
+        print(f"{r['model'] + ':' + str(r['seq']):>12} {r['batch']:>5} {r['tokens_per_s']:>12.0f} "
+              f"{100 * r['mfu']:>5.1f}% {t if t is not None else '-':>12} "
+              f"{r.get('ratio_vs_torch', '-'):>6}")
+    if not args.no_torch and all("torch_eager_tokens_per_s" not in r for r in results):
+        print("torch eager: torch not importable; comparison skipped")
 
 
 if __name__ == "__main__":
