@@ -75,6 +75,7 @@ def test_status_does_not_write(tmp_path, capsys):
     assert sorted(p.relative_to(d) for p in d.rglob("*")) == before
 
 
+@pytest.mark.slow  # a report with every figure in a subprocess (~9 s)
 def test_python_dash_m(demo_sweep):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r = subprocess.run([sys.executable, "-m", "analysis", "--status", str(demo_sweep)],

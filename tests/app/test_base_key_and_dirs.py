@@ -79,6 +79,7 @@ def test_sweep_subdir_is_shortened():
     assert len(subdir.encode()) <= MAX_NAME_BYTES and subdir == short_dirname(full)
 
 
+@pytest.mark.slow  # a multirun in a subprocess (~5 s)
 def test_long_sweep_directory_name_runs(tmp_path):
     """A sweep whose override set names a directory over 255 bytes completes, with the full
     overrides kept in .hydra/, and its files carry the base-knowledge metric."""

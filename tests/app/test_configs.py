@@ -36,7 +36,13 @@ def test_every_group_option_composes_and_validates(group, option):
     validate(obj)
 
 
-@pytest.mark.parametrize("experiment", _options("experiment"))
+# Composing every swept value of every experiment takes ~1 min: the fast suite composes the
+# quickstart's, the smoke test's and the own-data recipe's, the slow suite all the others.
+FAST_EXPERIMENTS = ("quickstart", "smoke", "own_data")
+
+
+@pytest.mark.parametrize("experiment", [e if e in FAST_EXPERIMENTS else pytest.param(e, marks=pytest.mark.slow)
+                                        for e in _options("experiment")])
 def test_every_experiment_composes_with_a_sweep(experiment):
     cfg = _compose([f"experiment={experiment}"], hydra=True)
     validate(to_object(cfg))

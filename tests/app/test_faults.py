@@ -236,6 +236,7 @@ def test_checkpoint_messages_for_corrupt_and_non_finite_files(tmp_path):
     assert all(np.array_equal(before[k], model.params[k]) for k in before)  # nothing loaded
 
 
+@pytest.mark.slow  # pre-trains a base twice per case (~5 s each)
 @pytest.mark.parametrize("damage", [_corrupt_random_bytes, _nan_weights])
 def test_corrupt_cached_base_is_moved_aside_and_rebuilt(tmp_path, damage):
     cache = tmp_path / "cache"
@@ -264,6 +265,7 @@ def test_checkpoint_ignored_at_resume_is_a_warning(tmp_path, cache_dir):
 
 # --------------------------------------------------------------------------- multirun exit code
 
+@pytest.mark.slow  # a multirun in a subprocess per case (~4 s each)
 @pytest.mark.parametrize("lrs,code", [("1e-3,1e3", 1), ("1e-3", 0)])
 def test_multirun_exit_code_counts_failed_jobs(tmp_path, cache_dir, lrs, code):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}

@@ -53,6 +53,7 @@ def test_tensorboard_events_read_back(tmp_path, cache_dir):
     assert any(t.startswith("config") for t in ea.Tags()["tensors"])
 
 
+@pytest.mark.slow  # a real job logged to MLflow (~6 s)
 def test_mlflow_run_of_a_job_read_back(tmp_path, cache_dir):
     pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
     job_dir, summary = _run(tmp_path, cache_dir, ["logger=mlflow_tb"])

@@ -51,6 +51,7 @@ def test_store_uri_forms(tmp_path):
     assert mlflow_run.store_uri("sqlite:////x/y.db", str(tmp_path)) == "sqlite:////x/y.db"
 
 
+@pytest.mark.slow  # a real job logged to MLflow's SQLite store (~12 s)
 def test_default_store_is_sqlite_under_runs_and_readable_without_env(tmp_path, cache_dir):
     job_dir, summary = _run(tmp_path, cache_dir)
     db = tmp_path / "runs" / "mlflow.db"
@@ -64,6 +65,7 @@ def test_default_store_is_sqlite_under_runs_and_readable_without_env(tmp_path, c
     assert run["metrics.forgetting_pct"] == pytest.approx(summary["forgetting_pct"])
 
 
+@pytest.mark.slow  # two real jobs and an MLflow store migration (~12 s)
 def test_a_job_logged_to_a_file_store_resumes_into_the_database_with_a_hint(tmp_path, cache_dir, capsys):
     mlflow_run._hinted.clear()
     _run(tmp_path, cache_dir, ["logger.mlflow.tracking_uri=mlruns"])
