@@ -183,3 +183,17 @@ def test_periodic_evaluations_use_a_fixed_subset_and_the_final_one_every_item(tm
     assert evals[6]["answer_acc"] * 4 == pytest.approx(round(evals[6]["answer_acc"] * 4))
     every = {r["step"]: r for r in read_jsonl(tmp_path / "every" / "metrics.jsonl") if r["kind"] == "eval"}
     assert evals[6]["raw_loss"] == every[6]["raw_loss"]  # losses use every item in both
+
+
+def test_final_metrics_of_a_tiny_job_are_pinned(tmp_path, cache_dir):
+    # The smoke job at lr 3e-3, measured on 2026-12-02 before evaluation was sped up (multiple-choice
+    # prefill shared by an item's candidates, finished rows leaving the generation batch, periodic
+    # subsets): the speed-ups must not move a final metric beyond float summation order.
+    _, s = run_job(tmp_path, cache_dir, ["optim.lr=3e-3"])
+    f = s["final"]
+    assert f["raw_loss"] == pytest.approx(2.5638551, rel=1e-4)
+    assert f["response_loss"] == pytest.approx(2.2043127, rel=1e-4)
+    assert f["response_nats_per_byte"] == pytest.approx(2.2725641, rel=1e-4)
+    assert f["memorised_loss_gap"] == pytest.approx(0.0027535, abs=2e-4)
+    assert s["forgetting_pct"] == pytest.approx(4.3592692, abs=0.01)
+    assert (f["knowledge_mc_acc"], f["answer_mc_acc"], f["follow_rate"]) == (0.25, 0.0, 0.0)
