@@ -227,14 +227,16 @@ class Evaluator:
         # _fitting). The tokens every candidate of an item begins with ("The capital of X is")
         # join the prompt: their log-probability is the same for every candidate, so the
         # ranking is decided by the rest of each candidate alone.
-        for b in range(0, len(items), self.batch_size):
-            prompts, conts = [], []
-            for it in items[b : b + self.batch_size]:
-                cands = [self.tok.encode(c) + [end] for c in it.choices()]
-                k = _shared_prefix_len(cands)
-                prompts.append(render_prompt(it.prompt, self.template) + cands[0][:k])
-                conts.append([c[k:] for c in cands])
-            for s in continuation_logprobs(model, prompts, conts):
+        prompts, conts = [], []
+        for it in items:
+            cands = [self.tok.encode(c) + [end] for c in it.choices()]
+            k = _shared_prefix_len(cands)
+            prompts.append(render_prompt(it.prompt, self.template) + cands[0][:k])
+            conts.append([c[k:] for c in cands])
+        order = np.argsort([len(q) for q in prompts], kind="stable")  # similar lengths: less padding
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b : b + self.batch_size]
+            for s in continuation_logprobs(model, [prompts[i] for i in idx], [conts[i] for i in idx]):
                 correct += int(np.argmax(s) == 0 and (len(s) == 1 or s[0] > np.max(s[1:])))
         return correct / len(items)
 
