@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import RunSet
+from analysis.dataview import absent_reason, is_free_form
 from analysis.noise import Effect, effect, items_column, judge, se_column
 from analysis.stats import mean_ci, spearman, strata
 from analysis.style import (
@@ -257,8 +258,10 @@ def sft_teaches_following(runs: RunSet) -> Finding:
     key, claim = "sft_teaches_following", "SFT teaches the model to follow the instruction format"
     done = runs.done_jobs()
     if not (_has(done, "base_follow_rate") and _has(done, "final_follow_rate")):
+        why = absent_reason(done, "follow_rate")
         return Finding(key, claim, NOT_MEASURABLE, "the follow rate is absent for the base or for every "
-                       "tuned job, so whether SFT teaches the format cannot be measured.")
+                       "tuned job, so whether SFT teaches the format cannot be measured"
+                       + (f" (the jobs say: {why})." if why else "."))
     pair = done.dropna(subset=["base_follow_rate", "final_follow_rate"])
     base, tuned = pair["base_follow_rate"], pair["final_follow_rate"]
     bound = at_bound(base.tolist() + tuned.tolist())
@@ -270,6 +273,10 @@ def sft_teaches_following(runs: RunSet) -> Finding:
                        "cannot tell the models apart).", {"bound": bound})
     evidence = (f"the base model follows {_range_text('base_follow_rate', base)} of held-out prompts, "
                 f"the tuned models {_range_text('final_follow_rate', tuned)} ({len(pair)} jobs)")
+    if _has(pair, "final_follow_rate_n"):  # own data: only prompts whose reference fits are judged
+        n = pair["final_follow_rate_n"]
+        n_text = fmt_num(n.min()) if n.min() == n.max() else f"{fmt_num(n.min())}–{fmt_num(n.max())}"
+        evidence += f", over the {n_text} held-out prompts whose reference fits the generation room"
     # Judge by setting: SFT "teaches" the format if some setting's gain over its base is real
     # (beyond noise) and at least ten points.
     gains = [(kd, _effect(part.assign(final_follow_rate=part["base_follow_rate"]), part, "final_follow_rate"))
@@ -294,6 +301,57 @@ def sft_teaches_following(runs: RunSet) -> Finding:
     return Finding(key, claim, verdict, evidence + ".",
                    {"base": float(base.mean()), "tuned_min": float(tuned.min()),
                     "tuned_max": float(tuned.max()), "best_gain": best})
+
+
+def _paired_finding(runs: RunSet, key: str, claim: str, metric: str, better: int, what: str) -> Finding | None:
+    """A free-form metric judged by each job's paired base -> tuned change over the same held-out
+    items and its 95% interval (``free_form.paired``): supported when some setting improves with
+    an interval that excludes no change and none worsens so; None when the jobs are not on
+    free-form answers."""
+    done = runs.done_jobs()
+    col, lo, hi = f"paired_{metric}", f"paired_{metric}_lo", f"paired_{metric}_hi"
+    why = absent_reason(done, metric)
+    if not _has(done, col):
+        if why is None and not _has(done, f"final_{metric}"):
+            return None
+        return Finding(key, claim, NOT_MEASURABLE,
+                       f"{what} is not measured: {why}." if why else
+                       f"the jobs record no paired base -> tuned change of {what} (an older base evaluation).")
+    clauses, gains, losses = [], 0, 0
+    rows = done.dropna(subset=[col, lo, hi])
+    for _, r in rows.iterrows():
+        label = setting_label(r, runs.params) if runs.params else f"job {r['job']}"
+        clauses.append(f"{label}: {r[f'final_{metric}']:.3f} vs base {r[f'base_{metric}']:.3f}, paired change "
+                       f"{r[col]:+.3f} [{r[lo]:+.3f}, {r[hi]:+.3f}]"
+                       if _has(rows, f"final_{metric}") and _has(rows, f"base_{metric}") else
+                       f"{label}: paired change {r[col]:+.3f} [{r[lo]:+.3f}, {r[hi]:+.3f}]")
+        if better * r[lo] > 0 and better * r[hi] > 0:
+            gains += 1
+        elif -better * r[lo] > 0 and -better * r[hi] > 0:
+            losses += 1
+    n = len(rows)
+    tail = (f"; {gains} of {n} setting{'s' if n != 1 else ''} improve with an interval that excludes no change"
+            + (f", {losses} get worse so" if losses else ""))
+    if gains and not losses:
+        verdict = SUPPORTED
+    elif losses and not gains:
+        verdict = NOT_SUPPORTED
+    else:
+        verdict = INCONCLUSIVE
+        if not gains:
+            tail += " (every change is within its interval)"
+    return Finding(key, claim, verdict,
+                   f"{what} per held-out item, tuned minus base (95% interval): " + "; ".join(clauses) + tail + ".",
+                   {"gains": gains, "losses": losses, "n": n})
+
+
+def free_form_findings(runs: RunSet) -> list[Finding]:
+    """On own data: ROUGE-L and response nats per byte, each by its paired interval."""
+    out = [_paired_finding(runs, "sft_closer_to_references", "SFT brings the answers closer to the reference "
+                           "answers (ROUGE-L)", "rouge_l", +1, "ROUGE-L of the greedy answer"),
+           _paired_finding(runs, "sft_lowers_response_nats_per_byte", "SFT lowers the response loss per byte of "
+                           "the reference answers", "response_nats_per_byte", -1, "response nats per byte")]
+    return [f for f in out if f is not None]
 
 
 def sft_adds_no_knowledge(runs: RunSet) -> Finding:
@@ -530,6 +588,9 @@ def core_findings(runs: RunSet) -> list[Finding]:
     ]
     if runs.axis("epochs"):
         out.insert(1, more_epochs_forget_more(runs))
+    if is_free_form(runs.done_jobs()):  # after the follow rate, the other free-form metrics
+        at = next(i for i, f in enumerate(out) if f.key == "sft_teaches_following") + 1
+        out[at:at] = free_form_findings(runs)
     for role in ("template", "format"):
         f = categorical_effect(runs, role)
         if f is not None:
