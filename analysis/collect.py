@@ -10,7 +10,8 @@ sweeps that are still running.
 - ``jobs``: one row per job: ``job`` (id), ``sweep``, ``status``, ``done``, the swept
   parameters as columns (dotted config keys, e.g. ``optim.lr``), ``base_<metric>`` and
   ``final_<metric>``, ``forgetting_pct``, progress (``last_step``, ...), ``time_<phase>``,
-  ``error``, ``config_hash``, ``overrides``, ``path``;
+  ``error``, ``config_hash``, ``overrides``, ``path``; on own data also the free-form columns
+  of ``analysis.dataview.free_form_columns`` (paired base -> tuned intervals, ``not_measured_<m>``);
 - ``curves``: long table ``job, step, kind, metric, value`` from ``metrics.jsonl``;
 - ``samples``: ``job, task, prompt, reference, base, sft, set`` from ``samples.jsonl``;
 - ``problems``: files that could not be read (reported, skipped, never a crash).
@@ -30,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.dataview import free_form_columns, read_summary
 from analysis.errors import ReportError
 from analysis.jobdir import (
     CURVE_COLUMNS, SAMPLE_COLUMNS, JobFiles, Problem, find_job_dirs, parse_overrides, read_job, read_yaml,
@@ -354,6 +356,8 @@ def collect_runs(dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> RunSe
     records = []
     for j in jobs:
         rec = dict(j.record)
+        # free-form intervals and absent metrics (own data) as the job recorded them
+        rec.update(free_form_columns(read_summary(rec["path"])))
         for col in swept + derived:
             rec[col] = j.config.get(col)
         records.append(rec)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
@@ -114,6 +115,75 @@ def data_counts(summary: dict[str, Any], config: dict[str, Any] | None = None) -
     return counts
 
 
+#: Free-form metrics of held-out conversations (own data), whose paired base -> tuned change
+#: with its interval a job records in ``free_form.paired``.
+FREE_FORM_METRICS = ("rouge_l", "response_nats_per_byte")
+#: The metrics a job may record as not measured (``not_measured``), each a column of the tables.
+ABSENT_METRICS = ("follow_rate", "rouge_l", "response_nats_per_byte")
+
+
+def _interval(block: Any) -> tuple[float, float, float] | None:
+    """(mean, lo, hi) of a recorded interval ``{"mean", "ci95": [lo, hi]}``, or None."""
+    if not isinstance(block, dict):
+        return None
+    mean, ci = block.get("mean"), block.get("ci95")
+    nums = [mean, *(ci if isinstance(ci, list) and len(ci) == 2 else [None, None])]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in nums):
+        return None
+    return float(nums[0]), float(nums[1]), float(nums[2])
+
+
+def free_form_columns(summary: dict[str, Any]) -> dict[str, Any]:
+    """Table columns from a job's ``free_form`` and ``not_measured`` records: ``paired_<m>`` with
+    ``paired_<m>_lo`` / ``_hi`` (the per-item base -> tuned change and its 95% interval),
+    ``forgetting_lo`` / ``_hi`` (the forgetting interval over held-out text windows), and
+    ``not_measured_<m>``: why a metric is absent. Only what the job recorded; nothing is filled in."""
+    out: dict[str, Any] = {}
+    free = summary.get("free_form") if isinstance(summary.get("free_form"), dict) else {}
+    paired = free.get("paired") if isinstance(free.get("paired"), dict) else {}
+    for m in FREE_FORM_METRICS:
+        iv = _interval(paired.get(m))
+        if iv is not None:
+            out[f"paired_{m}"], out[f"paired_{m}_lo"], out[f"paired_{m}_hi"] = iv
+    iv = _interval(free.get("forgetting_pct"))
+    if iv is not None:
+        out["forgetting_lo"], out["forgetting_hi"] = iv[1], iv[2]
+    absent = summary.get("not_measured") if isinstance(summary.get("not_measured"), dict) else {}
+    for m in ABSENT_METRICS:
+        why = absent.get(m)
+        if isinstance(why, str) and why:
+            out[f"not_measured_{m}"] = why
+    return out
+
+
+def is_free_form(done: pd.DataFrame) -> bool:
+    """Whether the jobs were evaluated on free-form answers (own data): a follow rate over the
+    prompts whose reference fits, a ROUGE-L score, or one of them recorded as not measured."""
+    cols = ("final_follow_rate_n", "final_rouge_l", "not_measured_follow_rate", "not_measured_rouge_l")
+    return any(c in done and done[c].notna().any() for c in cols)
+
+
+def absent_reason(done: pd.DataFrame, metric: str) -> str | None:
+    """Why the jobs did not measure ``metric`` (their ``not_measured``): the first job's words."""
+    col = f"not_measured_{metric}"
+    if col not in done or done[col].isna().all():
+        return None
+    return str(done[col].dropna().iloc[0])
+
+
+def absent_reasons(done: pd.DataFrame) -> dict[str, str]:
+    """metric -> why the jobs did not measure it, for the metrics of ``ABSENT_METRICS`` that no
+    completed job measured; the first job's words, with how many jobs said so."""
+    out = {}
+    for m in ABSENT_METRICS:
+        why = absent_reason(done, m)
+        if why is None or (f"final_{m}" in done and done[f"final_{m}"].notna().any()):
+            continue
+        n = int(done[f"not_measured_{m}"].notna().sum())
+        out[m] = why + (f" ({n} of {len(done)} jobs)" if len(done) > 1 else "")
+    return out
+
+
 def read_summary(job_dir: str | Path) -> dict[str, Any]:
     try:
         raw = json.loads((Path(job_dir) / "summary.json").read_text(encoding="utf-8"))
@@ -161,4 +231,5 @@ def _start_dir(job_dir: Path) -> str | None:
         return None
 
 
-__all__ = ["DataCounts", "RenderedExample", "data_counts", "read_summary", "render_example"]
+__all__ = ["ABSENT_METRICS", "DataCounts", "FREE_FORM_METRICS", "RenderedExample", "absent_reason",
+           "absent_reasons", "data_counts", "free_form_columns", "is_free_form", "read_summary", "render_example"]

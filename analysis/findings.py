@@ -22,6 +22,8 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import RunSet
+from analysis.dataview import absent_reason, is_free_form
+from analysis.freeform_findings import free_form_findings
 from analysis.noise import Effect, effect, items_column, judge, se_column
 from analysis.stats import mean_ci, spearman, strata
 from analysis.style import (
@@ -257,8 +259,10 @@ def sft_teaches_following(runs: RunSet) -> Finding:
     key, claim = "sft_teaches_following", "SFT teaches the model to follow the instruction format"
     done = runs.done_jobs()
     if not (_has(done, "base_follow_rate") and _has(done, "final_follow_rate")):
+        why = absent_reason(done, "follow_rate")
         return Finding(key, claim, NOT_MEASURABLE, "the follow rate is absent for the base or for every "
-                       "tuned job, so whether SFT teaches the format cannot be measured.")
+                       "tuned job, so whether SFT teaches the format cannot be measured"
+                       + (f" (the jobs say: {why})." if why else "."))
     pair = done.dropna(subset=["base_follow_rate", "final_follow_rate"])
     base, tuned = pair["base_follow_rate"], pair["final_follow_rate"]
     bound = at_bound(base.tolist() + tuned.tolist())
@@ -270,6 +274,10 @@ def sft_teaches_following(runs: RunSet) -> Finding:
                        "cannot tell the models apart).", {"bound": bound})
     evidence = (f"the base model follows {_range_text('base_follow_rate', base)} of held-out prompts, "
                 f"the tuned models {_range_text('final_follow_rate', tuned)} ({len(pair)} jobs)")
+    if _has(pair, "final_follow_rate_n"):  # own data: only prompts whose reference fits are judged
+        n = pair["final_follow_rate_n"]
+        n_text = fmt_num(n.min()) if n.min() == n.max() else f"{fmt_num(n.min())}–{fmt_num(n.max())}"
+        evidence += f", over the {n_text} held-out prompts whose reference fits the generation room"
     # Judge by setting: SFT "teaches" the format if some setting's gain over its base is real
     # (beyond noise) and at least ten points.
     gains = [(kd, _effect(part.assign(final_follow_rate=part["base_follow_rate"]), part, "final_follow_rate"))
@@ -530,6 +538,9 @@ def core_findings(runs: RunSet) -> list[Finding]:
     ]
     if runs.axis("epochs"):
         out.insert(1, more_epochs_forget_more(runs))
+    if is_free_form(runs.done_jobs()):  # after the follow rate, the other free-form metrics
+        at = next(i for i, f in enumerate(out) if f.key == "sft_teaches_following") + 1
+        out[at:at] = free_form_findings(runs)
     for role in ("template", "format"):
         f = categorical_effect(runs, role)
         if f is not None:

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import RunSet, collect_runs
-from analysis.dataview import data_counts, read_summary, render_example
+from analysis.dataview import absent_reasons, data_counts, is_free_form, read_summary, render_example
 from analysis.groups import grouping_sentence
 from analysis.jobdir import Problem
 from analysis.plots import PLOTS, plot_all
@@ -242,11 +242,24 @@ def _summary_section(ctx: _Context) -> list[Block]:
     if not ctx.n_done:
         return []
     header, rows = summary_table(ctx.runs)
-    return [Block("h2", "Summary per setting"),
-            Block("p", "Final evaluation of the completed jobs"
-                  + (", mean over seeds ± 95% CI (n = completed seeds)." if ctx.runs.seeds else ".")
-                  + " Forgetting is the raw-text loss change against the base model."),
-            Block("table", header=header, rows=rows)]
+    out = [Block("h2", "Summary per setting"),
+           Block("p", "Final evaluation of the completed jobs"
+                 + (", mean over seeds ± 95% CI (n = completed seeds)." if ctx.runs.seeds else ".")
+                 + " Forgetting is the raw-text loss change against the base model."),
+           Block("table", header=header, rows=rows)]
+    done = ctx.runs.done_jobs()
+    if is_free_form(done):
+        out.append(Block("p", "Free-form answers of held-out conversations: the follow rate counts the prompts "
+                              "whose reference answer fits the generation room (of how many); ROUGE-L of the "
+                              "greedy answer against the reference and the response's nats per byte come with "
+                              "the job's paired base -> tuned change per item and its 95% interval; forgetting "
+                              "with its interval over held-out text windows (summary.json free_form)."))
+        absent = absent_reasons(done)
+        if absent:
+            out.append(Block("p", "Not measured (absent, not zero; summary.json not_measured):"))
+            out.append(Block("list", items=[f"{m}: {why}" if not why.startswith(f"{m}:") else why
+                                            for m, why in absent.items()]))
+    return out
 
 
 def _pareto_section(ctx: _Context) -> list[Block]:
@@ -408,8 +421,12 @@ def _command_blocks(commands: dict[str, list[SweepCommand]]) -> list[Block]:
 
 
 def summary_table(runs: RunSet) -> tuple[list[str], list[list[str]]]:
-    """Per setting (seed-averaged): parameters, n, and the final metrics; the base model first."""
+    """Per setting (seed-averaged): parameters, n, and the final metrics; the base model first.
+    On own data (free-form answers) the free-form metrics follow their own rules
+    (``_free_form_cell``)."""
     done = runs.done_jobs()
+    if is_free_form(done):
+        return _free_form_table(runs, done)
     metrics = [m for m in SUMMARY_METRICS if m in done and done[m].notna().any()]
     params = runs.params
     groups = strata(done, params)
@@ -430,6 +447,86 @@ def summary_table(runs: RunSet) -> tuple[list[str], list[list[str]]]:
         for m in metrics:
             mc = mean_ci(part[m])
             row.append(fmt_metric(m, mc.mean, ci=mc.half if mc.n >= 2 else None))
+        rows.append(row)
+    return header, rows
+
+
+#: The own-data table's metrics, in order: follow rate (of the prompts whose reference fits),
+#: ROUGE-L and response nats/byte (with the paired change against the base), forgetting.
+FREE_FORM_COLUMNS = ("final_follow_rate", "final_rouge_l", "final_response_nats_per_byte", "forgetting_pct",
+                     "final_raw_loss")
+_FREE_FORM_HEADERS = {"final_follow_rate": "follow rate (of fitting prompts)",
+                      "final_rouge_l": "ROUGE-L (paired change vs base [95%])",
+                      "final_response_nats_per_byte": "response nats/byte (paired change vs base [95%])",
+                      "forgetting_pct": "forgetting [95%]", "final_raw_loss": "raw-text loss"}
+NOT_MEASURED = "not measured"
+
+
+def _signed3(v: float) -> str:
+    return f"{v:+.3f}"
+
+
+def _free_form_value(m: str, v: Any, n: Any = None) -> str:
+    if pd.isna(v):
+        return "—"
+    if m.endswith("follow_rate"):
+        return fmt_metric(m, v) + (f" of {fmt_num(n)}" if n is not None and not pd.isna(n) else "")
+    if m.endswith(("rouge_l", "response_nats_per_byte")):
+        return f"{float(v):.3f}"
+    return fmt_metric(m, v)
+
+
+def _free_form_cell(m: str, part: pd.DataFrame) -> str:
+    """One job: its value with the interval it recorded (the paired change for ROUGE-L and
+    nats/byte, the window interval for forgetting); several (seeds): mean ± 95% CI over them."""
+    vals = part[m].dropna() if m in part else pd.Series(dtype=float)
+    if vals.empty:  # measured in other settings, not in this one: say so when the jobs said why
+        why = f"not_measured_{m.replace('final_', '', 1)}"
+        return NOT_MEASURED if why in part and part[why].notna().any() else "—"
+    if len(vals) > 1:
+        mc = mean_ci(vals)
+        if m.endswith("follow_rate") or m == "forgetting_pct":
+            return fmt_metric(m, mc.mean, ci=mc.half)
+        return f"{mc.mean:.3f} ± {mc.half:.3f}"
+    row = part.loc[vals.index[0]]
+    if m == "forgetting_pct":
+        lo, hi = row.get("forgetting_lo"), row.get("forgetting_hi")
+        ci = f" [{lo:+.1f}, {hi:+.1f}]" if lo is not None and not pd.isna(lo) else ""
+        return fmt_metric(m, row[m]) + ci
+    if m.endswith("follow_rate"):
+        return _free_form_value(m, row[m], row.get("final_follow_rate_n"))
+    key = m.replace("final_", "paired_", 1)
+    cell = _free_form_value(m, row[m])
+    if key in row and not pd.isna(row[key]):
+        cell += f" ({_signed3(row[key])} [{_signed3(row[key + '_lo'])}, {_signed3(row[key + '_hi'])}])"
+    return cell
+
+
+def _free_form_table(runs: RunSet, done: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    absent = absent_reasons(done)
+    metrics = [m for m in FREE_FORM_COLUMNS
+               if (m in done and done[m].notna().any()) or m.replace("final_", "", 1) in absent]
+    params = runs.params
+    groups = strata(done, params)
+    show_n = any(len(part) > 1 for _, part in groups)
+    label_cols = [col_name(c) for c in params] or ["setting"]
+    header = label_cols + (["n"] if show_n else []) + [_FREE_FORM_HEADERS[m] for m in metrics]
+    base = ["base model"] + [""] * (len(label_cols) - 1) + (["—"] if show_n else [])
+    for m in metrics:
+        b = m.replace("final_", "base_", 1)
+        if m.replace("final_", "", 1) in absent:
+            base.append(NOT_MEASURED)
+        elif m.startswith("final_") and b in done and done[b].notna().any():
+            n = done[b + "_n"].mean() if b + "_n" in done else None
+            base.append(_free_form_value(b, done[b].mean(), n if m.endswith("follow_rate") else None))
+        else:
+            base.append("—")
+    rows = [base]
+    for key, part in groups:
+        row = [fmt_value(c, key[c]) for c in params] or [f"all {len(part)} jobs"]
+        if show_n:
+            row.append(str(len(part)))
+        row += [NOT_MEASURED if m.replace("final_", "", 1) in absent else _free_form_cell(m, part) for m in metrics]
         rows.append(row)
     return header, rows
 

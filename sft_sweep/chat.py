@@ -7,7 +7,9 @@
 
 Both models get the same prompt rendered with the job's own chat template, and each keeps its own
 history of the conversation. Generation is greedy unless ``--temperature`` is above 0 (then
-``--top-k`` / ``--top-p`` filter the samples) and stops at the end of the assistant turn.
+``--top-k`` / ``--top-p`` filter the samples) and stops at the end of the assistant turn. The
+repetition controls (``--repetition-penalty``, ``--no-repeat-ngram``) default to those the job's
+metrics were measured with (``sft_sweep.decoding``), so the chat shows the answers the metrics judged.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from .data.conversation import Conversation, Turn
 from .data.templates import TEMPLATE_NAMES, Template, get_template, render_prompt
+from .decoding import add_decoding_args, chosen_decoding, describe
 from .errors import SftSweepError
 from .jobmodels import JobModels, check_architecture, load_model, resolve
 from .nn import GPT, generate
@@ -45,6 +48,9 @@ class Sampling:
     top_p: float = 1.0
     max_new_tokens: int = 96
     seed: int | None = None
+    repetition_penalty: float = 1.0  # 1: off
+    no_repeat_ngram: int = 0  # 0: off
+    decoding_from: str = "off (the default)"  # where the two controls above come from
 
 
 def cut_at_new_turn(ids: list[int], tmpl: Template) -> list[int]:
@@ -101,7 +107,8 @@ class ChatSession:
             # Any special token ends the reply: a model emitting <|im_start|> is opening a new turn.
             halt = set(self.template.stop_ids) | set(TOK.special_tokens.values())
             out = generate(model, [ids], s.max_new_tokens, stop_ids=halt,
-                           temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, rng=self.rng)[0]
+                           temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, rng=self.rng,
+                           repetition_penalty=s.repetition_penalty, no_repeat_ngram=s.no_repeat_ngram)[0]
             text = TOK.decode(cut_at_new_turn(out, self.template), skip_special=True).strip()
             self.histories[name] += [Turn("user", user), Turn("assistant", text or " ")]
             replies[name] = text
@@ -133,8 +140,9 @@ def load_session(found: JobModels, args: argparse.Namespace) -> tuple[ChatSessio
     if not models:
         raise ChatError("no model to talk to: " + "; ".join(notes))
     template = args.template or found.template
+    decoding, source = chosen_decoding(args, found.job_dir, found.config)
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                        max_new_tokens=args.max_new_tokens, seed=args.seed)
+                        max_new_tokens=args.max_new_tokens, seed=args.seed, **decoding, decoding_from=source)
     return ChatSession(models, get_template(template), system=args.system, sampling=sampling), notes
 
 
@@ -202,6 +210,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--seed", type=int, help="random seed for sampling")
+    add_decoding_args(p)
     args = p.parse_args(argv)
     if args.json and not args.prompt:
         p.error("--json needs --prompt")
@@ -225,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
                 return
             for note in notes:
                 print(f"note: {note}", file=sys.stderr)
+            s = session.sampling
+            print(f"decoding: {describe(s.__dict__)} (from {s.decoding_from})", file=sys.stderr)
             width = shutil.get_terminal_size((100, 20)).columns
             for t in turns:
                 print(f"you> {t['prompt']}")
@@ -233,7 +244,9 @@ def main(argv: list[str] | None = None) -> None:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         where = found.job_dir or found.tuned
-        interactive(session, f"{where}: {', '.join(session.models)} with the {session.template.name} template")
+        s = session.sampling
+        interactive(session, f"{where}: {', '.join(session.models)} with the {session.template.name} template; "
+                             f"decoding: {describe(s.__dict__)} (from {s.decoding_from})")
     except (SftSweepError, ValueError) as e:
         print(f"sft-sweep-chat: {e}", file=sys.stderr)
         sys.exit(2)

@@ -60,6 +60,22 @@ class DatasetConf:
     max_examples: int = 0
 
 
+def _text_paths(value: Any) -> Any:
+    """``data.pretrain_text`` as given when it is null or one path (so a single-file config, its
+    hash included, stays what it was), else a list of non-empty path strings."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+        paths = list(value)
+        for i, p in enumerate(paths):
+            if not isinstance(p, str) or not p:
+                raise ConfigError(f"data.pretrain_text[{i}] must be a file path, got {p!r}")
+        if not paths:
+            raise ConfigError("data.pretrain_text is an empty list; give a file, a list of files, or null")
+        return paths
+    raise ConfigError(f"data.pretrain_text must be a file path or a list of file paths, got {value!r}")
+
+
 @dataclass
 class DataConf:
     name: str = "world"
@@ -70,8 +86,10 @@ class DataConf:
     # command line (+data.datasets.NAME.path=...); __post_init__ checks and converts each entry.
     datasets: dict[str, Any] = field(default_factory=dict)
     # Raw text (.txt / .jsonl with "text") for pre-training, replay and the forgetting metric when
-    # source=files; null uses the synthetic world's prose.
-    pretrain_text: Optional[str] = None
+    # source=files: one file, or a list of files read in order as one text
+    # (data.pretrain_text=[c4.jsonl,wiki.txt]); null uses the synthetic world's prose. Typed Any
+    # because the schema cannot say "a string or a list of strings"; __post_init__ checks it.
+    pretrain_text: Any = None
     val_fraction: float = 0.05  # files: share of conversations held out for evaluation
     # The largest data file read (datasets and pretrain_text), in MiB: a bigger one is refused
     # before it is read. Only regular files are read at all (no FIFO, device or socket).
@@ -79,6 +97,7 @@ class DataConf:
     quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self) -> None:
+        self.pretrain_text = _text_paths(self.pretrain_text)
         known = list(DatasetConf.__dataclass_fields__)
         converted: dict[str, DatasetConf] = {}
         for name, d in self.datasets.items():

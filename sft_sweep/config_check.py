@@ -106,7 +106,8 @@ def check_data_files(cfg: Config, base_dir: str) -> None:
     """Every data file the run reads is a regular file within ``data.max_file_mb`` (DataError)."""
     if cfg.data.source != "files":
         return
-    paths = [ds.path for ds in cfg.data.datasets.values()] + [cfg.data.pretrain_text]
+    text = cfg.data.pretrain_text
+    paths = [ds.path for ds in cfg.data.datasets.values()] + (text if isinstance(text, list) else [text])
     limit = cfg.data.max_file_mb
     for path in filter(None, paths):
         p = Path(path).expanduser()

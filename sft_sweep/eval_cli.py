@@ -5,7 +5,9 @@
     sft-sweep-eval path/to/model.npz model=mini data=world --out metrics.json
 
 A job directory is evaluated on its own data and template: its config is composed again from the
-job's recorded overrides plus the ones given here, so today's eval settings apply. A bare ``.npz``
+job's recorded overrides plus the ones given here, so today's eval settings apply, except the
+repetition controls: they stay those the job was evaluated with (``sft_sweep.decoding``) unless
+``--repetition-penalty`` / ``--no-repeat-ngram`` or ``eval.*`` overrides say otherwise. A bare ``.npz``
 takes the config from the overrides alone (the model's shape from the checkpoint). The metrics are
 printed and written as JSON (``--out``; for a job directory by default ``JOB_DIR/eval/<time>.json``).
 """
@@ -22,6 +24,7 @@ from typing import Any
 import yaml
 
 from .data import prepare
+from .decoding import OFF, add_decoding_args, chosen_decoding
 from .errors import SftSweepError, check_writable, user_errors_exit
 from .inspect_data import compose_config
 from .jobfiles import write_json
@@ -52,14 +55,29 @@ def _launch_dir(job_dir: Path | None) -> str:
     return os.getcwd()
 
 
-def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = False) -> dict[str, Any]:
+def decoding_overrides(found: JobModels, overrides: list[str], args: Any = None) -> tuple[list[str], str]:
+    """``eval.*`` overrides that keep the decoding the job was evaluated with (or the one
+    ``args`` asks for), and where it comes from. An ``eval.<control>=`` override given by the
+    user wins over both."""
+    values, source = chosen_decoding(args, found.job_dir, found.config)
+    given = {o.split("=", 1)[0].lstrip("+") for o in overrides if "=" in o}
+    pins = [f"eval.{k}={v}" for k, v in values.items() if f"eval.{k}" not in given and
+            (found.job_dir is not None or v != OFF[k])]
+    if any(f"eval.{k}" in given for k in OFF):
+        source = "the overrides given"
+    return pins, source
+
+
+def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = False,
+                   args: Any = None) -> dict[str, Any]:
     if found.tuned is None:
         raise SftSweepError("; ".join(found.notes) or "no model to evaluate")
     model = load_model(found.tuned)  # first: a file that is no checkpoint is refused before any work
     shape = model.config
     base_overrides = _job_overrides(found.job_dir) if found.job_dir is not None else \
         [f"model.{k}={getattr(shape, k)}" for k in SHAPE_KEYS]
-    cfg = compose_config(base_overrides + list(overrides))
+    pins, decoding_from = decoding_overrides(found, list(overrides), args)
+    cfg = compose_config(base_overrides + pins + list(overrides))
     # The composed shape, not only the job's: an override such as model.block_size=128 would
     # evaluate a 64-token model on sequences it cannot read.
     shape_of_cfg = {"model": {k: getattr(cfg.model, k) for k in SHAPE_KEYS}}
@@ -69,7 +87,8 @@ def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = Fal
     data = prepare(cfg, base_dir)
     evaluator = evaluator_for(cfg, data)
     result: dict[str, Any] = {"model": str(found.tuned), "job": str(found.job_dir) if found.job_dir else None,
-                              "overrides": list(overrides), "template": cfg.template.name}
+                              "overrides": list(overrides), "template": cfg.template.name,
+                              "decoding": dict(evaluator.decoding), "decoding_from": decoding_from}
     tic = time.perf_counter()
     model.set_threads(max(1, cfg.train.threads))
     result["metrics"], _ = evaluator.evaluate(model)
@@ -101,6 +120,9 @@ def format_result(result: dict[str, Any]) -> str:
             lines.append(f"{n:<18} {cell:>10}")
     if "forgetting_pct" in result:
         lines.append(f"{'forgetting_pct':<18} {'':>10} {result['forgetting_pct']:>+10.2f}")
+    if "decoding" in result:
+        shown = ", ".join(f"{k}={v:g}" for k, v in result["decoding"].items())
+        lines.append(f"decoding: {shown} (from {result.get('decoding_from')})")
     return "\n".join(lines)
 
 
@@ -115,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--with-base", action="store_true", help="evaluate the base model too, and the forgetting")
     p.add_argument("--out", help="write the metrics here as JSON")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_decoding_args(p)
     args = p.parse_intermixed_args(argv)
     with user_errors_exit("sft-sweep-eval"):
         found = resolve(args.target, base=args.base)
@@ -123,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             out = str(found.job_dir / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S.json", time.gmtime()))
         if out:  # before the evaluation, which may take a while
             check_writable(Path(out), "--out FILE" if args.out is None else None)
-        result = evaluate_model(found, args.overrides, with_base=args.with_base)
+        result = evaluate_model(found, args.overrides, with_base=args.with_base, args=args)
         print(json.dumps(result, indent=2) if args.json else format_result(result))
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from .formats import FORMATS, load_conversations, load_raw_text
 from .writing import save_conversations
 from .mixing import mix_datasets, mix_replay, replay_stream
 from .prepare import (FittedExample, PreparedData, ReplayMix, data_counts_line, fit_example, prepare,
-                      pretrain_source, resolve_path, training_conversations, with_replay, world_config)
+                      pretrain_paths, pretrain_source, resolve_path, training_conversations, with_replay, world_config)
 from .quality import QualityConfig, dedup_conversations, filter_quality
 from .templates import MASK_MODES, TEMPLATE_NAMES, Template, get_template, render, render_prompt
 from .world import FactCompletion, World, WorldConfig, build_world
@@ -36,5 +36,5 @@ __all__ = [
     "make_batches", "Batch",
     "prepare", "PreparedData", "fit_example", "FittedExample", "resolve_path", "world_config",
     "training_conversations",
-    "pretrain_source", "data_counts_line", "ReplayMix", "with_replay",
+    "pretrain_paths", "pretrain_source", "data_counts_line", "ReplayMix", "with_replay",
 ]

@@ -89,43 +89,78 @@ def resolve_path(path: str, base_dir: str | None) -> str:
     return str(p)
 
 
+def pretrain_paths(cfg: Config, base_dir: str | None = None) -> list[tuple[str, str]]:
+    """The pre-training text files of a ``files`` config as (config key, resolved path): the key
+    is ``data.pretrain_text`` for one file, ``data.pretrain_text[i]`` for each of a list."""
+    given = cfg.data.pretrain_text if cfg.data.source == "files" else None
+    if not given:
+        return []
+    if isinstance(given, str):
+        return [("data.pretrain_text", resolve_path(given, base_dir))]
+    return [(f"data.pretrain_text[{i}]", resolve_path(p, base_dir)) for i, p in enumerate(given)]
+
+
 def pretrain_source(cfg: Config, base_dir: str | None = None, tokens: np.ndarray | None = None) -> dict:
     """What pre-training reads, as part of the base model's cache key: the digest of the
     pre-training token stream itself (``tokens``, as ``prepare`` built it; built here when not
     given). So settings that change only the SFT data (``data.world.n_train``, task weights that
-    add no prose, ...) reuse the same base model, and any change to the pre-training text does not."""
+    add no prose, ...) reuse the same base model, and any change to the pre-training text (of any
+    of its files) does not."""
+    files = pretrain_paths(cfg, base_dir)
     if tokens is None:
-        if cfg.data.source == "files" and cfg.data.pretrain_text:
-            path = resolve_path(cfg.data.pretrain_text, base_dir)
+        for key, path in files:
             if not Path(path).is_file():
-                raise DataError("pre-training text file not found (data.pretrain_text)", path=path)
+                raise DataError(f"pre-training text file not found ({key})", path=path)
         tokens = join_docs(raw_text(cfg, base_dir)[0], ByteTokenizer())
-    kind = "file" if cfg.data.source == "files" and cfg.data.pretrain_text else "world"
+    kind = "file" if files else "world"
     digest = hashlib.sha256(np.ascontiguousarray(tokens, dtype=np.int32).tobytes()).hexdigest()[:16]
-    return {"kind": kind, "tokens_sha256": digest, "n_tokens": int(len(tokens))}
+    out = {"kind": kind, "tokens_sha256": digest, "n_tokens": int(len(tokens))}
+    if len(files) > 1:  # one file's key stays as it was, so its cached base model is found again
+        out["files"] = len(files)
+    return out
+
+
+def _read_text_files(cfg: Config, files: list[tuple[str, str]]) -> tuple[list[str], dict]:
+    """The documents of every pre-training file, in the order given, each file read with the
+    raw-text reader (its errors name the file); the counts per file for the report."""
+    docs: list[str] = []
+    per_file: list[dict] = []
+    for key, path in files:
+        counted: dict = {}
+        try:
+            got = load_raw_text(path, report=counted, max_file_mb=cfg.data.max_file_mb)
+        except DataError as e:
+            if len(files) == 1:
+                raise
+            raise DataError(f"{key}: {e}") from None  # which of the list (the message names the file)
+        docs += got
+        per_file.append({"path": path, "documents": len(got), "split": counted["split"]})
+    if len(files) == 1:
+        return docs, {"documents": len(docs), "split": per_file[0]["split"]}
+    return docs, {"documents": len(docs), "split": "per file (see files)", "files": per_file}
 
 
 def raw_text(cfg: Config, base_dir: str | None = None,
              report: dict | None = None) -> tuple[list[str], list[str]]:
     """(pre-training docs, held-out docs). One in ten documents (at least one) is held out for the
-    forgetting metric; ``report["pretrain_text"]`` (for files) says how many and how they were split."""
-    if cfg.data.source == "files" and cfg.data.pretrain_text:
-        path = resolve_path(cfg.data.pretrain_text, base_dir)
-        counted: dict = {}
-        docs = load_raw_text(path, report=counted, max_file_mb=cfg.data.max_file_mb)
+    forgetting metric, drawn from the documents of all files together; ``report["pretrain_text"]``
+    (for files) says how many and how they were split."""
+    files = pretrain_paths(cfg, base_dir)
+    if files:
+        docs, counted = _read_text_files(cfg, files)
         if len(docs) < 2:
             raise DataError(
                 f"data.pretrain_text: found {len(docs)} document ({counted['split']}); needs at least 2, "
                 "because one in ten (at least one) is held out for the forgetting metric. In a .txt, "
                 "blank lines separate documents when there are any, otherwise each line is one",
-                path=path)
+                path=files[0][1] if len(files) == 1 else ", ".join(p for _, p in files))
         rng = random.Random(0)
         order = list(range(len(docs)))
         rng.shuffle(order)
         n_held = max(1, len(docs) // 10)
         held = {i for i in order[:n_held]}
         if report is not None:
-            report["pretrain_text"] = {"documents": len(docs), "held_out": n_held, "split": counted["split"]}
+            report["pretrain_text"] = {**counted, "held_out": n_held}
         return [d for i, d in enumerate(docs) if i not in held], [docs[i] for i in sorted(held)]
     world = build_world(world_config(cfg))
     return world.pretrain_docs, world.heldout_docs

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..data import PreparedData, ReplayMix, data_counts_line, prepare, pretrain_source, resolve_path, with_replay
+from ..data import (PreparedData, ReplayMix, data_counts_line, prepare, pretrain_paths, pretrain_source,
+                    resolve_path, with_replay)
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
 from ..errors import CheckpointError, ConfigError, DivergedError, SftSweepError
 from ..jobfiles import (
@@ -144,8 +145,7 @@ class Job:
         if cfg.data.source == "files":
             for name, ds in cfg.data.datasets.items():
                 files[f"data.datasets.{name}.path"] = resolve_path(ds.path, self.base_dir)
-            if cfg.data.pretrain_text:
-                files["data.pretrain_text"] = resolve_path(cfg.data.pretrain_text, self.base_dir)
+            files.update(pretrain_paths(cfg, self.base_dir))
         files["base model"] = cfg.pretrain.init_from or str(self.cache.model_path)
         return {what: {"path": path, "sha256": file_digest(path)} for what, path in files.items()
                 if os.path.isfile(path)}

@@ -213,8 +213,8 @@ def make_results_sweep(sweep_dir: Path, jobs: list[dict], *, base: dict | None =
     """A sweep whose final results are given exactly (for findings with a known answer).
 
     Each entry: ``{"params": {"optim.lr": 1e-4, ...}, "final": {...metrics...}}``, optionally
-    ``"base"``, ``"status"``, ``"warnings"`` and ``"forgetting_ci"`` (the job's 95% interval of
-    forgetting). ``forgetting_pct`` follows from the raw losses,
+    ``"base"``, ``"status"``, ``"warnings"``, ``"forgetting_ci"`` (the job's 95% interval of
+    forgetting), ``"paired"`` (free_form.paired) and ``"not_measured"``. ``forgetting_pct`` follows from the raw losses,
     as in the app. ``items``: how many held-out answer and probe items every job records.
     Every job gets step-0 and final eval rows and a few train rows.
     """
@@ -243,6 +243,10 @@ def make_results_sweep(sweep_dir: Path, jobs: list[dict], *, base: dict | None =
             summ["data_fit"] = job["data_fit"]
         if "forgetting_ci" in job:  # the job's own 95% interval of forgetting, as jobs record it
             summ["free_form"] = {"forgetting_pct": {"mean": summ["forgetting_pct"], "ci95": list(job["forgetting_ci"])}}
+        if "paired" in job:  # own data: per-item base -> tuned changes, as jobs record them
+            summ.setdefault("free_form", {})["paired"] = job["paired"]
+        if "not_measured" in job:
+            summ["not_measured"] = job["not_measured"]
         write_job(sweep_dir / str(num), overrides=overrides, summary=summ, metrics=rows,
                   samples=samples_for(params.get("optim.lr", 1e-4), good=True))
     return sweep_dir
