@@ -10,7 +10,8 @@ in the same directory. The full overrides stay in the job's ``.hydra/overrides.y
 A value that is a file path (``data.datasets.main.path=../data/train.json``) would put the job
 several directories deep, where nothing that lists a sweep's jobs looks. Such a value is named
 by its file name and a short digest of the whole path (two files of the same name in different
-folders stay apart): ``data.datasets.main.path=train.json~3f9a1c``.
+folders stay apart): ``data.datasets.main.path=train.json~3f9a1c``; a list of paths by all its
+file names: ``data.pretrain_text=c4.jsonl+wiki.txt~5e20b7``.
 """
 
 from __future__ import annotations
@@ -35,13 +36,19 @@ def _digest(text: str, n: int) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
 
 
+def _file_name(path: str) -> str:
+    return re.split(r"[/\\]", path.rstrip("/\\"))[-1] or "path"
+
+
 def one_level(name: str) -> str:
     """``name`` with every path-like override value replaced by ``file_name~digest``."""
     parts = []
     for part in _OVERRIDE_START.split(name):
         key, eq, value = part.partition("=")
         if eq and any(sep in value for sep in _SEPARATORS):
-            file_name = re.split(r"[/\\]", value.rstrip("/\\"))[-1] or "path"
+            # a list of paths ("[a/c4.jsonl,b/wiki.txt]") is named by all its file names
+            items = value[1:-1].split(",") if value.startswith("[") and value.endswith("]") else [value]
+            file_name = "+".join(_file_name(v.strip()) for v in items)
             part = f"{key}={file_name}~{_digest(value, 6)}"
         parts.append(part)
     return ",".join(parts)

@@ -129,3 +129,11 @@ def test_obeys_format(style, text, ok):
     from sft_sweep.train.evaluate import obeys_format
 
     assert obeys_format(style, text) is ok
+
+
+def test_a_list_of_paths_is_named_by_all_its_file_names():
+    name = short_dirname("data.pretrain_text=[/d/c4_demo.jsonl,/other/wiki_demo.txt],optim.lr=1e-3")
+    assert name.startswith("data.pretrain_text=c4_demo.jsonl+wiki_demo.txt~") and name.endswith(",optim.lr=1e-3")
+    assert "/" not in name and "]" not in name
+    # the digest covers the whole value: the same names in other folders stay apart
+    assert short_dirname("data.pretrain_text=[/e/c4_demo.jsonl,/other/wiki_demo.txt]") != name.split(",")[0]
