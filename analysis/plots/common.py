@@ -169,7 +169,8 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
                         push = (overlap_y + 2) / 2 * to_pt
                         labels[lo_i].xyann = (labels[lo_i].xyann[0], labels[lo_i].xyann[1] - push)
                         labels[hi_i].xyann = (labels[hi_i].xyann[0], labels[hi_i].xyann[1] + push)
-                        boxes = [text_box(t, renderer) for t in labels]
+                        # only these two moved; a label's box depends on its own offset alone
+                        boxes[lo_i], boxes[hi_i] = text_box(labels[lo_i], renderer), text_box(labels[hi_i], renderer)
                         moved = True
             marks = [Bbox.from_extents(x - point_px, y - point_px, x + point_px, y + point_px)
                      for x, y in ax.transData.transform(points)] if len(points) else []
