@@ -130,10 +130,12 @@ def band_handles() -> list[Patch]:
 
 
 def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
-               points: Sequence[tuple[float, float]] = (), point_px: float = 5.0) -> None:
+               points: Sequence[tuple[float, float]] = (), point_px: float = 5.0,
+               point_sizes: Sequence[float] = ()) -> None:
     """Move value labels (annotations placed with an offset in points) so that each lies inside
     the axes and covers neither another label nor a data point of ``points`` (data coordinates,
-    each a square of ``2 * point_px`` pixels).
+    each a square of ``2 * point_px`` pixels, or, with ``point_sizes``, of the marker's own size:
+    a scatter's ``s`` in points squared, one per point, so a large ring is avoided as a whole).
 
     A label that crosses the right or left edge goes to the other side of its point, one that
     crosses the top or bottom is moved inside, and overlapping labels are pushed apart
@@ -144,6 +146,8 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
     if not labels:
         return
     to_pt = 72.0 / fig.dpi
+    # half the marker's width in pixels, plus one so a label does not touch its edge
+    radii = [math.sqrt(s) / 2 / to_pt + 1 for s in point_sizes] if len(point_sizes) else [point_px] * len(points)
     for _round in range(3):
         fig.draw_without_rendering()
         renderer = fig.canvas.get_renderer()
@@ -171,8 +175,8 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
                         labels[hi_i].xyann = (labels[hi_i].xyann[0], labels[hi_i].xyann[1] + push)
                         boxes = [text_box(t, renderer) for t in labels]
                         moved = True
-            marks = [Bbox.from_extents(x - point_px, y - point_px, x + point_px, y + point_px)
-                     for x, y in ax.transData.transform(points)] if len(points) else []
+            marks = [Bbox.from_extents(x - r, y - r, x + r, y + r)
+                     for (x, y), r in zip(ax.transData.transform(points), radii)] if len(points) else []
             for t in labels:  # off the data points, to the side the label's own point is not
                 bb = text_box(t, renderer)
                 for mark in marks:

@@ -196,3 +196,61 @@ def test_close_points_keep_their_labels_off_each_other_and_the_rate_axis_readabl
                 assert not (b.x0 < x < b.x1 and b.y0 < y < b.y1), f"{t.get_text()!r} covers a point"
         ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
         assert len(ticks) == len(set(ticks)) >= 3, ticks  # distinct percent ticks, not "0%, 0%, 0%"
+
+
+# The quickstart's own grid: three learning rates x replay {0, 0.5}; without replay forgetting
+# climbs to several hundred percent, with replay it stays within a few tens.
+QUICKSTART_REPLAY = [
+    ((3e-5, 0.0), 57.0, 0.30, 0.05), ((3e-4, 0.0), 227.0, 0.98, 0.40), ((2e-3, 0.0), 794.0, 0.97, 0.10),
+    ((3e-5, 0.5), 4.0, 0.20, 0.02), ((3e-4, 0.5), 21.0, 0.84, 0.35), ((2e-3, 0.5), 62.0, 0.93, 0.30),
+]
+
+
+def _replay_jobs(rows, **final):
+    return [{"params": {"optim.lr": lr, "mix.replay_ratio": rp},
+             "final": {"raw_loss": BASE_EVAL["raw_loss"] * (1 + forget / 100), "follow_rate": follow,
+                       "answer_acc": answer, "knowledge_mc_acc": 0.4, **final}}
+            for (lr, rp), forget, follow, answer in rows]
+
+
+def _marker_boxes(ax, renderer):
+    """Display boxes of every marker drawn by a scatter (filled points and hollow rings alike),
+    from the marker's own size (points squared)."""
+    from matplotlib.transforms import Bbox
+
+    px_per_pt = ax.figure.dpi / 72.0
+    boxes = []
+    for coll in ax.collections:
+        sizes = coll.get_sizes()
+        offsets = coll.get_offsets()
+        if not len(sizes) or not len(offsets):
+            continue
+        for i, (x, y) in enumerate(ax.transData.transform(offsets)):
+            r = (sizes[i % len(sizes)] ** 0.5) * px_per_pt / 2
+            boxes.append(Bbox.from_extents(x - r, y - r, x + r, y + r))
+    return boxes
+
+
+TRADEOFF_CASES = {
+    "quickstart lr x replay": QUICKSTART_REPLAY,
+    "points close together": [((3e-4, 0.0), 5.2, 0.10, 0.0), ((1e-3, 0.0), 3.9, 0.12, 0.0),
+                              ((3e-3, 0.0), 12.4, 0.15, 0.0), ((3e-4, 0.5), 4.1, 0.11, 0.0)],
+}
+
+
+@pytest.mark.parametrize("rows", TRADEOFF_CASES.values(), ids=TRADEOFF_CASES.keys())
+def test_tradeoff_labels_cover_no_marker(rows, figures, tmp_path):
+    """No label lies under or over a marker, its own or another job's, nor under a Pareto ring."""
+    tradeoff.plot_tradeoff(collect_runs(make_results_sweep(tmp_path / "sweep", _replay_jobs(rows))),
+                           tmp_path / "out")
+    fig = figures["tradeoff"]
+    renderer = _laid_out(fig)
+    for ax in (ax for ax in fig.axes if ax.get_title()):
+        labels = _value_labels(ax)
+        assert labels
+        _assert_inside_and_apart(ax, labels, renderer)
+        marks = _marker_boxes(ax, renderer)
+        for t in labels:
+            b = _box(t, renderer)
+            for m in marks:
+                assert not b.overlaps(m), f"{t.get_text()!r} overlaps a marker in {ax.get_title()!r}"
