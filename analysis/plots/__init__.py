@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from analysis.collect import RunSet
-from analysis.plots.base_vs_tuned import plot_base_vs_tuned
+from analysis.plots.base_vs_tuned import base_vs_tuned_caption, plot_base_vs_tuned
 from analysis.plots.categories import plot_categories
 from analysis.plots.common import make_palette
 from analysis.plots.forgetting import plot_forgetting, plot_forgetting_curves
@@ -55,9 +55,7 @@ PLOTS: list[tuple[str, Callable[..., Path | None], str | Callable[[RunSet], str]
      "Text-valued settings (template, data format, model) compared side by side."),
     ("seeds", plot_seeds,
      "Seed-to-seed spread per setting with 95% confidence intervals."),
-    ("base_vs_tuned", plot_base_vs_tuned,
-     "Base model against tuned models: SFT teaches the format (follow rate, answers), the "
-     "knowledge probe shows whether it added facts."),
+    ("base_vs_tuned", plot_base_vs_tuned, base_vs_tuned_caption),
 ]
 
 

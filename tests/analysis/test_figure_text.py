@@ -254,3 +254,46 @@ def test_tradeoff_labels_cover_no_marker(rows, figures, tmp_path):
             b = _box(t, renderer)
             for m in marks:
                 assert not b.overlaps(m), f"{t.get_text()!r} overlaps a marker in {ax.get_title()!r}"
+
+
+def _bar_texts(ax):
+    """Every text inside the axes: bar value labels and any note."""
+    return [t for t in ax.texts if t.get_text()]
+
+
+BASE_VS_TUNED_CASES = {
+    "quickstart lr x replay": (QUICKSTART_REPLAY, {"knowledge_acc": 0.1}),
+    "every rate near 100%": ([((3e-4, 0.0), 30.0, 1.0, 1.0), ((3e-4, 0.5), 5.0, 0.99, 0.98)],
+                             {"knowledge_acc": 0.99}),
+}
+
+
+@pytest.mark.parametrize("rows, final", BASE_VS_TUNED_CASES.values(), ids=BASE_VS_TUNED_CASES.keys())
+def test_base_vs_tuned_texts_inside_and_apart(rows, final, figures, tmp_path):
+    """Bar value labels and the knowledge-probe note cover neither each other nor leave the axes."""
+    runs = collect_runs(make_results_sweep(tmp_path / "sweep", _replay_jobs(rows, **final)))
+    base_vs_tuned.plot_base_vs_tuned(runs, tmp_path / "out")
+    fig = figures["base_vs_tuned"]
+    renderer = _laid_out(fig)
+    for ax in (ax for ax in fig.axes if ax.patches):
+        _assert_inside_and_apart(ax, _bar_texts(ax), renderer)
+
+
+def test_base_vs_tuned_bars_never_average_over_replay(figures, tmp_path):
+    """lr x replay: each tuned bar is one job (a panel per replay ratio), so its height is that
+    job's rate, not the mean of replay 0 and 0.5."""
+    runs = collect_runs(make_results_sweep(tmp_path / "sweep", _replay_jobs(QUICKSTART_REPLAY)))
+    base_vs_tuned.plot_base_vs_tuned(runs, tmp_path / "out")
+    fig = figures["base_vs_tuned"]
+    panels = [ax for ax in fig.axes if ax.patches]
+    assert sorted(ax.get_title() for ax in panels) == ["replay 0%", "replay 50%"]
+    heights = sorted(round(p.get_height(), 6) for ax in panels for p in ax.patches
+                     if p.get_facecolor()[:3] != to_rgb(common.BASE_COLOR) and p.get_height() > 0)
+    done = runs.done_jobs()
+    expected = sorted(round(100 * float(v), 6) for m in base_vs_tuned.bar_metrics(done) for v in done[f"final_{m}"] if v > 0)
+    assert heights == expected
+    for ax in panels:  # one job per bar: no whisker
+        assert not any(line.get_label().startswith("_nolegend_") and len(line.get_xdata()) == 2
+                       and line.get_xdata()[0] == line.get_xdata()[1] for line in ax.lines)
+    subtitle = fig.texts[1].get_text()
+    assert "each bar one job" in subtitle and "whiskers" not in subtitle
