@@ -121,6 +121,8 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
     whiskers = "" if one_job_bars else ", whiskers = min–max (none for one job)"
     probe_note = ("\nright of the dotted line: the knowledge probe, facts the SFT data never asks about"
                   if any(m.startswith("knowledge") for m in metrics) else "")
-    add_header(fig, "What SFT changes: answering in format vs knowing facts",
+    has_probe = any(m.startswith("knowledge") for m in metrics)
+    add_header(fig, "What SFT changes: answering in format vs knowing facts" if has_probe
+               else "What SFT changes: the base model against the tuned models",
                f"{what}{whiskers}; {status_note(runs)}{probe_note}")
     return save_png(fig, out_dir, "base_vs_tuned")

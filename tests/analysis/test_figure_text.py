@@ -297,3 +297,59 @@ def test_base_vs_tuned_bars_never_average_over_replay(figures, tmp_path):
                        and line.get_xdata()[0] == line.get_xdata()[1] for line in ax.lines)
     subtitle = fig.texts[1].get_text()
     assert "each bar one job" in subtitle and "whiskers" not in subtitle
+
+
+def test_sweeps_of_two_datasets_are_drawn_apart(figures, tmp_path):
+    """A world sweep and an Alpaca sweep in one report: every figure is drawn once per dataset,
+    and a panel holds only the jobs of its dataset (never the mean of both)."""
+    from analysis import plots
+
+    def sweep(name, forgetting, follow):
+        return make_results_sweep(tmp_path / name, [
+            {"params": {"data.name": name, "optim.lr": lr},
+             "final": {"raw_loss": BASE_EVAL["raw_loss"] * (1 + fg / 100), "follow_rate": fr}}
+            for lr, fg, fr in zip((3e-4, 2e-3), forgetting, follow)])
+
+    runs = collect_runs([sweep("world", (5.0, 60.0), (0.5, 0.9)), sweep("alpaca", (3.0, 8.0), (0.1, 0.2))])
+    left_out: list[str] = []
+    written = plots.plot_all(runs, tmp_path / "out", left_out=left_out)
+    for name in ("tradeoff", "forgetting_vs_lr", "base_vs_tuned"):
+        assert {k for k in written if k.startswith(name)} == {f"{name} · data alpaca", f"{name} · data world"}
+    assert len({p for p in written.values()}) == len(written), "two groups wrote the same file"
+    assert all(k.startswith(("categories", "seeds", "mixing")) and "(needs " in k for k in left_out)
+    # each group's trade-off panel holds its own two jobs
+    fig = figures["tradeoff"]  # the last drawn: the second group
+    ax = next(ax for ax in fig.axes if ax.get_title())
+    assert len(_points(ax)) == 2
+    assert plots.figure_caption("tradeoff · data world", runs).startswith("data world: ")
+
+
+OWN_DATA_LIKE = {"raw_loss": BASE_EVAL["raw_loss"], "response_loss": 3.0, "follow_rate": 0.0}
+CAPTION_CASES = {
+    # own data: a follow rate, no answer key, no knowledge probe
+    "own data": (OWN_DATA_LIKE, {"follow_rate": 0.3}, {"base_vs_tuned": ("knowledge", "answer", "facts"),
+                                                      "mixing": ("answer",), "tradeoff": ("answer",)}),
+    # no follow rate measured (no reference fits the context), answers still scored
+    "answers only": ({"raw_loss": BASE_EVAL["raw_loss"], "answer_acc": 0.0}, {"answer_acc": 0.4},
+                     {"base_vs_tuned": ("knowledge", "follow", "facts"), "mixing": ("follow",),
+                      "tradeoff": ("follow",)}),
+}
+
+
+@pytest.mark.parametrize("base, final, forbidden", CAPTION_CASES.values(), ids=CAPTION_CASES.keys())
+def test_captions_and_titles_name_only_what_is_drawn(base, final, forbidden, figures, tmp_path, monkeypatch):
+    from analysis import plots
+    from analysis.plots import mixing
+
+    monkeypatch.setattr(mixing, "save_png", lambda fig, out_dir, name: figures.setdefault(name, fig) and None)
+    jobs = [{"params": {"optim.lr": lr, "mix.replay_ratio": rp},
+             "final": {"raw_loss": BASE_EVAL["raw_loss"] * (1 + fg / 100), **final}}
+            for lr, rp, fg in ((3e-4, 0.0, 20.0), (3e-4, 0.5, 4.0), (1e-3, 0.0, 40.0), (1e-3, 0.5, 9.0))]
+    runs = collect_runs(make_results_sweep(tmp_path / "s", jobs, base=base))
+    plots.plot_all(runs, tmp_path / "out")
+    for name, words in forbidden.items():
+        caption = plots.figure_caption(name, runs).lower()
+        title = " ".join(t.get_text() for t in figures[name].texts).lower()
+        for word in words:
+            assert word not in caption, f"{name} caption names {word!r}: {caption}"
+            assert word not in title, f"{name} title names {word!r}: {title}"
