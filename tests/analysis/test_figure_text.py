@@ -353,3 +353,26 @@ def test_captions_and_titles_name_only_what_is_drawn(base, final, forbidden, fig
         for word in words:
             assert word not in caption, f"{name} caption names {word!r}: {caption}"
             assert word not in title, f"{name} title names {word!r}: {title}"
+
+
+INTERVAL_CASES = {
+    "one job per template": ([("chatml", 0), ("alpaca", 0)], False),
+    "two seeds per template": ([("chatml", 0), ("chatml", 1), ("alpaca", 0), ("alpaca", 1)], True),
+}
+
+
+@pytest.mark.parametrize("jobs, has_interval", INTERVAL_CASES.values(), ids=INTERVAL_CASES.keys())
+def test_no_interval_is_drawn_or_claimed_from_one_job(jobs, has_interval, tmp_path, monkeypatch):
+    from analysis.plots import categories
+
+    caught = {}
+    monkeypatch.setattr(categories, "save_png", lambda fig, out_dir, name: caught.setdefault(name, fig))
+    rows = [{"params": {"template.name": t, "train.seed": s},
+             "final": {"raw_loss": BASE_EVAL["raw_loss"] * (1.1 + 0.01 * s), "follow_rate": 0.5 + 0.1 * s}}
+            for t, s in jobs]
+    categories.plot_categories(collect_runs(make_results_sweep(tmp_path / "s", rows)), tmp_path / "out")
+    fig = caught["categories"]
+    subtitle = fig.texts[1].get_text()
+    whiskers = [c for ax in fig.axes for c in ax.collections if type(c).__name__ == "LineCollection"]
+    assert ("CI" in subtitle or "min–max" in subtitle) == has_interval, subtitle
+    assert bool(whiskers) == has_interval
