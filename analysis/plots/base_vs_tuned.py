@@ -71,8 +71,8 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
         facets = [({}, done)]
     nbars = 1 + len(gvals)
     width = 0.84 / nbars
-    fig, axes = panel_grid(1, len(facets), w=max(6.5, 2.1 * len(metrics) + 1.5) if len(facets) == 1
-                           else max(4.2, 1.5 * len(metrics) + 1.0), h=4.0)
+    # One panel per row: side by side, five metrics' tick labels would run into each other.
+    fig, axes = panel_grid(len(facets), 1, w=max(6.5, 2.1 * len(metrics) + 1.5), h=4.0 if len(facets) == 1 else 3.4)
     one_job_bars = True
     for ax, (key, part_f) in zip(axes.flat, facets):
         for mi, m in enumerate(metrics):

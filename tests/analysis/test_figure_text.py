@@ -376,3 +376,19 @@ def test_no_interval_is_drawn_or_claimed_from_one_job(jobs, has_interval, tmp_pa
     whiskers = [c for ax in fig.axes for c in ax.collections if type(c).__name__ == "LineCollection"]
     assert ("CI" in subtitle or "min–max" in subtitle) == has_interval, subtitle
     assert bool(whiskers) == has_interval
+
+
+@pytest.mark.parametrize("rows", [QUICKSTART_REPLAY, QUICKSTART_REPLAY[:3]], ids=["two panels", "one panel"])
+def test_base_vs_tuned_tick_labels_apart(rows, figures, tmp_path):
+    """Five rates per panel, their two-line tick labels never run into each other."""
+    final = {"knowledge_acc": 0.1, "answer_mc_acc": 0.6}
+    base_vs_tuned.plot_base_vs_tuned(collect_runs(make_results_sweep(tmp_path / "s", _replay_jobs(rows, **final))),
+                                     tmp_path / "out")
+    fig = figures["base_vs_tuned"]
+    renderer = _laid_out(fig)
+    for ax in (ax for ax in fig.axes if ax.patches):
+        ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+        assert len(ticks) == 5
+        boxes = [t.get_window_extent(renderer) for t in ticks]
+        for i in range(len(boxes) - 1):
+            assert not boxes[i].overlaps(boxes[i + 1]), f"{ticks[i].get_text()!r} runs into {ticks[i + 1].get_text()!r}"
