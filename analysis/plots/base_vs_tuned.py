@@ -97,8 +97,10 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
                 ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2)
         ax.set_xticks(range(len(metrics)))
         ax.set_xticklabels([f"{BAR_NAMES[m]}\n(% of {_denominator(m)})" for m in metrics], fontsize=8)
-        ax.set_ylabel("% of items: held-out prompts or probe questions"
-                      if any(m.startswith("knowledge") for m in metrics) else "% of held-out prompts")
+        ylabel = ("% of items: held-out prompts or probe questions"
+                  if any(m.startswith("knowledge") for m in metrics) else "% of held-out prompts")
+        if len(facets) == 1:
+            ax.set_ylabel(ylabel)
         ax.set_ylim(0, Y_TOP)
         y_percent(ax)
         ax.set_yticks(range(0, 101, 20))
@@ -108,6 +110,8 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
         probe = [i for i, m in enumerate(metrics) if m.startswith("knowledge")]
         if probe and probe[0] > 0:
             ax.axvline(probe[0] - 0.5, color="#444444", lw=0.8, ls=":")
+    if len(facets) > 1:  # one label for the stacked panels: one per panel runs past its panel's height
+        fig.supylabel(ylabel, fontsize=10)
     handles = [Patch(facecolor=BASE_COLOR)] + [Patch(facecolor=palette.color(group, g) if group else "#1f4e79")
                                                for g in gvals]
     labels = ["base model"] + [f"tuned, {fmt_param(group, g)}" if group else "tuned" for g in gvals]

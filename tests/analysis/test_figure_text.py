@@ -160,8 +160,10 @@ def test_knowledge_bars_are_counted_in_probe_questions(quickstart_like, figures,
     others = [text for name, text in ticks.items() if not name.startswith("knowledge")]
     assert knowledge and all("probe questions" in t for t in knowledge)
     assert others and all("held-out prompts" in t for t in others)
-    assert ax.get_ylabel() != "% of held-out prompts"
-    assert "probe questions" in ax.get_ylabel()
+    fig = figures["base_vs_tuned"]
+    ylabel = ax.get_ylabel() or fig._supylabel.get_text()  # stacked panels share one label
+    assert ylabel != "% of held-out prompts"
+    assert "probe questions" in ylabel
 
 
 def test_missing_job_note_does_not_hide_a_curve(tmp_path, monkeypatch):
@@ -295,8 +297,8 @@ def test_base_vs_tuned_bars_never_average_over_replay(figures, tmp_path):
     for ax in panels:  # one job per bar: no whisker
         assert not any(line.get_label().startswith("_nolegend_") and len(line.get_xdata()) == 2
                        and line.get_xdata()[0] == line.get_xdata()[1] for line in ax.lines)
-    subtitle = fig.texts[1].get_text()
-    assert "each bar one job" in subtitle and "whiskers" not in subtitle
+    header = " ".join(t.get_text() for t in fig.texts)
+    assert "each bar one job" in header and "whiskers" not in header
 
 
 def test_sweeps_of_two_datasets_are_drawn_apart(figures, tmp_path):
@@ -392,3 +394,9 @@ def test_base_vs_tuned_tick_labels_apart(rows, figures, tmp_path):
         boxes = [t.get_window_extent(renderer) for t in ticks]
         for i in range(len(boxes) - 1):
             assert not boxes[i].overlaps(boxes[i + 1]), f"{ticks[i].get_text()!r} runs into {ticks[i + 1].get_text()!r}"
+    ylabels = [t for t in [ax.yaxis.label for ax in fig.axes] + [fig._supylabel] if t is not None and t.get_text()]
+    assert ylabels
+    boxes = [t.get_window_extent(renderer) for t in ylabels]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), "the panels' y labels run into each other"
