@@ -131,11 +131,13 @@ def band_handles() -> list[Patch]:
 
 def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
                points: Sequence[tuple[float, float]] = (), point_px: float = 5.0,
-               point_sizes: Sequence[float] = ()) -> None:
+               point_sizes: Sequence[float] = (),
+               segments: Sequence[tuple[tuple[float, float], tuple[float, float]]] = ()) -> None:
     """Move value labels (annotations placed with an offset in points) so that each lies inside
     the axes and covers neither another label nor a data point of ``points`` (data coordinates,
     each a square of ``2 * point_px`` pixels, or, with ``point_sizes``, of the marker's own size:
-    a scatter's ``s`` in points squared, one per point, so a large ring is avoided as a whole).
+    a scatter's ``s`` in points squared, one per point, so a large ring is avoided as a whole),
+    nor a line of ``segments`` (pairs of data points, e.g. the steps of a Pareto front).
 
     A label that crosses the right or left edge goes to the other side of its point, one that
     crosses the top or bottom is moved inside, and overlapping labels are pushed apart
@@ -177,6 +179,7 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
                         moved = True
             marks = [Bbox.from_extents(x - r, y - r, x + r, y + r)
                      for (x, y), r in zip(ax.transData.transform(points), radii)] if len(points) else []
+            marks += _segment_marks(ax, segments)
             for t in labels:  # off the data points, to the side the label's own point is not
                 bb = text_box(t, renderer)
                 for mark in marks:
@@ -199,6 +202,18 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
                     moved = True
             if not moved:
                 break
+
+
+def _segment_marks(ax, segments, step_px: float = 3.0, half_px: float = 1.5) -> list[Bbox]:
+    """Small boxes along each segment (display coordinates), for labels to keep off a line."""
+    out = []
+    for a, b in segments:
+        (x0, y0), (x1, y1) = ax.transData.transform([a, b])
+        n = max(1, int(math.hypot(x1 - x0, y1 - y0) / step_px))
+        for i in range(n + 1):
+            x, y = x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n
+            out.append(Bbox.from_extents(x - half_px, y - half_px, x + half_px, y + half_px))
+    return out
 
 
 def text_box(label, renderer):

@@ -33,6 +33,7 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
     fig, axes = panel_grid(1, len(metrics), w=5.4, h=4.2)
     labels_by_ax: dict = {}
     points_by_ax: dict = {}
+    steps_by_ax: dict = {}
     for ax, m in zip(axes.flat, metrics):
         pts = done.dropna(subset=["forgetting_pct", m])
         scale = metric_scale(m)
@@ -50,6 +51,10 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
                    edgecolors="black", linewidths=1.3, zorder=4)
         # Every point is named while that stays readable; in a larger search the front's jobs
         # are, and points drawn on top of each other say how many they are.
+        fx, fy = front["forgetting_pct"].tolist(), (scale * front[m]).tolist()
+        # the front's steps (drawstyle steps-post): across to the next job, then up or down to it
+        steps_by_ax[ax] = [seg for i in range(len(fx) - 1)
+                           for seg in (((fx[i], fy[i]), (fx[i + 1], fy[i])), ((fx[i + 1], fy[i]), (fx[i + 1], fy[i + 1])))]
         points_by_ax[ax] = ([(x, y) for x, y in zip(pts["forgetting_pct"], scale * pts[m])]
                             + [(x, y) for x, y in zip(front["forgetting_pct"], scale * front[m])],
                             [POINT_S] * len(pts) + [RING_S] * len(front))
@@ -94,7 +99,7 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
             f"is better on both axes); {status_note(runs)}")
     for ax, texts in labels_by_ax.items():
         points, sizes = points_by_ax.get(ax, ([], []))
-        fit_labels(fig, ax, texts, points=points, point_sizes=sizes)
+        fit_labels(fig, ax, texts, points=points, point_sizes=sizes, segments=steps_by_ax.get(ax, []))
     return save_png(fig, out_dir, "tradeoff")
 
 

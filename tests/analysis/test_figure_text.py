@@ -235,6 +235,10 @@ def _marker_boxes(ax, renderer):
 
 TRADEOFF_CASES = {
     "quickstart lr x replay": QUICKSTART_REPLAY,
+    # the quickstart as measured (the answer panel's "lr 3e-4 replay 50%" sat on the front's line)
+    "quickstart measured": [((3e-5, 0.0), 56.6, 0.00, 0.23), ((3e-4, 0.0), 227.3, 0.98, 0.56),
+                            ((2e-3, 0.0), 794.3, 0.97, 0.26), ((3e-5, 0.5), 3.2, 0.18, 0.58),
+                            ((3e-4, 0.5), -0.4, 1.00, 0.89), ((2e-3, 0.5), 4.8, 1.00, 0.93)],
     "points close together": [((3e-4, 0.0), 5.2, 0.10, 0.0), ((1e-3, 0.0), 3.9, 0.12, 0.0),
                               ((3e-3, 0.0), 12.4, 0.15, 0.0), ((3e-4, 0.5), 4.1, 0.11, 0.0)],
 }
@@ -252,10 +256,29 @@ def test_tradeoff_labels_cover_no_marker(rows, figures, tmp_path):
         assert labels
         _assert_inside_and_apart(ax, labels, renderer)
         marks = _marker_boxes(ax, renderer)
+        front = next(line for line in ax.lines if line.get_linestyle() == "--")
+        steps = _step_points(ax, front)
         for t in labels:
             b = _box(t, renderer)
             for m in marks:
                 assert not b.overlaps(m), f"{t.get_text()!r} overlaps a marker in {ax.get_title()!r}"
+            assert not any(b.x0 < x < b.x1 and b.y0 < y < b.y1 for x, y in steps), \
+                f"the Pareto front's line runs through {t.get_text()!r} in {ax.get_title()!r}"
+
+
+def _step_points(ax, line, every_px=1.0):
+    """Display points along a steps-post line, every pixel."""
+    import numpy as np
+
+    xy = ax.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
+    corners = [xy[0]]
+    for (x0, y0), (x1, y1) in zip(xy[:-1], xy[1:]):
+        corners += [(x1, y0), (x1, y1)]
+    out = []
+    for (x0, y0), (x1, y1) in zip(corners[:-1], corners[1:]):
+        n = max(1, int(max(abs(x1 - x0), abs(y1 - y0)) / every_px))
+        out += [(x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(n + 1)]
+    return out
 
 
 def _bar_texts(ax):
