@@ -45,7 +45,8 @@ def base_vs_tuned_caption(runs: RunSet) -> str:
     probe = [m for m in metrics if m.startswith("knowledge")]
     parts = []
     if fmt:
-        names = " and ".join(BAR_NAMES[m].replace("\n", " ") for m in fmt)
+        names = [BAR_NAMES[m].replace("\n", " ") for m in fmt]
+        names = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         parts.append(f"what SFT teaches ({names})")
     if probe:
         parts.append("the knowledge probe, which shows whether it added facts")
