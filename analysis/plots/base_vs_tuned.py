@@ -72,6 +72,8 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
         facets = [({}, done)]
     nbars = 1 + len(gvals)
     width = 0.84 / nbars
+    # Beyond four bars a metric's value labels are wider than their bars: turned upright they fit.
+    rotation = 90 if nbars > 4 else 0
     # One panel per row: side by side, five metrics' tick labels would run into each other.
     fig, axes = panel_grid(len(facets), 1, w=max(6.5, 2.1 * len(metrics) + 1.5), h=4.0 if len(facets) == 1 else 3.4)
     one_job_bars = True
@@ -84,7 +86,7 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
                 spread = len(base) > 1 and base.max() > base.min()
                 bars = ax.bar(x0 + width * 0.5, base.mean(), width=width * 0.92, color=BASE_COLOR,
                               yerr=range_err(base) if spread else None, capsize=3)
-                ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2)
+                ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2, rotation=rotation)
             for gi, g in enumerate(gvals):
                 part = part_f if group is None else part_f[part_f[group] == g]
                 vals = 100 * part[f"final_{m}"].dropna()
@@ -95,7 +97,7 @@ def plot_base_vs_tuned(runs: RunSet, out_dir: str | Path, palette: Palette | Non
                 bars = ax.bar(x, vals.mean(), width=width * 0.92,
                               color=palette.color(group, g) if group else "#1f4e79",
                               yerr=range_err(vals) if len(vals) > 1 else None, capsize=3)
-                ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2)
+                ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2, rotation=rotation)
         ax.set_xticks(range(len(metrics)))
         ax.set_xticklabels([f"{BAR_NAMES[m]}\n(% of {_denominator(m)})" for m in metrics], fontsize=8)
         ylabel = ("% of items: held-out prompts or probe questions"

@@ -288,6 +288,8 @@ def _bar_texts(ax):
 
 BASE_VS_TUNED_CASES = {
     "quickstart lr x replay": (QUICKSTART_REPLAY, {"knowledge_acc": 0.1}),
+    "five learning rates near 100%": ([((lr, 0.0), 30.0, 1.0, 0.99) for lr in (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)],
+                                      {"knowledge_acc": 1.0, "answer_mc_acc": 1.0, "knowledge_mc_acc": 1.0}),
     "every rate near 100%": ([((3e-4, 0.0), 30.0, 1.0, 1.0), ((3e-4, 0.5), 5.0, 0.99, 0.98)],
                              {"knowledge_acc": 0.99}),
 }
