@@ -29,7 +29,7 @@ from analysis.collect import RunSet, collect_runs
 from analysis.dataview import absent_reasons, data_counts, is_free_form, read_summary, render_example
 from analysis.groups import grouping_sentence
 from analysis.jobdir import Problem
-from analysis.plots import PLOTS, plot_all
+from analysis.plots import figure_caption, left_out_sentence, plot_all
 from analysis.pruning import saved_sentence
 from analysis.registry import compute_findings
 from analysis.render import Block, md_code, md_escape, render_html, render_markdown
@@ -276,14 +276,12 @@ def _pareto_section(ctx: _Context) -> list[Block]:
 def _figures_section(ctx: _Context) -> list[Block]:
     if not ctx.plots and not ctx.left_out:
         return []
-    captions = {name: cap(ctx.runs) if callable(cap) else cap for name, _fn, cap in PLOTS}
     out = [Block("h2", "Figures")] + [
-        Block("img", captions.get(name, name), path=path,
+        Block("img", figure_caption(name, ctx.runs), path=path,
               extra={"rel": os.path.relpath(path, ctx.out).replace(os.sep, "/")})
         for name, path in ctx.plots.items()]
     if ctx.left_out:
-        out.append(Block("p", "Left out, as this sweep has nothing for them to draw (the metric or the swept "
-                              "setting each needs is absent): " + ", ".join(ctx.left_out) + "."))
+        out.append(Block("p", left_out_sentence(ctx.left_out)))
     return out
 
 

@@ -3,12 +3,17 @@
 The base model knows the facts (greedy completion in pre-training phrasing) but does not answer
 questions about them; a tuned model answers them, also about the probe entities SFT never
 mentioned, and still knows them; the same learning rate without replay forgets; a learning rate
-that is too small never learns the format. Each target is a fixed number stated in ``TARGETS``;
-a finding is ``supported`` when every one of its targets is met, ``not supported`` when one is
-missed (the evidence says which), ``inconclusive`` when the sweep cannot test it.
+that is too small never learns the format. Each target is a fixed number of this story, stated
+in ``TARGETS``; whether a value meets it is judged by the one noise standard (``analysis.noise``):
+its 95% interval from seeds, else from the held-out items it was measured on, lies beyond the
+target (met), short of it (missed), or across it (within noise). A value with no noise estimate
+(no seeds, no item count: the base-knowledge completion) is compared as a fixed target on the
+value, and the evidence says so. A finding is ``supported`` when every target is met,
+``not supported`` when one is missed, ``inconclusive`` when none is missed but one is within
+noise, or when the sweep cannot test it.
 
 Values are per setting (the swept parameters other than seeds); with seeds they are seed means
-with 95% confidence intervals, and the targets apply to the means.
+with 95% confidence intervals.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pandas as pd
 
 from analysis.collect import RunSet
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding, at_bound
+from analysis.noise import Z95, effect, items_column, level_interval, se_column
 from analysis.stats import mean_ci
 from analysis.style import fmt_value, setting_label
 
@@ -61,11 +67,55 @@ def _fmt(col: str, values: list[float]) -> str:
     return text
 
 
-def _check(col: str, op: str, limit: float, values: list[float]) -> tuple[bool, str]:
+MET, MISSED, WITHIN = "met", "missed", "within noise"
+
+
+def _interval(col: str, part: pd.DataFrame) -> tuple[float, float]:
+    """95% interval of the mean of ``col`` over ``part`` by the noise standard (NaN: none)."""
+    values = _values(part, col)
+    if not values:
+        return math.nan, math.nan
+    if len(values) >= 2:
+        m = mean_ci(values)
+        return m.low, m.high
+    items = items_column(col)
+    if items is not None and items in part:
+        low, high, _src = level_interval(values, part.loc[part[col].notna(), items].tolist())
+        return low, high
+    se = se_column(col)
+    if se in part and part[se].notna().all():
+        half = Z95 * float(part[se].iloc[0])
+        return values[0] - half, values[0] + half
+    return math.nan, math.nan
+
+
+def _call(op: str, limit: float, value: float, low: float, high: float) -> tuple[str, bool]:
+    """(state, judged by noise): met or missed beyond noise, within noise, or on the value alone."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return (MET if (value <= limit if op == "<=" else value >= limit) else MISSED), False
+    if (high <= limit) if op == "<=" else (low >= limit):
+        return MET, True
+    if (low > limit) if op == "<=" else (high < limit):
+        return MISSED, True
+    return WITHIN, True
+
+
+def _target_text(state: str, judged: bool, target: str, low: float, high: float, fmt) -> str:
+    if not judged:
+        return f"fixed target {target}, {state} on the value; no noise estimate"
+    return f"95% CI {fmt(low)} to {fmt(high)}; target {target}, {state}{' beyond noise' if state != WITHIN else ''}"
+
+
+def _check(col: str, op: str, limit: float, part: pd.DataFrame) -> tuple[str, str]:
+    values = _values(part, col)
     mean = float(pd.Series(values, dtype=float).mean())
-    ok = mean <= limit if op == "<=" else mean >= limit
-    lim = f"{limit:+g}%" if col == "forgetting_pct" else f"{100 * limit:g}%"
-    return ok, f"{_NAMES.get(col, col)} {_fmt(col, values)} (target {op} {lim}{'' if ok else ', missed'})"
+    low, high = _interval(col, part)
+    state, judged = _call(op, limit, mean, low, high)
+    pct = col == "forgetting_pct"
+    lim = f"{limit:+g}%" if pct else f"{100 * limit:g}%"
+    fmt = (lambda v: f"{v:+.1f}%") if pct else (lambda v: f"{100 * v:.1f}%")  # noqa: E731
+    return state, (f"{_NAMES.get(col, col)} {_fmt(col, values)} "
+                   f"({_target_text(state, judged, f'{op} {lim}', low, high, fmt)})")
 
 
 def _settings(runs: RunSet) -> pd.DataFrame:
@@ -80,8 +130,9 @@ def _values(part: pd.DataFrame, col: str) -> list[float]:
     return part[col].dropna().astype(float).tolist() if col in part else []
 
 
-def _verdict(results: list[tuple[bool, str]]) -> str:
-    return SUPPORTED if all(ok for ok, _ in results) else NOT_SUPPORTED
+def _verdict(results: list[tuple[str, str]]) -> str:
+    states = {state for state, _ in results}
+    return NOT_SUPPORTED if MISSED in states else INCONCLUSIVE if WITHIN in states else SUPPORTED
 
 
 def base_knows_but_does_not_answer(runs: RunSet) -> Finding:
@@ -91,10 +142,11 @@ def base_knows_but_does_not_answer(runs: RunSet) -> Finding:
     cols = [c for c, _, _ in TARGETS["base"]]
     if "base_base_knowledge_sft" not in done or done["base_base_knowledge_sft"].isna().all():
         return Finding(key, claim, NOT_MEASURABLE, "no job reports base-knowledge completion.")
-    # one value per base model: the jobs of a seed share it
+    # one value per base model: the jobs of a seed share it (the first job stands for it, with
+    # its item counts)
     seed = runs.axis("seed")
-    base = done.groupby(seed)[cols].mean() if seed else done[cols].mean().to_frame().T
-    results = [_check(c, op, lim, _values(base, c)) for c, op, lim in TARGETS["base"] if c in base]
+    base = done.groupby(seed, dropna=False).head(1) if seed else done.head(1)
+    results = [_check(c, op, lim, base) for c, op, lim in TARGETS["base"] if c in base]
     return Finding(key, claim, _verdict(results), "; ".join(t for _, t in results) + ".",
                    {"base": {c: float(base[c].mean()) for c in cols if c in base}})
 
@@ -124,15 +176,17 @@ def best_setting_answers_and_keeps(runs: RunSet) -> Finding:
     _, part = best
     n_seeds = part[runs.axis("seed")].nunique() if runs.axis("seed") else 1
     targets = TARGETS["best_seeds"] if n_seeds >= 3 else TARGETS["best"]
-    results = [_check(c, op, lim, _values(part, c)) for c, op, lim in targets]
+    results = [_check(c, op, lim, part) for c, op, lim in targets]
     for group in ("sft", "probe"):
         b, f = f"base_base_knowledge_{group}", f"final_base_knowledge_{group}"
         if b in part and f in part and part[f].notna().any():
-            drop = (part[b] - part[f]).dropna().astype(float).tolist()
-            ok = float(pd.Series(drop).mean()) <= KNOWLEDGE_KEPT
-            results.append((ok, f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities) "
+            pair = part.dropna(subset=[b, f])
+            e = effect(pair[f].astype(float).tolist(), pair[b].astype(float).tolist())  # the drop, base - tuned
+            state, judged = _call("<=", KNOWLEDGE_KEPT, e.diff, e.low, e.high)
+            target = f"a drop <= {100 * KNOWLEDGE_KEPT:g} points"
+            results.append((state, f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities) "
                             f"{_fmt(f, _values(part, f))} vs base {_fmt(b, _values(part, b))} "
-                            f"(target: within {100 * KNOWLEDGE_KEPT:g} points{'' if ok else ', missed'})"))
+                            f"({_target_text(state, judged, target, e.low, e.high, lambda v: f'{100 * v:+.1f} points')})"))
     label = setting_label(part.iloc[0], runs.params) if runs.params else "all jobs"
     seeds = f" over {n_seeds} seeds (mean ± 95% CI)" if n_seeds >= 2 else ""
     criterion = (f"best (criterion: the highest answer + probe accuracy among the settings forgetting "
@@ -162,22 +216,23 @@ def replay_is_what_keeps_it(runs: RunSet) -> Finding:
     if same.empty or best_rp == 0:
         return Finding(key, claim, INCONCLUSIVE, f"not tested: no completed job at {fmt_value(lr, best_lr)} "
                        "without replay, or the best setting has no replay.")
-    forget = _values(same, "forgetting_pct")
-    drop = float(pd.Series(_values(part, "final_knowledge_acc")).mean()
-                 - pd.Series(_values(same, "final_knowledge_acc")).mean())
-    ok_f = float(pd.Series(forget).mean()) >= NO_REPLAY_FORGETTING
-    ok_p = drop >= NO_REPLAY_PROBE_DROP
-    results = [(ok_f, f"forgetting {_fmt('forgetting_pct', forget)} without replay vs "
-                      f"{_fmt('forgetting_pct', _values(part, 'forgetting_pct'))} with {fmt_value(rp, best_rp)} "
-                      f"(target >= +{NO_REPLAY_FORGETTING:g}%{'' if ok_f else ', missed'})"),
-               (ok_p, f"probe acc. {_fmt('final_knowledge_acc', _values(same, 'final_knowledge_acc'))} vs "
-                      f"{_fmt('final_knowledge_acc', _values(part, 'final_knowledge_acc'))}: "
-                      f"{100 * drop:.0f} points lower (target >= {100 * NO_REPLAY_PROBE_DROP:g}"
-                      f"{'' if ok_p else ', missed'})")]
+    state_f, text_f = _check("forgetting_pct", ">=", NO_REPLAY_FORGETTING, same)
+    col = "final_knowledge_acc"
+    items = items_column(col)
+    n = (lambda d: d.loc[d[col].notna(), items].tolist() if items in d else None)  # noqa: E731
+    e = effect(_values(same, col), _values(part, col), items_a=n(same), items_b=n(part))  # with replay minus without
+    drop = e.diff
+    state_p, judged = _call(">=", NO_REPLAY_PROBE_DROP, drop, e.low, e.high)
+    target = f">= {100 * NO_REPLAY_PROBE_DROP:g} points"
+    results = [(state_f, f"without replay {text_f}; with {fmt_value(rp, best_rp)} "
+                         f"{_fmt('forgetting_pct', _values(part, 'forgetting_pct'))}"),
+               (state_p, f"probe acc. {_fmt(col, _values(same, col))} vs {_fmt(col, _values(part, col))}: "
+                         f"{100 * drop:.0f} points lower "
+                         f"({_target_text(state_p, judged, target, e.low, e.high, lambda v: f'{100 * v:.1f}')})")]
     for group in ("sft", "probe"):
         f = f"final_base_knowledge_{group}"
         if f in same and same[f].notna().any():
-            results.append((True, f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities) "
+            results.append((MET, f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities) "
                             f"without replay {_fmt(f, _values(same, f))}"))
     where = f"at {fmt_value(lr, best_lr)}" if lr in done else "at the sweep's one learning rate"
     return Finding(key, claim, _verdict(results), f"{where}: "
@@ -201,10 +256,11 @@ def smallest_lr_does_not_learn(runs: RunSet) -> Finding:
                        "format cannot be told from one that learnt nothing measurable.")
     low = done[lr].min()
     part = done[done[lr] == low]
-    per = part.groupby("_setting")["final_follow_rate"].apply(list)
-    worst = max(per, key=lambda v: float(pd.Series(v).mean()))
-    ok, text = _check("final_follow_rate", "<=", SMALL_LR_FOLLOW, worst)
-    return Finding(key, claim, SUPPORTED if ok else NOT_SUPPORTED,
+    per = [g for _, g in part.groupby("_setting")]
+    worst = max(per, key=lambda g: float(g["final_follow_rate"].mean()))
+    state, text = _check("final_follow_rate", "<=", SMALL_LR_FOLLOW, worst)
+    verdict = {MET: SUPPORTED, MISSED: NOT_SUPPORTED, WITHIN: INCONCLUSIVE}[state]
+    return Finding(key, claim, verdict,
                    f"at {fmt_value(lr, low)} the highest follow rate over the other settings: {text}.",
                    {"lr": low})
 

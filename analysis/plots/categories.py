@@ -40,7 +40,8 @@ def plot_categories(runs: RunSet, out_dir: str | Path, palette: Palette | None =
     palette = palette or make_palette(runs)
     fig, axes = panel_grid(len(cats), len(metrics), w=3.9, h=3.2)
     legend_cols = set()
-    pooled_any = False
+    pooled_names: list[str] = []
+    most_jobs = 0  # the most jobs behind one bar: 1 means no bar has an interval to draw
     for ri, cat in enumerate(cats):
         group = runs.axis("lr") if runs.axis("lr") not in (None, cat) else next(
             (c for c in runs.params if c != cat), None)
@@ -49,7 +50,7 @@ def plot_categories(runs: RunSet, out_dir: str | Path, palette: Palette | None =
         # Settings neither on the x axis nor in the bar colour are averaged over: whiskers then
         # show their range, not a seed CI (which would mix real effects into "noise").
         pooled = [c for c in runs.params if c not in (cat, group)]
-        pooled_any |= bool(pooled)
+        pooled_names += [col_name(c) for c in pooled if col_name(c) not in pooled_names]
         cvals = present_values(done, cat)
         gvals = present_values(done, group) if group else [None]
         width = 0.8 / len(gvals)
@@ -65,7 +66,10 @@ def plot_categories(runs: RunSet, out_dir: str | Path, palette: Palette | None =
                     if vals.empty:
                         continue
                     mean = float(vals.mean())
-                    if pooled:
+                    most_jobs = max(most_jobs, len(vals))
+                    if len(vals) == 1:
+                        low = high = mean  # one job: no interval
+                    elif pooled:
                         low, high = float(vals.min()), float(vals.max())
                     else:
                         ci = mean_ci(vals).half
@@ -74,7 +78,7 @@ def plot_categories(runs: RunSet, out_dir: str | Path, palette: Palette | None =
                     ys.append(scale * mean)
                     lo.append(max(0.0, scale * (mean - low)))  # rounding must not make it negative
                     hi.append(max(0.0, scale * (high - mean)))
-                ax.bar(xs, ys, width=width * 0.92, yerr=[lo, hi], capsize=3,
+                ax.bar(xs, ys, width=width * 0.92, yerr=[lo, hi] if any(lo) or any(hi) else None, capsize=3,
                        color=palette.color(group, g) if group else palette.color(cat, cvals[0]),
                        edgecolor="white", lw=0.5)
             ax.set_xticks(range(len(cvals)))
@@ -95,9 +99,13 @@ def plot_categories(runs: RunSet, out_dir: str | Path, palette: Palette | None =
             handles.append(Patch(facecolor=palette.color(g, v)))
             labels.append(fmt_param(g, v))
     add_legend(fig, handles, labels)
+    if most_jobs <= 1:
+        what = "each bar one job (no whiskers: one job has no interval)"
+    elif pooled_names:
+        what = ("bars = mean over " + " and ".join(["seeds"] * bool(runs.seeds) + pooled_names)
+                + ", whiskers = their min–max")
+    else:
+        what = "bars = mean over seeds, whiskers = 95% CI"
     add_header(fig, "Side by side: " + ", ".join(col_name(c) for c in cats),
-            "final evaluation; bars = mean over "
-            + ("seeds and the other settings, whiskers = their min–max" if pooled_any
-               else "seeds, whiskers = 95% CI")
-            + f"; {status_note(runs)}")
+               f"final evaluation; {what}; {status_note(runs)}")
     return save_png(fig, out_dir, "categories")

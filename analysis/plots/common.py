@@ -130,10 +130,14 @@ def band_handles() -> list[Patch]:
 
 
 def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
-               points: Sequence[tuple[float, float]] = (), point_px: float = 5.0) -> None:
+               points: Sequence[tuple[float, float]] = (), point_px: float = 5.0,
+               point_sizes: Sequence[float] = (),
+               segments: Sequence[tuple[tuple[float, float], tuple[float, float]]] = ()) -> None:
     """Move value labels (annotations placed with an offset in points) so that each lies inside
     the axes and covers neither another label nor a data point of ``points`` (data coordinates,
-    each a square of ``2 * point_px`` pixels).
+    each a square of ``2 * point_px`` pixels, or, with ``point_sizes``, of the marker's own size:
+    a scatter's ``s`` in points squared, one per point, so a large ring is avoided as a whole),
+    nor a line of ``segments`` (pairs of data points, e.g. the steps of a Pareto front).
 
     A label that crosses the right or left edge goes to the other side of its point, one that
     crosses the top or bottom is moved inside, and overlapping labels are pushed apart
@@ -144,6 +148,8 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
     if not labels:
         return
     to_pt = 72.0 / fig.dpi
+    # half the marker's width in pixels, plus one so a label does not touch its edge
+    radii = [math.sqrt(s) / 2 / to_pt + 1 for s in point_sizes] if len(point_sizes) else [point_px] * len(points)
     for _round in range(3):
         fig.draw_without_rendering()
         renderer = fig.canvas.get_renderer()
@@ -172,8 +178,9 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
                         # only these two moved; a label's box depends on its own offset alone
                         boxes[lo_i], boxes[hi_i] = text_box(labels[lo_i], renderer), text_box(labels[hi_i], renderer)
                         moved = True
-            marks = [Bbox.from_extents(x - point_px, y - point_px, x + point_px, y + point_px)
-                     for x, y in ax.transData.transform(points)] if len(points) else []
+            marks = [Bbox.from_extents(x - r, y - r, x + r, y + r)
+                     for (x, y), r in zip(ax.transData.transform(points), radii)] if len(points) else []
+            marks += _segment_marks(ax, segments)
             for t in labels:  # off the data points, to the side the label's own point is not
                 bb = text_box(t, renderer)
                 for mark in marks:
@@ -196,6 +203,18 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
                     moved = True
             if not moved:
                 break
+
+
+def _segment_marks(ax, segments, step_px: float = 3.0, half_px: float = 1.5) -> list[Bbox]:
+    """Small boxes along each segment (display coordinates), for labels to keep off a line."""
+    out = []
+    for a, b in segments:
+        (x0, y0), (x1, y1) = ax.transData.transform([a, b])
+        n = max(1, int(math.hypot(x1 - x0, y1 - y0) / step_px))
+        for i in range(n + 1):
+            x, y = x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n
+            out.append(Bbox.from_extents(x - half_px, y - half_px, x + half_px, y + half_px))
+    return out
 
 
 def text_box(label, renderer):

@@ -21,6 +21,10 @@ from analysis.style import AGGRESSIVE_BAND, Palette, col_name, fmt_value, settin
 from sft_sweep.jobfiles import forgetting_pct
 
 
+#: Marker size (points) of a series' mean.
+MARKER_MS = 6
+
+
 def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None = None) -> Path | None:
     """Raw-text loss change (%) against learning rate, one line per epochs / replay ratio,
     with the "too aggressive" band (``AGGRESSIVE_BAND``) shaded."""
@@ -48,6 +52,8 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
     series = strata(agg, group_cols)
     annotate = len(series) <= 3 and len(agg) <= 15
     value_labels = []
+    marks: list = []  # the series' markers and line segments, which no value label may cover
+    lines: list = []
     for si, (kd, part) in enumerate(series):
         # Nudge the series apart on the log axis so error bars at the same lr do not overlap.
         dodge = 10 ** (0.025 * (si - (len(series) - 1) / 2))
@@ -58,7 +64,7 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
         ls = palette.linestyle(style_col, kd.get(style_col)) if style_col else "-"
         marker = palette.marker(style_col, kd.get(style_col)) if style_col else "o"
         ax.errorbar(part[lr] * dodge, part["mean"], yerr=part["ci"].fillna(0), color=color, ls=ls,
-                    marker=marker, ms=6, lw=1.8, capsize=4)
+                    marker=marker, ms=MARKER_MS, lw=1.8, capsize=4)
         # individual jobs (seeds) as small dots behind the mean
         mask = np.ones(len(done), dtype=bool)
         for c, v in kd.items():
@@ -66,6 +72,9 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
         pts = done[mask]
         if runs.seeds and len(pts) > len(part):
             ax.scatter(pts[lr] * dodge, pts["forgetting_pct"], color=color, s=12, alpha=0.5, zorder=1, lw=0)
+        xs, ys = [float(x) * dodge for x in part[lr]], [float(y) for y in part["mean"]]
+        marks += list(zip(xs, ys))
+        lines += list(zip(zip(xs, ys), zip(xs[1:], ys[1:])))
         if annotate:
             for x, y in zip(part[lr] * dodge, part["mean"]):
                 value_labels.append(ax.annotate(f"{y:+.1f}%", (x, y), textcoords="offset points",
@@ -86,7 +95,7 @@ def plot_forgetting(runs: RunSet, out_dir: str | Path, palette: Palette | None =
             "100 × (raw-text loss after SFT − base) / base; higher = more forgotten\n"
             f"{status_note(runs)}; {seed_note(runs)}"
             + ("; small dots = single seeds" if runs.seeds and runs.n_seeds() > 1 else ""))
-    fit_labels(fig, ax, value_labels)
+    fit_labels(fig, ax, value_labels, points=marks, point_sizes=[MARKER_MS ** 2] * len(marks), segments=lines)
     return save_png(fig, out_dir, "forgetting_vs_lr")
 
 

@@ -16,14 +16,29 @@ from analysis.stats import aggregate, strata
 from analysis.style import Palette, col_name, metric_label, metric_scale, setting_label
 
 
+def mixing_metrics(done) -> list[str]:
+    """The panels: forgetting and the first gain some job reports (follow rate, else answers)."""
+    return [m for m in ("forgetting_pct", "final_follow_rate", "final_answer_acc")
+            if m in done and done[m].notna().any()][:2]
+
+
+def _panel_name(m: str) -> str:
+    return "forgetting" if m == "forgetting_pct" else metric_label(m).split(" (")[0]
+
+
+def mixing_caption(runs: RunSet) -> str:
+    """The caption names the panels the figure has."""
+    names = " and ".join(_panel_name(m) for m in mixing_metrics(runs.done_jobs())) or "the metrics"
+    return f"Replaying pre-training text: {names} against the replay ratio."
+
+
 def plot_mixing(runs: RunSet, out_dir: str | Path, palette: Palette | None = None) -> Path | None:
     """Forgetting and follow rate against the replay ratio, one line per learning rate."""
     rp = runs.axis("replay")
     done = runs.done_jobs()
     if rp is None or len(present_values(done, rp)) < 2:
         return None
-    metrics = [m for m in ("forgetting_pct", "final_follow_rate", "final_answer_acc")
-               if m in done and done[m].notna().any()][:2]
+    metrics = mixing_metrics(done)
     if not metrics:
         return None
     palette = palette or make_palette(runs)
@@ -63,12 +78,13 @@ def plot_mixing(runs: RunSet, out_dir: str | Path, palette: Palette | None = Non
             ax.set_ylabel(metric_label(m) + forgetting_axis(ax, done[m]))
         else:
             y_percent(ax)
-        ax.set_title({"forgetting_pct": "forgetting"}.get(m, metric_label(m).split(" (")[0]), fontsize=10)
+        ax.set_title(_panel_name(m), fontsize=10)
         ax.grid(alpha=0.3)
     hl = list(handles.values()) + band_handles()
     ll = [with_n(k, v, runs) for k, v in labels.items()] + [h.get_label() for h in band_handles()]
     add_legend(fig, hl, ll, title=", ".join(col_name(c) for c in group_cols) or None)
-    add_header(fig, "Mixing pre-training text back in: forgetting and follow rate vs replay ratio",
+    add_header(fig, f"Mixing pre-training text back in: {' and '.join(_panel_name(m) for m in metrics)} "
+               "vs replay ratio",
             "replay ratio = share of training sequences that are raw pre-training text\n"
             f"{status_note(runs)}; {seed_note(runs)}")
     return save_png(fig, out_dir, "mixing")

@@ -17,6 +17,8 @@ from analysis.style import Palette, fmt_param, metric_label, metric_scale, setti
 
 #: Up to this many completed jobs every point of the trade-off is named.
 MAX_NAMED = 12
+#: Marker areas (points squared) of a job and of the ring marking a Pareto-front job.
+POINT_S, RING_S = 46, 150
 
 
 def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = None) -> Path | None:
@@ -31,6 +33,7 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
     fig, axes = panel_grid(1, len(metrics), w=5.4, h=4.2)
     labels_by_ax: dict = {}
     points_by_ax: dict = {}
+    steps_by_ax: dict = {}
     for ax, m in zip(axes.flat, metrics):
         pts = done.dropna(subset=["forgetting_pct", m])
         scale = metric_scale(m)
@@ -39,16 +42,22 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
             ax.scatter(row["forgetting_pct"], scale * row[m],
                        color=palette.color(color_col, row[color_col]) if color_col else "#1f4e79",
                        marker=palette.marker(marker_col, row[marker_col]) if marker_col else "o",
-                       s=46, edgecolors="white", linewidths=0.6, zorder=3)
+                       s=POINT_S, edgecolors="white", linewidths=0.6, zorder=3)
         front = pts[pareto_mask(pts, maximize=[m], minimize=["forgetting_pct"])]
         front = front.sort_values("forgetting_pct")
         ax.plot(front["forgetting_pct"], scale * front[m], color="black", lw=1.2, ls="--",
                 drawstyle="steps-post", zorder=2)
-        ax.scatter(front["forgetting_pct"], scale * front[m], s=150, facecolors="none",
+        ax.scatter(front["forgetting_pct"], scale * front[m], s=RING_S, facecolors="none",
                    edgecolors="black", linewidths=1.3, zorder=4)
         # Every point is named while that stays readable; in a larger search the front's jobs
         # are, and points drawn on top of each other say how many they are.
-        points_by_ax[ax] = list(zip(pts["forgetting_pct"], scale * pts[m]))
+        fx, fy = front["forgetting_pct"].tolist(), (scale * front[m]).tolist()
+        # the front's steps (drawstyle steps-post): across to the next job, then up or down to it
+        steps_by_ax[ax] = [seg for i in range(len(fx) - 1)
+                           for seg in (((fx[i], fy[i]), (fx[i + 1], fy[i])), ((fx[i + 1], fy[i]), (fx[i + 1], fy[i + 1])))]
+        points_by_ax[ax] = ([(x, y) for x, y in zip(pts["forgetting_pct"], scale * pts[m])]
+                            + [(x, y) for x, y in zip(front["forgetting_pct"], scale * front[m])],
+                            [POINT_S] * len(pts) + [RING_S] * len(front))
         named = pts if len(pts) <= MAX_NAMED else front
         for _, row in named.iterrows():
             labels_by_ax.setdefault(ax, []).append(ax.annotate(
@@ -89,7 +98,8 @@ def plot_tradeoff(runs: RunSet, out_dir: str | Path, palette: Palette | None = N
             "one point per completed job; up-left is better; circled = Pareto front (no other job\n"
             f"is better on both axes); {status_note(runs)}")
     for ax, texts in labels_by_ax.items():
-        fit_labels(fig, ax, texts, points=points_by_ax.get(ax, []))
+        points, sizes = points_by_ax.get(ax, ([], []))
+        fit_labels(fig, ax, texts, points=points, point_sizes=sizes, segments=steps_by_ax.get(ax, []))
     return save_png(fig, out_dir, "tradeoff")
 
 

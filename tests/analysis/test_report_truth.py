@@ -131,7 +131,8 @@ def test_a_figure_with_nothing_to_draw_is_left_out_with_a_line(tmp_path):
     paths = write_report(make_results_sweep(tmp_path / "s", jobs, base=base), tmp_path / "out")
     assert "base_vs_tuned" not in paths.plots
     md = paths.markdown.read_text()
-    assert "Left out, as this sweep has nothing for them to draw" in md and "base\\_vs\\_tuned" in md
+    assert "Left out, as these jobs have nothing for them to draw" in md
+    assert "base\\_vs\\_tuned (needs a rate measured on both the base model and a tuned job)" in md
 
 
 @pytest.mark.parametrize("values", [[0.0, 0.0, 0.0], [50.0, 50.0], [99.9, 100.0]])
