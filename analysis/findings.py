@@ -143,6 +143,8 @@ def _trend(runs: RunSet, x: str, metric: str, expect: int) -> _Trend:
         overall = "flat"
     elif dirs.count("up") > len(dirs) / 2 and "down" not in dirs:
         overall = "up"
+    elif "up" in dirs and "down" not in dirs:
+        overall = "partly"  # beyond noise in some settings, within noise or flat in the others
     else:
         overall = "unclear"
     return _Trend(overall, "; ".join(clauses), results, pooled)
@@ -162,9 +164,14 @@ def _trend_finding(runs: RunSet, key: str, claim: str, role: str, metric: str, e
     if t.direction == "none":
         return Finding(key, claim, INCONCLUSIVE, _nothing_to_compare(runs, x, metric),
                        {"axis": x, "metric": metric, "direction": t.direction, "strata": []})
-    verdict = {"up": SUPPORTED, "down": NOT_SUPPORTED, "flat": NOT_SUPPORTED}.get(t.direction, INCONCLUSIVE)
+    verdict = {"up": SUPPORTED, "partly": SUPPORTED, "down": NOT_SUPPORTED,
+               "flat": NOT_SUPPORTED}.get(t.direction, INCONCLUSIVE)
+    held = [setting_label(r["stratum"], [c for c in runs.params if c != x])
+            for r in t.per_stratum if r["direction"] == "up"]
     lead = {
         "up": "", "down": "the opposite holds: ", "flat": "no effect beyond noise: ",
+        "partly": f"holds only in {len(held)} of {len(t.per_stratum)} settings ({', '.join(held)}); "
+                  f"in the others not beyond noise: ",
         "mixed": "the direction depends on the other settings: ",
         "unclear": "the differences are within noise, have no noise estimate, or are not monotonic: ",
         "none": "no group of jobs has two values to compare: ",
