@@ -45,6 +45,13 @@ def _min_effect(metric: str) -> float:
     return MIN_EFFECT["loss"] if metric.endswith("loss") else MIN_EFFECT["rate"]
 
 
+def _min_effect_text(metric: str) -> str:
+    m = _min_effect(metric)
+    if metric == "forgetting_pct":
+        return f"the {m:g}-point minimum effect"
+    return f"the {100 * m:g}-point minimum effect" if not metric.endswith("loss") else f"the {m:g} minimum effect"
+
+
 def _has(df: pd.DataFrame, col: str) -> bool:
     return col in df and df[col].notna().any()
 
@@ -118,7 +125,9 @@ def _trend(runs: RunSet, x: str, metric: str, expect: int) -> _Trend:
         if real is None:
             d, word = "unclear", ("no noise estimate" if c.source == "none" else "within noise")
         elif not real:
-            d, word = "flat", "no change beyond noise"
+            # the interval may exclude 0 yet sit inside the smallest effect the report counts
+            d, word = "flat", (f"smaller than {_min_effect_text(metric)} even at the interval's end"
+                               if c.low > 0 or c.high < 0 else "no change beyond noise")
         else:
             d = "up" if c.diff * expect > 0 else "down"
             word = "rises" if c.diff > 0 else "falls"
@@ -169,7 +178,9 @@ def _trend_finding(runs: RunSet, key: str, claim: str, role: str, metric: str, e
     held = [setting_label(r["stratum"], [c for c in runs.params if c != x])
             for r in t.per_stratum if r["direction"] == "up"]
     lead = {
-        "up": "", "down": "the opposite holds: ", "flat": "no effect beyond noise: ",
+        "up": "", "down": "the opposite holds: ",
+        "flat": ("no effect as large as the minimum the report counts: "
+                 if any(r["low"] > 0 or r["high"] < 0 for r in t.per_stratum) else "no effect beyond noise: "),
         "partly": f"holds only in {len(held)} of {len(t.per_stratum)} settings ({', '.join(held)}); "
                   f"in the others not beyond noise: ",
         "mixed": "the direction depends on the other settings: ",

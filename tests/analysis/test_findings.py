@@ -69,6 +69,16 @@ def test_forgetting_flat_within_noise_is_not_supported(tmp_path):
     assert "no effect beyond noise" in f.evidence
 
 
+def test_a_real_but_tiny_change_says_it_is_below_the_minimum_effect(tmp_path):
+    # +0.4 points with seeds tight around it: the interval excludes 0, so "no change beyond
+    # noise" would contradict its own numbers; the effect is under the 1-point minimum.
+    jobs = [_job({"raw_loss": _raw(fg + j)}, **{"optim.lr": lr, "train.seed": s})
+            for lr, fg in ((1e-5, 1.0), (1e-3, 1.4)) for s, j in ((0, -0.02), (1, 0.0), (2, 0.02))]
+    f = F.forgetting_rises_with_lr(_sweep(tmp_path, jobs))
+    assert f.verdict == F.NOT_SUPPORTED
+    assert "smaller than the 1-point minimum effect" in f.evidence and "beyond noise" not in f.evidence
+
+
 def test_forgetting_within_wide_noise_is_inconclusive(tmp_path):
     # no change, but the seeds scatter by two points: an effect of a point is not ruled out
     jobs = [_job({"raw_loss": _raw(5.0 + j)}, **{"optim.lr": lr, "train.seed": s})
