@@ -185,8 +185,8 @@ def test_eval_loss_above_the_bound_is_a_divergence(tmp_path, cache_dir, monkeypa
     real = evaluate.Evaluator.evaluate
     calls = {"n": 0}
 
-    def blown_up(self, model):
-        m, g = real(self, model)
+    def blown_up(self, model, **kw):
+        m, g = real(self, model, **kw)
         calls["n"] += 1
         if calls["n"] > 1:  # the first is the base model (an eval setting of its own: not cached)
             m = {**m, "raw_loss": 1e6}
