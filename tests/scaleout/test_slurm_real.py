@@ -151,6 +151,7 @@ def cancelled_task_ends_the_sweep(cluster, cache, tmp_path, resume: bool) -> Non
     assert "Traceback" not in out + err and "Bypassing sacct error" not in out + err
     final = [line for line in err.splitlines() if cancelled in line]
     assert len(final) == 1 and "max_steps=400" in final[0] and "CANCELLED" in final[0], err[-3000:]
+    assert err.rstrip().splitlines()[-1] == final[0]  # the sweep's last word
     assert not cluster.run("squeue", "-h", "-j", array).strip()  # nothing left running unwatched
     jobs = summaries(sweep)
     short = next(s for name, s in jobs.items() if name.endswith("max_steps=40"))
