@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 FIRST_POLL_S = 2.0
 MAX_POLL_S = 30.0
 #: How long a task may be gone from the queue before its result must be there: a file written on
-#: another node shows up on a shared file system with a delay.
+#: another node shows up on a shared file system with a delay. A task that ended by itself
+#: (COMPLETED, or FAILED: a failed job's task writes its result, then exits 1) gets longer.
 RESULT_GRACE_S = 15.0
+RESULT_GRACE_ENDED_S = 120.0
 
 
 @dataclass
@@ -101,7 +103,7 @@ def wait(tasks: list[Task], sweep_dir: Path, name: Callable[[Task], str] = lambd
     try:
         while waiting:
             for t in list(waiting):
-                if t.job.paths.result_pickle.exists():
+                if has_result(t):
                     results[t.idx] = result_of(t, sweep_dir, name)
                     waiting.remove(t)
             if waiting and clock() >= next_look:
@@ -112,10 +114,14 @@ def wait(tasks: list[Task], sweep_dir: Path, name: Callable[[Task], str] = lambd
                         t.gone_since = None
                         continue
                     t.gone_since = t.gone_since if t.gone_since is not None else now
-                    if now - t.gone_since >= RESULT_GRACE_S and not t.job.paths.result_pickle.exists():
-                        waiting.remove(t)
-                        results[t.idx] = lost(t, name(t), f"Slurm job {t.slurm_id} {final_state(t.slurm_id)}",
-                                              sweep_dir, len(waiting))
+                    gone_for = now - t.gone_since
+                    if gone_for < RESULT_GRACE_S or has_result(t, refresh=True):
+                        continue
+                    state = final_state(t.slurm_id)
+                    if state.startswith(("COMPLETED", "FAILED")) and gone_for < RESULT_GRACE_ENDED_S:
+                        continue
+                    waiting.remove(t)
+                    results[t.idx] = lost(t, name(t), f"Slurm job {t.slurm_id} {state}", sweep_dir, len(waiting))
                 delay = min(delay * 2, MAX_POLL_S)
                 gone = any(t.gone_since is not None for t in waiting)
                 next_look = now + (FIRST_POLL_S if gone else delay)
@@ -128,6 +134,18 @@ def wait(tasks: list[Task], sweep_dir: Path, name: Callable[[Task], str] = lambd
                         "again resumes what they leave unfinished", len(waiting), arrays, arrays)
         raise
     return [results[t.idx] for t in tasks]
+
+
+def has_result(task: Task, refresh: bool = False) -> bool:
+    """Whether the task's result file is there. ``refresh``: change its folder's mode (to the same
+    mode) first, which makes an NFS client look again instead of answering from its cache."""
+    folder = task.job.paths.result_pickle.parent
+    if refresh:
+        try:
+            folder.chmod(folder.stat().st_mode)
+        except OSError:
+            pass
+    return task.job.paths.result_pickle.exists()
 
 
 def result_of(task: Task, sweep_dir: Path, name: Callable[[Task], str]) -> JobReturn:

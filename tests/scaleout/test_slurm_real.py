@@ -210,3 +210,20 @@ def test_a_task_past_its_time_limit_is_requeued_and_resumes(cluster, slurm_cache
     assert int(task["Restarts"]) >= 1, task  # it was requeued
     log = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.*"))
     assert "resuming from step" in log
+
+
+def test_a_task_past_its_limit_with_no_requeue_left_ends_the_sweep_in_one_line(cluster, slurm_cache, tmp_path):
+    sweep = tmp_path / "sweep"
+    # One job far longer than its 1-minute limit, with no requeue allowed: submitit records the
+    # timeout as the task's error (or Slurm kills it, TIMEOUT); either way no result.
+    cmd = command(sweep, slurm_cache, *LONG_JOB, "train.max_steps=100000", "train.checkpoint_interval=50",
+                  "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30",
+                  "hydra.launcher.max_num_timeout=0")
+    r = run(cluster, cmd, timeout=600, rc=1)
+    (array,) = array_ids(sweep)
+    print(r.stderr[-1500:], slurm_lines(cluster, array), sep="\n")
+    assert "Traceback" not in r.stdout + r.stderr
+    last = r.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("sft-sweep: the task optim.lr=0.003") and "ended without a result" in last, last
+    assert not cluster.run("squeue", "-h", "-j", array).strip()
+    assert json.loads((sweep / "sweep_outcome.json").read_text())["lost"]
