@@ -91,3 +91,15 @@ def test_a_slurm_task_exits_nonzero_when_its_job_failed(tmp_path):
     assert not job_failed(ret(JobStatus.COMPLETED, '{"status": "interrupted"}'))  # resumes: not a failure
     assert not job_failed(ret(JobStatus.COMPLETED))  # no summary (a refused config): nothing to say
     assert job_failed(ret(JobStatus.FAILED))  # the task function raised
+
+
+def test_a_lost_task_is_in_this_commands_sweep_outcome_only(tmp_path, monkeypatch):
+    from sft_sweep.jobfiles import SWEEP_OUTCOME_ENV, record_lost_task, write_sweep_outcome
+
+    monkeypatch.setenv(SWEEP_OUTCOME_ENV, str(tmp_path / "earlier.json"))
+    record_lost_task(tmp_path, "optim.lr=0.1", "Slurm job 3_0 CANCELLED, exit code 0:15")  # an earlier command's
+    monkeypatch.setenv(SWEEP_OUTCOME_ENV, str(tmp_path / "this.json"))
+    record_lost_task(tmp_path, "optim.lr=0.003", "Slurm job 7_1 CANCELLED, exit code 0:15")
+    outcome = write_sweep_outcome(tmp_path, 2, [], None)
+    assert outcome["lost"] == [["optim.lr=0.003", "Slurm job 7_1 CANCELLED, exit code 0:15"]]
+    assert outcome["failed"] == [] and outcome["refused"] == []
