@@ -212,10 +212,13 @@ def test_a_task_past_its_time_limit_is_requeued_and_resumes(cluster, slurm_cache
     assert "resuming from step" in log
 
 
-def test_a_task_past_its_limit_with_no_requeue_left_ends_the_sweep_in_one_line(cluster, slurm_cache, tmp_path):
+def test_a_task_past_its_limit_with_no_requeue_left_ends_the_sweep_failed(cluster, slurm_cache, tmp_path):
     sweep = tmp_path / "sweep"
-    # One job far longer than its 1-minute limit, with no requeue allowed: submitit records the
-    # timeout as the task's error (or Slurm kills it, TIMEOUT); either way no result.
+    # One job far longer than its 1-minute limit, with no requeue allowed. Slurm's warning signal
+    # comes at any time in the first minute: once submitit handles it, its handler raises inside
+    # the job ("timed-out too many times"), which the job records as its failure; before that the
+    # signal ends the process with no result, a lost task. Either way: a FAILED task, one line
+    # naming the job, exit status 1, no traceback, nothing left in the queue.
     cmd = command(sweep, slurm_cache, *LONG_JOB, "train.max_steps=100000", "train.checkpoint_interval=50",
                   "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30",
                   "hydra.launcher.max_num_timeout=0")
@@ -223,7 +226,13 @@ def test_a_task_past_its_limit_with_no_requeue_left_ends_the_sweep_in_one_line(c
     (array,) = array_ids(sweep)
     print(r.stderr[-1500:], slurm_lines(cluster, array), sep="\n")
     assert "Traceback" not in r.stdout + r.stderr
-    last = r.stderr.rstrip().splitlines()[-1]
-    assert last.startswith("sft-sweep: the task optim.lr=0.003") and "ended without a result" in last, last
+    (task,) = job_fields(cluster, array)
+    assert task["JobState"] == "FAILED", task
     assert not cluster.run("squeue", "-h", "-j", array).strip()
-    assert json.loads((sweep / "sweep_outcome.json").read_text())["lost"]
+    outcome = json.loads((sweep / "sweep_outcome.json").read_text())
+    named = [line for line in r.stderr.splitlines() if "max_steps=100000" in line]
+    if outcome["failed"]:  # the job recorded the timeout
+        assert "1 of 1 jobs failed" in r.stderr and "timed-out too many times" in named[-1], r.stderr[-2000:]
+        assert json.loads((job_dir_of(sweep) / "summary.json").read_text())["status"] == "failed"
+    else:  # the signal came first
+        assert len(outcome["lost"]) == 1 and len(named) == 1 and "ended without a result" in named[0], r.stderr
