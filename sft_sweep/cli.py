@@ -257,7 +257,11 @@ def main() -> None:
             sys.exit(stop.exit_code if isinstance(stop, Stopped) else 130)
         # A multirun returns here after its report; a failed job or report makes the command fail too.
         outcome = read_sweep_outcome(outcome_path)
-    if outcome is not None and (outcome["failed"] or outcome.get("refused") or outcome["report_error"]):
+    if outcome is not None and (outcome["failed"] or outcome.get("refused") or outcome.get("lost")
+                                or outcome["report_error"]):
+        for lost_task, reason in outcome.get("lost") or []:
+            print(f"sft-sweep: the task {lost_task} ended without a result ({reason}); the same command again "
+                  "runs or resumes it", file=sys.stderr)
         if outcome.get("refused"):
             print(f"sft-sweep: {len(outcome['refused'])} job(s) not run: another process was writing their "
                   "directory (see the lines above)", file=sys.stderr)

@@ -27,7 +27,8 @@ A job directory holds:
     locked by the process that writes the directory while it runs; a second writer is refused.
 
 The sweep directory holds, besides its jobs, ``sweep_outcome.json`` once a multirun has ended
-(``write_sweep_outcome``): how many jobs it found, the failed ones, and whether its report was written.
+(``write_sweep_outcome``): how many jobs it found, the failed ones, the tasks a launcher lost (a Slurm
+task cancelled before its job ended) and whether its report was written.
 
 A metric that was not measured is absent, never 0. Whole files are written atomically
 (``write_atomic``, from ``sft_sweep.atomicio``) with the permissions the user's umask gives new files.
@@ -67,6 +68,10 @@ REFUSED_JOBS = "refused_jobs.jsonl"
 #: Environment variable naming one more file for that record: set by the ``sft-sweep`` command,
 #: which decides its exit status from it.
 SWEEP_OUTCOME_ENV = "SFT_SWEEP_OUTCOME_FILE"
+#: The sweep directory's list of tasks a launcher saw end without a result (a Slurm task cancelled
+#: or killed before its job ended): one JSON row each (``task``: the job's overrides, ``reason``,
+#: ``run`` as in ``REFUSED_JOBS``).
+LOST_TASKS = "lost_tasks.jsonl"
 #: ``summary.json`` field of a completed job: the files it read (data files, the base model), each
 #: ``{"path", "sha256"}`` of its bytes. A completed job whose file has other bytes now runs again.
 INPUTS = "inputs"
@@ -220,13 +225,28 @@ def refused_jobs(sweep_dir: str | os.PathLike) -> list[tuple[str, str]]:
             if r.get("run") == run]
 
 
+def record_lost_task(sweep_dir: str | os.PathLike, task: str, reason: str) -> None:
+    """Note in the sweep directory that this command's launcher lost ``task`` (see ``LOST_TASKS``)."""
+    append_jsonl(os.path.join(sweep_dir, LOST_TASKS),
+                 {"task": task, "reason": reason, "run": os.environ.get(SWEEP_OUTCOME_ENV)})
+
+
+def lost_tasks(sweep_dir: str | os.PathLike) -> list[tuple[str, str]]:
+    """(task, reason) of the tasks this command's launcher lost (see ``LOST_TASKS``)."""
+    run = os.environ.get(SWEEP_OUTCOME_ENV)
+    return [(str(r.get("task")), str(r.get("reason"))) for r in read_jsonl(os.path.join(sweep_dir, LOST_TASKS))
+            if r.get("run") == run]
+
+
 def write_sweep_outcome(sweep_dir: str | os.PathLike, n_jobs: int, failed: list[tuple[str, str]],
                         report_error: str | None) -> dict:
     """Record how a multirun ended: in the sweep directory (when it exists) and in the file named
     by ``SWEEP_OUTCOME_ENV`` (when set). ``report_error``: why the report was not written, or None.
-    Jobs refused to this command (``refused_jobs``) are added to the record."""
+    Jobs refused to this command (``refused_jobs``) and tasks its launcher lost (``lost_tasks``)
+    are added to the record."""
     outcome = {"sweep_dir": str(sweep_dir), "jobs": n_jobs, "failed": [list(f) for f in failed],
-               "refused": [list(r) for r in refused_jobs(sweep_dir)], "report_error": report_error}
+               "refused": [list(r) for r in refused_jobs(sweep_dir)],
+               "lost": [list(t) for t in lost_tasks(sweep_dir)], "report_error": report_error}
     if os.path.isdir(sweep_dir):
         write_json(os.path.join(sweep_dir, SWEEP_OUTCOME), outcome)
     if os.environ.get(SWEEP_OUTCOME_ENV):
