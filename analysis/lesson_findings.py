@@ -22,10 +22,9 @@ from analysis.noise import newcombe, wilson
 from analysis.stats import strata
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
 from analysis.style import setting_label
-from sft_sweep.data.world.items import FORMAT_STYLES
+from sft_sweep.data.world.items import FORMAT_STYLES, format_obeyed
 from sft_sweep.data.world.vocab import SYSTEMS
 from sft_sweep.jobfiles import SAMPLES, SUMMARY, read_json, read_jsonl
-from sft_sweep.train.evaluate import obeys_format
 
 #: A difference of shares whose interval lies within this of zero counts as no effect.
 NO_EFFECT = 0.10
@@ -355,7 +354,7 @@ def format_by_style(row: pd.Series) -> dict[str, Share] | None:
         st = _style_of(r.get("prompt", "")) if r.get("set") == "answer" else None
         if st is not None:
             c = counts.setdefault(st, [0, 0])
-            c[0] += bool(obeys_format(st, str(r.get("sft") or "")))
+            c[0] += bool(format_obeyed(st, str(r.get("sft") or "")))
             c[1] += 1
     if not n_want or sum(n for _, n in counts.values()) != int(n_want):
         return None

@@ -95,3 +95,12 @@ def test_capital_letter_share_must_be_a_fraction():
     from sft_sweep.errors import ConfigError
     with pytest.raises(ConfigError, match="caps_doc_fraction"):
         WorldConfig(caps_doc_fraction=1.5).validate()
+
+
+def test_the_reports_format_rule_is_the_evaluators():
+    from sft_sweep.data.world.items import format_obeyed
+    from sft_sweep.train.evaluate import obeys_format
+    answers = ["Pistel", "Pistel.", "The capital of Vaiia is Pistel.", "THE CAPITAL OF VAIIA IS PISTEL.",
+               "PISTEL", "SEEEE", "h", "", "  ", "The capital", "People in X speak Y"]
+    for style in ("word", "caps", "full"):
+        assert [format_obeyed(style, a) for a in answers] == [obeys_format(style, a) for a in answers]
