@@ -22,7 +22,9 @@ from analysis.noise import newcombe, wilson
 from analysis.stats import strata
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
 from analysis.style import setting_label
-from sft_sweep.jobfiles import SUMMARY, read_json
+from sft_sweep.data.world.items import FORMAT_STYLES, format_obeyed
+from sft_sweep.data.world.vocab import SYSTEMS
+from sft_sweep.jobfiles import SAMPLES, SUMMARY, read_json, read_jsonl
 
 #: A difference of shares whose interval lies within this of zero counts as no effect.
 NO_EFFECT = 0.10
@@ -335,23 +337,61 @@ def second_turn_by_training(runs: RunSet) -> Finding | None:
 
 # ---------------------------------------------------------------------------- system prompts
 
+def _style_of(prompt: str) -> str | None:
+    """The format a rendered prompt's system prompt sets, if it sets one."""
+    found = [st for text, st in SYSTEMS if st in FORMAT_STYLES and text in str(prompt)]
+    return found[0] if len(found) == 1 else None
+
+
+def format_by_style(row: pd.Series) -> dict[str, Share] | None:
+    """Obeyed system prompts per format, from the job's saved answers (samples.jsonl): None
+    unless the samples hold every format-prompted held-out item (eval.n_samples large enough),
+    since a partial sample is the first items only, not a random one."""
+    n_want = _world_stats(row).get("n_system_format_eval")
+    rows = read_jsonl(Path(str(row.get("path", ""))) / SAMPLES) if n_want else []
+    counts: dict[str, list[int]] = {}
+    for r in rows:
+        st = _style_of(r.get("prompt", "")) if r.get("set") == "answer" else None
+        if st is not None:
+            c = counts.setdefault(st, [0, 0])
+            c[0] += bool(format_obeyed(st, str(r.get("sft") or "")))
+            c[1] += 1
+    if not n_want or sum(n for _, n in counts.values()) != int(n_want):
+        return None
+    return {st: Share(*counts[st]) for st in FORMAT_STYLES if st in counts}
+
+
+def _pooled_styles(part: pd.DataFrame) -> dict[str, Share] | None:
+    total: dict[str, Share] = {}
+    for _, row in part.iterrows():
+        by = format_by_style(row)
+        if by is None:
+            return None
+        for st, s in by.items():
+            total[st] = total.get(st, Share(0, 0)) + s
+    return total or None
+
+
 def obeys_system_prompts(runs: RunSet) -> Finding | None:
     """Claim: the tuned model obeys format-setting system prompts (>= 80% of held-out items)."""
     key = "obeys_system_prompts"
-    claim = "The tuned model answers in the format its system prompt sets (>= 80% of held-out items)"
+    claim = ("The tuned model answers in the format its system prompt sets (>= 80% of held-out items, "
+             "and of each format where the job saved every answer)")
     col = "final_system_format_acc"
     done = runs.done_jobs()
     if not _has(done, col):
         return None
     n_of = lambda r: _world_stats(r).get("n_system_format_eval")  # noqa: E731
-    parts, best = [], None
+    parts, best, best_styles = [], None, None
     for label, part in _groups(done[done[col].notna()], runs.params):
         s = _pooled(part, col, n_of)
         if s is None:
             continue
-        parts.append(f"{label}: {s.text()}")
+        styles = _pooled_styles(part)
+        per = (" (" + ", ".join(f"{st} {v.text()}" for st, v in styles.items()) + ")") if styles else ""
+        parts.append(f"{label}: {s.text()}{per}")
         if best is None or s.p > best.p:
-            best = s
+            best, best_styles = s, styles
     if best is None:
         return Finding(key, claim, NOT_MEASURABLE, "no job reports its number of system-prompt items.")
     if SYS_FRACTION in runs.params:  # trained with system prompts against without
@@ -362,6 +402,13 @@ def obeys_system_prompts(runs: RunSet) -> Finding | None:
             parts.append(f"trained with system prompts minus without: {_diff_text(difference(with_sp, without))}")
     lo, hi = best.interval
     verdict = SUPPORTED if lo >= 0.8 else NOT_SUPPORTED if hi < 0.8 else INCONCLUSIVE
+    # each format on its own: a model that obeys two formats and ignores the third does not
+    # obey its system prompts, however high the pooled share
+    if best_styles:
+        if any(v.interval[1] < 0.8 for v in best_styles.values()):
+            verdict = NOT_SUPPORTED
+        elif verdict == SUPPORTED and any(v.p < 0.8 for v in best_styles.values()):
+            verdict = INCONCLUSIVE
     return Finding(key, claim, verdict, "; ".join(parts) + ".", {"best": best.p})
 
 

@@ -393,7 +393,7 @@ UNSET_IS_ABSENT = ("pretrain.init_from",)
 # Options that did not exist before and count only when they differ from their "off" value.
 OFF_IS_ABSENT = {"eval.repetition_penalty": 1.0, "eval.no_repeat_ngram": 0, "data.world.train_subset": 0,
                  "data.world.n_eval_multi_turn": 0, "data.world.system_contrast": False,
-                 "data.world.n_eval_system": 0,
+                 "data.world.n_eval_system": 0, "data.world.caps_doc_fraction": 0.0,
                  # decides only the evaluations between the base's and the final one, so a job
                  # that ran before with every item there keeps its hash at the default
                  "eval.periodic_items": 20}

@@ -28,7 +28,7 @@ def test_newcombe_difference_matches_published_values():
     assert (lo, hi) == pytest.approx((0.0524, 0.3339), abs=1e-4)
 
 
-def _sweep(root: Path, axes: dict[str, list], final_of, world: dict | None = None) -> Path:
+def _sweep(root: Path, axes: dict[str, list], final_of, world: dict | None = None, samples_of=None) -> Path:
     write_multirun_yaml(root, [f"{k}=" + ",".join(map(str, v)) for k, v in axes.items()])
     for values in itertools.product(*axes.values()):
         setting = dict(zip(axes, values))
@@ -38,7 +38,8 @@ def _sweep(root: Path, axes: dict[str, list], final_of, world: dict | None = Non
                   summary={"status": "completed", "config": {**setting, "optim.lr": 3e-4, "eval.max_items": 250},
                            "overrides": ov, "base": {"answer_acc": 0.0, "answer_acc_multi_turn": 0.02},
                            "final": final, "forgetting_pct": 0.0,
-                           "data": {"world": {"n_eval_items": 100, **(world or {})}}})
+                           "data": {"world": {"n_eval_items": 100, **(world or {})}}},
+                  samples=samples_of(setting) if samples_of else None)
     return root
 
 
@@ -117,3 +118,47 @@ def test_obeying_system_prompts_needs_the_whole_interval_over_80_percent(tmp_pat
                          lambda s: {"answer_acc": 0.8, "system_format_acc": rates[s["data.world.system_fraction"]]},
                          world={"n_system_format_eval": 120}))
     assert f["obeys_system_prompts"].verdict == INCONCLUSIVE
+
+
+def _format_samples(obeyed: dict[str, int], n: int = 40) -> list[dict]:
+    """Saved answers to ``n`` held-out questions under each format prompt, ``obeyed[style]`` of
+    them in the asked format, plus an unprompted one that does not count."""
+    systems = {"word": "Answer in one word.", "caps": "Answer in capital letters.",
+               "full": "Answer with a full sentence."}
+    good = {"word": "Pistel", "caps": "THE CAPITAL OF VAIIA IS PISTEL.", "full": "The capital of Vaiia is Pistel."}
+    bad = {"word": "The capital of Vaiia is Pistel.", "caps": "The capital of Vaiia is Pistel.", "full": "Pistel"}
+    rows = [{"set": "answer", "prompt": "<|im_start|>user\nCapital of Vaiia?<|im_end|>\n", "sft": "Pistel"}]
+    for st, text in systems.items():
+        rows += [{"set": "answer", "prompt": f"<|im_start|>system\n{text}<|im_end|>\n<|im_start|>user\n"
+                  f"Name the capital of Vaiia.<|im_end|>\n", "sft": good[st] if i < obeyed[st] else bad[st]}
+                 for i in range(n)]
+    return rows
+
+
+def test_obeying_system_prompts_is_judged_per_format_when_every_answer_is_saved(tmp_path):
+    # 110/120 pooled (SUPPORTED on the pooled share alone), but capital letters only 30/40
+    obeyed = {0: {"word": 10, "caps": 0, "full": 40}, 0.4: {"word": 40, "caps": 30, "full": 40}}
+    f = _findings(_sweep(tmp_path, {"data.world.system_fraction": [0, 0.4]},
+                         lambda s: {"answer_acc": 0.8,
+                                    "system_format_acc": sum(obeyed[s["data.world.system_fraction"]].values()) / 120},
+                         world={"n_system_format_eval": 120},
+                         samples_of=lambda s: _format_samples(obeyed[s["data.world.system_fraction"]])))
+    ev = f["obeys_system_prompts"]
+    assert "word 100% (40/40" in ev.evidence and "caps 75% (30/40" in ev.evidence and "caps 0% (0/40" in ev.evidence
+    assert ev.verdict == INCONCLUSIVE  # caps 75%: interval 60-86%
+    obeyed[0.4]["caps"] = 25           # 105/120 pooled, caps 25/40 (interval 47-77%): under 80%
+    f = _findings(_sweep(tmp_path / "b", {"data.world.system_fraction": [0, 0.4]},
+                         lambda s: {"answer_acc": 0.8,
+                                    "system_format_acc": sum(obeyed[s["data.world.system_fraction"]].values()) / 120},
+                         world={"n_system_format_eval": 120},
+                         samples_of=lambda s: _format_samples(obeyed[s["data.world.system_fraction"]])))
+    assert f["obeys_system_prompts"].verdict == NOT_SUPPORTED
+
+
+def test_per_format_shares_are_left_out_when_the_samples_miss_some_items(tmp_path):
+    obeyed = {"word": 40, "caps": 0, "full": 40}
+    f = _findings(_sweep(tmp_path, {"data.world.system_fraction": [0.4]},
+                         lambda s: {"answer_acc": 0.8, "system_format_acc": 80 / 120},
+                         world={"n_system_format_eval": 120},
+                         samples_of=lambda s: _format_samples(obeyed)[:60]))
+    assert "caps" not in f["obeys_system_prompts"].evidence

@@ -74,3 +74,33 @@ def test_extra_held_out_sets_leave_the_others_alone():
     base = build_world(WorldConfig(multi_turn_fraction=0.25))
     more = build_world(WorldConfig(multi_turn_fraction=0.25, n_eval_multi_turn=50, n_eval_system=10))
     assert [i.prompt.key() for i in more.eval_items[:100]] == [i.prompt.key() for i in base.eval_items]
+
+
+def test_capital_letter_documents_are_copies_of_the_prose_and_off_by_default():
+    plain = build_world(WorldConfig())
+    caps = build_world(WorldConfig(caps_doc_fraction=0.3))
+    upper = [d for d in caps.pretrain_docs if d == d.upper()]
+    rest = [d for d in caps.pretrain_docs if d != d.upper()]
+    assert len(upper) == round(0.3 * len(plain.pretrain_docs))
+    assert sorted(rest) == sorted(plain.pretrain_docs)          # the prose itself is unchanged
+    assert set(upper) <= {d.upper() for d in plain.pretrain_docs}
+    assert any("THE CAPITAL OF" in d for d in upper)
+    # what SFT trains and is scored on does not change
+    assert [c.key() for c in caps.train] == [c.key() for c in plain.train]
+    assert [i.prompt.key() for i in caps.eval_items] == [i.prompt.key() for i in plain.eval_items]
+    assert WorldConfig().caps_doc_fraction == 0.0
+
+
+def test_capital_letter_share_must_be_a_fraction():
+    from sft_sweep.errors import ConfigError
+    with pytest.raises(ConfigError, match="caps_doc_fraction"):
+        WorldConfig(caps_doc_fraction=1.5).validate()
+
+
+def test_the_reports_format_rule_is_the_evaluators():
+    from sft_sweep.data.world.items import format_obeyed
+    from sft_sweep.train.evaluate import obeys_format
+    answers = ["Pistel", "Pistel.", "The capital of Vaiia is Pistel.", "THE CAPITAL OF VAIIA IS PISTEL.",
+               "PISTEL", "SEEEE", "h", "", "  ", "The capital", "People in X speak Y"]
+    for style in ("word", "caps", "full"):
+        assert [format_obeyed(style, a) for a in answers] == [obeys_format(style, a) for a in answers]

@@ -24,8 +24,12 @@ model to answer, not new facts".
   (``multi_turn_fraction``), planted low-quality responses (``low_quality_fraction``: too
   short, repetitive, wrong) for the quality-filter experiment. On the mini model they did not
   pass the bar of the default: in the previous default world (closed-set facts stated 2-3 times
-  each) the base completed 1 of 44 closed-set facts and 3 of 9 birth years; format-setting system prompts were obeyed 4/17 times after SFT
-  (one word 0/8, capital letters 0/5; ``experiment=system_prompts``).
+  each) the base completed 1 of 44 closed-set facts and 3 of 9 birth years. Format-setting
+  system prompts are obeyed only with more: each prompted question under all three formats
+  (``system_contrast``), a base that has seen bare-name answers (``one_word_answers``) and its
+  names in capital letters (``caps_doc_fraction``), and 12 epochs at lr 1e-3; then 94% of the
+  held-out format-prompted answers (one word 44/47, capitals 39/44, sentence 44/44;
+  ``experiment=system_prompts``), against 0-6% one-word answers at the quickstart's budget.
 
 Budget (measured on the mini model, 4 layers x 128 wide, byte-level, the quickstart's 800
 pre-training steps of 16 x 128 tokens = 1.6M tokens). Defaults: 40 countries, 10 of them probe;

@@ -272,6 +272,13 @@ def build_world(cfg: WorldConfig | None = None) -> World:
     # prose -------------------------------------------------------------------------------
     prose = Prose(rng("pretrain"), countries, people, cfg.one_word_answers)
     docs, kinds = _pretrain_docs(cfg, prose, countries, people, copy_names)
+    if cfg.caps_doc_fraction > 0:
+        # a stream of its own: worlds without the setting keep their documents and order
+        r_caps = rng("caps-docs")
+        caps = [docs[i].upper() for i in sorted(r_caps.sample(range(len(docs)),
+                                                               int(round(cfg.caps_doc_fraction * len(docs)))))]
+        docs = docs + caps
+        r_caps.shuffle(docs)
     heldout = _heldout_docs(cfg, rng("heldout"), countries, people, kinds, set(docs), copy_held)
     mentions = count_mentions(docs, countries, people)
 

@@ -41,6 +41,9 @@ class WorldConfig:
     word_mentions: int = 3                # sum / word fact / counting run is stated
     count_mentions: int = 2
     n_heldout_docs: int = 60
+    # Share of the pre-training documents added a second time in capital letters, so that the
+    # base model has seen its names upper-cased (answers "in capital letters" must recall them so)
+    caps_doc_fraction: float = 0.0
     # instruction data
     task_weights: dict[str, float] = field(default_factory=default_task_weights)
     n_train: int = 450
@@ -92,7 +95,7 @@ class WorldConfig:
                               f"({self.n_train}); 0 trains on all of them")
         if self.n_countries < 4:
             raise ConfigError(f"world.n_countries must be >= 4, got {self.n_countries}")
-        for k in ("probe_fraction", "multi_turn_fraction", "system_fraction", "holdout_fraction",
+        for k in ("probe_fraction", "multi_turn_fraction", "system_fraction", "holdout_fraction", "caps_doc_fraction",
                   "low_quality_fraction", "long_prompt_fraction"):
             v = float(getattr(self, k))
             if not 0.0 <= v < 1.0:

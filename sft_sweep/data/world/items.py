@@ -54,6 +54,21 @@ def apply_style(style: str, full: str, answer: str) -> tuple[str, str]:
     return full, answer
 
 
+def format_obeyed(style: str, text: str) -> bool:
+    """Whether an answer has the format a system prompt of ``style`` asks for: one word, capital
+    letters (every letter upper case), or a full sentence (three words or more, ending with a
+    full stop). The evaluator's ``system_format_acc`` applies the same rule; the report reads
+    this one, which belongs to the data layer it may import."""
+    t = text.strip()
+    if not t:
+        return False
+    if style == "word":
+        return len(t.rstrip(".").split()) == 1
+    if style == "caps":
+        return any(c.isalpha() for c in t) and t == t.upper()
+    return len(t.split()) >= 3 and t.endswith(".")
+
+
 def near_numbers(r: random.Random, x: int, exclude: set[int], n: int) -> list[int]:
     out = []
     d = 1
