@@ -42,26 +42,13 @@ import numpy as np
 
 from ..data import EvalItem, Example, render_prompt
 from ..data.fit import answer_fits
+# the one rule for format-setting system prompts, shared with the report
+from ..data.world.items import FORMAT_STYLES, format_obeyed as obeys_format  # noqa: F401 - obeys_format is public
 from ..nn import GPT, generate
 from ..nn.continuations import continuation_logprobs
 from ..tokenizer import N_BYTES, ByteTokenizer
 from . import freeform
 from .memorisation import MemorisationCheck
-
-FORMAT_STYLES = ("word", "caps", "full")
-
-
-def obeys_format(style: str, text: str) -> bool:
-    """Whether an answer has the format its system prompt asked for: one word, capital letters
-    (every letter upper case), or a full sentence (three words or more, ending with a full stop)."""
-    t = text.strip()
-    if not t:
-        return False
-    if style == "word":
-        return len(t.rstrip(".").split()) == 1
-    if style == "caps":
-        return any(c.isalpha() for c in t) and t == t.upper()
-    return len(t.split()) >= 3 and t.endswith(".")
 
 
 def _pad(seqs: Sequence[np.ndarray], pad_id: int) -> np.ndarray:

@@ -57,8 +57,7 @@ def apply_style(style: str, full: str, answer: str) -> tuple[str, str]:
 def format_obeyed(style: str, text: str) -> bool:
     """Whether an answer has the format a system prompt of ``style`` asks for: one word, capital
     letters (every letter upper case), or a full sentence (three words or more, ending with a
-    full stop). The evaluator's ``system_format_acc`` applies the same rule; the report reads
-    this one, which belongs to the data layer it may import."""
+    full stop). The evaluator's ``system_format_acc`` and the report both use it."""
     t = text.strip()
     if not t:
         return False
