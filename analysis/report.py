@@ -344,7 +344,8 @@ def _training_data_blocks(runs: RunSet, findings: Sequence[Finding]) -> list[Blo
         out.append(Block("p", f"The training example of {who} could not be rendered: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
     else:
-        out.append(Block("p", f"Example {ex.index} from {ex.source}, as job \"{who}\" trained on it: {ex.template} "
+        out.append(Block("p", f"Training example {ex.index} from {ex.source} (counted among the conversations left "
+                              f"after the held-out split and the quality filters), as job \"{who}\" trained on it: {ex.template} "
                               f"template, loss mask \"{ex.mask_mode}\"; {ex.n_trained} of {ex.n_tokens} tokens are "
                               f"trained ({ex.status}). Trained tokens are marked [[like this]] in report.md and "
                               "highlighted in report.html."))

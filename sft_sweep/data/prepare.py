@@ -311,11 +311,15 @@ def fit_example(cfg: Config, conv: Conversation, source: str) -> FittedExample:
 
 
 def training_conversations(cfg: Config, base_dir: str | None = None) -> dict[str, list[Conversation]]:
-    """The first step of ``prepare`` alone: each training set's conversations in file order, as
-    loaded (the world's training set for source=world); for showing examples without the rest."""
+    """Each training set's conversations as the job trains on them, in order: after deduplication,
+    the held-out split, the per-file cap and the quality filter, before rendering and length
+    fitting (the world's training set for source=world); for showing examples without the rest."""
     if cfg.data.source == "world":
-        return {"world": build_world(world_config(cfg)).train}
-    return {name: _load(ds, resolve_path(ds.path, base_dir), {}, cfg.data.max_file_mb) for name, ds in cfg.data.datasets.items()}
+        sets = {"world": build_world(world_config(cfg)).train}
+    else:
+        sets = {name: _load_and_split(cfg, name, ds, resolve_path(ds.path, base_dir), {}, [])[1]
+                for name, ds in cfg.data.datasets.items()}
+    return {name: filter_quality(convs, cfg.data.quality)[0] for name, convs in sets.items()}
 
 
 def _load(ds: Any, path: str, report: dict, max_file_mb: float) -> list[Conversation]:

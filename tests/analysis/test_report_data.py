@@ -26,11 +26,13 @@ DATA = {
 
 
 def _files_job(tmp_path):
-    """A completed job trained on a one-record Alpaca file with a system prompt."""
+    """A completed job trained on an Alpaca file whose first record has a system prompt."""
     start = tmp_path / "start"
     start.mkdir()
-    (start / "data.jsonl").write_text(json.dumps(
-        {"system": "Be brief.", "instruction": "Say <hi> & more", "input": "", "output": ANSWER}) + "\n")
+    # four more records without a system prompt: one of the five is held out (record 2 at seed 0)
+    records = [{"system": "Be brief.", "instruction": "Say <hi> & more", "input": "", "output": ANSWER}]
+    records += [{"instruction": f"Question {i}?", "input": "", "output": f"Answer number {i}."} for i in range(4)]
+    (start / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     config = {**BASE_CONFIG, "mix.replay_ratio": 0.2}
     summary = summary_for(config, [], dict(BASE_EVAL), {**BASE_EVAL, "raw_loss": 1.3}, steps=5)
     summary["data"] = DATA
@@ -91,3 +93,36 @@ def test_an_example_that_cannot_be_rendered_is_one_line(tmp_path, no_figures):
     md = write_report(job.parent, tmp_path / "out").markdown.read_text()
     assert re.search(r"The training example of job 0 could not be rendered: \w+", md)
     assert "training examples: 6" in md
+
+
+def test_example_is_one_the_job_trained_on(tmp_path, no_figures):
+    # The first record's answer is longer than the job's response-length filter and the split holds
+    # some records out: the report shows a conversation that reached training, not record 0.
+    start = tmp_path / "start"
+    start.mkdir()
+    records = [{"instruction": "Write an essay.", "input": "", "output": "long " * 100}]
+    records += [{"instruction": f"Question {i}?", "input": "", "output": f"Answer {i}."} for i in range(9)]
+    (start / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = summary_for(dict(BASE_CONFIG), [], dict(BASE_EVAL), {**BASE_EVAL, "raw_loss": 1.3}, steps=5)
+    job = write_job(tmp_path / "sweep" / "0", overrides=[], summary=summary,
+                    metrics=[{"kind": "eval", "step": 0, **BASE_EVAL}])
+    config = {"data": {"source": "files", "val_fraction": 0.2, "quality": {"max_response_chars": 50},
+                       "datasets": {"main": {"path": "data.jsonl", "format": "alpaca"}}},
+              "template": {"name": "chatml", "mask": "assistant"}, "model": {"block_size": 256}}
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"cwd": str(start)}}}))
+
+    from sft_sweep.config import Config, to_object
+    from sft_sweep.data import prepare
+    from omegaconf import OmegaConf
+    cfg = to_object(OmegaConf.merge(OmegaConf.structured(Config), config))
+    data = prepare(cfg, str(start))
+    from sft_sweep.tokenizer import ByteTokenizer
+    tok = ByteTokenizer()
+    trained = {tok.decode(e.ids.tolist()) for e in data.train_examples}
+    held_out = {tok.decode(e.ids.tolist()) for e in data.val_examples}
+
+    ex = render_example(job)
+    text = "".join(t for t, _ in ex.spans)
+    assert "essay" not in text
+    assert text in trained and text not in held_out
