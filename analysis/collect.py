@@ -43,6 +43,10 @@ _INCIDENTAL = re.compile(
     r"(^|_)(dir|path|file|filename|output|out|hash|time|timestamp|date|host|hostname|pid|cwd|"
     r"uuid|run_id|job_id)$"
 )
+# Keys a command may set that are no setting of the experiment: where the base-model cache lives,
+# how many cores a job uses, and the experiment config's own name (what it sets shows in the
+# keys it sets). Two sweep commands that differ in them still ran the same kind of job.
+_NOT_SETTINGS = frozenset({"experiment", "pretrain.cache_dir", "train.threads", "pretrain.threads"})
 _SWEEP_SYNTAX = re.compile(r"^\s*(range|choice|interval|glob|tag|shuffle|sort)\s*\(")
 
 # Roles the plots and findings look for, matched on the last component of a dotted key.
@@ -234,6 +238,8 @@ def detect_swept(params: pd.DataFrame, override_keys: set[str],
     - Other varying keys that are a function of the swept ones (``model.n_layer`` when
       ``model.name`` was swept) are *derived*; paths, hashes and time stamps are ignored;
       anything else that varies on its own counts as swept too.
+    - Keys that are no setting of the experiment (``_NOT_SETTINGS``: the cache location, thread
+      counts, the experiment config's name) are never swept, even when a command set them.
     - Keys with one value in every job that has them are *constants*.
     """
     varying, constants = [], {}
@@ -246,7 +252,7 @@ def detect_swept(params: pd.DataFrame, override_keys: set[str],
             varying.append(col)
         else:
             constants[col] = _py(values.iloc[0])
-    declared = override_keys | spec_keys
+    declared = (override_keys | spec_keys) - _NOT_SETTINGS
     swept = [c for c in varying if c in declared]
     if not declared:
         swept = [c for c in varying if not _incidental(c)]
@@ -278,7 +284,7 @@ def _nunique(values: pd.Series) -> int:
 
 
 def _incidental(col: str) -> bool:
-    return col.startswith("hydra.") or bool(_INCIDENTAL.search(_last(col)))
+    return col.startswith("hydra.") or col in _NOT_SETTINGS or bool(_INCIDENTAL.search(_last(col)))
 
 
 def _depends_on(params: pd.DataFrame, col: str, keys: list[str]) -> bool:

@@ -154,7 +154,10 @@ def _command(jobs: list[_JobRecord]) -> tuple[float, SweepCommand]:
         key = _key(o)
         vals = values[key]
         from_config = first.sweeper_params.get(key.lstrip("+~")) if first.multirun else None
-        if from_config is not None and _within(vals, from_config):
+        # One value of a list the config sweeps, in every job of the command: typed on the command
+        # line (which overrides the config's sweep), not swept by the config.
+        typed_one = len(vals) == 1 and _lists_several(from_config or "")
+        if from_config is not None and _within(vals, from_config) and not typed_one:
             config_sweeps.append(f"{key.lstrip('+~')}={from_config}")
         elif len(vals) == 1:
             overrides.append(o)
@@ -187,6 +190,11 @@ def _within(values: list[str], spec: str) -> bool:
     return all(v in allowed or (_as_float(v) is not None and _as_float(v) in nums) for v in values)
 
 
+def _lists_several(spec: str) -> bool:
+    """Whether a sweeper spec is a plain list of two or more values (``3e-4,3e-3``)."""
+    return "(" not in spec and len([v for v in spec.split(",") if v.strip()]) > 1
+
+
 def _as_float(v: str) -> float | None:
     try:
         return float(v)
@@ -206,10 +214,17 @@ def _typed_command(root: Path, problems: list[Problem]) -> list[str] | None:
 def _same_command(cmd: SweepCommand, typed: list[str]) -> bool:
     """Whether the typed overrides of ``multirun.yaml`` are the ones ``cmd`` was rebuilt from:
     the same fixed overrides, and the same keys swept on the command line."""
-    def split(items: list[str]) -> tuple[set[str], set[str]]:
-        fixed = {o for o in items if not is_sweep_value(o.split("=", 1)[-1])}
-        return fixed, {_key(o) for o in items if o not in fixed}
+    def split(items: list[str]) -> tuple[set, set[str]]:
+        fixed = [o for o in items if not is_sweep_value(o.split("=", 1)[-1])]
+        return {_normal(o) for o in fixed}, {_key(o) for o in items if o not in fixed}
     return split(cmd.overrides) == split(typed)
+
+
+def _normal(override: str) -> tuple[str, object]:
+    """(key, value) with numbers compared as numbers: the job records ``0.003`` for a typed ``3e-3``."""
+    key, _, v = override.partition("=")
+    num = _as_float(v)
+    return key.strip(), v if num is None else num
 
 
 __all__ = ["SweepCommand", "sweep_commands"]

@@ -259,3 +259,20 @@ def test_skipped_counts_as_completed(tmp_path):
     write_job(d / "0", overrides=ov, summary=s)
     runs = collect_runs(d)
     assert runs.jobs["done"].tolist() == [True] and runs.status_counts() == {"skipped": 1}
+
+
+def test_cache_dir_and_experiment_of_two_sweeps_are_not_swept_settings(tmp_path):
+    # Two sweep commands with their own experiment and base-model cache: what they swept is the
+    # learning rate; the cache location and the experiment's name are no settings of the jobs.
+    roots = []
+    for name, cache, lrs in (("a", "/c/one", [1e-4, 1e-3]), ("b", "/c/two", [3e-4, 3e-3])):
+        d = tmp_path / name
+        roots.append(d)
+        for i, lr in enumerate(lrs):
+            ov = [f"optim.lr={lr}", f"experiment={name}", f"pretrain.cache_dir={cache}", "train.threads=1"]
+            cfg = _config(**{"optim.lr": lr, "pretrain.cache_dir": cache, "train.threads": 1 + (name == "b")})
+            write_job(d / str(i), overrides=ov, summary=summary_for(cfg, ov, BASE_EVAL, BASE_EVAL, steps=1))
+    runs = collect_runs(roots)
+    assert runs.swept == ["optim.lr"]
+    for key in ("experiment", "pretrain.cache_dir", "train.threads"):
+        assert key not in runs.swept + runs.derived, key

@@ -132,3 +132,20 @@ def test_a_single_run_is_not_called_a_sweep(tmp_path):
                      mode="RUN")
     (cmd,) = sweep_commands(job.parent, [("job", job)])
     assert cmd.text() == "sft-sweep optim.lr=0.001 experiment=smoke"
+
+
+def test_typed_values_inside_the_configs_sweep_are_commands_of_their_own(tmp_path):
+    """`-m experiment=smoke optim.lr=1e-3`, then `-m experiment=smoke optim.lr=3e-3` into one
+    directory, where the config sweeps optim.lr=3e-4,3e-3: each command typed one value (3e-3 is
+    also in the config's list), so each made one job, and neither is "no job of it found"."""
+    sweep = tmp_path / "smoke"
+    for i, lr in enumerate(("0.001", "0.003")):
+        _hydra_job(sweep, f"optim.lr={lr}", [f"optim.lr={lr}", "experiment=smoke"], 0, params=CONFIG_SWEEP,
+                   started=1000 + i)
+    _multirun(sweep, ["experiment=smoke", "optim.lr=3e-3"])
+    jobs = [(p.name, p) for p in sorted(sweep.iterdir()) if p.is_dir()]
+    cmds = sweep_commands(sweep, jobs)
+    assert [c.jobs for c in cmds] == [["optim.lr=0.001"], ["optim.lr=0.003"]]
+    assert cmds[0].text() == "sft-sweep -m optim.lr=0.001 experiment=smoke" and not cmds[0].config_sweeps
+    assert cmds[1].text() == "sft-sweep -m experiment=smoke optim.lr=3e-3" and cmds[1].typed
+    assert not cmds[1].config_sweeps
