@@ -10,7 +10,8 @@ reference (float64) and against finite differences. What makes it fast:
 - rows are processed in chunks that keep temporaries in cache, attention in query blocks;
 - every buffer lives in a reused per-thread ``Workspace``; each block's buffers are named once,
   in ``_block_buffers``, for the forward and the backward alike;
-- the batch is split over worker threads (``workers.py``).
+- the batch is split over worker threads (``workers.py``), and a training step's over worker
+  processes (``shardprocs.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..errors import ConfigError, NonFiniteLossError
 from . import layers as L
 from .config import DTYPES, GPTConfig
 from .inputs import check_ids, check_positions, check_segments, check_vocab
+from .shardprocs import ShardProcesses
 from .workers import ShardWorkers
 
 # Rows per chunk (whole sequences). Smaller chunks keep temporaries in L2; larger ones
@@ -100,11 +102,13 @@ class _BlockBuffers(NamedTuple):
 class GPT:
     """A GPT whose parameters are views into one flat buffer (``flat_params``).
 
-    ``threads``: how many Python worker threads split the batch, each with one BLAS
-    thread. A setting, not a discovery: a parallel sweep runs one job per core with 1.
+    ``threads``: how many workers split the batch, each with one BLAS thread: threads for
+    evaluation, and for a training step (``loss_and_grads``) worker processes
+    (``shardprocs.py``) unless ``shard_processes`` is False. A setting, not a discovery: a
+    parallel sweep runs one job per core with 1.
     """
 
-    def __init__(self, config: GPTConfig, seed: int = 0, threads: int = 1) -> None:
+    def __init__(self, config: GPTConfig, seed: int = 0, threads: int = 1, shard_processes: bool = True) -> None:
         if not isinstance(config, GPTConfig):
             raise ConfigError(f"GPT expects a GPTConfig, got {type(config).__name__}")
         self.config = config
@@ -124,7 +128,9 @@ class GPT:
         C, hd = config.n_embd, config.head_dim
         self._qscale = np.ones(3 * C, dtype=self.dtype)
         self._qscale[:C] = 1.0 / math.sqrt(hd)
-        self.workers = ShardWorkers(self.dtype, threads)
+        self.workers = ShardWorkers(self.dtype, threads,
+                                    spawn=(lambda n: ShardProcesses(config, self.num_params, n))
+                                    if shard_processes else None)
 
     # ------------------------------------------------------------------ setup
 
@@ -143,6 +149,17 @@ class GPT:
             else:
                 s = std / math.sqrt(2 * cfg.n_layer) if name.endswith("proj.w") else std
                 p[...] = rng.normal(0.0, s, size=p.shape)
+
+    def bind_params(self, flat: np.ndarray) -> None:
+        """Makes ``flat`` (laid out like ``flat_params``) this model's parameter buffer, in place
+        of its own: a shard worker reads its caller's parameters without copying them."""
+        if flat.shape != self.flat_params.shape or flat.dtype != self.dtype:
+            raise ValueError(f"a parameter buffer of {self.num_params} {self.dtype} values is needed, "
+                             f"got {flat.shape} {flat.dtype}")
+        self.flat_params = flat
+        views = _views(flat, self._layout)
+        self.params = {name: views[name] for name in self.params}
+        self._fw = None
 
     @property
     def threads(self) -> int:
@@ -421,54 +438,32 @@ class GPT:
 
         out = np.empty(self.num_params, dtype=self.dtype)
         shards = self.workers.shards(shape[0])
-        fw = {}
-        C, V, T = self.config.n_embd, self.config.vocab_size, shape[1]
+        fw: dict = {}
+        T = shape[1]
 
-        def work(i, s):
-            buf = out if i == 0 else self.workers.grad_buffers.get(i)
-            if buf is None:
-                buf = self.workers.grad_buffers[i] = np.empty(self.num_params, dtype=self.dtype)
-            sid = ids[s]
-            B = sid.shape[0]
-            ws = self.workers.workspace(i, sid.shape)
-            base = s.start * T
-            spos = None if pos is None else pos[s]
-            self._forward_layers(ws, sid, None if seg is None else seg[s], fw, spos)
-            g = _views(buf, self._layout)
-            dF_head = ws.get("dF_head", (C + 1, V))
-            dx = ws.get("dx", (B * T, C))
-            inv_c = ws.get("inv_c", (C,))
-            xhf, rstdf = ws.aug("xhf", B * T, C), ws.get("rstdf", (B * T,))
-            losses = []
+        def inputs(s: slice) -> tuple:
+            return (ids[s], tflat[s.start * T: s.stop * T], weight[s.start * T: s.stop * T],
+                    None if seg is None else seg[s], None if pos is None else pos[s])
 
-            def head_fn(r, lg):
-                tg = tflat[base + r.start: base + r.stop]
-                w = weight[base + r.start: base + r.stop]
-                ce = L.softmax_xent_forward(lg, tg, ws.ones(V))
-                losses.append(float(np.dot(ce, w)))
-                L.softmax_xent_backward(lg, tg, w)
-                if r.start == 0:
-                    np.matmul(xhf[r].T, lg, out=dF_head)
-                else:
-                    t = ws.get("acc", dF_head.shape)
-                    np.matmul(xhf[r].T, lg, out=t)
-                    np.add(dF_head, t, out=dF_head)
-                dxh = ws.get("dxh", (r.stop - r.start, C))
-                np.matmul(lg, fw["head"][:C].T, out=dxh)
-                L.layernorm_backward(dxh, xhf[r, :C], rstdf[r], ws.get("tmpC", dxh.shape),
-                                     inv_c, dx[r], False, ws.get("lnwork", dxh.shape))
+        procs = self.workers.processes
+        if procs is not None and len(shards) > 1:
+            # Shards 1.. in the worker processes, shard 0 here meanwhile; the sum below is the
+            # threads' sum, in the same order, of the same per-shard numbers.
+            with self.workers.blas_limit():
+                fw.update(self._fold())
+                procs.submit(self.flat_params, [inputs(s) for s in shards[1:]])
+                losses = [self.shard_loss_and_grads(0, *inputs(shards[0]), fw, out)]
+                losses += procs.results()
+            grad_bufs = {i: procs.grads(i - 1) for i in range(1, len(shards))}
+        else:
+            def work(i, s):
+                buf = out if i == 0 else self.workers.grad_buffers.get(i)
+                if buf is None:
+                    buf = self.workers.grad_buffers[i] = np.empty(self.num_params, dtype=self.dtype)
+                return self.shard_loss_and_grads(i, *inputs(s), fw, buf)
 
-            self._head(ws, B, T, fw, head_fn)
-            loss = math.fsum(losses)
-            if not math.isfinite(loss):
-                return loss
-            p = self.params
-            L.unfold_ln_linear(dF_head, p["lnf.w"], p["lnf.b"], p["wte"].T, g["wte"].T, None,
-                               g["lnf.w"], g["lnf.b"])
-            self._backward_layers(ws, sid, fw, g, buf, spos)
-            return loss
-
-        losses = self.workers.run(work, shards, prepare=lambda: fw.update(self._fold()))
+            losses = self.workers.run(work, shards, prepare=lambda: fw.update(self._fold()))
+            grad_bufs = self.workers.grad_buffers
         loss = 0.0
         for v in losses:
             loss += v
@@ -477,8 +472,51 @@ class GPT:
                 f"loss is {loss} (non-finite): the model or its inputs diverged; lower the "
                 f"learning rate or check the data")
         for i in range(1, len(shards)):
-            out += self.workers.grad_buffers[i]
+            out += grad_bufs[i]
         return loss, self.grad_views(out)
+
+    def shard_loss_and_grads(self, i: int, sid, tf, w, sseg, spos, fw, buf) -> float:
+        """One shard's share of ``loss_and_grads``: its summed weighted loss, and its gradient
+        written into the flat buffer ``buf``. ``sid`` (B, T) ids, ``tf`` / ``w`` the flat targets
+        and weights of its rows, ``sseg`` / ``spos`` its segment and position ids (or None), ``fw``
+        the folded weights; ``i`` names the shard's workspace."""
+        C, V = self.config.n_embd, self.config.vocab_size
+        B, T = sid.shape
+        ws = self.workers.workspace(i, sid.shape)
+        self._forward_layers(ws, sid, sseg, fw, spos)
+        g = _views(buf, self._layout)
+        dF_head = ws.get("dF_head", (C + 1, V))
+        dx = ws.get("dx", (B * T, C))
+        inv_c = ws.get("inv_c", (C,))
+        xhf, rstdf = ws.aug("xhf", B * T, C), ws.get("rstdf", (B * T,))
+        losses = []
+
+        def head_fn(r, lg):
+            tg = tf[r.start: r.stop]
+            wr = w[r.start: r.stop]
+            ce = L.softmax_xent_forward(lg, tg, ws.ones(V))
+            losses.append(float(np.dot(ce, wr)))
+            L.softmax_xent_backward(lg, tg, wr)
+            if r.start == 0:
+                np.matmul(xhf[r].T, lg, out=dF_head)
+            else:
+                t = ws.get("acc", dF_head.shape)
+                np.matmul(xhf[r].T, lg, out=t)
+                np.add(dF_head, t, out=dF_head)
+            dxh = ws.get("dxh", (r.stop - r.start, C))
+            np.matmul(lg, fw["head"][:C].T, out=dxh)
+            L.layernorm_backward(dxh, xhf[r, :C], rstdf[r], ws.get("tmpC", dxh.shape),
+                                 inv_c, dx[r], False, ws.get("lnwork", dxh.shape))
+
+        self._head(ws, B, T, fw, head_fn)
+        loss = math.fsum(losses)
+        if not math.isfinite(loss):
+            return loss
+        p = self.params
+        L.unfold_ln_linear(dF_head, p["lnf.w"], p["lnf.b"], p["wte"].T, g["wte"].T, None,
+                           g["lnf.w"], g["lnf.b"])
+        self._backward_layers(ws, sid, fw, g, buf, spos)
+        return loss
 
     def _eval(self, ids, seg, fn, pos=None) -> None:
         B, T = ids.shape
