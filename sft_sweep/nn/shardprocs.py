@@ -20,7 +20,6 @@ of their own, started once per model and kept for its life:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pickle
 import subprocess
@@ -31,8 +30,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from .config import DTYPES, GPTConfig
-
-log = logging.getLogger("sft_sweep")
 
 _BOOT = ("import json, sys; sys.path[:0] = [p for p in json.loads(sys.argv[1]) if p not in sys.path]; "
          "from sft_sweep.nn.shardworker import worker_main; worker_main(int(sys.argv[2]), int(sys.argv[3]))")
