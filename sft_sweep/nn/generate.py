@@ -39,7 +39,7 @@ def _prefill(model: GPT, ws: L.Workspace, ids: np.ndarray, lengths: np.ndarray,
     each prompt's last token."""
     cfg = model.config
     B, T = ids.shape
-    model._forward_layers(ws, ids, None, fw)
+    model._forward_layers(ws, ids, None, fw, for_backward=False)
     blocks = L.query_blocks(T, QUERY_BLOCK)
     for i in range(cfg.n_layer):
         buf = model._block_buffers(ws, i, B, T, blocks)

@@ -241,10 +241,13 @@ class GPT:
             xh2=ws.aug(("xh2", i), N, C), rstd2=ws.get(("rstd2", i), (N,)),
             u=ws.get(("u", i), (N, M)), T1=ws.get(("T1", i), (N, M)))
 
-    def _forward_layers(self, ws: L.Workspace, ids: np.ndarray, seg, fw, pos=None) -> None:
+    def _forward_layers(self, ws: L.Workspace, ids: np.ndarray, seg, fw, pos=None,
+                        for_backward: bool = True) -> None:
         """Runs embeddings and all blocks for one shard, keeping in ``ws`` what the
         backward (or the generation cache) needs; leaves the final residual in ws "x".
-        ``pos``: the shard's (B, T) position ids, or None for 0..T-1."""
+        ``pos``: the shard's (B, T) position ids, or None for 0..T-1. ``for_backward=False``
+        (evaluation, prefill) skips the copies only the backward reads (k and v^T); every
+        number computed is the same."""
         cfg, p = self.config, self.params
         B, T = ids.shape
         N, C, M, H, hd = B * T, cfg.n_embd, cfg.n_mlp, cfg.n_head, cfg.head_dim
@@ -271,10 +274,13 @@ class GPT:
                 np.matmul(xh1[r], fw["qkv", i], out=qkv)
                 q5 = qkv.reshape(Bc, T, 3, H, hd)
                 np.copyto(q[b0:b1], q5[:, :, 0].transpose(0, 2, 1, 3))
-                np.copyto(k[b0:b1], q5[:, :, 1].transpose(0, 2, 1, 3))
-                np.copyto(kt[b0:b1], k[b0:b1].transpose(0, 1, 3, 2))
                 np.copyto(v[b0:b1], q5[:, :, 2].transpose(0, 2, 1, 3))
-                np.copyto(vt[b0:b1], v[b0:b1].transpose(0, 1, 3, 2))
+                if for_backward:
+                    np.copyto(k[b0:b1], q5[:, :, 1].transpose(0, 2, 1, 3))
+                    np.copyto(kt[b0:b1], k[b0:b1].transpose(0, 1, 3, 2))
+                    np.copyto(vt[b0:b1], v[b0:b1].transpose(0, 1, 3, 2))
+                else:
+                    np.copyto(kt[b0:b1], q5[:, :, 1].transpose(0, 2, 3, 1))
                 o = att[r, :C].reshape(Bc, T, H, hd).transpose(0, 2, 1, 3)
                 L.attention_forward(q[b0:b1], kt[b0:b1], v[b0:b1], [E[b0:b1] for E in Es],
                                     irs[b0:b1], o, blocks,
@@ -525,7 +531,7 @@ class GPT:
         def work(i, s):
             ws = self.workers.workspace(i, ids[s].shape)
             self._forward_layers(ws, ids[s], None if seg is None else seg[s], fw,
-                                 None if pos is None else pos[s])
+                                 None if pos is None else pos[s], for_backward=False)
             self._head(ws, s.stop - s.start, T, fw, lambda r, lg: fn(s, r, lg, ws))
 
         self.workers.run(work, self.workers.shards(B), prepare=lambda: fw.update(self._fold()))
@@ -555,7 +561,7 @@ class GPT:
         def fn(s, r, lg, ws):
             base = s.start * T
             rows = slice(base + r.start, base + r.stop)
-            out[rows] = L.softmax_xent_forward(lg, tflat[rows], ws.ones(lg.shape[1]))
+            out[rows] = L.softmax_xent_forward(lg, tflat[rows], ws.ones(lg.shape[1]), probs=False)
 
         self._eval(ids, seg, fn, pos)
         return out.reshape(B, T)

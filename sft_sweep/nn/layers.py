@@ -353,10 +353,11 @@ def attention_backward(do, q, k, vt, E_blocks, inv_rs, dq, dk, dv, blocks, ws) -
 
 # --------------------------------------------------------------------------- softmax + cross-entropy
 
-def softmax_xent_forward(logits, targets, ones_v):
+def softmax_xent_forward(logits, targets, ones_v, probs: bool = True):
     """Per-row cross-entropy of ``logits`` (R, V) against ``targets`` (R,).
 
-    Turns ``logits`` into probabilities in place (the backward wants them) and returns
+    Turns ``logits`` into probabilities in place (the backward wants them; with
+    ``probs=False``, for a loss without gradients, they are left unnormalized) and returns
     the cross-entropy (R,).
     """
     R = logits.shape[0]
@@ -367,6 +368,8 @@ def softmax_xent_forward(logits, targets, ones_v):
     z = logits @ ones_v
     ce = np.log(z)
     ce -= picked
+    if not probs:
+        return ce
     np.divide(1.0, z, out=z)
     logits *= z[:, None]
     return ce

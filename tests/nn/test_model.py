@@ -333,3 +333,29 @@ class _CheckedUfunc:
 def _is_f64(x) -> bool:
     """A float64 array or numpy float64 scalar (Python floats are fine: weak scalars)."""
     return isinstance(x, (np.ndarray, np.generic)) and x.dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_evaluation_forward_computes_the_training_forwards_numbers(dtype):
+    """Evaluation skips the copies only the backward reads (k, v^T): the residual stream, the
+    cached keys and values and every loss stay those of the training forward, to the bit."""
+    from sft_sweep.nn import layers as L
+    from sft_sweep.nn.gpt import QUERY_BLOCK
+
+    model = GPT(small_config(dtype=dtype), seed=3)
+    ids = np.random.default_rng(0).integers(0, 260, (20, 32))   # several chunks of rows
+    fw = model._fold()
+    out = {}
+    for for_backward in (True, False):
+        ws = L.Workspace(model.dtype)
+        model._forward_layers(ws, ids, None, fw, for_backward=for_backward)
+        bufs = [model._block_buffers(ws, i, 20, 32, L.query_blocks(32, QUERY_BLOCK))
+                for i in range(model.config.n_layer)]
+        out[for_backward] = [ws.get("x", (20 * 32, 32)).copy()] + \
+            [b.kt.copy() for b in bufs] + [b.v.copy() for b in bufs]
+    for a, b in zip(out[True], out[False]):
+        assert np.array_equal(a, b)
+    targets = np.roll(ids, -1, axis=1)
+    loss, _ = model.loss_and_grads(ids, targets, np.ones(ids.shape))
+    nll = model.token_nll(ids, targets)
+    assert nll.astype(np.float64).mean() == pytest.approx(loss, rel=1e-6 if dtype == "float32" else 1e-12)
