@@ -99,3 +99,35 @@ def test_inspect_job_renders_a_finished_jobs_data_with_its_counts(finished_job):
     for key, value in found.counts.items():
         if key in summary["data"]:
             assert summary["data"][key] == value, key
+
+
+def _benchmark(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_eval_profile_times_every_part_of_a_jobs_evaluation(finished_job):
+    job_dir, summary = finished_job
+    r = _benchmark("eval_profile").profile(job_dir, repeat=1)
+    final, periodic = r["final"], r["periodic"]
+    parts = [label for _, _, label in _benchmark("eval_profile").PARTS]
+    assert set(parts) <= set(final)                      # the smoke job measures every part
+    assert 0.5 * final["total"] <= sum(final[p] for p in parts) <= final["total"]
+    # a periodic evaluation leaves memorisation and base knowledge to the final one
+    assert not {"memorisation answers", "base knowledge"} & set(periodic) and periodic["total"] < final["total"]
+    assert r["job_timings"]["eval_s"] == summary["timings"]["eval_s"]
+
+
+def test_step_profile_splits_a_step_into_its_passes():
+    r = _benchmark("step_profile").profile("mini:128", steps=2, batch=2)
+    ms = r["passes_ms"]
+    assert r["batch"] == 2 and r["tokens_per_step"] == 256
+    for part in ("matmuls and copies", "GELU", "LayerNorm", "attention (with its products)", "cross-entropy",
+                 "optimizer"):
+        assert ms[part] > 0, part
+    assert sum(ms.values()) == pytest.approx(r["profiled_step_ms"], rel=0.3)
+    assert 0 < r["outside_matmul_drivers"] < 1
