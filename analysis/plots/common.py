@@ -150,7 +150,13 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
     to_pt = 72.0 / fig.dpi
     # half the marker's width in pixels, plus one so a label does not touch its edge
     radii = [math.sqrt(s) / 2 / to_pt + 1 for s in point_sizes] if len(point_sizes) else [point_px] * len(points)
+    def placement():
+        return [(t.xyann, t.get_horizontalalignment()) for t in labels]
+
     for _round in range(3):
+        if _round and placement() == drawn:
+            break  # nothing moved since the last layout: another round would decide the same
+        drawn = placement()
         fig.draw_without_rendering()
         renderer = fig.canvas.get_renderer()
         box = ax.get_window_extent(renderer)

@@ -120,3 +120,34 @@ def test_search_like_sweep_is_not_split_into_one_panel_per_job(tmp_path):
     assert plots.common.facet_columns(runs.done_jobs(), ["optim.warmup_steps"]) == []
     for fn in (plots.plot_lr_comparison, plots.plot_forgetting, plots.plot_forgetting_curves):
         assert _is_png(fn(runs, tmp_path / "out"))
+
+
+def _labelled_axes(offsets):
+    from analysis.plots.common import panel_grid
+
+    fig, axes = panel_grid(1, 1)
+    ax = axes[0, 0]
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 10)
+    labels = [ax.annotate(f"label {i}", (x, y), xytext=(4, 0), textcoords="offset points")
+              for i, (x, y) in enumerate(offsets)]
+    return fig, ax, labels
+
+
+def test_label_fitting_lays_out_again_only_while_labels_move(monkeypatch):
+    from matplotlib.figure import Figure
+
+    from analysis.plots.common import fit_labels
+
+    draws = []
+    real = Figure.draw_without_rendering
+    monkeypatch.setattr(Figure, "draw_without_rendering", lambda self: (draws.append(1), real(self)))
+    fig, ax, labels = _labelled_axes([(1, 1), (1, 8), (5, 5)])      # apart: nothing to move
+    fit_labels(fig, ax, labels)
+    assert len(draws) == 1
+    draws.clear()
+    fig, ax, labels = _labelled_axes([(2, 5), (2, 5.05)])            # on top of each other
+    fit_labels(fig, ax, labels)
+    assert len(draws) >= 2
+    a, b = (t.get_window_extent() for t in labels)
+    assert not a.overlaps(b)
