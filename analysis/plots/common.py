@@ -153,8 +153,9 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
     def placement():
         return [(t.xyann, t.get_horizontalalignment()) for t in labels]
 
+    drawn = None  # the placement at the last layout
     for _round in range(3):
-        if _round and placement() == drawn:
+        if placement() == drawn:
             break  # nothing moved since the last layout: another round would decide the same
         drawn = placement()
         fig.draw_without_rendering()
