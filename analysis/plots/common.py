@@ -150,6 +150,7 @@ def fit_labels(fig: Figure, ax, labels: Sequence[Any], pad_px: float = 2.0,
     to_pt = 72.0 / fig.dpi
     # half the marker's width in pixels, plus one so a label does not touch its edge
     radii = [math.sqrt(s) / 2 / to_pt + 1 for s in point_sizes] if len(point_sizes) else [point_px] * len(points)
+
     def placement():
         return [(t.xyann, t.get_horizontalalignment()) for t in labels]
 
