@@ -3,6 +3,7 @@
     python benchmarks/readme_results.py --run --write     # run the quickstart, record it, update README.md
     python benchmarks/readme_results.py --write           # record an existing runs/sweeps/quickstart
     python benchmarks/readme_results.py                   # print the table of the recorded run
+    python benchmarks/readme_results.py --compare SWEEP   # every number of SWEEP against the record
 
 The record (benchmarks/results/quickstart.json) keeps every number of the table together with the
 machine, the commit and the command that produced them; README.md holds the table rendered from that
@@ -113,6 +114,32 @@ def write_readme(readme: Path, table: str) -> None:
     readme.write_text(f"{head}{START}\n{table}\n{END}{tail}")
 
 
+def compare(record: dict, sweep: dict) -> tuple[int, float, list[str]]:
+    """Every base and final metric and the forgetting of each recorded job against the same job
+    (learning rate, replay) of ``sweep``: (numbers compared, largest relative difference, one
+    line per number that differs or is missing)."""
+    jobs = {(j["lr"], j["replay"]): j for j in sweep["jobs"]}
+    n, worst, lines = 0, 0.0, []
+    for old in record["jobs"]:
+        name = f"lr {old['lr']:g} replay {old['replay']:g}"
+        new = jobs.get((old["lr"], old["replay"]))
+        pairs = [("forgetting_pct", old.get("forgetting_pct"), None if new is None else new.get("forgetting_pct"))]
+        for part in ("base", "final"):
+            pairs += [(f"{part}.{k}", v, None if new is None else new[part].get(k)) for k, v in old[part].items()]
+        for key, a, b in pairs:
+            if a is None:
+                continue
+            n += 1
+            if b is None:
+                lines.append(f"{name}: {key} {a:.6g} recorded, missing here")
+                worst = float("inf")
+            elif a != b:
+                rel = abs(b - a) / abs(a) if a else float("inf")
+                worst = max(worst, rel)
+                lines.append(f"{name}: {key} {a:.6g} -> {b:.6g} (relative {rel:.3g})")
+    return n, worst, lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", action="store_true", help="run the README's quickstart command first (from the repository)")
@@ -120,8 +147,15 @@ def main() -> None:
     p.add_argument("--write", action="store_true", help="record the sweep and update README.md")
     p.add_argument("--note", help="recording an earlier run: how it ran (wall time, load, cached base ...)")
     p.add_argument("--commit", help="recording an earlier run: the commit it ran at (default: HEAD)")
+    p.add_argument("--compare", metavar="SWEEP", help="compare SWEEP's numbers with the record (exit 1 if any differ)")
     p.add_argument("extra", nargs="*", help="after --: extra sft-sweep overrides (--run passes them on)")
     args = p.parse_args()
+    if args.compare:
+        n, worst, lines = compare(json.loads(RECORD.read_text()), collect(Path(args.compare)))
+        for line in lines:
+            print(line)
+        print(f"{n} numbers compared with {RECORD.name}, {len(lines)} differ; largest relative difference {worst:.3g}")
+        return 1 if lines else 0
     if args.run or args.write:
         command = COMMAND + list(args.extra)
         wall = None

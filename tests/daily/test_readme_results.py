@@ -35,3 +35,20 @@ def test_render_formats_every_job(tmp_path):
     readme.write_text(f"a\n{readme_results.START}\nold\n{readme_results.END}\nb\n")
     readme_results.write_readme(readme, "new table")
     assert readme.read_text() == f"a\n{readme_results.START}\nnew table\n{readme_results.END}\nb\n"
+
+
+def test_compare_names_every_number_that_moved_or_is_missing():
+    import copy
+    import json
+
+    record = json.loads(readme_results.RECORD.read_text())
+    n, worst, lines = readme_results.compare(record, record)
+    assert (worst, lines) == (0.0, []) and n == sum(len(j["base"]) + len(j["final"]) + 1 for j in record["jobs"])
+    sweep = copy.deepcopy(record)
+    job = sweep["jobs"][0]
+    job["final"]["raw_loss"] = record["jobs"][0]["final"]["raw_loss"] * 1.01     # a loss is never 0
+    del job["base"]["answer_acc"]
+    n2, worst, lines = readme_results.compare(record, sweep)
+    assert n2 == n and len(lines) == 2
+    assert any("final.raw_loss" in x and "relative 0.01" in x for x in lines)
+    assert any("base.answer_acc" in x and "missing" in x for x in lines) and worst == float("inf")
