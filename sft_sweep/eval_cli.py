@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from .errors import SftSweepError, check_writable, user_errors_exit
 from .inspect_data import compose_config
 from .jobfiles import write_json
 from .jobmodels import SHAPE_KEYS, JobModels, check_architecture, load_model, resolve
+from .train.evaluate import Evaluator
 from .train.job import evaluator_for
 
 
@@ -68,8 +70,21 @@ def decoding_overrides(found: JobModels, overrides: list[str], args: Any = None)
     return pins, source
 
 
-def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = False,
-                   args: Any = None) -> dict[str, Any]:
+@dataclass
+class Evaluation:
+    """A model ready to evaluate: the tuned model, the config it is evaluated with and its
+    evaluator, and what a base model must match (``shape``, checked ``against``)."""
+
+    model: Any
+    cfg: Any
+    evaluator: Evaluator
+    decoding_from: str
+    shape: dict
+    against: str
+
+
+def evaluation_for(found: JobModels, overrides: list[str], args: Any = None) -> Evaluation:
+    """Loads the tuned model and builds its evaluator from the job's config plus ``overrides``."""
     if found.tuned is None:
         raise SftSweepError("; ".join(found.notes) or "no model to evaluate")
     model = load_model(found.tuned)  # first: a file that is no checkpoint is refused before any work
@@ -83,21 +98,26 @@ def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = Fal
     shape_of_cfg = {"model": {k: getattr(cfg.model, k) for k in SHAPE_KEYS}}
     against = "its job's config" if found.job_dir is not None and not overrides else "the config"
     check_architecture(found.tuned, model, shape_of_cfg, against=against)
-    base_dir = _launch_dir(found.job_dir)
-    data = prepare(cfg, base_dir)
-    evaluator = evaluator_for(cfg, data)
+    data = prepare(cfg, _launch_dir(found.job_dir))
+    model.set_threads(max(1, cfg.train.threads))
+    return Evaluation(model, cfg, evaluator_for(cfg, data), decoding_from, shape_of_cfg, against)
+
+
+def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = False,
+                   args: Any = None) -> dict[str, Any]:
+    ev = evaluation_for(found, overrides, args)
+    model, cfg, evaluator = ev.model, ev.cfg, ev.evaluator
     result: dict[str, Any] = {"model": str(found.tuned), "job": str(found.job_dir) if found.job_dir else None,
                               "overrides": list(overrides), "template": cfg.template.name,
-                              "decoding": dict(evaluator.decoding), "decoding_from": decoding_from}
+                              "decoding": dict(evaluator.decoding), "decoding_from": ev.decoding_from}
     tic = time.perf_counter()
-    model.set_threads(max(1, cfg.train.threads))
     result["metrics"], _ = evaluator.evaluate(model)
     if with_base:
         if found.base is None:
             raise SftSweepError("; ".join(found.notes) or "no base model found (give --base PATH)")
         result["base_model"] = str(found.base)
         base = load_model(found.base)
-        check_architecture(found.base, base, shape_of_cfg, "base model", against=against)
+        check_architecture(found.base, base, ev.shape, "base model", against=ev.against)
         result["base_metrics"], _ = evaluator.evaluate(base)
         b, f = result["base_metrics"].get("raw_loss"), result["metrics"].get("raw_loss")
         if b and f is not None:
