@@ -2,9 +2,9 @@
 
     python benchmarks/eval_profile.py JOB_DIR [--repeat 3] [--json]
 
-Loads the job's tuned model, rebuilds its evaluator from its own config (as ``sft-sweep-eval``
-does) and times, over ``--repeat`` runs (the best of each part), a final evaluation and a
-periodic one, part by part: held-out raw-text loss, response loss, greedy answers, multiple
+Loads the job's tuned model and its evaluator as ``sft-sweep-eval`` does (``evaluation_for``) and
+times, over ``--repeat`` runs (the best of each part), a final evaluation and a periodic one, part
+by part: held-out raw-text loss, response loss, greedy answers, multiple
 choice, base knowledge (raw completion), memorisation (its greedy answers and its losses).
 With the job's ``summary.json`` timings it prints what share of the job the evaluation took
 when the job ran (``eval_s`` against ``total_s``).
@@ -22,12 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from sft_sweep.data import prepare  # noqa: E402
-from sft_sweep.eval_cli import _job_overrides, _launch_dir, decoding_overrides  # noqa: E402
-from sft_sweep.inspect_data import compose_config  # noqa: E402
-from sft_sweep.jobmodels import load_model, resolve  # noqa: E402
+from sft_sweep.errors import user_errors_exit  # noqa: E402
+from sft_sweep.eval_cli import evaluation_for  # noqa: E402
+from sft_sweep.jobmodels import resolve  # noqa: E402
 from sft_sweep.train.evaluate import Evaluator  # noqa: E402
-from sft_sweep.train.job import evaluator_for  # noqa: E402
 from sft_sweep.train.memorisation import MemorisationCheck  # noqa: E402
 
 PARTS = [(Evaluator, "raw_losses", "raw-text loss"), (Evaluator, "response_losses", "response loss"),
@@ -58,13 +56,8 @@ def timed_parts(spent: dict[str, float]):
 
 
 def profile(job_dir: Path, repeat: int) -> dict:
-    found = resolve(str(job_dir))
-    model = load_model(found.tuned)
-    pins, _ = decoding_overrides(found, [])
-    cfg = compose_config(_job_overrides(found.job_dir) + pins)
-    data = prepare(cfg, _launch_dir(found.job_dir))
-    evaluator = evaluator_for(cfg, data)
-    model.set_threads(max(1, cfg.train.threads))
+    ev = evaluation_for(resolve(str(job_dir)), [])
+    model, evaluator = ev.model, ev.evaluator
     out = {}
     for kind, periodic in (("final", False), ("periodic", True)):
         best: dict[str, float] = {}
@@ -93,7 +86,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", action="store_true", help="print one JSON line")
     a = p.parse_args()
-    r = profile(Path(a.job_dir), a.repeat)
+    with user_errors_exit("eval_profile"):
+        r = profile(Path(a.job_dir), a.repeat)
     if a.json:
         print(json.dumps(r))
         return

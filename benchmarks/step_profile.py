@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from throughput import blas_kernel, model_config  # noqa: E402
+from throughput import SHAPES, blas_kernel, model_config  # noqa: E402
 
 from sft_sweep.nn import GPT, AdamW  # noqa: E402
 
@@ -102,6 +102,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--json", action="store_true", help="print one JSON line")
     a = p.parse_args()
+    name, _, seq = a.shape.partition(":")
+    if name not in SHAPES or not seq.isdigit():
+        p.error(f"--shape: {a.shape!r} is not model:seq with model one of {', '.join(SHAPES)}")
     r = profile(a.shape, a.steps, a.batch)
     r["blas"] = blas_kernel()
     if a.json:
