@@ -38,6 +38,10 @@ from .train.loss_weights import LOSS_NORMS
 DATA_SOURCES = ("world", "files")
 #: The parts of summary.json an objective (``eval.objective``) may point into.
 OBJECTIVE_ROOTS = ("final", "base", "forgetting_pct")
+#: What trains in SFT (``peft.method``): every weight, low-rank adapters, or the last (first) blocks.
+PEFT_METHODS = ("full", "lora", "freeze")
+#: The linear layers LoRA may adapt (``peft.targets``), named as in the model's parameters.
+LORA_TARGETS = ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")
 
 
 @dataclass
@@ -132,12 +136,31 @@ class OptimConf:
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0  # global-norm clipping; 0 disables
+    # A decoupled pull toward the weights SFT started from: after each update
+    # theta -= lr * l2_to_base * (theta - theta_start), for every trained parameter. 0: off.
+    l2_to_base: float = 0.0
 
 
 @dataclass
 class MixConf:
     replay_ratio: float = 0.0  # fraction of training sequences that are raw pre-training windows
     weights: dict[str, float] = field(default_factory=dict)  # per dataset name (source=files)
+
+
+@dataclass
+class PeftConf:
+    """What SFT trains. ``full``: every weight. ``lora``: a low-rank change ``scale * A @ B`` of each
+    target matrix, the base weights frozen (A drawn as PEFT draws it, B = 0, so step 0 is the base
+    exactly; scale = alpha / rank, or alpha / sqrt(rank) with rslora). ``freeze``: only the last
+    ``trainable_layers`` blocks and the final LayerNorm train (negative: the first n blocks)."""
+
+    method: str = "full"  # full | lora | freeze
+    rank: int = 8
+    alpha: float = 16.0
+    rslora: bool = False
+    targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    trainable_layers: int = 2
+    train_embeddings: bool = False
 
 
 @dataclass
@@ -160,6 +183,9 @@ class TrainConf:
     # loss, exceeds diverge_factor * ln(vocab_size): that many times the loss of a uniform guess.
     # NaN / inf always count. 0 disables the bound.
     diverge_factor: float = 2.0
+    # NEFTune: uniform(-1, 1) * neftune_alpha / sqrt(L * d) added to the input embeddings of every
+    # training step (L the padded sequence length, d the width); never at evaluation. 0: off.
+    neftune_alpha: float = 0.0
 
 
 @dataclass
@@ -183,6 +209,9 @@ class EvalConf:
     # many items of each set, spread evenly and the same every time (0: all of them); their losses
     # use every item. The base's and the final evaluation always use every item.
     periodic_items: int = 20
+    # Weight blends evaluated after training: each t gives (1 - t) * base + t * tuned, evaluated
+    # like the final model and recorded in summary.json's "blends". Empty: none.
+    blend: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -230,6 +259,7 @@ class Config:
     data: DataConf = field(default_factory=DataConf)
     template: TemplateConf = field(default_factory=TemplateConf)
     optim: OptimConf = field(default_factory=OptimConf)
+    peft: PeftConf = field(default_factory=PeftConf)
     mix: MixConf = field(default_factory=MixConf)
     train: TrainConf = field(default_factory=TrainConf)
     eval: EvalConf = field(default_factory=EvalConf)
@@ -307,6 +337,19 @@ def validate(cfg: Config) -> None:
            "must be in [0, 1)", p)
     _check(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, "must be >= 0 (0 disables clipping)", p)
     _check(o.eps > 0, "optim.eps", o.eps, "must be > 0", p)
+    _check(o.l2_to_base >= 0, "optim.l2_to_base", o.l2_to_base, "must be >= 0 (0: off)", p)
+    pe = cfg.peft
+    _check_choice("peft.method", pe.method, PEFT_METHODS, p)
+    if pe.method == "lora":
+        _check(pe.rank >= 1, "peft.rank", pe.rank, "must be >= 1", p)
+        _check(pe.alpha > 0, "peft.alpha", pe.alpha, "must be > 0", p)
+        _check(len(pe.targets) > 0 and all(t in LORA_TARGETS for t in pe.targets) and
+               len(set(pe.targets)) == len(pe.targets), "peft.targets", list(pe.targets),
+               "must list distinct names among " + ", ".join(LORA_TARGETS), p)
+    if pe.method == "freeze":
+        n = cfg.model.n_layer
+        _check(pe.trainable_layers != 0 and abs(pe.trainable_layers) <= n, "peft.trainable_layers",
+               pe.trainable_layers, f"must be 1..{n} (the last n blocks) or -1..-{n} (the first n)", p)
     _check(0.0 <= cfg.mix.replay_ratio < 1.0, "mix.replay_ratio", cfg.mix.replay_ratio, "must be in [0, 1)", p)
     for name, w in cfg.mix.weights.items():
         _check(w > 0, f"mix.weights.{name}", w, "must be > 0", p)
@@ -325,6 +368,7 @@ def validate(cfg: Config) -> None:
     _check(t.threads >= 0, "train.threads", t.threads, "must be >= 0 (0: all cores)", p)
     _check(t.diverge_factor >= 0, "train.diverge_factor", t.diverge_factor,
            "must be >= 0 (a multiple of ln(vocab_size); 0 disables the divergence bound)", p)
+    _check(t.neftune_alpha >= 0, "train.neftune_alpha", t.neftune_alpha, "must be >= 0 (0: off)", p)
     e = cfg.eval
     for k in ("max_items", "max_new_tokens", "raw_windows", "batch_size"):
         _check(getattr(e, k) >= 1, f"eval.{k}", getattr(e, k), "must be >= 1", p)
@@ -332,6 +376,8 @@ def validate(cfg: Config) -> None:
     _check(e.repetition_penalty > 0, "eval.repetition_penalty", e.repetition_penalty, "must be > 0 (1.0: off)", p)
     _check(e.no_repeat_ngram >= 0, "eval.no_repeat_ngram", e.no_repeat_ngram, "must be >= 0 (0: off)", p)
     _check(e.periodic_items >= 0, "eval.periodic_items", e.periodic_items, "must be >= 0 (0: every item)", p)
+    _check(all(0.0 <= t <= 1.0 for t in e.blend) and len(set(e.blend)) == len(e.blend), "eval.blend",
+           list(e.blend), "must list distinct weights t in [0, 1] ((1 - t) * base + t * tuned)", p)
     named = [("eval.objective", e.objective)] + [(f"eval.objectives[{i}]", o) for i, o in enumerate(e.objectives)]
     for key, obj in named:
         _check(obj.split(".")[0] in OBJECTIVE_ROOTS, key, obj,
@@ -396,7 +442,13 @@ OFF_IS_ABSENT = {"eval.repetition_penalty": 1.0, "eval.no_repeat_ngram": 0, "dat
                  "data.world.n_eval_system": 0, "data.world.caps_doc_fraction": 0.0,
                  # decides only the evaluations between the base's and the final one, so a job
                  # that ran before with every item there keeps its hash at the default
-                 "eval.periodic_items": 20}
+                 "eval.periodic_items": 20,
+                 "optim.l2_to_base": 0.0, "train.neftune_alpha": 0.0, "eval.blend": [],
+                 "peft.method": "full"}
+# Settings that mean something only under another setting's value, and count only then: a full
+# fine-tuning job's hash is that of a config with no peft group at all.
+ONLY_WHEN = {**{f"peft.{k}": ("peft.method", "lora") for k in ("rank", "alpha", "rslora", "targets")},
+             **{f"peft.{k}": ("peft.method", "freeze") for k in ("trainable_layers", "train_embeddings")}}
 
 
 def semantic(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -405,6 +457,10 @@ def semantic(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in values.items():
         full = f"{prefix}{k}"
+        if full in ONLY_WHEN:
+            key, needed = ONLY_WHEN[full]
+            if values.get(key.removeprefix(prefix)) != needed:
+                continue
         if full in NON_SEMANTIC_KEYS or full.split(".")[0] in NON_SEMANTIC_GROUPS:
             continue
         if full in UNSET_IS_ABSENT and v is None:
@@ -421,14 +477,16 @@ def config_hash(cfg_dict: dict[str, Any]) -> str:
     return stable_hash(semantic(flatten(cfg_dict)))
 
 
-# The groups that decide what a base model's evaluation measures.
+# The groups that decide what a base model's evaluation measures (less the settings of the group
+# that only concern the tuned model).
 BASE_EVAL_GROUPS = ("data", "template", "eval", "model")
+NOT_BASE_EVAL_KEYS = ("eval.blend",)
 
 
 def base_eval_key(cfg_dict: dict[str, Any]) -> str:
     """Key of a base model's cached evaluation (the model's own key names the base)."""
     return stable_hash({k: v for k, v in semantic(flatten(cfg_dict)).items()
-                        if k.split(".")[0] in BASE_EVAL_GROUPS})
+                        if k.split(".")[0] in BASE_EVAL_GROUPS and k not in NOT_BASE_EVAL_KEYS})
 
 
 def sweep_dir_of(config: Any) -> Path:
