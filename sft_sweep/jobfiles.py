@@ -49,6 +49,9 @@ METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"
 CHECKPOINT = "checkpoint.npz"
 MODEL = "model.npz"
+# A LoRA job's adapters (A and B of each target, scale, targets) and the base model they apply to;
+# model.npz holds the merged weights either way.
+ADAPTER = "adapter.npz"
 #: Held (flock) by the process writing the job directory, for the job's life (``sft_sweep.joblock``).
 LOCK = ".job.lock"
 

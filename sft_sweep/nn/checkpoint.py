@@ -27,8 +27,10 @@ _IGNORED_CONFIG_FIELDS = ("init_std",)
 
 
 def save_checkpoint(path, model: GPT, optimizer: AdamW | None = None, step: int = 0,
-                    rng_state: dict | None = None, extra: dict | None = None) -> None:
-    """Writes ``path`` atomically (exactly that name; no ``.npz`` is appended)."""
+                    rng_state: dict | None = None, extra: dict | None = None,
+                    adapter: dict[str, np.ndarray] | None = None) -> None:
+    """Writes ``path`` atomically (exactly that name; no ``.npz`` is appended). ``adapter``: the
+    trained values that are not the model's weights (LoRA's A and B), to resume from."""
     path = os.fspath(path)
     meta = {
         "format": FORMAT,
@@ -49,6 +51,8 @@ def save_checkpoint(path, model: GPT, optimizer: AdamW | None = None, step: int 
     if optimizer is not None:
         for key, value in optimizer.state_dict().items():
             arrays["opt/" + key] = np.asarray(value)
+    for name, value in (adapter or {}).items():
+        arrays["adapter/" + name] = np.asarray(value)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
@@ -94,7 +98,8 @@ def _open(path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def load_checkpoint(path, model: GPT, optimizer: AdamW | None = None) -> dict[str, Any]:
-    """Loads weights (and optimizer state) in place; returns {"step", "rng_state", "extra"}.
+    """Loads weights (and optimizer state) in place; returns {"step", "rng_state", "extra",
+    "adapter"} (``adapter``: the arrays saved as such, name -> array, possibly empty).
 
     Refuses, with a message naming what differs, a checkpoint of another configuration, and
     one whose weights hold NaN or inf. Nothing is modified unless every check passes.
@@ -133,4 +138,5 @@ def load_checkpoint(path, model: GPT, optimizer: AdamW | None = None) -> dict[st
     if opt_state is not None:
         optimizer.load_state_dict(opt_state)
     return {"step": int(meta.get("step", 0)), "rng_state": meta.get("rng_state"),
-            "extra": meta.get("extra")}
+            "extra": meta.get("extra"),
+            "adapter": {k[8:]: v for k, v in arrays.items() if k.startswith("adapter/")}}

@@ -99,6 +99,66 @@ class _BlockBuffers(NamedTuple):
     T1: np.ndarray      # tanh term of the GELU (N, M)
 
 
+class BackwardPlan(NamedTuple):
+    """Which gradient products a training step forms, from the set of parameters that train.
+
+    A frozen matrix still passes the input gradient on (the blocks above it need nothing from
+    it, the blocks below it need that gradient), but its weight-gradient product is skipped, and
+    the backward stops below the lowest block that trains."""
+
+    head: bool                          # the tied head's and final LayerNorm's product
+    embed: bool                         # the embeddings' gradient
+    stop: int                           # lowest block the backward reaches (n_layer: none)
+    linears: frozenset                  # (block, linear) whose weight gradient is formed
+    zero: tuple                         # parameters not computed, zeroed in the gradient buffer
+
+
+def backward_plan(cfg: GPTConfig, trainable: frozenset | None) -> BackwardPlan:
+    """The plan for ``trainable`` parameter names (None: every parameter)."""
+    names = [n for n, _ in param_table(cfg)]
+    if trainable is None:
+        return BackwardPlan(True, True, 0, frozenset((i, lin) for i in range(cfg.n_layer) for lin in LINEARS), ())
+    unknown = sorted(set(trainable) - set(names))
+    if unknown:
+        raise ValueError(f"trainable names no parameter of the model: {unknown[:5]}")
+    # a linear's product gives its weight, its bias and (through the fold) the LayerNorm before it
+    before = {"attn.qkv": "ln1", "mlp.fc": "ln2"}
+    linears = set()
+    for i in range(cfg.n_layer):
+        for lin in LINEARS:
+            own = [f"h.{i}.{lin}.w", f"h.{i}.{lin}.b"]
+            if lin in before:
+                own += [f"h.{i}.{before[lin]}.w", f"h.{i}.{before[lin]}.b"]
+            if any(n in trainable for n in own):
+                linears.add((i, lin))
+    embed = "wte" in trainable or "wpe" in trainable
+    blocks = [i for i, _ in linears]
+    stop = 0 if embed else min(blocks, default=cfg.n_layer)
+    head = "wte" in trainable or "lnf.w" in trainable or "lnf.b" in trainable
+    computed = set()
+    for i, lin in linears:
+        computed |= {f"h.{i}.{lin}.w", f"h.{i}.{lin}.b"}
+        if lin in before:
+            computed |= {f"h.{i}.{before[lin]}.w", f"h.{i}.{before[lin]}.b"}
+    if head:
+        computed |= {"wte", "lnf.w", "lnf.b"}
+    if embed:
+        computed.add("wpe")  # wte's rows are added to the head's gradient (zeroed when not formed)
+    return BackwardPlan(head, embed, stop, frozenset(linears), tuple(n for n in names if n not in computed))
+
+
+_PLANS: dict = {}
+
+
+def _plan_for(cfg: GPTConfig, trainable: frozenset | None) -> BackwardPlan:
+    """``backward_plan``, computed once per (shape, trainable set) in each process."""
+    key = (tuple(sorted(cfg.to_dict().items())), trainable)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = backward_plan(cfg, trainable)
+    return plan
+
+
 class GPT:
     """A GPT whose parameters are views into one flat buffer (``flat_params``).
 
@@ -128,6 +188,7 @@ class GPT:
         C, hd = config.n_embd, config.head_dim
         self._qscale = np.ones(3 * C, dtype=self.dtype)
         self._qscale[:C] = 1.0 / math.sqrt(hd)
+        self.trainable: frozenset | None = None
         self.workers = ShardWorkers(self.dtype, threads,
                                     spawn=(lambda n: ShardProcesses(config, self.num_params, n))
                                     if shard_processes else None)
@@ -160,6 +221,12 @@ class GPT:
         views = _views(flat, self._layout)
         self.params = {name: views[name] for name in self.params}
         self._fw = None
+
+    def set_trainable(self, names=None) -> None:
+        """Which parameters ``loss_and_grads`` differentiates (None: all). The others are frozen:
+        their weight-gradient products are skipped and they are absent from the returned grads."""
+        self.trainable = None if names is None else frozenset(names)
+        backward_plan(self.config, self.trainable)  # refuses unknown names now, not mid-step
 
     @property
     def threads(self) -> int:
@@ -242,12 +309,13 @@ class GPT:
             u=ws.get(("u", i), (N, M)), T1=ws.get(("T1", i), (N, M)))
 
     def _forward_layers(self, ws: L.Workspace, ids: np.ndarray, seg, fw, pos=None,
-                        for_backward: bool = True) -> None:
+                        for_backward: bool = True, noise=None) -> None:
         """Runs embeddings and all blocks for one shard, keeping in ``ws`` what the
         backward (or the generation cache) needs; leaves the final residual in ws "x".
         ``pos``: the shard's (B, T) position ids, or None for 0..T-1. ``for_backward=False``
         (evaluation, prefill) skips the copies only the backward reads (k and v^T); every
-        number computed is the same."""
+        number computed is the same. ``noise`` (B, T, C) is added to the input embeddings
+        (NEFTune; a constant, so no gradient flows to it)."""
         cfg, p = self.config, self.params
         B, T = ids.shape
         N, C, M, H, hd = B * T, cfg.n_embd, cfg.n_mlp, cfg.n_head, cfg.head_dim
@@ -261,6 +329,8 @@ class GPT:
             L.embedding_forward(p["wte"], p["wpe"], ids, x)
         else:
             L.embedding_forward(p["wte"], p["wpe"], ids, x, pos, ws.get("wpe_rows", (N, C)))
+        if noise is not None:
+            x += noise.reshape(N, C)
         for i in range(cfg.n_layer):
             xh1, rstd1, q, k, v, kt, vt, Es, irs, att, xh2, rstd2, u, T1s = \
                 self._block_buffers(ws, i, B, T, blocks)
@@ -311,9 +381,10 @@ class GPT:
             fn(r, lg)
 
     def _backward_layers(self, ws: L.Workspace, ids: np.ndarray, fw, g: dict,
-                         gflat: np.ndarray, pos=None) -> None:
-        """Backward through all blocks from ws "dx" (gradient at the final residual);
-        writes every block's parameter gradients and the embeddings' into ``g``."""
+                         gflat: np.ndarray, pos=None, plan: BackwardPlan | None = None) -> None:
+        """Backward through the blocks from ws "dx" (gradient at the final residual) down to
+        ``plan.stop``; writes the gradients the plan forms into ``g``."""
+        plan = plan or backward_plan(self.config, None)
         cfg, p = self.config, self.params
         B, T = ids.shape
         N, C, M, H, hd = B * T, cfg.n_embd, cfg.n_mlp, cfg.n_head, cfg.head_dim
@@ -329,8 +400,9 @@ class GPT:
                 np.matmul(a, b, out=t)
                 out += t
 
-        for i in reversed(range(cfg.n_layer)):
+        for i in reversed(range(plan.stop, cfg.n_layer)):
             h = f"h.{i}."
+            w_qkv, w_proj, w_fc, w_fcproj = ((i, lin) in plan.linears for lin in LINEARS)
             xh1, rstd1, q, k, _, _, vt, Es, irs, att, xh2, rstd2, u, T1s = \
                 self._block_buffers(ws, i, B, T, blocks)
             dF_qkv, dF_fc = ws.get("dF_qkv", (C + 1, 3 * C)), ws.get("dF_fc", (C + 1, M))
@@ -345,16 +417,19 @@ class GPT:
                 # MLP: tanh was stored; the cheap parts of the GELU are recomputed
                 g2, Pg, Tg = ws.aug("g2", R, M), ws.get("Pg", (R, M)), T1s[r]
                 L.gelu_recompute(u[r], Tg, g2[:, :M], Pg)
-                acc(first, g_fcproj, g2.T, dy)
+                if w_fcproj:
+                    acc(first, g_fcproj, g2.T, dy)
                 dg = ws.get("dg", (R, M))
                 np.matmul(dy, fw["fcproj", i][:M].T, out=dg)
                 L.gelu_backward(dg, u[r], Pg, Tg, ws.get("Wg", (R, M)))
-                acc(first, dF_fc, xh2[r].T, dg)
+                if w_fc:
+                    acc(first, dF_fc, xh2[r].T, dg)
                 np.matmul(dg, fw["fc", i][:C].T, out=dxh)
                 work = ws.get("lnwork", (R, C))
                 L.layernorm_backward(dxh, xh2[r, :C], rstd2[r], tmp, inv_c, dy, True, work)
                 # attention
-                acc(first, g_proj, att[r].T, dy)
+                if w_proj:
+                    acc(first, g_proj, att[r].T, dy)
                 np.matmul(dy, fw["proj", i][:C].T, out=dxh)
                 do = ws.get("do", (Bc, H, T, hd))
                 np.copyto(do, dxh.reshape(Bc, T, H, hd).transpose(0, 2, 1, 3))
@@ -366,17 +441,24 @@ class GPT:
                 np.copyto(d5[:, :, 0], dq.transpose(0, 2, 1, 3))
                 np.copyto(d5[:, :, 1], dk.transpose(0, 2, 1, 3))
                 np.copyto(d5[:, :, 2], dv.transpose(0, 2, 1, 3))
-                acc(first, dF_qkv, xh1[r].T, dqkv)
+                if w_qkv:
+                    acc(first, dF_qkv, xh1[r].T, dqkv)
+                if i == plan.stop and not plan.embed:
+                    continue  # nothing below trains: the gradient need not go further
                 np.matmul(dqkv, fw["qkv", i][:C].T, out=dxh)
                 L.layernorm_backward(dxh, xh1[r, :C], rstd1[r], tmp, inv_c, dy, True, work)
-            L.unfold_ln_linear(dF_qkv, p[h + "ln1.w"], p[h + "ln1.b"], p[h + "attn.qkv.w"],
-                               g[h + "attn.qkv.w"], g[h + "attn.qkv.b"], g[h + "ln1.w"],
-                               g[h + "ln1.b"], self._qscale)
-            L.unfold_ln_linear(dF_fc, p[h + "ln2.w"], p[h + "ln2.b"], p[h + "mlp.fc.w"],
-                               g[h + "mlp.fc.w"], g[h + "mlp.fc.b"], g[h + "ln2.w"],
-                               g[h + "ln2.b"])
-            g_fcproj[:M] *= 0.5
-        L.embedding_backward(dx, ids, g["wte"], g["wpe"], ws.ones(B), pos)
+            if w_qkv:
+                L.unfold_ln_linear(dF_qkv, p[h + "ln1.w"], p[h + "ln1.b"], p[h + "attn.qkv.w"],
+                                   g[h + "attn.qkv.w"], g[h + "attn.qkv.b"], g[h + "ln1.w"],
+                                   g[h + "ln1.b"], self._qscale)
+            if w_fc:
+                L.unfold_ln_linear(dF_fc, p[h + "ln2.w"], p[h + "ln2.b"], p[h + "mlp.fc.w"],
+                                   g[h + "mlp.fc.w"], g[h + "mlp.fc.b"], g[h + "ln2.w"],
+                                   g[h + "ln2.b"])
+            if w_fcproj:
+                g_fcproj[:M] *= 0.5
+        if plan.embed:
+            L.embedding_backward(dx, ids, g["wte"], g["wpe"], ws.ones(B), pos)
 
     # ------------------------------------------------------------------ public API
 
@@ -407,7 +489,7 @@ class GPT:
         return ids, targets, mask, check_segments(segment_ids, shape), check_positions(positions, shape, n)
 
     def loss_and_grads(self, ids, targets, mask, segment_ids=None, normalizer=None,
-                       positions=None):
+                       positions=None, embed_noise=None):
         """Masked mean cross-entropy and its exact gradient for every parameter.
 
         ``loss = sum(ce * mask) / normalizer`` with ``normalizer = mask.sum()`` by default;
@@ -421,7 +503,10 @@ class GPT:
         token (packed rows restart at 0 per document, so a packed example sees the same
         positions as unpacked); None uses 0..T-1 in every row.
 
-        Returns ``(loss: float, grads: dict name -> ndarray)``. The gradients are views
+        ``embed_noise`` (B, T, n_embd): added to the input embeddings (NEFTune), no gradient.
+
+        Returns ``(loss: float, grads: dict name -> ndarray)``, for the parameters that train
+        (``set_trainable``; all by default). The gradients are views
         into a freshly allocated flat buffer laid out like ``flat_params`` (reachable as
         ``grads[name].base``); the caller owns them and may keep or modify them.
         A GPT is not re-entrant: call it from one thread at a time.
@@ -440,6 +525,11 @@ class GPT:
             if not (math.isfinite(total) and total > 0):
                 raise ValueError(f"normalizer must be positive and finite, got {normalizer!r}")
         weight = (mask * (1.0 / total)).reshape(-1)
+        if embed_noise is not None:
+            embed_noise = np.asarray(embed_noise, dtype=self.dtype)
+            want = (*shape, self.config.n_embd)
+            if embed_noise.shape != want:
+                raise ValueError(f"embed_noise shape {embed_noise.shape} does not match {want}")
         tflat = targets.reshape(-1)
 
         out = np.empty(self.num_params, dtype=self.dtype)
@@ -449,7 +539,8 @@ class GPT:
 
         def inputs(s: slice) -> tuple:
             return (ids[s], tflat[s.start * T: s.stop * T], weight[s.start * T: s.stop * T],
-                    None if seg is None else seg[s], None if pos is None else pos[s])
+                    None if seg is None else seg[s], None if pos is None else pos[s],
+                    None if embed_noise is None else embed_noise[s], self.trainable)
 
         procs = self.workers.processes
         if procs is not None and len(shards) > 1:
@@ -479,18 +570,26 @@ class GPT:
                 f"learning rate or check the data")
         for i in range(1, len(shards)):
             out += grad_bufs[i]
-        return loss, self.grad_views(out)
+        grads = self.grad_views(out)
+        if self.trainable is not None:
+            grads = {n: g for n, g in grads.items() if n in self.trainable}
+        return loss, grads
 
-    def shard_loss_and_grads(self, i: int, sid, tf, w, sseg, spos, fw, buf) -> float:
+    def shard_loss_and_grads(self, i: int, sid, tf, w, sseg, spos, snoise, trainable, fw, buf) -> float:
         """One shard's share of ``loss_and_grads``: its summed weighted loss, and its gradient
         written into the flat buffer ``buf``. ``sid`` (B, T) ids, ``tf`` / ``w`` the flat targets
         and weights of its rows, ``sseg`` / ``spos`` its segment and position ids (or None), ``fw``
-        the folded weights; ``i`` names the shard's workspace."""
+        the folded weights; ``i`` names the shard's workspace. ``snoise``: its rows of the
+        embedding noise (or None); ``trainable``: the names that train (None: all)."""
         C, V = self.config.n_embd, self.config.vocab_size
         B, T = sid.shape
+        plan = _plan_for(self.config, trainable)
         ws = self.workers.workspace(i, sid.shape)
-        self._forward_layers(ws, sid, sseg, fw, spos)
+        self._forward_layers(ws, sid, sseg, fw, spos, noise=snoise)
         g = _views(buf, self._layout)
+        for name in plan.zero:
+            g[name][...] = 0.0
+        below = plan.stop < self.config.n_layer or plan.embed  # anything below the head trains
         dF_head = ws.get("dF_head", (C + 1, V))
         dx = ws.get("dx", (B * T, C))
         inv_c = ws.get("inv_c", (C,))
@@ -503,12 +602,16 @@ class GPT:
             ce = L.softmax_xent_forward(lg, tg, ws.ones(V))
             losses.append(float(np.dot(ce, wr)))
             L.softmax_xent_backward(lg, tg, wr)
-            if r.start == 0:
+            if not plan.head:
+                pass
+            elif r.start == 0:
                 np.matmul(xhf[r].T, lg, out=dF_head)
             else:
                 t = ws.get("acc", dF_head.shape)
                 np.matmul(xhf[r].T, lg, out=t)
                 np.add(dF_head, t, out=dF_head)
+            if not below:
+                return
             dxh = ws.get("dxh", (r.stop - r.start, C))
             np.matmul(lg, fw["head"][:C].T, out=dxh)
             L.layernorm_backward(dxh, xhf[r, :C], rstdf[r], ws.get("tmpC", dxh.shape),
@@ -519,9 +622,11 @@ class GPT:
         if not math.isfinite(loss):
             return loss
         p = self.params
-        L.unfold_ln_linear(dF_head, p["lnf.w"], p["lnf.b"], p["wte"].T, g["wte"].T, None,
-                           g["lnf.w"], g["lnf.b"])
-        self._backward_layers(ws, sid, fw, g, buf, spos)
+        if plan.head:
+            L.unfold_ln_linear(dF_head, p["lnf.w"], p["lnf.b"], p["wte"].T, g["wte"].T, None,
+                               g["lnf.w"], g["lnf.b"])
+        if below:
+            self._backward_layers(ws, sid, fw, g, buf, spos, plan)
         return loss
 
     def _eval(self, ids, seg, fn, pos=None) -> None:

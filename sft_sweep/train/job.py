@@ -10,6 +10,7 @@ Files in the job directory (the contract is ``sft_sweep.jobfiles``):
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import platform
@@ -26,9 +27,10 @@ from ..data import (PreparedData, ReplayMix, data_counts_line, prepare, pretrain
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
 from ..errors import CheckpointError, ConfigError, DivergedError, SftSweepError
 from ..jobfiles import (
-    CHECKPOINT, COMPLETED, DIVERGED, FAILED, INPUTS, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES,
+    ADAPTER, CHECKPOINT, COMPLETED, DIVERGED, FAILED, INPUTS, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES,
     SUMMARY, WARNINGS, file_digest, flatten, forgetting_pct, read_json, write_json, write_jsonl,
 )
+from ..atomicio import atomic_path
 from ..joblock import job_dir_lock
 from ..nn import GPT, load_checkpoint, read_checkpoint_config, save_checkpoint
 from . import sft
@@ -39,6 +41,7 @@ from .pretrain import load_or_build_base
 from .resources import job_threads
 from .runfiles import MetricsLog
 from .trial import Pruned, TrialReporter
+from .tuning import blended, make_tuning, weight_change
 from ..tracking import Tracking, open_tracking
 
 log = logging.getLogger("sft_sweep")
@@ -257,6 +260,8 @@ class Job:
         for w in info.get("warnings", []):
             self.warn(w)
         self.base_built = info["built"]
+        # what blends and the weight change are measured against
+        self.base_params = {n: p.copy() for n, p in self.model.params.items()}
         self.timings["base_s"] = time.perf_counter() - tic
         self.timings["pretrain_s"] = info["pretrain_s"]
         self.timings["base_wait_s"] = info["wait_s"]
@@ -276,20 +281,31 @@ class Job:
         self.timings["base_eval_s"] = time.perf_counter() - tic
         log.info("[%s] base model %s: %s", self.name, self.cache.key, _fmt(self.base_metrics))
 
+    def start_tuning(self) -> None:
+        """What trains (``peft``) and its optimiser, on the base weights."""
+        self.tuning = make_tuning(self.model, self.cfg)
+        if self.cfg.optim.l2_to_base > 0:
+            self.tuning.mark_start()
+        self.opt = sft.make_optimizer(self.model, self.cfg, self.tuning)
+
     def resume(self) -> int:
         """The step to start from: that of this configuration's checkpoint, else 0."""
-        self.opt = sft.make_optimizer(self.model, self.cfg)
+        self.start_tuning()
         if not self.ckpt_path.exists():
             return 0
         try:
             info = load_checkpoint(self.ckpt_path, self.model, self.opt)
             if (info.get("extra") or {}).get("config_hash") != self.hash:
                 raise CheckpointError("checkpoint belongs to another configuration")
+            try:
+                self.tuning.load_state(info["adapter"])
+            except ValueError as e:
+                raise CheckpointError(str(e)) from None
         except CheckpointError as e:
             self.warn(f"checkpoint {self.ckpt_path} ignored, training starts from the base model: {e}")
             # A load that failed half-way may have overwritten weights: start from the base again.
             self.model, self.cache, _ = self._base_model()
-            self.opt = sft.make_optimizer(self.model, self.cfg)
+            self.start_tuning()
             return 0
         start_step = int(info["step"])
         log.info("[%s] resuming from step %d", self.name, start_step)
@@ -313,12 +329,13 @@ class Job:
             if step % cfg.train.eval_interval == 0 or step == total:
                 self._evaluate(step, final=step == total)
             if step % cfg.train.checkpoint_interval == 0 and step < total:
-                save_checkpoint(self.ckpt_path, self.model, self.opt, step=step, extra={"config_hash": self.hash})
+                save_checkpoint(self.ckpt_path, self.model, self.opt, step=step, extra={"config_hash": self.hash},
+                                adapter=self.tuning.state())
 
         tic = time.perf_counter()
         step = sft.train(self.model, self.opt, examples, cfg, self.plan, start_step=start_step,
                          on_log=self.metrics.write, on_step_end=on_step_end, progress=self.progress,
-                         desc=self.name)
+                         desc=self.name, tuning=self.tuning)
         if self.last_eval["step"] != step or not self.last_eval["final"]:  # resumed after the last step,
             self._evaluate(step, final=True)                                   # or no step at all
         self.timings["sft_s"] = time.perf_counter() - tic - self.eval_s
@@ -350,8 +367,15 @@ class Job:
         items = {"answer": data.eval_items, "knowledge": data.probe_items, "follow": data.follow_prompts}
         write_jsonl(self.dir / SAMPLES, sample_rows(self.base_gens, self.last_eval["gens"], items, cfg.eval.n_samples))
         save_checkpoint(self.dir / MODEL, self.model, step=step, extra={"config_hash": self.hash})
+        self.save_adapter(step)
         if self.ckpt_path.exists():
             self.ckpt_path.unlink()
+        method = {"peft": self.tuning.describe()}
+        change = weight_change(self.base_params, self.model, self.tuning)
+        if change is not None:
+            method["weight_change"] = change
+        if cfg.eval.blend:
+            method["blends"] = self.evaluate_blends()
         self.timings["total_s"] = time.perf_counter() - t_start
         data_report = {**data.report, "mix": examples.report(cfg.train.epochs), "batches": self.plan.batch_report,
                        "n_train_examples": len(examples(0)), "eval_skipped_too_long": self.evaluator.skipped}
@@ -359,7 +383,31 @@ class Job:
             COMPLETED, base=base, final=final, forgetting_pct=forgetting, steps=step,
             base_model={"key": self.cache.key, "built_here": self.base_built}, threads=self.threads.sft,
             data=data_report, timings=self.timings, data_fit=data.report.get("fit"),
-            not_measured=self.evaluator.not_measured,
+            not_measured=self.evaluator.not_measured, **method,
             free_form=free_form_summary(self.base_items, self.evaluator.item_scores, base,
                                         self.evaluator.not_measured, self.evaluator.decoding),
             **{INPUTS: self.inputs})
+
+    def save_adapter(self, step: int) -> None:
+        """A LoRA job's adapters beside its merged model, naming the base they apply to."""
+        state = self.tuning.state()
+        if not state:
+            return
+        meta = {**self.tuning.describe(), "base_model": self.cache.key, "step": step, "config_hash": self.hash}
+        with atomic_path(self.dir / ADAPTER) as tmp, open(tmp, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **state)
+
+    def evaluate_blends(self) -> list[dict]:
+        """Each ``eval.blend`` t: (1 - t) * base + t * tuned, evaluated like the final model."""
+        rows = []
+        tic = time.perf_counter()
+        for t in self.cfg.eval.blend:
+            with blended(self.model, self.base_params, float(t)) as model:
+                metrics, _ = self.evaluator.evaluate(model)
+            forgetting = None
+            if "raw_loss" in metrics and "raw_loss" in self.base_metrics:
+                forgetting = forgetting_pct(self.base_metrics["raw_loss"], metrics["raw_loss"])
+            rows.append({"t": float(t), "final": metrics, "forgetting_pct": forgetting})
+            log.info("[%s] blend t=%g: %s", self.name, t, _fmt(metrics))
+        self.timings["blend_eval_s"] = time.perf_counter() - tic
+        return rows

@@ -24,8 +24,10 @@ from ..config import Config
 from ..data import Batch, Example, make_batches
 from ..errors import DivergedError, NonFiniteLossError
 from ..nn import GPT, AdamW, lr_at
+from ..nn.peft import Tuning
 from ..tokenizer import ByteTokenizer
 from .loss_weights import group_weights
+from .tuning import neftune_noise
 
 
 @dataclass
@@ -49,10 +51,11 @@ def plan(examples: list[Example], cfg: Config) -> Plan:
     return Plan(steps_per_epoch=per_epoch, total_steps=total, batch_report=report)
 
 
-def make_optimizer(model: GPT, cfg: Config) -> AdamW:
+def make_optimizer(model: GPT, cfg: Config, tuning: Tuning | None = None) -> AdamW:
+    """AdamW over what trains: the model's parameters, or the tuning's (adapters, unfrozen blocks)."""
     o = cfg.optim
-    return AdamW(model.params, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay,
-                 grad_clip=o.grad_clip)
+    return AdamW(model.params if tuning is None else tuning.params, betas=(o.beta1, o.beta2), eps=o.eps,
+                 weight_decay=o.weight_decay, grad_clip=o.grad_clip)
 
 
 def learning_rate(step: int, total: int, cfg: Config) -> float:
@@ -76,19 +79,21 @@ def check_divergence(metric: str, value: float | None, step: int, bound: float |
         raise DivergedError(metric, float(value), step, bound)
 
 
-def accumulate(model: GPT, group: list[Batch], loss_norm: str = "tokens"
+def accumulate(model: GPT, group: list[Batch], loss_norm: str = "tokens", noise=None
                ) -> tuple[float, dict[str, np.ndarray], int]:
     """Loss and gradients of a group of micro-batches, normalised as one big batch.
 
     Each micro-batch shares the whole group's normalizer (for ``tokens``, its trained-token
     count), so the sum equals the big batch's loss: dividing each by its own count would
-    over-weight short responses. ``loss_norm``: see :mod:`.loss_weights`.
+    over-weight short responses. ``loss_norm``: see :mod:`.loss_weights`. ``noise(j, shape)``:
+    the input-embedding noise of micro-batch j (or None).
     """
     weights, norm = group_weights(group, loss_norm, ByteTokenizer().pad_id)
     total_loss, acc = 0.0, None
-    for b, w in zip(group, weights):
+    for j, (b, w) in enumerate(zip(group, weights)):
         loss, grads = model.loss_and_grads(b.ids, b.targets, w, b.segment_ids, normalizer=norm,
-                                           positions=getattr(b, "positions", None))
+                                           positions=getattr(b, "positions", None),
+                                           embed_noise=None if noise is None else noise(j, b.ids.shape))
         total_loss += loss
         if acc is None:
             acc = {k: g.copy() for k, g in grads.items()}
@@ -102,8 +107,12 @@ def accumulate(model: GPT, group: list[Batch], loss_norm: str = "tokens"
 def train(model: GPT, opt: AdamW, examples: list[Example] | Callable[[int], list[Example]], cfg: Config,
           pl: Plan, *, start_step: int,
           on_log: Callable[[dict], None], on_step_end: Callable[[int], None],
-          progress: bool | None = None, desc: str = "SFT") -> int:
+          progress: bool | None = None, desc: str = "SFT", tuning: Tuning | None = None) -> int:
     """Run SFT from ``start_step`` to ``pl.total_steps``; returns the last step.
+
+    ``tuning``: what trains (``opt`` updates its parameters); None: every weight of ``model``.
+    After each update the pull toward the start (``optim.l2_to_base``) applies, then the tuning
+    writes the weights it implies into the model.
 
     ``on_step_end(step)`` runs after every optimiser step (evaluation, checkpoints).
     ``examples`` may be a function of the epoch (fresh replay windows each epoch).
@@ -112,6 +121,11 @@ def train(model: GPT, opt: AdamW, examples: list[Example] | Callable[[int], list
         progress = sys.stderr.isatty()
     step = 0
     bound = divergence_bound(cfg)
+    if tuning is None:  # every weight trains; the pull (if any) draws toward the weights given here
+        tuning = Tuning(model)
+        if cfg.optim.l2_to_base > 0:
+            tuning.mark_start()
+    width = model.config.n_embd
     bar = tqdm(total=pl.total_steps, initial=start_step, desc=desc, disable=not progress, leave=False)
     window_loss, window_n, window_tokens, window_s = 0.0, 0, 0, 0.0
     for epoch in range(cfg.train.epochs):
@@ -129,8 +143,12 @@ def train(model: GPT, opt: AdamW, examples: list[Example] | Callable[[int], list
                 step += 1
                 continue
             t0 = time.perf_counter()
+            noise = None
+            if cfg.train.neftune_alpha > 0:
+                noise = (lambda j, shape, s=step: neftune_noise(cfg, s, j, shape, width, model.dtype))
             try:
-                loss, grads, tokens = accumulate(model, batches[g : g + ga], cfg.train.loss_norm)
+                loss, grads, tokens = accumulate(model, batches[g : g + ga], cfg.train.loss_norm, noise)
+                grads = tuning.grads(grads)
             except NonFiniteLossError:
                 raise DivergedError("loss", float("nan"), step + 1, bound) from None
             check_divergence("loss", loss, step + 1, bound)
@@ -140,6 +158,8 @@ def train(model: GPT, opt: AdamW, examples: list[Example] | Callable[[int], list
             except NonFiniteLossError:
                 raise DivergedError("grad_norm", float("nan"), step + 1, None) from None
             check_divergence("grad_norm", gnorm, step + 1, None)
+            tuning.pull(lr, cfg.optim.l2_to_base)
+            tuning.apply()
             window_s += time.perf_counter() - t0  # compute only: evaluation time is not training speed
             step += 1
             window_loss += loss
