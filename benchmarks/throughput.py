@@ -1,6 +1,7 @@
 """Training throughput of the numpy GPT, side by side with PyTorch eager when available.
 
     python benchmarks/throughput.py --shapes mini:128,small:512,mini:320 --threads 2 [--json]
+    python benchmarks/throughput.py --methods full,lora,freeze      # what trains, side by side
 
 Trains each shape on random tokens (``model:seq``; mini: 4 layers, 4 heads, width 128, MLP 512;
 small: 6 layers, 6 heads, width 192, MLP 768; mini:320 is the own-data recipe's context): a full
@@ -10,6 +11,14 @@ peak measured in the same run, the model-FLOPs utilization (MFU) against that pe
 if ``torch`` imports, PyTorch eager on the same model and data with the ratio. The
 numpy and torch runs alternate for ``--rounds`` rounds and the best round of each is
 reported, so a burst of load on a shared machine hurts both sides alike.
+
+``--methods``: ``full`` trains every weight; ``lora`` rank-8 adapters on every linear layer (the
+base frozen); ``freeze`` the last half of the blocks and the final LayerNorm. The PyTorch twin
+freezes the same weights (``requires_grad=False``, as PEFT does) and adds the same adapters.
+
+The twin runs with denormals flushed (``torch.set_flush_denormal(True)``): AdamW's second moment
+of the small random-token gradients decays into denormal numbers within a few steps, and
+without flushing the twin's update runs in slow denormal arithmetic and measures that instead.
 """
 
 from __future__ import annotations
@@ -26,6 +35,18 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from sft_sweep.nn import GPT, AdamW, GPTConfig  # noqa: E402
+from sft_sweep.nn.peft import FreezeTuning, LoraTuning, Tuning, freeze_names  # noqa: E402
+
+METHODS = ("full", "lora", "freeze")
+LORA_RANK = 8
+
+
+def tuning_for(model: GPT, method: str) -> Tuning:
+    if method == "lora":
+        return LoraTuning(model, rank=LORA_RANK, alpha=2 * LORA_RANK)
+    if method == "freeze":
+        return FreezeTuning(model, freeze_names(model, model.config.n_layer // 2, False))
+    return Tuning(model)
 
 
 SHAPES = {"mini": dict(n_layer=4, n_head=4, n_embd=128, n_mlp=512),
@@ -101,32 +122,38 @@ def measure_matmul_peak(threads: int, seconds: float = 1.5) -> float:
     return best
 
 
-def numpy_run(cfg, batch, seq, steps, warmup, threads, seed=0) -> float:
+def numpy_run(cfg, batch, seq, steps, warmup, threads, seed=0, method="full") -> float:
     model = GPT(cfg, seed=seed, threads=threads)
-    opt = AdamW(model.params, weight_decay=0.1)
+    tuning = tuning_for(model, method)
+    opt = AdamW(tuning.params, weight_decay=0.1)
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, cfg.vocab_size, (batch, seq))
     targets = rng.integers(0, cfg.vocab_size, (batch, seq))
     mask = np.ones((batch, seq), dtype=np.float32)
-    for _ in range(warmup):
+
+    def step():
         _, g = model.loss_and_grads(ids, targets, mask)
-        opt.step(g, 1e-4)
+        opt.step(tuning.grads(g), 1e-4)
+        tuning.apply()
+
+    for _ in range(warmup):
+        step()
     t = time.perf_counter()
     for _ in range(steps):
-        _, g = model.loss_and_grads(ids, targets, mask)
-        opt.step(g, 1e-4)
+        step()
     dt = time.perf_counter() - t
     model.close()
     return batch * seq * steps / dt
 
 
-def torch_run(cfg, batch, seq, steps, warmup, threads, seed=0) -> float | None:
+def torch_run(cfg, batch, seq, steps, warmup, threads, seed=0, method="full") -> float | None:
     try:
         import torch
         import torch.nn.functional as F
     except ImportError:
         return None
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
     torch.manual_seed(seed)
     C, H = cfg.n_embd, cfg.n_head
 
@@ -159,8 +186,31 @@ def torch_run(cfg, batch, seq, steps, warmup, threads, seed=0) -> float | None:
             logits = self.lnf(x) @ self.wte.weight.T
             return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
 
+    class LoraLinear(torch.nn.Module):
+        """A frozen linear layer plus scale * x @ A^T @ B^T (PEFT's LoRA without dropout)."""
+
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
+            self.lora_A = torch.nn.Parameter(torch.empty(LORA_RANK, base.in_features).uniform_(-0.05, 0.05))
+            self.lora_B = torch.nn.Parameter(torch.zeros(base.out_features, LORA_RANK))
+            self.scale = 2.0
+
+        def forward(self, x):
+            return self.base(x) + (x @ self.lora_A.T) @ self.lora_B.T * self.scale
+
     model = TorchGPT()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    if method != "full":
+        model.requires_grad_(False)
+    if method == "lora":
+        for b in model.blocks:
+            b.qkv, b.proj, b.fc, b.fc_proj = (LoraLinear(m) for m in (b.qkv, b.proj, b.fc, b.fc_proj))
+    elif method == "freeze":
+        for b in model.blocks[cfg.n_layer - cfg.n_layer // 2:]:
+            b.requires_grad_(True)
+        model.lnf.requires_grad_(True)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, cfg.vocab_size, (batch, seq), generator=g)
     targets = torch.randint(0, cfg.vocab_size, (batch, seq), generator=g)
@@ -169,7 +219,7 @@ def torch_run(cfg, batch, seq, steps, warmup, threads, seed=0) -> float | None:
         opt.zero_grad(set_to_none=True)
         loss = model(ids, targets)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
 
     for _ in range(warmup):
@@ -180,18 +230,18 @@ def torch_run(cfg, batch, seq, steps, warmup, threads, seed=0) -> float | None:
     return batch * seq * steps / (time.perf_counter() - t)
 
 
-def measure_shape(name, seq, args, peak) -> dict:
+def measure_shape(name, seq, args, peak, method="full") -> dict:
     cfg = model_config(name, seq)
     batch = max(1, args.batch * 128 // seq)              # the same tokens per step at every length
     np_best, torch_best = 0.0, None
     for _ in range(args.rounds):
-        np_best = max(np_best, numpy_run(cfg, batch, seq, args.steps, args.warmup, args.threads))
+        np_best = max(np_best, numpy_run(cfg, batch, seq, args.steps, args.warmup, args.threads, method=method))
         if not args.no_torch:
-            t = torch_run(cfg, batch, seq, args.steps, args.warmup, args.threads)
+            t = torch_run(cfg, batch, seq, args.steps, args.warmup, args.threads, method=method)
             if t is not None:
                 torch_best = max(torch_best or 0.0, t)
     flops = cfg.flops_per_token(seq)
-    result = {"model": name, "seq": seq, "batch": batch, "tokens_per_s": round(np_best, 1),
+    result = {"model": name, "seq": seq, "method": method, "batch": batch, "tokens_per_s": round(np_best, 1),
               "mfu": round(np_best * flops / (peak * 1e9), 4), "mflop_per_token": round(flops / 1e6, 3)}
     if torch_best is not None:
         result["torch_eager_tokens_per_s"] = round(torch_best, 1)
@@ -209,7 +259,12 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=2, help="alternating numpy/torch rounds")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--json", action="store_true", help="print one JSON line")
+    ap.add_argument("--methods", default="full", help=f"what trains, a comma list of {', '.join(METHODS)}")
     args = ap.parse_args(argv)
+    methods = args.methods.split(",")
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        ap.error(f"--methods: {', '.join(bad)} not among {', '.join(METHODS)}")
     shapes = []
     for part in args.shapes.split(","):
         name, _, seq = part.partition(":")
@@ -218,7 +273,11 @@ def main(argv=None) -> None:
         shapes.append((name, int(seq)))
 
     peak = measure_matmul_peak(args.threads)
-    results = [measure_shape(name, seq, args, peak) for name, seq in shapes]
+    results = [measure_shape(name, seq, args, peak, m) for name, seq in shapes for m in methods]
+    full = {(r["model"], r["seq"]): r["tokens_per_s"] for r in results if r["method"] == "full"}
+    for r in results:  # a step's time against the full step's at the same shape
+        if (r["model"], r["seq"]) in full:
+            r["step_time_vs_full"] = round(full[(r["model"], r["seq"])] / r["tokens_per_s"], 3)
     head = {"threads": args.threads, "steps": args.steps, "rounds": args.rounds,
             "matmul_peak_gflops": round(peak, 1), "blas": blas_kernel()}
     if args.json:
@@ -226,11 +285,13 @@ def main(argv=None) -> None:
         return
     print(f"{args.threads} threads, {args.steps} steps x {args.rounds} rounds (best round), BLAS: {head['blas']}")
     print(f"matmul peak {peak:.1f} GFLOP/s (float32, measured now)")
-    print(f"{'shape':>12} {'batch':>5} {'numpy tok/s':>12} {'MFU':>6} {'torch eager':>12} {'ratio':>6}")
+    print("MFU counts a full step's FLOPs; 'vs full': the step's time over the full step's (numpy)")
+    print(f"{'shape':>12} {'method':>7} {'batch':>5} {'numpy tok/s':>12} {'MFU':>6} {'vs full':>8} "
+          f"{'torch eager':>12} {'ratio':>6}")
     for r in results:
         t = r.get("torch_eager_tokens_per_s")
-        print(f"{r['model'] + ':' + str(r['seq']):>12} {r['batch']:>5} {r['tokens_per_s']:>12.0f} "
-              f"{100 * r['mfu']:>5.1f}% {t if t is not None else '-':>12} "
+        print(f"{r['model'] + ':' + str(r['seq']):>12} {r['method']:>7} {r['batch']:>5} {r['tokens_per_s']:>12.0f} "
+              f"{100 * r['mfu']:>5.1f}% {r.get('step_time_vs_full', '-'):>8} {t if t is not None else '-':>12} "
               f"{r.get('ratio_vs_torch', '-'):>6}")
     if not args.no_torch and all("torch_eager_tokens_per_s" not in r for r in results):
         print("torch eager: torch not importable; comparison skipped")

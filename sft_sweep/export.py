@@ -4,7 +4,8 @@
     sft-sweep-export SWEEP_DIR OUT_DIR --job "lr=3e-4"
     sft-sweep-export path/to/model.npz OUT_DIR --template chatml
 
-OUT_DIR then holds what ``AutoModelForCausalLM.from_pretrained(OUT_DIR)`` and
+For a LoRA job OUT_DIR also gets ``base/`` (its base model) and ``adapter/`` (the adapter in PEFT's
+format, see ``export_peft.py``). OUT_DIR then holds what ``AutoModelForCausalLM.from_pretrained(OUT_DIR)`` and
 ``AutoTokenizer.from_pretrained(OUT_DIR)`` read: ``model.safetensors``, ``config.json``,
 ``generation_config.json``, ``tokenizer.json``, ``tokenizer_config.json`` (with the job's chat
 template as a Jinja ``chat_template``) and ``special_tokens_map.json``.
@@ -40,7 +41,8 @@ import numpy as np
 from .data.conversation import Conversation, Turn
 from .data.templates import TEMPLATE_NAMES, Template, get_template
 from .errors import SftSweepError, user_errors_exit
-from .jobfiles import atomic_path, write_json
+from .export_peft import export_adapter
+from .jobfiles import ADAPTER, atomic_path, write_json
 from .jobmodels import resolve, load_model
 from .nn import GPT
 from .nn.layers import LN_EPS
@@ -230,6 +232,18 @@ def export_model(model: GPT, out_dir: Path, template: Template, source: str = ""
     return [weights] + [out_dir / n for n in files]
 
 
+def export_lora(adapter: Path, base: Path | None, out_dir: Path, template: Template) -> None:
+    """A LoRA job's adapter in PEFT's format (``OUT/adapter``) beside its exported base (``OUT/base``)."""
+    if base is None:
+        print("note: the adapter is not exported in PEFT's format: the job's base model was not found",
+              file=sys.stderr)
+        return
+    export_model(load_model(base), out_dir / "base", template, source=str(base))
+    files = export_adapter(adapter, out_dir / "adapter", out_dir / "base")
+    print(f"wrote the LoRA adapter in PEFT's format to {out_dir / 'adapter'} ({len(files)} files) "
+          f"and its base model to {out_dir / 'base'}")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="sft-sweep-export", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -255,6 +269,9 @@ def main(argv: list[str] | None = None) -> None:
         template = get_template(args.template or found.template)
         files = export_model(model, Path(args.out_dir), template, source=str(found.tuned))
         print(f"wrote {len(files)} files to {args.out_dir} ({found.tuned}, {template.name} template)")
+        adapter = found.job_dir / ADAPTER if found.job_dir is not None else None
+        if adapter is not None and adapter.is_file() and found.tuned.name == "model.npz":
+            export_lora(adapter, found.base, Path(args.out_dir), template)
 
 
 if __name__ == "__main__":

@@ -111,10 +111,31 @@ class BackwardPlan(NamedTuple):
     stop: int                           # lowest block the backward reaches (n_layer: none)
     linears: frozenset                  # (block, linear) whose weight gradient is formed
     zero: tuple                         # parameters not computed, zeroed in the gradient buffer
+    lora: frozenset = frozenset()       # (block, linear) whose low-rank adapter's gradients are formed
 
 
-def backward_plan(cfg: GPTConfig, trainable: frozenset | None) -> BackwardPlan:
-    """The plan for ``trainable`` parameter names (None: every parameter)."""
+class LoraAdapters(NamedTuple):
+    """Low-rank adapters of frozen weights, W = W_base + scale * A @ B (the model holds W): the
+    backward forms dA = scale * X^T (dY B^T) and dB = scale * (X A)^T dY from the layer's input X
+    and output gradient dY, never the weight gradient X^T dY. Their gradients are written into the
+    unused gradient slot of the weight they adapt ([dA | dB] where [dW; db] would be), so they
+    travel with the rest of the gradient buffer; ``fits`` says whether a rank fits there."""
+
+    scale: float
+    ab: dict                            # (block, linear) -> (A (C_in, r), B (r, C_out))
+
+    @staticmethod
+    def fits(cin: int, cout: int, rank: int) -> bool:
+        return rank * (cin + cout) <= (cin + 1) * cout
+
+    @staticmethod
+    def grad_names(i: int, lin: str) -> tuple[str, str]:
+        return f"h.{i}.{lin}.lora_A", f"h.{i}.{lin}.lora_B"
+
+
+def backward_plan(cfg: GPTConfig, trainable: frozenset | None, lora=frozenset()) -> BackwardPlan:
+    """The plan for ``trainable`` parameter names (None: every parameter) and the (block, linear)
+    pairs that carry trained low-rank adapters."""
     names = [n for n, _ in param_table(cfg)]
     if trainable is None:
         return BackwardPlan(True, True, 0, frozenset((i, lin) for i in range(cfg.n_layer) for lin in LINEARS), ())
@@ -132,7 +153,7 @@ def backward_plan(cfg: GPTConfig, trainable: frozenset | None) -> BackwardPlan:
             if any(n in trainable for n in own):
                 linears.add((i, lin))
     embed = "wte" in trainable or "wpe" in trainable
-    blocks = [i for i, _ in linears]
+    blocks = [i for i, _ in linears] + [i for i, _ in lora]
     stop = 0 if embed else min(blocks, default=cfg.n_layer)
     head = "wte" in trainable or "lnf.w" in trainable or "lnf.b" in trainable
     computed = set()
@@ -144,18 +165,20 @@ def backward_plan(cfg: GPTConfig, trainable: frozenset | None) -> BackwardPlan:
         computed |= {"wte", "lnf.w", "lnf.b"}
     if embed:
         computed.add("wpe")  # wte's rows are added to the head's gradient (zeroed when not formed)
-    return BackwardPlan(head, embed, stop, frozenset(linears), tuple(n for n in names if n not in computed))
+    return BackwardPlan(head, embed, stop, frozenset(linears), tuple(n for n in names if n not in computed),
+                        frozenset(lora))
 
 
 _PLANS: dict = {}
 
 
-def _plan_for(cfg: GPTConfig, trainable: frozenset | None) -> BackwardPlan:
-    """``backward_plan``, computed once per (shape, trainable set) in each process."""
-    key = (tuple(sorted(cfg.to_dict().items())), trainable)
+def _plan_for(cfg: GPTConfig, trainable: frozenset | None, lora: LoraAdapters | None = None) -> BackwardPlan:
+    """``backward_plan``, computed once per (shape, trainable set, adapted layers) in each process."""
+    targets = frozenset(lora.ab) if lora is not None else frozenset()
+    key = (tuple(sorted(cfg.to_dict().items())), trainable, targets)
     plan = _PLANS.get(key)
     if plan is None:
-        plan = _PLANS[key] = backward_plan(cfg, trainable)
+        plan = _PLANS[key] = backward_plan(cfg, trainable, targets)
     return plan
 
 
@@ -189,6 +212,7 @@ class GPT:
         self._qscale = np.ones(3 * C, dtype=self.dtype)
         self._qscale[:C] = 1.0 / math.sqrt(hd)
         self.trainable: frozenset | None = None
+        self.lora: LoraAdapters | None = None
         self.workers = ShardWorkers(self.dtype, threads,
                                     spawn=(lambda n: ShardProcesses(config, self.num_params, n))
                                     if shard_processes else None)
@@ -226,7 +250,26 @@ class GPT:
         """Which parameters ``loss_and_grads`` differentiates (None: all). The others are frozen:
         their weight-gradient products are skipped and they are absent from the returned grads."""
         self.trainable = None if names is None else frozenset(names)
+        self.lora = None
         backward_plan(self.config, self.trainable)  # refuses unknown names now, not mid-step
+
+    def set_lora(self, adapters: dict, scale: float) -> None:
+        """Trains only low-rank adapters: ``adapters`` maps a linear weight's name
+        (``h.0.attn.qkv.w``) to its (A, B), arrays the caller updates in place; the model's own
+        weights are frozen and must already hold W_base + scale * A @ B. ``loss_and_grads``
+        then returns ``h.<i>.<linear>.lora_A`` / ``lora_B`` gradients and nothing else."""
+        ab = {}
+        for name, (a, b) in adapters.items():
+            parts = name.split(".")
+            i, lin = int(parts[1]), ".".join(parts[2:4])
+            cin, cout = self.params[name].shape
+            if a.shape[0] != cin or b.shape[1] != cout or a.shape[1] != b.shape[0]:
+                raise ValueError(f"adapter of {name}: A {a.shape} and B {b.shape} do not fit {cin}x{cout}")
+            if not LoraAdapters.fits(cin, cout, a.shape[1]):
+                raise ValueError(f"adapter of {name}: rank {a.shape[1]} is too large for the low-rank backward")
+            ab[(i, lin)] = (a, b)
+        self.trainable = frozenset()
+        self.lora = LoraAdapters(float(scale), ab)
 
     @property
     def threads(self) -> int:
@@ -381,7 +424,8 @@ class GPT:
             fn(r, lg)
 
     def _backward_layers(self, ws: L.Workspace, ids: np.ndarray, fw, g: dict,
-                         gflat: np.ndarray, pos=None, plan: BackwardPlan | None = None) -> None:
+                         gflat: np.ndarray, pos=None, plan: BackwardPlan | None = None,
+                         lora: LoraAdapters | None = None) -> None:
         """Backward through the blocks from ws "dx" (gradient at the final residual) down to
         ``plan.stop``; writes the gradients the plan forms into ``g``."""
         plan = plan or backward_plan(self.config, None)
@@ -400,9 +444,32 @@ class GPT:
                 np.matmul(a, b, out=t)
                 out += t
 
+        def lora_acc(first, i, lin, x, dy):
+            """dA += s X^T (dY B^T), dB += s (X A)^T dY for one chunk (x, dy: its rows)."""
+            a, b = lora.ab[(i, lin)]
+            off, (cin, cout) = self._layout[f"h.{i}.{lin}.w"]
+            rk = a.shape[1]
+            ga = gflat[off:off + cin * rk].reshape(cin, rk)
+            gb = gflat[off + cin * rk:off + cin * rk + rk * cout].reshape(rk, cout)
+            t = ws.get(("lora_t", rk), (x.shape[0], rk))
+            np.matmul(dy, b.T, out=t)
+            t *= lora.scale
+            acc(first, ga, x.T, t)
+            np.matmul(x, a, out=t)
+            t *= lora.scale
+            acc(first, gb, t.T, dy)
+
+        def ln_out(xh, lnw, lnb):
+            """The LayerNorm's output (its affine part lives folded in the next weights)."""
+            x = ws.get("lora_x", (xh.shape[0], C))
+            np.multiply(xh, lnw, out=x)
+            x += lnb
+            return x
+
         for i in reversed(range(plan.stop, cfg.n_layer)):
             h = f"h.{i}."
             w_qkv, w_proj, w_fc, w_fcproj = ((i, lin) in plan.linears for lin in LINEARS)
+            l_qkv, l_proj, l_fc, l_fcproj = ((i, lin) in plan.lora for lin in LINEARS)
             xh1, rstd1, q, k, _, _, vt, Es, irs, att, xh2, rstd2, u, T1s = \
                 self._block_buffers(ws, i, B, T, blocks)
             dF_qkv, dF_fc = ws.get("dF_qkv", (C + 1, 3 * C)), ws.get("dF_fc", (C + 1, M))
@@ -419,17 +486,25 @@ class GPT:
                 L.gelu_recompute(u[r], Tg, g2[:, :M], Pg)
                 if w_fcproj:
                     acc(first, g_fcproj, g2.T, dy)
+                if l_fcproj:  # the layer's input is gelu(u) = g2 / 2
+                    gh = ws.get("lora_gelu", (R, M))
+                    np.multiply(g2[:, :M], 0.5, out=gh)
+                    lora_acc(first, i, "mlp.proj", gh, dy)
                 dg = ws.get("dg", (R, M))
                 np.matmul(dy, fw["fcproj", i][:M].T, out=dg)
                 L.gelu_backward(dg, u[r], Pg, Tg, ws.get("Wg", (R, M)))
                 if w_fc:
                     acc(first, dF_fc, xh2[r].T, dg)
+                if l_fc:
+                    lora_acc(first, i, "mlp.fc", ln_out(xh2[r, :C], p[h + "ln2.w"], p[h + "ln2.b"]), dg)
                 np.matmul(dg, fw["fc", i][:C].T, out=dxh)
                 work = ws.get("lnwork", (R, C))
                 L.layernorm_backward(dxh, xh2[r, :C], rstd2[r], tmp, inv_c, dy, True, work)
                 # attention
                 if w_proj:
                     acc(first, g_proj, att[r].T, dy)
+                if l_proj:
+                    lora_acc(first, i, "attn.proj", att[r, :C], dy)
                 np.matmul(dy, fw["proj", i][:C].T, out=dxh)
                 do = ws.get("do", (Bc, H, T, hd))
                 np.copyto(do, dxh.reshape(Bc, T, H, hd).transpose(0, 2, 1, 3))
@@ -443,6 +518,10 @@ class GPT:
                 np.copyto(d5[:, :, 2], dv.transpose(0, 2, 1, 3))
                 if w_qkv:
                     acc(first, dF_qkv, xh1[r].T, dqkv)
+                if l_qkv:  # the q columns were scaled by 1/sqrt(head_dim) in the fold
+                    dys = ws.get("lora_dqkv", (R, 3 * C))
+                    np.multiply(dqkv, self._qscale, out=dys)
+                    lora_acc(first, i, "attn.qkv", ln_out(xh1[r, :C], p[h + "ln1.w"], p[h + "ln1.b"]), dys)
                 if i == plan.stop and not plan.embed:
                     continue  # nothing below trains: the gradient need not go further
                 np.matmul(dqkv, fw["qkv", i][:C].T, out=dxh)
@@ -540,7 +619,7 @@ class GPT:
         def inputs(s: slice) -> tuple:
             return (ids[s], tflat[s.start * T: s.stop * T], weight[s.start * T: s.stop * T],
                     None if seg is None else seg[s], None if pos is None else pos[s],
-                    None if embed_noise is None else embed_noise[s], self.trainable)
+                    None if embed_noise is None else embed_noise[s], self.trainable, self.lora)
 
         procs = self.workers.processes
         if procs is not None and len(shards) > 1:
@@ -573,17 +652,31 @@ class GPT:
         grads = self.grad_views(out)
         if self.trainable is not None:
             grads = {n: g for n, g in grads.items() if n in self.trainable}
+        if self.lora is not None:
+            grads.update(self._lora_grads(out))
         return loss, grads
 
-    def shard_loss_and_grads(self, i: int, sid, tf, w, sseg, spos, snoise, trainable, fw, buf) -> float:
+    def _lora_grads(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Views of the adapters' gradients in a gradient buffer (see ``LoraAdapters``)."""
+        out = {}
+        for (i, lin), (a, b) in self.lora.ab.items():
+            off, (cin, cout) = self._layout[f"h.{i}.{lin}.w"]
+            r = a.shape[1]
+            na, nb = LoraAdapters.grad_names(i, lin)
+            out[na] = flat[off:off + cin * r].reshape(cin, r)
+            out[nb] = flat[off + cin * r:off + cin * r + r * cout].reshape(r, cout)
+        return out
+
+    def shard_loss_and_grads(self, i: int, sid, tf, w, sseg, spos, snoise, trainable, lora, fw, buf) -> float:
         """One shard's share of ``loss_and_grads``: its summed weighted loss, and its gradient
         written into the flat buffer ``buf``. ``sid`` (B, T) ids, ``tf`` / ``w`` the flat targets
         and weights of its rows, ``sseg`` / ``spos`` its segment and position ids (or None), ``fw``
         the folded weights; ``i`` names the shard's workspace. ``snoise``: its rows of the
-        embedding noise (or None); ``trainable``: the names that train (None: all)."""
+        embedding noise (or None); ``trainable``: the names that train (None: all); ``lora``: the
+        trained adapters (``LoraAdapters``) or None."""
         C, V = self.config.n_embd, self.config.vocab_size
         B, T = sid.shape
-        plan = _plan_for(self.config, trainable)
+        plan = _plan_for(self.config, trainable, lora)
         ws = self.workers.workspace(i, sid.shape)
         self._forward_layers(ws, sid, sseg, fw, spos, noise=snoise)
         g = _views(buf, self._layout)
@@ -626,7 +719,7 @@ class GPT:
             L.unfold_ln_linear(dF_head, p["lnf.w"], p["lnf.b"], p["wte"].T, g["wte"].T, None,
                                g["lnf.w"], g["lnf.b"])
         if below:
-            self._backward_layers(ws, sid, fw, g, buf, spos, plan)
+            self._backward_layers(ws, sid, fw, g, buf, spos, plan, lora)
         return loss
 
     def _eval(self, ids, seg, fn, pos=None) -> None:

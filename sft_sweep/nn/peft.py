@@ -8,9 +8,10 @@ generation, checkpoints and export need to know nothing of how they were trained
 - ``FreezeTuning``: a subset of them; the model skips the weight-gradient products of the rest.
 - ``LoraTuning``: for each target matrix W (C_in, C_out), a change ``scale * A @ B`` with A
   (C_in, r) and B (r, C_out) the only trained values, and W = W_base + scale * A @ B written into
-  the model after each update. The gradient of the loss with respect to A and B follows from the
-  model's gradient G of W (the chain rule through a linear map, exact): dA = scale * G @ B^T,
-  dB = scale * A^T @ G. A is drawn as PEFT draws it (Kaiming-uniform with a = sqrt(5), i.e.
+  the model after each update. The model's backward forms A's and B's gradients from each layer's
+  input and output gradient without the weight gradient (``gpt.LoraAdapters``); for a rank too
+  large for that, they follow from the model's gradient G of W (the chain rule through a linear
+  map, exact): dA = scale * G @ B^T, dB = scale * A^T @ G. A is drawn as PEFT draws it (Kaiming-uniform with a = sqrt(5), i.e.
   U(-1/sqrt(C_in), 1/sqrt(C_in))) and B = 0, so before the first update the model is the base to
   the bit. Only the target matrices' gradients are formed (their biases and the LayerNorms stay).
 
@@ -24,7 +25,7 @@ import math
 
 import numpy as np
 
-from .gpt import GPT, LINEARS
+from .gpt import GPT, LINEARS, LoraAdapters
 
 LORA_A, LORA_B = "lora_A", "lora_B"
 
@@ -151,7 +152,13 @@ class LoraTuning(Tuning):
             a[...] = rng.uniform(-bound, bound, size=a.shape)
         self.base = {w: model.params[w].copy() for w in self.weights}
         self._gflat, self._gviews = _flat_dict(shapes, model.dtype)
-        model.set_trainable(self.weights)
+        # the low-rank backward where every adapter fits it, else the weights' gradients
+        self.low_rank = all(LoraAdapters.fits(*model.params[w].shape, self.rank) for w in self.weights)
+        if self.low_rank:
+            model.set_lora({w: (self.params[f"{w[:-2]}.{LORA_A}"], self.params[f"{w[:-2]}.{LORA_B}"])
+                            for w in self.weights}, self.scale)
+        else:
+            model.set_trainable(self.weights)
 
     def delta(self, weight: str) -> np.ndarray:
         """scale * A @ B of one target weight."""
@@ -165,6 +172,10 @@ class LoraTuning(Tuning):
             np.add(self.base[w], self.delta(w), out=self.model.params[w])
 
     def grads(self, model_grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.low_rank:  # the model formed them
+            for name, g in self._gviews.items():
+                g[...] = model_grads[name]
+            return self._gviews
         s = self.scale
         for w in self.weights:
             stem = w[:-2]

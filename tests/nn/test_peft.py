@@ -42,13 +42,15 @@ def _numeric(tuning, model, fn, name, rng):
     return idx, num
 
 
-@pytest.mark.parametrize("targets,rslora,packed", [
-    (LINEARS, False, False), (("attn.qkv", "attn.proj"), True, False), (("mlp.fc",), False, True),
-    (("mlp.proj", "attn.qkv"), True, True)])
-def test_lora_gradients_match_finite_differences(targets, rslora, packed):
+@pytest.mark.parametrize("targets,rslora,packed,rank", [
+    (LINEARS, False, False, 3), (("attn.qkv", "attn.proj"), True, False, 3), (("mlp.fc",), False, True, 3),
+    (("mlp.proj", "attn.qkv"), True, True, 3),
+    (LINEARS, False, True, 6)])  # rank 6 of an 8x8 matrix: too large for the low-rank backward
+def test_lora_gradients_match_finite_differences(targets, rslora, packed, rank):
     model = GPT(tiny_config(), seed=0)
-    lora = LoraTuning(model, rank=3, alpha=6.0, targets=targets, rslora=rslora, seed=1)
-    assert lora.scale == (6.0 / math.sqrt(3) if rslora else 2.0)
+    lora = LoraTuning(model, rank=rank, alpha=2.0 * rank, targets=targets, rslora=rslora, seed=1)
+    assert lora.low_rank == (rank == 3)
+    assert lora.scale == (2.0 * rank / math.sqrt(rank) if rslora else 2.0)
     rng = np.random.default_rng(2)
     for b in lora.params:  # B = 0 at the start; give it values so dA is not zero
         if b.endswith("lora_B"):
@@ -56,7 +58,8 @@ def test_lora_gradients_match_finite_differences(targets, rslora, packed):
     lora.apply()
     ids, targets_, mask, extra = _packed() if packed else (*_batch(), {})
     loss, mg = model.loss_and_grads(ids, targets_, mask, **extra)
-    assert set(mg) == set(lora.weights)  # only the target matrices' gradients are formed
+    # only the adapters' gradients are formed (or, past the low-rank limit, the target matrices')
+    assert set(mg) == (set(lora.params) if lora.low_rank else set(lora.weights))
     grads = lora.grads(mg)
     fn = lambda: model.loss_and_grads(ids, targets_, mask, **extra)[0]  # noqa: E731
     for name in lora.params:
@@ -127,6 +130,25 @@ def test_backward_plan_stops_below_the_lowest_trained_block():
     assert plan.linears == {(3, "mlp.fc"), (2, "attn.proj")}
     with pytest.raises(ValueError, match="no parameter"):
         backward_plan(cfg, frozenset({"h.9.attn.proj.w"}))
+
+
+def test_low_rank_and_weight_gradient_routes_agree():
+    ids, targets, mask, extra = _packed()
+    grads = []
+    for fits in (True, False):
+        model = GPT(tiny_config(), seed=0)
+        lora = LoraTuning(model, rank=2, alpha=4, seed=1)
+        rng = np.random.default_rng(5)
+        for b in lora.params:
+            if b.endswith("lora_B"):
+                lora.params[b][...] = rng.normal(0, 0.3, lora.params[b].shape)
+        lora.apply()
+        if not fits:  # force the chain rule through the weight gradients
+            lora.low_rank = False
+            model.set_trainable(lora.weights)
+        grads.append({n: g.copy() for n, g in lora.grads(model.loss_and_grads(ids, targets, mask, **extra)[1]).items()})
+    for n in grads[0]:
+        np.testing.assert_allclose(grads[0][n], grads[1][n], rtol=1e-10, atol=1e-13, err_msg=n)
 
 
 def test_frozen_step_runs_on_worker_processes_the_same():

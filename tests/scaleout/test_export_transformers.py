@@ -73,3 +73,29 @@ def test_greedy_generation_matches(exported):
         theirs = hf.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False,
                              eos_token_id=TOK.im_end_id, pad_token_id=TOK.pad_id)[0, len(prompt):].tolist()
     assert theirs == ours
+
+
+def test_lora_adapter_loads_in_peft_with_the_merged_models_logits(tmp_path):
+    """A LoRA job's export: PeftModel(base, adapter) computes the merged checkpoint's logits."""
+    peft = pytest.importorskip("peft")
+    from sft_sweep.config import register_configs
+    from sft_sweep.train.job import Job
+    from tests.conftest import REPO, compose_cfg
+
+    register_configs()
+    extra = ["peft=lora", "peft.rank=2", "peft.targets=[attn.qkv,mlp.proj]", "optim.lr=1e-2"]
+    cfg = compose_cfg(["experiment=smoke", "train.threads=1", f"pretrain.cache_dir={tmp_path / 'cache'}", *extra])
+    summary = Job(cfg, tmp_path / "job", overrides=extra, base_dir=str(REPO)).run()
+    assert summary["status"] == "completed", summary.get("error")
+    main([str(tmp_path / "job"), str(tmp_path / "out")])
+    out = tmp_path / "out"
+    merged = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    base = transformers.AutoModelForCausalLM.from_pretrained(out / "base").eval()
+    ids = torch.tensor(np.random.default_rng(0).integers(0, TOK.vocab_size, size=(2, 24)))
+    with torch.no_grad():
+        before = base(ids).logits.numpy()
+        adapted = peft.PeftModel.from_pretrained(base, out / "adapter").eval()
+        theirs = adapted(ids).logits.numpy()
+        ours = merged(ids).logits.numpy()
+    assert np.abs(ours - before).max() > 1e-2  # the adapter changed the model
+    assert np.abs(theirs - ours).max() <= 1e-4
