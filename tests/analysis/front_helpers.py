@@ -54,10 +54,11 @@ def job(params: dict, acc: float, forgetting: float, *, peft: dict | None = None
 
 
 def make_front_sweep(root: Path, jobs: list[dict], *, items: int | None = 200,
-                     blend_se: float | None = 0.5) -> Path:
+                     blend_se: float | None = 0.5, base: dict | None = None) -> Path:
     """``make_results_sweep`` with each job's ``peft`` / ``weight_change`` / ``blends`` records added
     (``blend_se``: each blend's standard error of forgetting, recorded as its ``free_form``)."""
-    make_results_sweep(root, [{k: v for k, v in j.items() if not k.startswith("_")} for j in jobs], items=items)
+    make_results_sweep(root, [{k: v for k, v in j.items() if not k.startswith("_")} for j in jobs], items=items,
+                       base=base)
     for num, j in enumerate(jobs):
         path = root / str(num) / "summary.json"
         summary = json.loads(path.read_text())

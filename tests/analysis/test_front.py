@@ -83,3 +83,71 @@ def test_a_plain_sweep_gets_no_new_columns_and_empty_tables(tmp_path):
 def test_export_writes_the_blends(peft_runs, tmp_path):
     written = {p.name for p in peft_runs.export(tmp_path)}
     assert "blends.csv" in written
+
+
+# ---- the figure -----------------------------------------------------------------------
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_front_is_drawn_for_a_sweep_of_methods_with_blends(peft_runs, tmp_path):
+    from analysis import plots
+
+    written = plots.plot_all(peft_runs, tmp_path)
+    assert "front" in written
+    data = written["front"].read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 5000
+    assert "blend" in plots.figure_caption("front", peft_runs)
+
+
+def test_the_front_points_and_its_pareto_front(peft_runs):
+    from analysis.front import front_points, learning_of
+    from analysis.stats import pareto_mask
+
+    pts = front_points(peft_runs)
+    assert learning_of(peft_runs).metric == "final_answer_acc"
+    assert sorted(pts["kind"].tolist()) == ["blend", "blend", "job", "job", "job", "job"]
+    assert set(pts["variant"]) == {"full", "LoRA r=4"}
+    on = pts[pareto_mask(pts, maximize=["learning"], minimize=["forgetting_pct"])]
+    # the blend at t=0.4 (50%, +10%) beats the full job at 1e-4 (45%, +20%): off the front
+    assert set(zip(on["kind"], on["t"], on["learning"])) == {
+        ("job", 1.0, 0.60), ("blend", 0.6, 0.55), ("blend", 0.4, 0.50), ("job", 1.0, 0.40), ("job", 1.0, 0.30)}
+
+
+def test_a_blend_alone_is_enough_for_the_front(tmp_path):
+    from analysis.plots import plot_front
+
+    root = make_front_sweep(tmp_path / "s", [
+        job({"optim.lr": 3e-4}, 0.6, 50.0, blends=[(0.5, 0.5, 10.0)]),
+        job({"optim.lr": 1e-4}, 0.4, 10.0)])
+    assert plot_front(collect_runs(root), tmp_path / "out") is not None
+
+
+@pytest.mark.parametrize("replay", [None, (0.0, 0.5)])
+def test_no_front_for_a_plain_lr_sweep_nor_lr_x_replay(tmp_path, replay):
+    """The quickstart (lr x replay) and a plain lr sweep: no front figure, and the report does
+    not list it as left out (their reports stay as they were)."""
+    from analysis import plots
+
+    runs = collect_runs(make_sweep(tmp_path / "plain", lrs=(3e-5, 3e-4, 2e-3), epochs=(1,), seeds=(0,), replay=replay))
+    assert plots.plot_front(runs, tmp_path / "out") is None
+    left_out: list[str] = []
+    written = plots.plot_all(runs, tmp_path / "all", left_out=left_out)
+    assert "front" not in written and not any(k.startswith("front") for k in left_out)
+
+
+def test_own_data_learning_is_rouge_then_nats_per_byte(tmp_path):
+    from analysis.front import learning_of
+
+    def own(acc_key, values):
+        return [job({"peft.method": m, "optim.lr": 3e-4}, 0.0, f, peft=peft_block(m, 4) if m == "lora" else None,
+                    **{acc_key: v}) for m, v, f in values]
+
+    for key, sign in (("rouge_l", +1), ("response_nats_per_byte", -1)):
+        jobs = own(key, [("full", 0.5, 30.0), ("lora", 0.4, 5.0)])
+        for j in jobs:
+            del j["final"]["answer_acc"]
+        root = make_front_sweep(tmp_path / key, jobs, items=None, base={"raw_loss": 1.21, key: 0.3})
+        learning = learning_of(collect_runs(root))
+        assert learning is not None
+        assert (learning.metric, learning.sign) == (f"final_{key}", sign)
