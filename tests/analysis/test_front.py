@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from analysis.collect import collect_runs
+from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from analysis_helpers import make_sweep
 from front_helpers import job, make_front_sweep, peft_block, weight_change
 
@@ -151,3 +152,150 @@ def test_own_data_learning_is_rouge_then_nats_per_byte(tmp_path):
         learning = learning_of(collect_runs(root))
         assert learning is not None
         assert (learning.metric, learning.sign) == (f"final_{key}", sign)
+
+
+# ---- the findings ---------------------------------------------------------------------
+
+FRONT_KEYS = {"lora_learns_less_forgets_less", "full_rank_above_lora_rank", "blending_beats_mitigations",
+              "freezing_cuts_forgetting", "neftune_changes_nothing"}
+
+
+def _findings(root) -> dict:
+    from analysis.registry import compute_findings
+
+    return {f.key: f for f in compute_findings(collect_runs(root)) if f.key in FRONT_KEYS}
+
+
+def _full(lr, acc, fg, **kw):
+    return job({"peft.method": "full", "optim.lr": lr}, acc, fg, peft=peft_block("full"), **kw)
+
+
+def _lora(lr, acc, fg, rank=4, **kw):
+    return job({"peft.method": "lora", "optim.lr": lr, "peft.rank": rank}, acc, fg, peft=peft_block("lora", rank), **kw)
+
+
+def test_findings_of_a_method_sweep_with_blends(peft_runs):
+    from analysis.registry import compute_findings
+
+    found = {f.key: f for f in compute_findings(peft_runs) if f.key in FRONT_KEYS}
+    # no freezing and no NEFTune job: those two findings do not appear
+    assert set(found) == {"lora_learns_less_forgets_less", "full_rank_above_lora_rank", "blending_beats_mitigations"}
+    lora = found["lora_learns_less_forgets_less"]
+    assert lora.verdict == SUPPORTED
+    # each at its best rate: full at 3e-4 (60%), LoRA at 3e-3 (40%)
+    assert "LoRA r=4 @ lr 3e-3" in lora.evidence and "full @ lr 3e-4" in lora.evidence
+    assert "-20.0 points" in lora.evidence and "-45.0 points" in lora.evidence
+    rank = found["full_rank_above_lora_rank"]
+    assert rank.verdict == SUPPORTED and rank.numbers["median_effective_rank"] == 26.5
+    assert rank.numbers["exceed"] == 8 and "6.6x" in rank.evidence
+    # the blend at t=0.4 (50%, +10%) beats the full job at 1e-4 (45%, +20%) and LoRA at 3e-3 (40%, +5%)?
+    # no: LoRA forgets less, so LoRA is a trade-off, not beaten
+    blend = found["blending_beats_mitigations"]
+    assert blend.verdict == INCONCLUSIVE
+    beaten = {m["mitigation"]: m["beaten_by"] for m in blend.numbers["mitigations"]}
+    assert beaten["full @ lr 1e-4"] and not beaten["LoRA r=4 @ lr 3e-3"]
+
+
+def test_lora_that_learns_more_is_not_supported(tmp_path):
+    root = make_front_sweep(tmp_path / "s", [_full(3e-4, 0.60, 50.0), _lora(3e-3, 0.75, 5.0)])
+    f = _findings(root)["lora_learns_less_forgets_less"]
+    assert f.verdict == NOT_SUPPORTED and "learns more" in f.evidence
+
+
+def test_lora_without_any_noise_estimate_is_inconclusive(tmp_path):
+    root = make_front_sweep(tmp_path / "s", [_full(3e-4, 0.60, 50.0, se_forgetting=None),
+                                             _lora(3e-3, 0.40, 5.0, se_forgetting=None)], items=None)
+    f = _findings(root)["lora_learns_less_forgets_less"]
+    assert f.verdict == INCONCLUSIVE and "no noise estimate" in f.evidence
+
+
+def test_a_low_rank_full_change_is_not_supported(tmp_path):
+    root = make_front_sweep(tmp_path / "s", [_full(3e-4, 0.60, 50.0, change=weight_change([2, 3, 2, 3, 1, 2, 5, 3])),
+                                             _lora(3e-3, 0.40, 5.0, rank=4)])
+    f = _findings(root)["full_rank_above_lora_rank"]
+    assert f.verdict == NOT_SUPPORTED and f.numbers["exceed"] == 1
+
+
+def test_no_rank_finding_without_a_lora_job(tmp_path):
+    root = make_front_sweep(tmp_path / "s", [_full(3e-4, 0.6, 50.0, change=weight_change(FULL_RANKS)),
+                                             _full(1e-4, 0.5, 20.0, change=weight_change(FULL_RANKS),
+                                                   blends=[(0.5, 0.5, 10.0)])])
+    assert "full_rank_above_lora_rank" not in _findings(root)
+
+
+def test_replay_beats_the_blends_as_measured_in_issue_31(tmp_path):
+    """The issue's numbers: replay 0.5 at 3e-4 learns more and forgets less than every blend."""
+    root = make_front_sweep(tmp_path / "s", [
+        job({"optim.lr": 3e-4, "mix.replay_ratio": 0.0}, 0.56, 227.0, blends=[(0.6, 0.77, 58.0), (0.4, 0.57, 19.0)]),
+        job({"optim.lr": 3e-4, "mix.replay_ratio": 0.5}, 0.89, -0.4)])
+    f = _findings(root)["blending_beats_mitigations"]
+    assert f.verdict == NOT_SUPPORTED and "replay 50%" in f.evidence
+    assert f.numbers["mitigations"][0]["beats"] and not f.numbers["mitigations"][0]["beaten_by"]
+
+
+def test_blends_that_beat_every_mitigation_are_supported(tmp_path):
+    root = make_front_sweep(tmp_path / "s", [
+        _full(3e-4, 0.60, 200.0, blends=[(0.6, 0.70, 40.0), (0.4, 0.55, 8.0)]),
+        _lora(3e-3, 0.45, 40.0),
+        job({"peft.method": "full", "optim.lr": 3e-4, "optim.l2_to_base": 0.1}, 0.50, 60.0, peft=peft_block("full")),
+        _full(1e-4, 0.30, 10.0)])  # a lower rate: beaten by t=0.4
+    f = _findings(root)["blending_beats_mitigations"]
+    assert f.verdict == SUPPORTED, f.evidence
+    assert {m["mitigation"] for m in f.numbers["mitigations"]} == {
+        "LoRA r=4 @ lr 3e-3", "full + l2 pull 0.1 @ lr 3e-4", "full @ lr 1e-4"}
+
+
+def _freeze(lr, acc, fg, layers=2, **kw):
+    return job({"peft.method": "freeze", "optim.lr": lr, "peft.trainable_layers": layers}, acc, fg,
+               peft=peft_block("freeze", layers=layers), **kw)
+
+
+@pytest.mark.parametrize("freeze_fg,verdict", [(30.0, SUPPORTED), (50.2, NOT_SUPPORTED), (80.0, NOT_SUPPORTED)])
+def test_freezing_the_lower_layers(tmp_path, freeze_fg, verdict):
+    root = make_front_sweep(tmp_path / "s", [_full(3e-4, 0.60, 50.0, se_forgetting=0.2),
+                                             _freeze(3e-4, 0.55, freeze_fg, se_forgetting=0.2)])
+    f = _findings(root)["freezing_cuts_forgetting"]
+    assert f.verdict == verdict, f.evidence
+    assert "freeze: last 2 blocks train @ lr 3e-4" in f.evidence
+
+
+def test_freezing_without_a_full_job_at_its_rate_is_inconclusive(tmp_path):
+    root = make_front_sweep(tmp_path / "s", [_full(1e-4, 0.60, 50.0), _freeze(3e-4, 0.55, 30.0)])
+    f = _findings(root)["freezing_cuts_forgetting"]
+    assert f.verdict == INCONCLUSIVE and "no full fine-tuning job" in f.evidence
+
+
+def _neftune(acc, fg, alpha=5.0):
+    return job({"peft.method": "full", "optim.lr": 3e-4, "train.neftune_alpha": alpha}, acc, fg,
+               peft=peft_block("full"), se_forgetting=0.1)
+
+
+@pytest.mark.parametrize("items,acc,fg,verdict", [
+    (100_000, 0.601, 50.1, SUPPORTED),      # equal within the minimum effect, measured finely enough
+    (200, 0.60, 50.0, INCONCLUSIVE),         # equal, but 200 items cannot rule out 2 points
+    (100_000, 0.70, 50.0, NOT_SUPPORTED),    # it does: 10 points more learnt
+])
+def test_neftune(tmp_path, items, acc, fg, verdict):
+    root = make_front_sweep(tmp_path / "s", [job({"peft.method": "full", "optim.lr": 3e-4}, 0.60, 50.0,
+                                                 peft=peft_block("full"), se_forgetting=0.1),
+                                             _neftune(acc, fg)], items=items)
+    f = _findings(root)["neftune_changes_nothing"]
+    assert f.verdict == verdict, f.evidence
+    if verdict == NOT_SUPPORTED:
+        assert "it does change learning" in f.evidence
+
+
+def test_no_front_findings_for_a_plain_lr_x_replay_sweep(tmp_path):
+    root = make_sweep(tmp_path / "plain", lrs=(3e-5, 3e-4, 2e-3), epochs=(1,), seeds=(0,), replay=(0.0, 0.5))
+    assert _findings(root) == {}
+
+
+def test_seeds_are_replicates_of_one_setting(tmp_path):
+    jobs = []
+    for seed, (a, f) in enumerate([(0.60, 50.0), (0.62, 52.0), (0.61, 49.0)]):
+        jobs.append(job({"peft.method": "full", "optim.lr": 3e-4, "train.seed": seed}, a, f, peft=peft_block("full")))
+    for seed, (a, f) in enumerate([(0.40, 5.0), (0.41, 6.0), (0.39, 4.0)]):
+        jobs.append(job({"peft.method": "lora", "optim.lr": 3e-3, "train.seed": seed}, a, f,
+                        peft=peft_block("lora", 4)))
+    f = _findings(make_front_sweep(tmp_path / "s", jobs))["lora_learns_less_forgets_less"]
+    assert f.verdict == SUPPORTED and "n = 3 seeds" in f.evidence and "seed noise" in f.evidence
