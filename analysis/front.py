@@ -163,7 +163,8 @@ def lr_key(runs: RunSet) -> str | None:
 def _not_context(runs: RunSet) -> set[str]:
     """Swept settings that are part of a point's variant or learning rate, not of its context."""
     out = {lr_key(runs), replay_key(runs), *MITIGATION_KEYS}
-    out |= {c for c in runs.swept if c.startswith(PEFT_PREFIX)}
+    # the peft group's keys, and the group itself when a command chose it (``peft=lora,full``)
+    out |= {c for c in runs.swept if c.startswith(PEFT_PREFIX) or c == PEFT_PREFIX.rstrip(".")}
     return {c for c in out if c}
 
 

@@ -82,7 +82,8 @@ def plot_front(runs: RunSet, out_dir: str | Path, palette: Palette | None = None
     add_legend(fig, handles, labels, title="method / mitigation")
     n_blends = int((pts["kind"] == "blend").sum())
     add_header(fig, "Learning against forgetting: every way to fine-tune on one front",
-               f"filled = job, hollow = weight blend ({n_blends}); up-left is better; circled = Pareto front\n"
+               (f"filled = job, hollow = weight blend ({n_blends}); " if n_blends else "one point per job; ")
+               + "up-left is better; circled = Pareto front\n"
                "(no other point learns more and forgets less); " + status_note(runs))
     return save_png(fig, out_dir, "front")
 

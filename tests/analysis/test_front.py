@@ -299,3 +299,36 @@ def test_seeds_are_replicates_of_one_setting(tmp_path):
                         peft=peft_block("lora", 4)))
     f = _findings(make_front_sweep(tmp_path / "s", jobs))["lora_learns_less_forgets_less"]
     assert f.verdict == SUPPORTED and "n = 3 seeds" in f.evidence and "seed noise" in f.evidence
+
+
+def test_sweeps_on_other_data_keep_their_blends_apart(tmp_path):
+    from analysis.groups import group_columns, split_runs
+
+    a = make_front_sweep(tmp_path / "a", [_full(3e-4, 0.6, 50.0, blends=[(0.5, 0.5, 10.0)]),
+                                          job({"optim.lr": 3e-4, "data.name": "world"}, 0.4, 5.0)])
+    b = make_front_sweep(tmp_path / "b", [
+        job({"optim.lr": 3e-4, "data.name": "other"}, 0.7, 30.0, blends=[(0.3, 0.6, 5.0), (0.6, 0.65, 15.0)]),
+        job({"optim.lr": 1e-4, "data.name": "other"}, 0.5, 10.0)])
+    runs = collect_runs([a, b])
+    assert len(runs.blends) == 3
+    parts = dict(split_runs(runs, group_columns(runs)))
+    assert sorted(len(p.blends) for p in parts.values()) == [1, 2]
+    for p in parts.values():
+        assert set(p.blends["job"]) <= set(p.jobs["job"])
+
+
+def test_a_sweep_that_chose_the_peft_group_compares_its_methods(tmp_path):
+    """``sft-sweep -m peft=lora,full ...``: the override names the group, not ``peft.method``."""
+    import json
+
+    root = make_front_sweep(tmp_path / "s", [_full(3e-4, 0.60, 50.0), _lora(3e-3, 0.40, 5.0)])
+    for d in (root / "0", root / "1"):
+        s = json.loads((d / "summary.json").read_text())
+        ov = [o.replace("peft.method=", "peft=") for o in s["overrides"] if not o.startswith("peft.rank")]
+        s["overrides"] = ov
+        (d / "summary.json").write_text(json.dumps(s))
+        (d / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in ov))
+    runs = collect_runs(root)
+    assert "peft" in runs.swept
+    f = _findings(root)["lora_learns_less_forgets_less"]
+    assert f.verdict == SUPPORTED, f.evidence
