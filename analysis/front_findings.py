@@ -21,7 +21,7 @@ import pandas as pd
 from analysis.collect import RunSet
 from analysis.front import (
     FREEZE, FULL, LORA, MIN_FORGETTING, Learning, best_setting, better_or_worse, fmt_level, front_points,
-    group_label, learning_of, point_effect, variant_label,
+    group_label, learning_of, point_effect,
 )
 from analysis.noise import wilson
 from analysis.style import fmt_num
@@ -75,13 +75,6 @@ def _method_groups(jobs: pd.DataFrame):
         yield key, full, {label: p for label, p in lora.groupby("method_label", sort=False)}
 
 
-def _group_text(key: tuple) -> str:
-    ctx, replay, l2, nef = key
-    mit = variant_label("", replay, l2, nef).removeprefix(" + ")
-    parts = [p for p in (ctx, mit) if p]
-    return f" [{'; '.join(parts)}]" if parts else ""
-
-
 def lora_learns_less_forgets_less(runs: RunSet) -> Finding | None:
     key, claim = "lora_learns_less_forgets_less", "LoRA learns less and forgets less than full fine-tuning"
     learning = learning_of(runs)
@@ -92,7 +85,7 @@ def lora_learns_less_forgets_less(runs: RunSet) -> Finding | None:
     if not groups:
         return None
     calls, numbers = [], []
-    for gkey, full, loras in groups:
+    for _gkey, full, loras in groups:
         fb = best_setting(full, learning)
         for label, lora in sorted(loras.items(), key=lambda kv: kv[1]["rank"].iloc[0]):
             lb = best_setting(lora, learning)
@@ -110,7 +103,7 @@ def lora_learns_less_forgets_less(runs: RunSet) -> Finding | None:
                 verdict, how = INCONCLUSIVE, "not beyond noise on " + " and ".join(
                     w for w, c in (("learning", lc), ("forgetting", fc)) if c is None)
             calls.append((verdict, f"{group_label(lb)} ({fmt_level(lb, learning)}) against "
-                                   f"{group_label(fb)} ({fmt_level(fb, learning)}){_group_text(gkey)}: "
+                                   f"{group_label(fb)} ({fmt_level(fb, learning)}): "
                                    f"{how}: {text}"))
             numbers.append({"lora": label, "lora_setting": lb["setting"].iloc[0], "full_setting": fb["setting"].iloc[0],
                             "learning_lora": float(lb["learning"].mean()), "learning_full": float(fb["learning"].mean()),
@@ -213,7 +206,7 @@ def blending_beats_mitigations(runs: RunSet) -> Finding | None:
         beaten_by, beats = [], []
         for bset, b in ctx_blends.groupby("setting", sort=False):
             lc, fc, _text = _diffs(learning, m, b)
-            label = f"{bset} ({fmt_level(b, learning)})"
+            label = f"{group_label(b)} ({fmt_level(b, learning)})"
             # better on one axis beyond noise, not worse beyond noise on the other
             if 1 in (lc, fc) and -1 not in (lc, fc):
                 beaten_by.append(label)
