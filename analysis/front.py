@@ -47,7 +47,7 @@ ATTENTION, MLP = {"attn.qkv", "attn.proj"}, {"mlp.fc", "mlp.proj"}
 
 POINT_COLUMNS = ["job", "kind", "t", "method", "method_label", "replay", "l2", "neftune", "variant", "lr",
                  "context", "setting", "learning", "se_learning", "items_learning", "forgetting_pct",
-                 "se_forgetting_pct", "base_learning", "rank", "trainable_layers"]
+                 "se_forgetting_pct", "base_learning", "rank", "trainable_layers", "trainable_share"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,9 @@ def _method(runs: RunSet, row: pd.Series) -> dict[str, Any]:
     record, else its config (a job from before the peft group fine-tuned fully)."""
     job = row["job"]
     method = row["peft_method"] if _present(row, "peft_method") else _cfg(runs, job, "peft.method") or FULL
-    out: dict[str, Any] = {"method": str(method), "rank": math.nan, "trainable_layers": math.nan}
+    out: dict[str, Any] = {"method": str(method), "rank": math.nan, "trainable_layers": math.nan,
+                           "trainable_share": float(row["trainable_share"]) if _present(row, "trainable_share")
+                           else math.nan}
     if method == LORA:
         rank = row["lora_rank"] if _present(row, "lora_rank") else _cfg(runs, job, "peft.rank")
         targets = _targets(row["lora_targets"] if _present(row, "lora_targets") else _cfg(runs, job, "peft.targets"))
@@ -337,10 +339,15 @@ def group_label(points: pd.DataFrame) -> str:
     return text + (f" (n = {len(points)} seeds)" if len(points) > 1 else "")
 
 
-def fmt_level(points: pd.DataFrame, learning: Learning) -> str:
-    """Learning and forgetting of a group of points (seed means)."""
-    return (f"{learning.name} {learning.fmt(points['learning'].mean())}, forgetting "
+def fmt_level(points: pd.DataFrame, learning: Learning, *, share: bool = False) -> str:
+    """Learning and forgetting of a group of points (seed means); with ``share``, the share of
+    the weights it trained first, when the jobs recorded it."""
+    text = (f"{learning.name} {learning.fmt(points['learning'].mean())}, forgetting "
             f"{points['forgetting_pct'].mean():+.1f}%")
+    trained = points["trainable_share"].dropna() if "trainable_share" in points else points.iloc[0:0]
+    if share and not trained.empty:
+        text = f"trains {100 * float(trained.mean()):.3g}% of the weights; " + text
+    return text
 
 
 def seeds_of(runs: RunSet) -> Sequence[str]:

@@ -102,7 +102,7 @@ def lora_learns_less_forgets_less(runs: RunSet) -> Finding | None:
             else:
                 verdict, how = INCONCLUSIVE, "not beyond noise on " + " and ".join(
                     w for w, c in (("learning", lc), ("forgetting", fc)) if c is None)
-            calls.append((verdict, f"{group_label(lb)} ({fmt_level(lb, learning)}) against "
+            calls.append((verdict, f"{group_label(lb)} ({fmt_level(lb, learning, share=True)}) against "
                                    f"{group_label(fb)} ({fmt_level(fb, learning)}): "
                                    f"{how}: {text}"))
             numbers.append({"lora": label, "lora_setting": lb["setting"].iloc[0], "full_setting": fb["setting"].iloc[0],

@@ -185,6 +185,7 @@ def test_findings_of_a_method_sweep_with_blends(peft_runs):
     # each at its best rate: full at 3e-4 (60%), LoRA at 3e-3 (40%)
     assert "LoRA r=4 @ lr 3e-3" in lora.evidence and "full @ lr 3e-4" in lora.evidence
     assert "-20.0 points" in lora.evidence and "-45.0 points" in lora.evidence
+    assert "trains 4% of the weights" in lora.evidence
     rank = found["full_rank_above_lora_rank"]
     assert rank.verdict == SUPPORTED and rank.numbers["median_effective_rank"] == 26.5
     assert rank.numbers["exceed"] == 8 and "6.6x" in rank.evidence
