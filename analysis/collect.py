@@ -14,6 +14,9 @@ sweeps that are still running.
   of ``analysis.dataview.free_form_columns`` (paired base -> tuned intervals, ``not_measured_<m>``);
 - ``curves``: long table ``job, step, kind, metric, value`` from ``metrics.jsonl``;
 - ``samples``: ``job, task, prompt, reference, base, sft, set`` from ``samples.jsonl``;
+- ``blends``: one row per completed job x weight blend it evaluated (``analysis.peftdata``): the
+  job's swept settings, ``t``, ``final_<metric>``, ``forgetting_pct``; never rows of ``jobs``;
+- ``weight_ranks``: ``job, matrix, effective_rank, max_rank`` of each job's weight change;
 - ``problems``: files that could not be read (reported, skipped, never a crash).
 
 Which parameters were swept is detected from the data (see ``detect_swept``).
@@ -36,6 +39,7 @@ from analysis.errors import ReportError
 from analysis.jobdir import (
     CURVE_COLUMNS, SAMPLE_COLUMNS, JobFiles, Problem, find_job_dirs, parse_overrides, read_job, read_yaml,
 )
+from analysis.peftdata import BLEND_KEY_COLUMNS, WEIGHT_RANK_COLUMNS, blend_rows, peft_columns, weight_rank_rows
 from sft_sweep.jobfiles import EVAL_METRICS, atomic_path
 
 # Config keys that differ between jobs without being an experimental choice (paths, stamps).
@@ -72,6 +76,9 @@ class RunSet:
     problems: list[Problem]
     roots: list[Path]
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # weight blends of the completed jobs and the per-matrix rank of their weight change (peftdata)
+    blends: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=BLEND_KEY_COLUMNS))
+    weight_ranks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=WEIGHT_RANK_COLUMNS))
 
     # ---- axes -------------------------------------------------------------------------
     @property
@@ -120,6 +127,8 @@ class RunSet:
         out.mkdir(parents=True, exist_ok=True)
         written = []
         tables = {"jobs": self.jobs, "curves": self.curves}
+        if not self.blends.empty:
+            tables["blends"] = self.blends
         for name, df in tables.items():
             path = out / f"{name}.csv"
             with atomic_path(path) as tmp:
@@ -359,11 +368,17 @@ def collect_runs(dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> RunSe
     else:
         swept, derived, constants = detect_swept(param_table, override_keys, spec_keys)
 
-    records = []
+    records, blend_parts, rank_parts = [], [], []
     for j in jobs:
         rec = dict(j.record)
+        summary = read_summary(rec["path"])
         # free-form intervals and absent metrics (own data) as the job recorded them
-        rec.update(free_form_columns(read_summary(rec["path"])))
+        rec.update(free_form_columns(summary))
+        # how it was fine-tuned, its weight change and its blends (peftdata), as the job recorded them
+        rec.update(peft_columns(summary))
+        if rec["done"]:
+            blend_parts += blend_rows(summary, rec)
+            rank_parts += weight_rank_rows(summary, rec["job"])
         for col in swept + derived:
             rec[col] = j.config.get(col)
         records.append(rec)
@@ -382,11 +397,24 @@ def collect_runs(dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> RunSe
 
     samples_df = pd.DataFrame([s for j in jobs for s in j.samples], columns=SAMPLE_COLUMNS)
 
+    blends_df = _blends_table(blend_parts, jobs_df, swept + derived)
+    ranks_df = pd.DataFrame(rank_parts, columns=WEIGHT_RANK_COLUMNS)
+
     return RunSet(
         jobs=jobs_df, curves=curves_df, samples=samples_df, swept=swept, derived=derived,
         constants=constants, sweep_specs=sweep_specs, problems=problems, roots=roots,
-        configs={j.record["job"]: j.config for j in jobs},
+        configs={j.record["job"]: j.config for j in jobs}, blends=blends_df, weight_ranks=ranks_df,
     )
+
+
+def _blends_table(rows: list[dict], jobs_df: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """The blends with their job's swept settings (as the jobs table holds them), in key order."""
+    if not rows:
+        return pd.DataFrame(columns=BLEND_KEY_COLUMNS + params)
+    df = pd.DataFrame(rows)
+    df = df.merge(jobs_df[["job"] + params], on="job", how="left")
+    head = BLEND_KEY_COLUMNS + params
+    return df[head + [c for c in df.columns if c not in head]].sort_values(["job", "t"], ignore_index=True)
 
 
 def _map_override_key(key: str, config_keys: set[str]) -> str:

@@ -41,7 +41,9 @@ def split_runs(runs: RunSet, cols: list[str]) -> list[tuple[str, RunSet]]:
         sub = dataclasses.replace(
             runs, jobs=part, swept=swept,
             curves=runs.curves[runs.curves["job"].isin(names)] if "job" in runs.curves else runs.curves,
-            samples=runs.samples[runs.samples["job"].isin(names)] if "job" in runs.samples else runs.samples)
+            samples=runs.samples[runs.samples["job"].isin(names)] if "job" in runs.samples else runs.samples,
+            blends=runs.blends[runs.blends["job"].isin(names)],
+            weight_ranks=runs.weight_ranks[runs.weight_ranks["job"].isin(names)])
         out.append((setting_label(key, cols), sub))
     return out
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from analysis.collect import RunSet
 from analysis.experiment_findings import experiment_findings
 from analysis.findings import core_findings
+from analysis.front_findings import front_findings
 from analysis.lesson_findings import lesson_findings
 from analysis.groups import group_columns, split_runs
 from analysis.story import story_findings
@@ -23,6 +24,7 @@ FINDING_SOURCES: tuple[Callable[[RunSet], list[Finding]], ...] = (
     core_findings,
     experiment_findings,
     lesson_findings,
+    front_findings,
 )
 
 

@@ -21,11 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from analysis.collect import RunSet
+from analysis.front import front_applies
 from analysis.groups import group_columns, split_runs
 from analysis.plots.base_vs_tuned import base_vs_tuned_caption, plot_base_vs_tuned
 from analysis.plots.categories import plot_categories
 from analysis.plots.common import make_palette
 from analysis.plots.forgetting import plot_forgetting, plot_forgetting_curves
+from analysis.plots.front import front_caption, plot_front
 from analysis.plots.lr import plot_lr_comparison
 from analysis.plots.mixing import mixing_caption, plot_mixing
 from analysis.plots.seeds import plot_seeds
@@ -35,7 +37,7 @@ from analysis.style import AGGRESSIVE_BAND
 __all__ = [
     "PLOTS", "plot_all", "plot_lr_comparison", "plot_forgetting", "plot_forgetting_curves",
     "plot_mixing", "plot_tradeoff", "plot_categories", "plot_seeds", "plot_base_vs_tuned",
-    "make_palette", "figure_caption", "left_out_sentence",
+    "make_palette", "figure_caption", "left_out_sentence", "plot_front",
 ]
 
 
@@ -52,6 +54,7 @@ PLOTS: list[tuple[str, Callable[..., Path | None], str | Callable[[RunSet], str]
      "How forgetting builds up during training (eval rows, relative to step 0)."),
     ("mixing", plot_mixing, mixing_caption),
     ("tradeoff", plot_tradeoff, tradeoff_caption),
+    ("front", plot_front, front_caption),
     ("categories", plot_categories,
      "Text-valued settings (template, data format, model) compared side by side."),
     ("seeds", plot_seeds,
@@ -67,10 +70,13 @@ NEEDS = {
     "forgetting_vs_step": "raw-text loss at two or more evaluation steps",
     "mixing": "two or more replay ratios",
     "tradeoff": "forgetting and a follow rate or answer accuracy on two or more jobs",
+    "front": "forgetting and a learning metric on two or more jobs or blends",
     "categories": "a swept text-valued setting (template, data format, model)",
     "seeds": "two or more seeds of a setting",
     "base_vs_tuned": "a rate measured on both the base model and a tuned job",
 }
+#: Figures drawn only for some sweeps: where ``applies`` is false, the figure is not listed as left out.
+ONLY_FOR = {"front": front_applies}
 #: Between a figure's name and its group's label in the keys ``plot_all`` returns.
 GROUP_SEP = " · "
 
@@ -109,7 +115,7 @@ def plot_all(runs: RunSet, out_dir: str | Path, *, on_error: Callable[[str, Exce
                 continue
             if path is not None:
                 written[key] = path
-            elif left_out is not None:
+            elif left_out is not None and ONLY_FOR.get(name, lambda _runs: True)(sub):
                 left_out.append(f"{key} (needs {NEEDS[name]})")
     return written
 

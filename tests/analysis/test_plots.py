@@ -36,7 +36,8 @@ def rich_plots(rich_runs, tmp_path_factory):
 
 def test_every_plot_function_writes_a_png(demo_plots, rich_plots):
     written = set(demo_plots) | set(rich_plots)
-    assert written == {name for name, _fn, _cap in plots.PLOTS}
+    # the learning-forgetting front needs a sweep of methods or blends: drawn in test_front.py
+    assert written == {name for name, _fn, _cap in plots.PLOTS} - {"front"}
     for path in list(demo_plots.values()) + list(rich_plots.values()):
         assert _is_png(path), path
 
