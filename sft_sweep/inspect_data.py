@@ -49,6 +49,7 @@ class RenderedExample:
     rendered_len: int  # ids before the length policy
     status: str  # kept | truncated | dropped: too long | dropped: no trained tokens | filtered / duplicate
     source: str = ""
+    tok: Any = field(default=TOK, repr=False)  # the job's tokenizer: how the ids read as text
 
     @property
     def n_trained(self) -> int:
@@ -84,20 +85,23 @@ def inspect_config(cfg, base_dir: str | None = None, n_examples: int = 3, start:
     """Render ``n_examples`` examples from ``start`` and the job's data counts for a Config."""
     prepared = prepare(cfg, base_dir)  # the job's own pipeline: its report is what the job records
     max_tokens = cfg.model.block_size + 1
+    tok = prepared.template.tok
     examples: list[RenderedExample] = []
     for name, convs in prepared.conversations.items():
         kept, _ = filter_quality(convs, cfg.data.quality)
         kept_ids = {id(c) for c in kept}
         for i in range(start, min(len(convs), start + n_examples - len(examples))):
-            shown = fit_example(cfg, convs[i], name)
+            shown = fit_example(cfg, convs[i], name, tok)
             ids, mask = shown.rendered.ids.tolist(), shown.rendered.mask.tolist()
             if id(convs[i]) not in kept_ids:
-                examples.append(RenderedExample(i, ids, mask, len(ids), "removed by the quality filter or as a duplicate", name))
+                examples.append(RenderedExample(i, ids, mask, len(ids), "removed by the quality filter or as a duplicate",
+                                                name, tok))
             elif shown.fitted is not None:
                 ex = shown.fitted
-                examples.append(RenderedExample(i, ex.ids.tolist(), ex.mask.tolist(), len(ids), shown.status, name))
+                examples.append(RenderedExample(i, ex.ids.tolist(), ex.mask.tolist(), len(ids), shown.status, name,
+                                                tok))
             else:
-                examples.append(RenderedExample(i, ids, mask, len(ids), shown.status, name))
+                examples.append(RenderedExample(i, ids, mask, len(ids), shown.status, name, tok))
         if len(examples) >= n_examples:
             break
     counts = {**prepared.report, "n_train_examples": len(prepared.train_examples),
@@ -117,26 +121,26 @@ def inspect_job(job_dir: str | Path, n_examples: int = 1) -> DataInspection:
 
 # --- rendering ---------------------------------------------------------------------------------
 
-def spans(ids: list[int], mask: list[int]) -> list[tuple[str, bool]]:
-    """(text, trained) runs: consecutive ids with the same mask decoded together."""
+def spans(ids: list[int], mask: list[int], tok: Any = TOK) -> list[tuple[str, bool]]:
+    """(text, trained) runs: consecutive ids with the same mask decoded together (with ``tok``)."""
     out: list[tuple[str, bool]] = []
     run: list[int] = []
     on = None
     for t, m in zip(ids, mask):
         if on is not None and bool(m) != on:
-            out.append((TOK.decode(run), on))
+            out.append((tok.decode(run), on))
             run = []
         run.append(t)
         on = bool(m)
     if run:
-        out.append((TOK.decode(run), bool(on)))
+        out.append((tok.decode(run), bool(on)))
     return out
 
 
 def as_text(ex: RenderedExample, style: str) -> str:
     """``style``: ``ansi`` (highlight on a terminal) or ``brackets`` (``[[trained]]``)."""
     parts = []
-    for text, trained in spans(ex.ids, ex.mask):
+    for text, trained in spans(ex.ids, ex.mask, ex.tok):
         if style == "ansi":
             parts.append(f"{ANSI_TRAINED}{text}{ANSI_RESET}" if trained else text)
         else:
@@ -145,7 +149,7 @@ def as_text(ex: RenderedExample, style: str) -> str:
 
 
 def as_html(ex: RenderedExample) -> str:
-    return "".join(f"<mark>{html.escape(t)}</mark>" if on else html.escape(t) for t, on in spans(ex.ids, ex.mask))
+    return "".join(f"<mark>{html.escape(t)}</mark>" if on else html.escape(t) for t, on in spans(ex.ids, ex.mask, ex.tok))
 
 
 def example_header(ex: RenderedExample) -> str:
