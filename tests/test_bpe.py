@@ -169,3 +169,30 @@ def test_bad_tokenizer_settings_are_refused():
         validate(to_object(compose_cfg(["tokenizer.name=words"])))
     with pytest.raises(ConfigError, match="tokenizer.vocab_size=100"):
         validate(to_object(compose_cfg(["tokenizer=bpe", "tokenizer.vocab_size=100"])))
+
+
+@pytest.mark.parametrize("which", ["bytes", "bpe"])
+def test_raw_loss_per_byte_counts_each_tokens_bytes(tok, which):
+    import numpy as np
+
+    from sft_sweep.data.prepare import join_docs
+    from sft_sweep.data.templates import get_template
+    from sft_sweep.nn import GPT, GPTConfig
+    from sft_sweep.train.evaluate import Evaluator
+
+    t = tok if which == "bpe" else ByteTokenizer()
+    stream = join_docs(["The capital of Varnia is Ostrel. ünïcode ✓", "Another document, short."] * 6, t)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, n_mlp=32, block_size=16, vocab_size=t.vocab_size), seed=0)
+    ev = Evaluator(template=get_template("chatml", t), val_examples=[], heldout_tokens=stream, eval_items=[],
+                   probe_items=[], follow_prompts=[], block_size=16, max_items=10, max_new_tokens=4,
+                   raw_windows=4, batch_size=4)
+    metrics, _ = ev.evaluate(model)
+    n_targets = sum(len(w) - 1 for w in ev.raw)
+    # the bytes of text each window's targets stand for
+    n_bytes = sum(len(b"".join(t.token_bytes[int(i)] for i in w[1:])) for w in ev.raw)
+    assert metrics["raw_nats_per_byte"] == pytest.approx(metrics["raw_loss"] * n_targets / n_bytes, rel=1e-9)
+    if which == "bytes":  # one byte a token, the end-of-text ids none
+        assert n_bytes == sum(int((w[1:] < 256).sum()) for w in ev.raw)
+    else:
+        assert n_bytes > 1.5 * n_targets
+    assert np.isfinite(metrics["raw_nats_per_byte"])

@@ -3,6 +3,8 @@
 Metrics (each absent when its data is absent, never a fake 0):
 - ``raw_loss``: mean next-token loss on held-out pre-training text. Its rise after SFT is
   catastrophic forgetting.
+- ``raw_nats_per_byte``: the same windows' loss per byte of text, which compares across
+  tokenizers (``raw_loss`` is per token: with BPE a token holds several bytes).
 - ``response_loss``: mean loss on the assistant tokens of held-out conversations.
 - ``follow_rate``: share of held-out prompts where greedy generation produced a non-empty answer
   and ended the assistant turn with the template's end marker, without starting a new turn and
@@ -158,7 +160,18 @@ class Evaluator:
             m[0] = 0  # the first token has no context; it is never a target
         sums = masked_nll_sums(model, self.raw, masks, self.batch_size, self.tok.pad_id)
         counts = [int(m.sum()) for m in masks]
+        self._raw_sums = sums
         return float(sums.sum() / sum(counts)), [float(s) / c for s, c in zip(sums, counts)]
+
+    def raw_nats_per_byte(self) -> float | None:
+        """Nats per byte of text over the held-out windows of the last ``raw_losses``: the loss
+        that compares across tokenizers (each target token counts the bytes it stands for; the
+        end-of-text id between documents costs nats, not bytes)."""
+        sums = getattr(self, "_raw_sums", None)
+        if sums is None or not self.raw:
+            return None
+        n_bytes = sum(int(self.tok.byte_lengths[w[1:]].sum()) for w in self.raw)
+        return float(sums.sum() / n_bytes) if n_bytes else None
 
     def raw_loss(self, model: GPT) -> float | None:
         return self.raw_losses(model)[0]
@@ -316,6 +329,7 @@ class Evaluator:
         self.item_scores, self.not_measured = {}, {}
         raw, self.item_scores["raw_loss"] = self.raw_losses(model)
         put("raw_loss", raw)
+        put("raw_nats_per_byte", self.raw_nats_per_byte())
         pooled, per_byte = self.response_losses(model)
         put("response_loss", pooled)
         self._put_response_per_byte(per_byte, put)
