@@ -148,6 +148,16 @@ def as_text(ex: RenderedExample, style: str) -> str:
     return "".join(parts)
 
 
+def as_tokens(ex: RenderedExample) -> str:
+    """The example token by token, ``|`` between tokens, trained ones ``[[...]]``; a newline
+    shows as ``\\n`` and a byte that is part of a character as ``\\xNN``."""
+    parts = []
+    for i, m in zip(ex.ids, ex.mask):
+        text = ex.tok.token_text(i).replace("\n", "\\n")
+        parts.append(f"[[{text}]]" if m else text)
+    return "|".join(parts)
+
+
 def as_html(ex: RenderedExample) -> str:
     return "".join(f"<mark>{html.escape(t)}</mark>" if on else html.escape(t) for t, on in spans(ex.ids, ex.mask, ex.tok))
 
@@ -181,6 +191,11 @@ def counts_lines(counts: dict[str, Any]) -> list[str]:
             lines.append(f"{key[7:]}: {rep.get('n_in')} examples, truncated {rep.get('truncated')}, dropped "
                          f"{rep.get('dropped_too_long', 0)} too long + {rep.get('dropped_no_trained_tokens', 0)} "
                          f"with no trained token, kept {rep.get('n_kept')}")
+    tok = counts.get("tokenizer")
+    if isinstance(tok, dict):
+        per = tok.get("pretrain_chars_per_token")
+        lines.append(f"tokenizer: {tok.get('name')}, {tok.get('vocab_size')} ids"
+                     + (f", {per:.2f} characters per token on the pre-training text" if per else ""))
     lines.append(f"training examples {counts.get('n_train_examples')}, held-out examples {counts.get('n_val_examples')}")
     lines += fit_lines(counts.get("fit"))
     return lines
@@ -215,6 +230,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--start", type=int, default=0, help="index of the first example shown")
     p.add_argument("--html", metavar="FILE", help="write an HTML page instead of printing the examples")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    p.add_argument("--tokens", action="store_true", help="show each example token by token")
     p.add_argument("--json", action="store_true", help="print the counts and per-example numbers as JSON")
     return p.parse_intermixed_args(argv)
 
@@ -291,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     for ex in found.examples:
         print()
         print(example_header(ex))
-        print(as_text(ex, "ansi" if color else "brackets"))
+        print(as_tokens(ex) if args.tokens else as_text(ex, "ansi" if color else "brackets"))
 
 
 if __name__ == "__main__":

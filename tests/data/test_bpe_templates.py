@@ -147,3 +147,17 @@ def test_files_that_are_not_sft_data_are_refused():
         load_conversations(str(shared_file("dpo_en_demo.json")))
     with pytest.raises(DataError, match="unknown role 'function_call'"):
         load_conversations(str(shared_file("glaive_toolcall_en_demo.json")))
+
+
+def test_inspect_shows_the_tokens(tok):
+    from sft_sweep.inspect_data import RenderedExample, as_tokens
+
+    conv = Conversation([Turn("user", "Hi there\nfriend"), Turn("assistant", "Hello, friend.")])
+    ids, mask = render(conv, get_template("chatml", tok))
+    shown = as_tokens(RenderedExample(0, ids, mask, len(ids), "kept", "main", tok))
+    import re
+
+    trained = re.findall(r"\[\[(.*?)\]\]", shown)
+    assert len(trained) == sum(mask) and "".join(trained) == "Hello, friend.<|im_end|>"
+    assert shown.startswith("<|im_start|>|")  # a special token shows whole
+    assert "\\n" in shown and "\n" not in shown  # newlines shown, one line per example
