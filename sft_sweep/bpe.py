@@ -250,8 +250,9 @@ def bpe_cached(docs: Sequence[str], vocab_size: int, cache_dir: str | os.PathLik
 
     tok = load()
     if tok is None:
+        text = train_bpe(docs, vocab_size).to_json()
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, train_bpe(docs, vocab_size).to_json())
+        write_atomic(path, text)
         tok = load()
         if tok is None:
             raise OSError(f"the trained tokenizer written to {path} could not be read back")

@@ -196,3 +196,12 @@ def test_raw_loss_per_byte_counts_each_tokens_bytes(tok, which):
     else:
         assert n_bytes > 1.5 * n_targets
     assert np.isfinite(metrics["raw_nats_per_byte"])
+
+
+def test_a_vocabulary_the_text_cannot_fill_fails_the_job_with_the_largest_that_fits(tmp_path):
+    from sft_sweep.data.prepare import prepare
+
+    cfg = to_object(compose_cfg(["tokenizer=bpe", "tokenizer.vocab_size=8192", f"pretrain.cache_dir={tmp_path}"]))
+    with pytest.raises(ConfigError, match=r"tokenizer.vocab_size=8192 needs 7932 merges, .* at most \d+"):
+        prepare(cfg, str(REPO))
+    assert not (tmp_path / "tokenizers").exists()  # nothing cached for a failure
