@@ -31,9 +31,8 @@ from .decoding import add_decoding_args, chosen_decoding, describe
 from .errors import SftSweepError
 from .jobmodels import JobModels, check_architecture, load_model, resolve
 from .nn import GPT, generate
-from .tokenizer import ByteTokenizer
+from .jobtokenizer import job_tokenizer
 
-TOK = ByteTokenizer()
 HISTORY_FILE = os.path.expanduser("~/.sft_sweep_chat_history")
 
 
@@ -57,15 +56,11 @@ def cut_at_new_turn(ids: list[int], tmpl: Template) -> list[int]:
     """The reply up to its end-of-turn id, or up to where the model starts a new turn unasked."""
     end = len(ids)
     for i, t in enumerate(ids):
-        if t in tmpl.stop_ids or TOK.is_special(t):
+        if t in tmpl.stop_ids or tmpl.tok.is_special(t):
             end = i
             break
-    for marker in tmpl.new_turn_markers:
-        for i in range(0, end - len(marker) + 1):
-            if ids[i : i + len(marker)] == marker:
-                end = i
-                break
-    return ids[:end]
+    at = tmpl.new_turn_at(ids[:end])
+    return ids[: end if at is None else at]
 
 
 @dataclass
@@ -105,11 +100,11 @@ class ChatSession:
             ids = self._prompt_ids(name, user, model.config.block_size)
             s = self.sampling
             # Any special token ends the reply: a model emitting <|im_start|> is opening a new turn.
-            halt = set(self.template.stop_ids) | set(TOK.special_tokens.values())
+            halt = set(self.template.stop_ids) | set(self.template.tok.special_tokens.values())
             out = generate(model, [ids], s.max_new_tokens, stop_ids=halt,
                            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, rng=self.rng,
                            repetition_penalty=s.repetition_penalty, no_repeat_ngram=s.no_repeat_ngram)[0]
-            text = TOK.decode(cut_at_new_turn(out, self.template), skip_special=True).strip()
+            text = self.template.tok.decode(cut_at_new_turn(out, self.template), skip_special=True).strip()
             self.histories[name] += [Turn("user", user), Turn("assistant", text or " ")]
             replies[name] = text
         return replies
@@ -143,7 +138,12 @@ def load_session(found: JobModels, args: argparse.Namespace) -> tuple[ChatSessio
     decoding, source = chosen_decoding(args, found.job_dir, found.config)
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         max_new_tokens=args.max_new_tokens, seed=args.seed, **decoding, decoding_from=source)
-    return ChatSession(models, get_template(template), system=args.system, sampling=sampling), notes
+    tok = job_tokenizer(found.config, found.job_dir)
+    for name, model in models.items():
+        if model.config.vocab_size != tok.vocab_size:
+            raise ChatError(f"the {name} model has {model.config.vocab_size} token ids, but the job's tokenizer "
+                            f"({tok.name}) has {tok.vocab_size}")
+    return ChatSession(models, get_template(template, tok), system=args.system, sampling=sampling), notes
 
 
 def interactive(session: ChatSession, header: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, ValidationError
 
+from .bpe import MIN_VOCAB
 from .data.examples import LENGTH_POLICIES
 from .data.quality import QualityConfig
 from .data.templates import MASK_MODES, TEMPLATE_NAMES
@@ -117,6 +118,21 @@ class DataConf:
                 raise ConfigError(f"data.datasets.{name}.path is required (data.datasets.{name}.path=FILE)")
             converted[name] = DatasetConf(**d)
         self.datasets = converted
+
+
+#: The tokenizers of the ``tokenizer`` group (``tokenizer.name``).
+TOKENIZER_NAMES = ("bytes", "bpe")
+
+
+@dataclass
+class TokenizerConf:
+    """How text becomes token ids. ``bytes``: one id per UTF-8 byte (260 ids with the special
+    tokens). ``bpe``: a byte-level BPE of ``vocab_size`` ids (special tokens included) trained on
+    the job's pre-training text and cached in ``pretrain.cache_dir`` (sft_sweep/bpe.py);
+    ``vocab_size`` is read only for ``bpe``. The model's vocabulary follows the tokenizer."""
+
+    name: str = "bytes"
+    vocab_size: int = 1024
 
 
 @dataclass
@@ -257,6 +273,7 @@ class Config:
     name: str = "default"  # experiment name: names the sweep directory
     model: ModelConf = field(default_factory=ModelConf)
     data: DataConf = field(default_factory=DataConf)
+    tokenizer: TokenizerConf = field(default_factory=TokenizerConf)
     template: TemplateConf = field(default_factory=TemplateConf)
     optim: OptimConf = field(default_factory=OptimConf)
     peft: PeftConf = field(default_factory=PeftConf)
@@ -325,6 +342,10 @@ def validate(cfg: Config) -> None:
                "source=files needs at least one dataset (data.datasets.NAME.path=...)", p)
     _check(cfg.data.max_file_mb > 0, "data.max_file_mb", cfg.data.max_file_mb, "must be > 0 (MiB)", p)
     _check(0.0 < cfg.data.val_fraction < 1.0, "data.val_fraction", cfg.data.val_fraction, "must be in (0, 1)", p)
+    _check_choice("tokenizer.name", cfg.tokenizer.name, TOKENIZER_NAMES, p)
+    if cfg.tokenizer.name == "bpe":
+        _check(cfg.tokenizer.vocab_size >= MIN_VOCAB, "tokenizer.vocab_size", cfg.tokenizer.vocab_size,
+               f"must be >= {MIN_VOCAB} (256 bytes, at least one merge, the special tokens)", p)
     _check_choice("template.name", cfg.template.name, TEMPLATE_NAMES, p)
     _check_choice("template.mask", cfg.template.mask, MASK_MODES, p)
     o = cfg.optim
@@ -444,7 +465,10 @@ OFF_IS_ABSENT = {"eval.repetition_penalty": 1.0, "eval.no_repeat_ngram": 0, "dat
                  # that ran before with every item there keeps its hash at the default
                  "eval.periodic_items": 20,
                  "optim.l2_to_base": 0.0, "train.neftune_alpha": 0.0, "eval.blend": [],
-                 "peft.method": "full"}
+                 "peft.method": "full",
+                 # the byte tokenizer, which every earlier job used; with it tokenizer.vocab_size
+                 # is unused and absent too (see semantic)
+                 "tokenizer.name": "bytes"}
 # Settings that mean something only under another setting's value, and count only then: a full
 # fine-tuning job's hash is that of a config with no peft group at all.
 ONLY_WHEN = {**{f"peft.{k}": ("peft.method", "lora") for k in ("rank", "alpha", "rslora", "targets")},
@@ -455,12 +479,15 @@ def semantic(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``values`` (dotted keys below ``prefix``) without the keys of ``NON_SEMANTIC_KEYS``, the
     ``NON_SEMANTIC_GROUPS`` and the ``UNSET_IS_ABSENT`` keys left at None."""
     out = {}
+    byte_tokens = values.get("tokenizer.name", "bytes") == "bytes" if not prefix else False
     for k, v in values.items():
         full = f"{prefix}{k}"
         if full in ONLY_WHEN:
             key, needed = ONLY_WHEN[full]
             if values.get(key.removeprefix(prefix)) != needed:
                 continue
+        if byte_tokens and full.startswith("tokenizer."):
+            continue
         if full in NON_SEMANTIC_KEYS or full.split(".")[0] in NON_SEMANTIC_GROUPS:
             continue
         if full in UNSET_IS_ABSENT and v is None:
@@ -479,7 +506,7 @@ def config_hash(cfg_dict: dict[str, Any]) -> str:
 
 # The groups that decide what a base model's evaluation measures (less the settings of the group
 # that only concern the tuned model).
-BASE_EVAL_GROUPS = ("data", "template", "eval", "model")
+BASE_EVAL_GROUPS = ("data", "tokenizer", "template", "eval", "model")
 NOT_BASE_EVAL_KEYS = ("eval.blend",)
 
 

@@ -21,8 +21,9 @@ The numpy GPT is GPT-2's network, so the weights map one to one:
   output head tied to the token embedding (``tie_word_embeddings``: the file carries no
   separate ``lm_head.weight``).
 
-The tokenizer is a byte-level BPE with no merges: id b (0..255) is byte b, written in GPT-2's
-printable byte alphabet, and the special tokens keep their ids. One difference remains by
+The tokenizer is the job's: for ``tokenizer=bytes`` a byte-level BPE with no merges (id b
+(0..255) is byte b, written in GPT-2's printable byte alphabet), for ``tokenizer=bpe`` the job's
+byte-level BPE with its merges; the special tokens keep their ids. One difference remains by
 nature: transformers' tokenizer turns text that spells a special token (a user typing
 ``<|im_end|>``) into that token, where ``ByteTokenizer`` keeps it as plain bytes.
 
@@ -44,6 +45,7 @@ from .errors import SftSweepError, user_errors_exit
 from .export_peft import export_adapter
 from .jobfiles import ADAPTER, atomic_path, write_json
 from .jobmodels import resolve, load_model
+from .jobtokenizer import job_tokenizer
 from .nn import GPT
 from .nn.layers import LN_EPS
 from .tokenizer import N_BYTES, SPECIAL_TOKENS, ByteTokenizer
@@ -100,9 +102,9 @@ def gpt2_config(model: GPT, template: Template) -> dict:
         "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False,
         "tie_word_embeddings": True,
-        "bos_token_id": TOK.eot_id,
+        "bos_token_id": template.tok.eot_id,
         "eos_token_id": template.end_id,
-        "pad_token_id": TOK.pad_id,
+        "pad_token_id": template.tok.pad_id,
         "dtype": "float32",
     }
 
@@ -125,8 +127,11 @@ def byte_alphabet() -> list[str]:
     return chars
 
 
-def tokenizer_json() -> dict:
-    """``tokenizer.json``: our byte ids through a byte-level BPE without merges, plus the specials."""
+def tokenizer_json(tok=TOK) -> dict:
+    """``tokenizer.json``: our byte ids through a byte-level BPE without merges, plus the specials;
+    a BPE tokenizer (``tokenizer=bpe``) writes its own, with the same ids."""
+    if hasattr(tok, "hf_tokenizer_json"):
+        return tok.hf_tokenizer_json()
     vocab = {ch: b for b, ch in enumerate(byte_alphabet())}
     vocab.update(TOK.special_tokens)
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
@@ -161,15 +166,16 @@ def _frames(template: Template, role: str) -> tuple[str, str]:
             seen_content = True
         else:
             (after if seen_content else before).extend(ids)
-    return TOK.decode(before), TOK.decode(after)
+    return template.tok.decode(before), template.tok.decode(after)
 
 
 def chat_template_jinja(template: Template) -> str:
     """``template`` as transformers' Jinja chat template: the same text turn by turn, so
     ``apply_chat_template`` yields the ids ``render`` / ``render_prompt`` do."""
     q = json.dumps  # Jinja string literals take the same escapes as JSON strings here
-    header, end, sep = (TOK.decode(template.assistant_header()), TOK.decode([template.end_id]),
-                        TOK.decode(template.separator()))
+    tok = template.tok
+    header, end, sep = (tok.decode(template.assistant_header()), tok.decode([template.end_id]),
+                        tok.decode(template.separator()))
     parts = ["{%- for message in messages -%}",
              "{%- if message['role'] == 'assistant' -%}",
              f"{{{{ {q(header)} }}}}{{{{ message['content'] }}}}{{{{ {q(end)} }}}}",
@@ -187,6 +193,7 @@ def chat_template_jinja(template: Template) -> str:
 
 
 def tokenizer_config(model: GPT, template: Template) -> dict:
+    TOK = template.tok
     names = {i: n for n, i in TOK.special_tokens.items()}
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -209,6 +216,10 @@ def export_model(model: GPT, out_dir: Path, template: Template, source: str = ""
     except ImportError:
         raise ExportError("writing safetensors needs the safetensors package: "
                           "pip install 'sft-sweep[export]'") from None
+    TOK = template.tok
+    if model.config.vocab_size != TOK.vocab_size:
+        raise ExportError(f"the model has {model.config.vocab_size} token ids, but the {TOK.name} tokenizer has "
+                          f"{TOK.vocab_size}: it is not this model's tokenizer")
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / "model.safetensors"
     with atomic_path(weights) as tmp:
@@ -222,7 +233,7 @@ def export_model(model: GPT, out_dir: Path, template: Template, source: str = ""
             # generation ends with the turn, as in sft-sweep-chat
             "eos_token_id": [template.end_id] + [i for i in sorted(names) if i != template.end_id],
         },
-        "tokenizer.json": tokenizer_json(),
+        "tokenizer.json": tokenizer_json(TOK),
         "tokenizer_config.json": tokenizer_config(model, template),
         "special_tokens_map.json": {"bos_token": names[TOK.eot_id], "eos_token": names[template.end_id],
                                     "pad_token": names[TOK.pad_id]},
@@ -266,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
             if "base" not in note:  # the base model is not exported; its absence does not matter
                 print(f"note: {note}", file=sys.stderr)
         model = load_model(found.tuned)
-        template = get_template(args.template or found.template)
+        template = get_template(args.template or found.template, job_tokenizer(found.config, found.job_dir))
         files = export_model(model, Path(args.out_dir), template, source=str(found.tuned))
         print(f"wrote {len(files)} files to {args.out_dir} ({found.tuned}, {template.name} template)")
         adapter = found.job_dir / ADAPTER if found.job_dir is not None else None

@@ -49,6 +49,7 @@ class RenderedExample:
     rendered_len: int  # ids before the length policy
     status: str  # kept | truncated | dropped: too long | dropped: no trained tokens | filtered / duplicate
     source: str = ""
+    tok: Any = field(default=TOK, repr=False)  # the job's tokenizer: how the ids read as text
 
     @property
     def n_trained(self) -> int:
@@ -84,20 +85,23 @@ def inspect_config(cfg, base_dir: str | None = None, n_examples: int = 3, start:
     """Render ``n_examples`` examples from ``start`` and the job's data counts for a Config."""
     prepared = prepare(cfg, base_dir)  # the job's own pipeline: its report is what the job records
     max_tokens = cfg.model.block_size + 1
+    tok = prepared.template.tok
     examples: list[RenderedExample] = []
     for name, convs in prepared.conversations.items():
         kept, _ = filter_quality(convs, cfg.data.quality)
         kept_ids = {id(c) for c in kept}
         for i in range(start, min(len(convs), start + n_examples - len(examples))):
-            shown = fit_example(cfg, convs[i], name)
+            shown = fit_example(cfg, convs[i], name, tok)
             ids, mask = shown.rendered.ids.tolist(), shown.rendered.mask.tolist()
             if id(convs[i]) not in kept_ids:
-                examples.append(RenderedExample(i, ids, mask, len(ids), "removed by the quality filter or as a duplicate", name))
+                examples.append(RenderedExample(i, ids, mask, len(ids), "removed by the quality filter or as a duplicate",
+                                                name, tok))
             elif shown.fitted is not None:
                 ex = shown.fitted
-                examples.append(RenderedExample(i, ex.ids.tolist(), ex.mask.tolist(), len(ids), shown.status, name))
+                examples.append(RenderedExample(i, ex.ids.tolist(), ex.mask.tolist(), len(ids), shown.status, name,
+                                                tok))
             else:
-                examples.append(RenderedExample(i, ids, mask, len(ids), shown.status, name))
+                examples.append(RenderedExample(i, ids, mask, len(ids), shown.status, name, tok))
         if len(examples) >= n_examples:
             break
     counts = {**prepared.report, "n_train_examples": len(prepared.train_examples),
@@ -117,26 +121,26 @@ def inspect_job(job_dir: str | Path, n_examples: int = 1) -> DataInspection:
 
 # --- rendering ---------------------------------------------------------------------------------
 
-def spans(ids: list[int], mask: list[int]) -> list[tuple[str, bool]]:
-    """(text, trained) runs: consecutive ids with the same mask decoded together."""
+def spans(ids: list[int], mask: list[int], tok: Any = TOK) -> list[tuple[str, bool]]:
+    """(text, trained) runs: consecutive ids with the same mask decoded together (with ``tok``)."""
     out: list[tuple[str, bool]] = []
     run: list[int] = []
     on = None
     for t, m in zip(ids, mask):
         if on is not None and bool(m) != on:
-            out.append((TOK.decode(run), on))
+            out.append((tok.decode(run), on))
             run = []
         run.append(t)
         on = bool(m)
     if run:
-        out.append((TOK.decode(run), bool(on)))
+        out.append((tok.decode(run), bool(on)))
     return out
 
 
 def as_text(ex: RenderedExample, style: str) -> str:
     """``style``: ``ansi`` (highlight on a terminal) or ``brackets`` (``[[trained]]``)."""
     parts = []
-    for text, trained in spans(ex.ids, ex.mask):
+    for text, trained in spans(ex.ids, ex.mask, ex.tok):
         if style == "ansi":
             parts.append(f"{ANSI_TRAINED}{text}{ANSI_RESET}" if trained else text)
         else:
@@ -144,8 +148,18 @@ def as_text(ex: RenderedExample, style: str) -> str:
     return "".join(parts)
 
 
+def as_tokens(ex: RenderedExample) -> str:
+    """The example token by token, ``|`` between tokens, trained ones ``[[...]]``; a newline
+    shows as ``\\n`` and a byte that is part of a character as ``\\xNN``."""
+    parts = []
+    for i, m in zip(ex.ids, ex.mask):
+        text = ex.tok.token_text(i).replace("\n", "\\n")
+        parts.append(f"[[{text}]]" if m else text)
+    return "|".join(parts)
+
+
 def as_html(ex: RenderedExample) -> str:
-    return "".join(f"<mark>{html.escape(t)}</mark>" if on else html.escape(t) for t, on in spans(ex.ids, ex.mask))
+    return "".join(f"<mark>{html.escape(t)}</mark>" if on else html.escape(t) for t, on in spans(ex.ids, ex.mask, ex.tok))
 
 
 def example_header(ex: RenderedExample) -> str:
@@ -177,6 +191,11 @@ def counts_lines(counts: dict[str, Any]) -> list[str]:
             lines.append(f"{key[7:]}: {rep.get('n_in')} examples, truncated {rep.get('truncated')}, dropped "
                          f"{rep.get('dropped_too_long', 0)} too long + {rep.get('dropped_no_trained_tokens', 0)} "
                          f"with no trained token, kept {rep.get('n_kept')}")
+    tok = counts.get("tokenizer")
+    if isinstance(tok, dict):
+        per = tok.get("pretrain_chars_per_token")
+        lines.append(f"tokenizer: {tok.get('name')}, {tok.get('vocab_size')} ids"
+                     + (f", {per:.2f} characters per token on the pre-training text" if per else ""))
     lines.append(f"training examples {counts.get('n_train_examples')}, held-out examples {counts.get('n_val_examples')}")
     lines += fit_lines(counts.get("fit"))
     return lines
@@ -211,6 +230,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--start", type=int, default=0, help="index of the first example shown")
     p.add_argument("--html", metavar="FILE", help="write an HTML page instead of printing the examples")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    p.add_argument("--tokens", action="store_true", help="show each example token by token")
     p.add_argument("--json", action="store_true", help="print the counts and per-example numbers as JSON")
     return p.parse_intermixed_args(argv)
 
@@ -287,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     for ex in found.examples:
         print()
         print(example_header(ex))
-        print(as_text(ex, "ansi" if color else "brackets"))
+        print(as_tokens(ex) if args.tokens else as_text(ex, "ansi" if color else "brackets"))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ chat templates safe against prompt text that imitates their markers.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
 
 N_BYTES = 256
 
@@ -21,8 +24,28 @@ SPECIAL_TOKENS: tuple[str, ...] = (
 )
 
 
+def special_ids(vocab_size: int) -> dict[str, int]:
+    """The special tokens' ids in a vocabulary of ``vocab_size`` ids: every tokenizer of this
+    package puts them last, in ``SPECIAL_TOKENS`` order (so ``<|pad|>`` is ``vocab_size - 1``)."""
+    first = vocab_size - len(SPECIAL_TOKENS)
+    return {name: first + i for i, name in enumerate(SPECIAL_TOKENS)}
+
+
+def model_vocab_size(tokenizer_conf: Any) -> int:
+    """The number of ids of the tokenizer a config names (``tokenizer.name``,
+    ``tokenizer.vocab_size``): the model's vocabulary, known before any tokenizer is trained."""
+    name = getattr(tokenizer_conf, "name", "bytes")
+    if name == "bytes":
+        return N_BYTES + len(SPECIAL_TOKENS)
+    if name == "bpe":
+        return int(tokenizer_conf.vocab_size)
+    raise ValueError(f"unknown tokenizer {name!r}; choose bytes or bpe")
+
+
 class ByteTokenizer:
     """Bytes plus a fixed list of special tokens."""
+
+    name = "bytes"
 
     def __init__(self) -> None:
         self.special_tokens: dict[str, int] = {
@@ -34,6 +57,16 @@ class ByteTokenizer:
         self.im_start_id = self.special_tokens["<|im_start|>"]
         self.im_end_id = self.special_tokens["<|im_end|>"]
         self.pad_id = self.special_tokens["<|pad|>"]
+        # bytes of text each id stands for (specials: none), for per-byte measures
+        self.byte_lengths = np.array([1] * N_BYTES + [0] * len(SPECIAL_TOKENS), dtype=np.int64)
+        self.token_bytes: list[bytes] = [bytes([b]) for b in range(N_BYTES)] + [b""] * len(SPECIAL_TOKENS)
+
+    def token_text(self, token_id: int) -> str:
+        """One token as text for display (a byte that is part of a character escaped)."""
+        i = int(token_id)
+        if i in self._special_names:
+            return self._special_names[i]
+        return bytes([i]).decode("utf-8", errors="backslashreplace")
 
     def encode(self, text: str) -> list[int]:
         """UTF-8 bytes of ``text`` as ids; never returns a special id."""

@@ -22,15 +22,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..tokenizer import ByteTokenizer
 from .conversation import Conversation
 from .templates import render, render_prompt
 
 #: Above this share a count is a warning: the data does not fit the model.
 WARN_SHARE = 0.2
-
-_TOK = ByteTokenizer()
-
 
 def split_last_answer(conv: Conversation) -> tuple[Conversation, str | None]:
     """(the conversation up to its last assistant turn, that turn's text or None)."""
@@ -46,9 +42,12 @@ def answer_room(n_prompt: int, block_size: int, max_new_tokens: int) -> int:
     return max(0, min(max_new_tokens, block_size - n_prompt))
 
 
-def answer_fits(prompt_ids: list[int], reference: str, block_size: int, max_new_tokens: int) -> bool:
-    """Whether the reference answer and its end-of-turn marker fit the generation room."""
-    return len(_TOK.encode(reference)) + 1 <= answer_room(len(prompt_ids), block_size, max_new_tokens)
+def answer_fits(prompt_ids: list[int], reference: str, block_size: int, max_new_tokens: int,
+                tok: Any = None) -> bool:
+    """Whether the reference answer (in tokens of ``tok``, the byte tokenizer when None) and its
+    end-of-turn marker fit the generation room."""
+    n = len(tok.encode(reference)) if tok is not None else len(reference.encode("utf-8"))
+    return n + 1 <= answer_room(len(prompt_ids), block_size, max_new_tokens)
 
 
 def dataset_fit(convs: Iterable[Conversation], template: Any, mask: str, block_size: int,
@@ -68,7 +67,8 @@ def dataset_fit(convs: Iterable[Conversation], template: Any, mask: str, block_s
         prompt, answer = split_last_answer(conv)
         if answer is None:
             no_answer += 1
-        elif not answer_fits(render_prompt(prompt, template), answer, block_size, max_new_tokens):
+        elif not answer_fits(render_prompt(prompt, template), answer, block_size, max_new_tokens,
+                             getattr(template, "tok", None)):
             too_long_answer += 1
     out = {"n": n, "truncated": truncated, "no_trained_token": no_trained, "answer_too_long": too_long_answer}
     if no_answer:

@@ -36,6 +36,7 @@ from .mixing import mix_datasets, mix_replay
 from .quality import dedup_conversations, filter_quality
 from .subset import nested_subset
 from .templates import get_template, render
+from .tokenizing import build_tokenizer
 from .world import FactCompletion, WorldConfig, build_world
 
 if TYPE_CHECKING:  # the schema imports this package (its data sections); a job's Config is passed in
@@ -44,7 +45,7 @@ if TYPE_CHECKING:  # the schema imports this package (its data sections); a job'
 
 @dataclass
 class PreparedData:
-    template: Any
+    template: Any  # encodes with the job's tokenizer: ``template.tok``
     pretrain_tokens: np.ndarray  # documents joined by end-of-text: pre-training and replay windows
     heldout_tokens: np.ndarray  # held-out raw text: the forgetting metric
     train_examples: list[Example]  # instruction examples (replay is mixed in per job: with_replay)
@@ -61,12 +62,22 @@ class PreparedData:
     conversations: dict[str, list[Conversation]] = field(default_factory=dict)
 
 
-def join_docs(docs: list[str], tok: ByteTokenizer) -> np.ndarray:
+def join_docs(docs: list[str], tok: Any) -> np.ndarray:
+    """The documents as one stream of ids, each followed by ``<|endoftext|>``."""
+    encoded = tok.encode_batch(docs) if hasattr(tok, "encode_batch") else (tok.encode(d) for d in docs)
     ids: list[int] = []
-    for d in docs:
-        ids.extend(tok.encode(d))
+    for d in encoded:
+        ids.extend(d)
         ids.append(tok.eot_id)
     return np.asarray(ids, dtype=np.int32)
+
+
+def tokenizer_for(cfg: Config, base_dir: str | None = None, docs: list[str] | None = None) -> Any:
+    """The tokenizer of a job's config (``tokenizer=bytes|bpe``): for ``bpe`` the one trained on
+    the job's pre-training documents (``docs``, read from the config when not given), cached."""
+    if getattr(getattr(cfg, "tokenizer", None), "name", "bytes") != "bytes" and docs is None:
+        docs = raw_text(cfg, base_dir)[0]
+    return build_tokenizer(cfg, base_dir, docs or [])
 
 
 def world_config(cfg: Config) -> WorldConfig:
@@ -111,12 +122,16 @@ def pretrain_source(cfg: Config, base_dir: str | None = None, tokens: np.ndarray
         for key, path in files:
             if not Path(path).is_file():
                 raise DataError(f"pre-training text file not found ({key})", path=path)
-        tokens = join_docs(raw_text(cfg, base_dir)[0], ByteTokenizer())
+        docs = raw_text(cfg, base_dir)[0]
+        tokens = join_docs(docs, tokenizer_for(cfg, base_dir, docs))
     kind = "file" if files else "world"
     digest = hashlib.sha256(np.ascontiguousarray(tokens, dtype=np.int32).tobytes()).hexdigest()[:16]
     out = {"kind": kind, "tokens_sha256": digest, "n_tokens": int(len(tokens))}
     if len(files) > 1:  # one file's key stays as it was, so its cached base model is found again
         out["files"] = len(files)
+    tok = tokenizer_for(cfg, base_dir) if getattr(cfg, "tokenizer", None) and cfg.tokenizer.name != "bytes" else None
+    if tok is not None:  # bytes: absent, so every earlier base keeps its key
+        out["tokenizer"] = {"name": tok.name, "vocab_size": tok.vocab_size, "merges_sha256": tok.digest}
     return out
 
 
@@ -185,8 +200,7 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
     rendering and length fitting (``_fit_training_set``), the dataset mix, the validation
     examples; a check of the prepared data as a whole goes on the returned ``PreparedData``.
     """
-    tok = ByteTokenizer()
-    template = get_template(cfg.template.name)
+    get_template(cfg.template.name)  # an unknown name fails before any data is read
     max_tokens = cfg.model.block_size + 1  # an example of L tokens fills L-1 positions
     report = report if report is not None else {}
     warnings: list[str] = []
@@ -213,6 +227,10 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
         val_convs, report["quality.heldout"] = filter_quality(val_convs, cfg.data.quality)
         eval_items, probe_items = [], []
         facts = []
+    tok = tokenizer_for(cfg, base_dir, pre_docs)
+    template = get_template(cfg.template.name, tok)
+    if tok.name != "bytes":
+        report["tokenizer"] = tokenizer_report(tok, pre_docs)
 
     rendered: dict[str, list[Example]] = {}
     fitting: dict[str, list[Conversation]] = {}  # what the quality filters kept, for the fit check
@@ -291,23 +309,39 @@ class FittedExample:
         start = 0
         for i in range(1, len(ids) + 1):
             if i == len(ids) or bool(mask[i]) != bool(mask[start]):
-                out.append((_TOKENIZER.decode(ids[start:i]), bool(mask[start])))
+                out.append((self.tok.decode(ids[start:i]), bool(mask[start])))
                 start = i
         return out
 
+    tok: Any = field(default_factory=ByteTokenizer, repr=False)
 
-_TOKENIZER = ByteTokenizer()
 
-
-def fit_example(cfg: Config, conv: Conversation, source: str) -> FittedExample:
-    """``conv`` rendered with the job's template and loss mask, and its length policy applied."""
-    ids, mask = render(conv, get_template(cfg.template.name), mask=cfg.template.mask)
+def fit_example(cfg: Config, conv: Conversation, source: str, tok: Any = None) -> FittedExample:
+    """``conv`` rendered with the job's template (encoding with ``tok``, the config's tokenizer
+    when None) and loss mask, and its length policy applied."""
+    tok = tok if tok is not None else tokenizer_for(cfg)
+    ids, mask = render(conv, get_template(cfg.template.name, tok), mask=cfg.template.mask)
     rendered = Example(ids, mask, source)
     fitted, rep = fit_length([rendered], cfg.model.block_size + 1, cfg.train.truncation)
     if fitted:
-        return FittedExample(rendered, fitted[0], "truncated" if rep["truncated"] else "kept")
+        return FittedExample(rendered, fitted[0], "truncated" if rep["truncated"] else "kept", tok)
     why = "too long" if rep["dropped_too_long"] else "no trained tokens left"
-    return FittedExample(rendered, None, f"dropped: {why}")
+    return FittedExample(rendered, None, f"dropped: {why}", tok)
+
+
+def tokenizer_report(tok: Any, docs: list[str]) -> dict:
+    """Which tokenizer a job used, and (for BPE) how much text a token holds on its pre-training
+    documents."""
+    out: dict = {"name": tok.name, "vocab_size": int(tok.vocab_size)}
+    if tok.name != "bytes":
+        out["merges_sha256"] = tok.digest
+        n_chars = sum(len(d) for d in docs)
+        n_bytes = sum(len(d.encode("utf-8")) for d in docs)
+        n_tokens = sum(len(x) for x in tok.encode_batch(docs))
+        if n_tokens:
+            out["pretrain_chars_per_token"] = n_chars / n_tokens
+            out["pretrain_bytes_per_token"] = n_bytes / n_tokens
+    return out
 
 
 def training_conversations(cfg: Config, base_dir: str | None = None) -> dict[str, list[Conversation]]:

@@ -19,7 +19,12 @@ assistant turn's content and end id untrained, ``True`` trains it (and, for a sy
 tool turn, trains that turn's content; its framing stays untrained). ``"all"`` trains every id
 whatever the weights.
 
-Templates (``{...}`` is text encoded as bytes; ``<|x|>`` is a special id; ``+`` marks what
+A template encodes with its tokenizer (``Template.tok``: the byte tokenizer unless
+``get_template(name, tok)`` is given another), one segment at a time: a token never spans two
+segments, so the mask is exact at every boundary whatever the tokenizer merges, and the ids
+of a prompt (``render_prompt``) are the start of the ids the model trained on.
+
+Templates (``{...}`` is text encoded with the tokenizer; ``<|x|>`` is a special id; ``+`` marks what
 is trained in mode ``"assistant"``):
 
 ``chatml``, per turn ``<|im_start|>{role}\\n{content}<|im_end|>\\n``::
@@ -57,12 +62,13 @@ is trained in mode ``"assistant"``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ConfigError
 from ..tokenizer import ByteTokenizer
 from .conversation import Conversation
 
-TOK = ByteTokenizer()
+TOK = ByteTokenizer()  # the default tokenizer of a template
 TEMPLATE_NAMES: tuple[str, ...] = ("chatml", "alpaca", "plain")
 MASK_MODES: tuple[str, ...] = ("assistant", "last", "all")
 
@@ -72,10 +78,6 @@ MASK_MODES: tuple[str, ...] = ("assistant", "last", "all")
 Segment = tuple[list[int], str, int]
 
 
-def _b(text: str) -> list[int]:
-    return TOK.encode(text)
-
-
 @dataclass
 class Template:
     """A chat template. Subclasses define how each turn is framed."""
@@ -83,6 +85,36 @@ class Template:
     name: str
     stop_ids: tuple[int, ...]
     new_turn_markers: list[list[int]] = field(default_factory=list)
+    tok: Any = field(default=TOK, repr=False, compare=False)
+
+    def _b(self, text: str) -> list[int]:
+        return self.tok.encode(text)
+
+    def new_turn_at(self, ids: list[int]) -> int | None:
+        """Where ``ids`` (generated text) start a turn the model was not asked for: the index of
+        the first marker id (a one-id marker, e.g. ``<|im_start|>``), or of the token holding the
+        first byte of a text marker (``### Instruction:``), whatever tokens spell it; None if
+        nowhere."""
+        at = None
+        for marker in self.new_turn_markers:
+            if len(marker) == 1 and self.tok.is_special(marker[0]):
+                hit = next((i for i, t in enumerate(ids) if t == marker[0]), None)
+                if hit is not None and (at is None or hit < at):
+                    at = hit
+        texts = [self.tok.decode(m) for m in self.new_turn_markers
+                 if not (len(m) == 1 and self.tok.is_special(m[0]))]
+        if texts:
+            limit = len(ids) if at is None else at
+            ends, joined = [], bytearray()
+            for t in ids[:limit]:
+                if not self.tok.is_special(t):
+                    joined += self.tok.token_bytes[int(t)]
+                ends.append(len(joined))
+            found = [f for f in (joined.find(m.encode("utf-8")) for m in texts) if f >= 0]
+            if found:
+                first = min(found)
+                at = next(i for i, e in enumerate(ends) if e > first)
+        return at
 
     # --- to override -------------------------------------------------------------------
     def turn_prefix(self, conv: Conversation, index: int) -> list[Segment]:
@@ -107,7 +139,7 @@ class Template:
         for i, turn in enumerate(conv.turns):
             if turn.role == "assistant":
                 segs.append((self.assistant_header(), "frame", i))
-                segs.append((_b(turn.content) + [self.end_id], "answer", i))
+                segs.append((self._b(turn.content) + [self.end_id], "answer", i))
                 if i + 1 < n:
                     segs.append((self.separator(), "frame", i))
             else:
@@ -119,82 +151,84 @@ class Template:
 
 
 class ChatMLTemplate(Template):
-    def __init__(self) -> None:
-        super().__init__("chatml", (TOK.im_end_id,), [[TOK.im_start_id]])
+    def __init__(self, tok: Any = TOK) -> None:
+        super().__init__("chatml", (tok.im_end_id,), [[tok.im_start_id]], tok)
 
     def turn_prefix(self, conv, index):
-        t = conv.turns[index]
-        return [([TOK.im_start_id] + _b(t.role + "\n"), "frame", index),
-                (_b(t.content), "content", index),
-                ([TOK.im_end_id] + _b("\n"), "frame", index)]
+        t, tok = conv.turns[index], self.tok
+        return [([tok.im_start_id] + self._b(t.role + "\n"), "frame", index),
+                (self._b(t.content), "content", index),
+                ([tok.im_end_id] + self._b("\n"), "frame", index)]
 
     def assistant_header(self):
-        return [TOK.im_start_id] + _b("assistant\n")
+        return [self.tok.im_start_id] + self._b("assistant\n")
 
     def separator(self):
-        return _b("\n")
+        return self._b("\n")
 
 
 class AlpacaTemplate(Template):
-    def __init__(self) -> None:
-        super().__init__("alpaca", (TOK.eot_id,),
-                         [_b("### Instruction:"), _b("### Response:")])
+    def __init__(self, tok: Any = TOK) -> None:
+        super().__init__("alpaca", (tok.eot_id,),
+                         [tok.encode("### Instruction:"), tok.encode("### Response:")], tok)
 
     def turn_prefix(self, conv, index):
         t = conv.turns[index]
         if t.role == "system":
-            return [(_b(t.content), "content", index), (_b("\n\n"), "frame", index)]
+            return [(self._b(t.content), "content", index), (self._b("\n\n"), "frame", index)]
         if t.role == "tool":
-            return [(_b("### Tool:\n"), "frame", index), (_b(t.content), "content", index),
-                    (_b("\n\n"), "frame", index)]
+            return [(self._b("### Tool:\n"), "frame", index), (self._b(t.content), "content", index),
+                    (self._b("\n\n"), "frame", index)]
         # user
         inp = conv.meta.get("input")
         if (inp and conv.meta.get("input_turn") == index
                 and t.content.endswith("\n\n" + inp)):
             instr = t.content[: len(t.content) - len(inp) - 2]
-            return [(_b("### Instruction:\n"), "frame", index), (_b(instr), "content", index),
-                    (_b("\n\n### Input:\n"), "frame", index), (_b(inp), "content", index),
-                    (_b("\n\n"), "frame", index)]
-        return [(_b("### Instruction:\n"), "frame", index), (_b(t.content), "content", index),
-                (_b("\n\n"), "frame", index)]
+            return [(self._b("### Instruction:\n"), "frame", index), (self._b(instr), "content", index),
+                    (self._b("\n\n### Input:\n"), "frame", index), (self._b(inp), "content", index),
+                    (self._b("\n\n"), "frame", index)]
+        return [(self._b("### Instruction:\n"), "frame", index), (self._b(t.content), "content", index),
+                (self._b("\n\n"), "frame", index)]
 
     def assistant_header(self):
-        return _b("### Response:\n")
+        return self._b("### Response:\n")
 
     def separator(self):
-        return _b("\n\n")
+        return self._b("\n\n")
 
 
 class PlainTemplate(Template):
     LABELS = {"system": "System: ", "user": "Instruction: ", "tool": "Tool: "}
 
-    def __init__(self) -> None:
-        super().__init__("plain", (TOK.eot_id,), [_b("Instruction:"), _b("Response:")])
+    def __init__(self, tok: Any = TOK) -> None:
+        super().__init__("plain", (tok.eot_id,), [tok.encode("Instruction:"), tok.encode("Response:")], tok)
 
     def turn_prefix(self, conv, index):
         t = conv.turns[index]
-        return [(_b(self.LABELS[t.role]), "frame", index), (_b(t.content), "content", index),
-                (_b("\n"), "frame", index)]
+        return [(self._b(self.LABELS[t.role]), "frame", index), (self._b(t.content), "content", index),
+                (self._b("\n"), "frame", index)]
 
     def assistant_header(self):
-        return _b("Response: ")
+        return self._b("Response: ")
 
     def separator(self):
-        return _b("\n")
+        return self._b("\n")
 
 
 _TEMPLATES = {"chatml": ChatMLTemplate, "alpaca": AlpacaTemplate, "plain": PlainTemplate}
 
 
-def get_template(name: str | Template) -> Template:
-    """A template by name (``"chatml"``, ``"alpaca"``, ``"plain"``); a Template passes through."""
+def get_template(name: str | Template, tok: Any = None) -> Template:
+    """A template by name (``"chatml"``, ``"alpaca"``, ``"plain"``) encoding with ``tok`` (the
+    byte tokenizer when None); a Template passes through."""
     if isinstance(name, Template):
         return name
     try:
-        return _TEMPLATES[name]()
+        cls = _TEMPLATES[name]
     except (KeyError, TypeError):
         raise ConfigError(
             f"unknown chat template {name!r}; choose one of {', '.join(TEMPLATE_NAMES)}") from None
+    return cls(TOK if tok is None else tok)
 
 
 def render(conversation: Conversation, template: str | Template = "chatml",

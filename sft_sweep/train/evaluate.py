@@ -3,6 +3,8 @@
 Metrics (each absent when its data is absent, never a fake 0):
 - ``raw_loss``: mean next-token loss on held-out pre-training text. Its rise after SFT is
   catastrophic forgetting.
+- ``raw_nats_per_byte``: the same windows' loss per byte of text, which compares across
+  tokenizers (``raw_loss`` is per token: with BPE a token holds several bytes).
 - ``response_loss``: mean loss on the assistant tokens of held-out conversations.
 - ``follow_rate``: share of held-out prompts where greedy generation produced a non-empty answer
   and ended the assistant turn with the template's end marker, without starting a new turn and
@@ -46,7 +48,7 @@ from ..data.fit import answer_fits
 from ..data.world.items import FORMAT_STYLES, format_obeyed as obeys_format  # noqa: F401 - obeys_format is public
 from ..nn import GPT, generate
 from ..nn.continuations import continuation_logprobs
-from ..tokenizer import N_BYTES, ByteTokenizer
+from ..tokenizer import ByteTokenizer
 from . import freeform
 from .memorisation import MemorisationCheck
 
@@ -89,7 +91,7 @@ class Evaluator:
                  batch_size: int, fact_completions: Sequence[Any] = (), repetition_penalty: float = 1.0,
                  no_repeat_ngram: int = 0, train_examples: Sequence[Example] = (),
                  periodic_items: int = 0) -> None:
-        self.tok = ByteTokenizer()
+        self.tok = getattr(template, "tok", None) or ByteTokenizer()  # the job's tokenizer
         self.template = template
         self.block_size = block_size
         self.max_new_tokens = max_new_tokens
@@ -138,7 +140,7 @@ class Evaluator:
     def _follow_set(self, prompts: list) -> list:
         """The held-out prompts whose reference answer fits the generation room."""
         kept = [p for p in prompts if answer_fits(render_prompt(p, self.template), p.meta["reference"],
-                                                   self.block_size, self.max_new_tokens)]
+                                                   self.block_size, self.max_new_tokens, self.tok)]
         self.follow_considered = len(prompts)
         self.skipped["follow"] = len(prompts) - len(kept)
         return kept
@@ -158,7 +160,18 @@ class Evaluator:
             m[0] = 0  # the first token has no context; it is never a target
         sums = masked_nll_sums(model, self.raw, masks, self.batch_size, self.tok.pad_id)
         counts = [int(m.sum()) for m in masks]
+        self._raw_sums = sums
         return float(sums.sum() / sum(counts)), [float(s) / c for s, c in zip(sums, counts)]
+
+    def raw_nats_per_byte(self) -> float | None:
+        """Nats per byte of text over the held-out windows of the last ``raw_losses``: the loss
+        that compares across tokenizers (each target token counts the bytes it stands for; the
+        end-of-text id between documents costs nats, not bytes)."""
+        sums = getattr(self, "_raw_sums", None)
+        if sums is None or not self.raw:
+            return None
+        n_bytes = sum(int(self.tok.byte_lengths[w[1:]].sum()) for w in self.raw)
+        return float(sums.sum() / n_bytes) if n_bytes else None
 
     def raw_loss(self, model: GPT) -> float | None:
         return self.raw_losses(model)[0]
@@ -170,8 +183,10 @@ class Evaluator:
             return None, []
         sums = masked_nll_sums(model, [e.ids for e in exs], [e.mask for e in exs], self.batch_size,
                                self.tok.pad_id)
-        # targets are ids[1:] where mask[1:] is set; special tokens (the end marker) cost nats, not bytes
-        n_bytes = [int(((e.ids[1:] < N_BYTES) & (e.mask[1:] > 0)).sum()) for e in exs]
+        # targets are ids[1:] where mask[1:] is set, each counting the bytes of text it stands for;
+        # special tokens (the end marker) cost nats, not bytes
+        lengths = self.tok.byte_lengths
+        n_bytes = [int((lengths[e.ids[1:]] * (e.mask[1:] > 0)).sum()) for e in exs]
         return (float(sums.sum() / sum(int(e.mask.sum()) for e in exs)),
                 freeform.per_byte_losses(sums, n_bytes))
 
@@ -198,7 +213,7 @@ class Evaluator:
                 ended = bool(new) and new[-1] in self.stop_ids
                 body = new[:-1] if ended else new
                 text = self.tok.decode(body, skip_special=True)
-                followed = ended and bool(text.strip()) and not any(self._contains(body, m) for m in self.new_turn)
+                followed = ended and bool(text.strip()) and self.template.new_turn_at(list(body)) is None
                 meta = getattr(prompts[i], "meta", None) or {}
                 out[i] = Generation(prompt=self.tok.decode(ids), text=text, ended=ended, followed=followed,
                                     reference=meta.get("reference"))
@@ -314,6 +329,7 @@ class Evaluator:
         self.item_scores, self.not_measured = {}, {}
         raw, self.item_scores["raw_loss"] = self.raw_losses(model)
         put("raw_loss", raw)
+        put("raw_nats_per_byte", self.raw_nats_per_byte())
         pooled, per_byte = self.response_losses(model)
         put("response_loss", pooled)
         self._put_response_per_byte(per_byte, put)

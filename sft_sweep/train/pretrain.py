@@ -23,7 +23,7 @@ from ..config import Config, semantic, stable_hash
 from ..errors import CheckpointError
 from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, read_checkpoint_config, save_checkpoint
 from ..nn.config import ModelShape
-from ..tokenizer import ByteTokenizer
+from ..tokenizer import model_vocab_size
 from .cache import BaseCache, file_lock
 from .resources import Threads
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def gpt_config(cfg: Config) -> GPTConfig:
-    return GPTConfig(**_base_settings(cfg)["model"], vocab_size=ByteTokenizer().vocab_size)
+    return GPTConfig(**_base_settings(cfg)["model"], vocab_size=model_vocab_size(cfg.tokenizer))
 
 
 def _base_settings(cfg: Config) -> dict:

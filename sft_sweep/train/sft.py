@@ -25,7 +25,7 @@ from ..data import Batch, Example, make_batches
 from ..errors import DivergedError, NonFiniteLossError
 from ..nn import GPT, AdamW, lr_at
 from ..nn.peft import Tuning
-from ..tokenizer import ByteTokenizer
+from ..tokenizer import model_vocab_size, special_ids
 from .loss_weights import group_weights
 from .tuning import neftune_noise
 
@@ -37,9 +37,13 @@ class Plan:
     batch_report: dict
 
 
+def _pad_id(cfg: Config) -> int:
+    return special_ids(model_vocab_size(cfg.tokenizer))["<|pad|>"]
+
+
 def epoch_batches(examples: list[Example], cfg: Config, epoch: int) -> tuple[list[Batch], dict]:
     return make_batches(examples, cfg.train.batch_size, cfg.model.block_size, pack=cfg.train.pack,
-                        seed=cfg.train.seed, epoch=epoch, pad_id=ByteTokenizer().pad_id)
+                        seed=cfg.train.seed, epoch=epoch, pad_id=_pad_id(cfg))
 
 
 def plan(examples: list[Example], cfg: Config) -> Plan:
@@ -68,7 +72,7 @@ def divergence_bound(cfg: Config) -> float | None:
     """The loss above which a job has diverged, or None when the bound is disabled."""
     if cfg.train.diverge_factor <= 0:
         return None
-    return cfg.train.diverge_factor * math.log(ByteTokenizer().vocab_size)
+    return cfg.train.diverge_factor * math.log(model_vocab_size(cfg.tokenizer))
 
 
 def check_divergence(metric: str, value: float | None, step: int, bound: float | None) -> None:
@@ -88,7 +92,7 @@ def accumulate(model: GPT, group: list[Batch], loss_norm: str = "tokens", noise=
     over-weight short responses. ``loss_norm``: see :mod:`.loss_weights`. ``noise(j, shape)``:
     the input-embedding noise of micro-batch j (or None).
     """
-    weights, norm = group_weights(group, loss_norm, ByteTokenizer().pad_id)
+    weights, norm = group_weights(group, loss_norm, special_ids(model.config.vocab_size)["<|pad|>"])
     total_loss, acc = 0.0, None
     for j, (b, w) in enumerate(zip(group, weights)):
         loss, grads = model.loss_and_grads(b.ids, b.targets, w, b.segment_ids, normalizer=norm,
