@@ -370,6 +370,9 @@ class Job:
         self.save_adapter(step)
         if self.ckpt_path.exists():
             self.ckpt_path.unlink()
+        # the final model's per-item scores, taken before any blend is evaluated
+        free_form = free_form_summary(self.base_items, self.evaluator.item_scores, base,
+                                      self.evaluator.not_measured, self.evaluator.decoding)
         method = {"peft": self.tuning.describe()}
         change = weight_change(self.base_params, self.model, self.tuning)
         if change is not None:
@@ -383,9 +386,7 @@ class Job:
             COMPLETED, base=base, final=final, forgetting_pct=forgetting, steps=step,
             base_model={"key": self.cache.key, "built_here": self.base_built}, threads=self.threads.sft,
             data=data_report, timings=self.timings, data_fit=data.report.get("fit"),
-            not_measured=self.evaluator.not_measured, **method,
-            free_form=free_form_summary(self.base_items, self.evaluator.item_scores, base,
-                                        self.evaluator.not_measured, self.evaluator.decoding),
+            not_measured=self.evaluator.not_measured, **method, free_form=free_form,
             **{INPUTS: self.inputs})
 
     def save_adapter(self, step: int) -> None:
@@ -407,7 +408,10 @@ class Job:
             forgetting = None
             if "raw_loss" in metrics and "raw_loss" in self.base_metrics:
                 forgetting = forgetting_pct(self.base_metrics["raw_loss"], metrics["raw_loss"])
-            rows.append({"t": float(t), "final": metrics, "forgetting_pct": forgetting})
+            rows.append({"t": float(t), "final": metrics, "forgetting_pct": forgetting,
+                         "free_form": free_form_summary(self.base_items, self.evaluator.item_scores,
+                                                        self.base_metrics, self.evaluator.not_measured,
+                                                        self.evaluator.decoding)})
             log.info("[%s] blend t=%g: %s", self.name, t, _fmt(metrics))
         self.timings["blend_eval_s"] = time.perf_counter() - tic
         return rows

@@ -68,7 +68,7 @@ def test_frozen_weights_stay_the_bases_and_the_summary_says_what_trained(tmp_pat
 
 def test_lora_job_saves_its_adapter_and_a_low_rank_change(tmp_path, cache_dir):  # noqa: F811
     job, s = run_job(tmp_path, cache_dir, ["optim.lr=1e-2", "peft=lora", "peft.rank=2",
-                                           "peft.targets=[attn.qkv,mlp.proj]", "eval.blend=[0,1]"], name="lora")
+                                           "peft.targets=[attn.qkv,mlp.proj]", "eval.blend=[1,0]"], name="lora")
     assert s["status"] == "completed", s.get("error")
     base = _weights(job.cache.model_path)
     tuned = _weights(job.dir / "model.npz")
@@ -83,6 +83,9 @@ def test_lora_job_saves_its_adapter_and_a_low_rank_change(tmp_path, cache_dir): 
     assert set(wc["effective_rank"]) == {f"h.{i}.{t}.w" for i in range(2) for t in ("attn.qkv", "mlp.proj")}
     assert all(1 <= r <= 2 for r in wc["effective_rank"].values())
     # t = 0 is the base, t = 1 the tuned model: evaluated like them
-    t0, t1 = s["blends"]
-    assert t0["t"] == 0.0 and t0["final"]["raw_loss"] == pytest.approx(s["base"]["raw_loss"], rel=1e-6)
+    t1, t0 = s["blends"]  # the base last: the job's own intervals must not be the last blend's
+    assert t1["t"] == 1.0 and t0["t"] == 0.0 and t0["final"]["raw_loss"] == pytest.approx(s["base"]["raw_loss"], rel=1e-6)
     assert t1["final"] == s["final"] and t1["forgetting_pct"] == s["forgetting_pct"]
+    # each blend's intervals are its own; the job's are the tuned model's, not the last blend's
+    assert t1["free_form"] == s["free_form"] and "forgetting_pct" in s["free_form"]
+    assert t0["free_form"]["forgetting_pct"]["mean"] == pytest.approx(0.0, abs=1e-6)
