@@ -26,7 +26,7 @@ from typing import Any
 
 from analysis.dataview import free_form_columns
 from analysis.jobdir import as_number
-from sft_sweep.jobfiles import forgetting_pct
+from sft_sweep.jobfiles import BLENDS, PEFT, WEIGHT_CHANGE, forgetting_pct
 
 #: Job columns from ``summary["peft"]`` (column -> key in the block).
 PEFT_COLUMNS = {"peft_method": "method", "trainable_params": "trainable_params", "total_params": "total_params",
@@ -49,7 +49,7 @@ def _block(summary: dict, key: str) -> dict:
 def peft_columns(summary: dict[str, Any]) -> dict[str, Any]:
     """Job columns from the job's ``peft`` and ``weight_change`` records; empty when it has none."""
     out: dict[str, Any] = {}
-    peft = _block(summary, "peft")
+    peft = _block(summary, PEFT)
     for col, key in PEFT_COLUMNS.items():
         v = peft.get(key)
         if v is None:
@@ -62,7 +62,7 @@ def peft_columns(summary: dict[str, Any]) -> dict[str, Any]:
             out[col] = as_number(v)
     if "trainable_params" in out and out.get("total_params"):
         out["trainable_share"] = out["trainable_params"] / out["total_params"]
-    change = _block(summary, "weight_change")
+    change = _block(summary, WEIGHT_CHANGE)
     for col, key in WEIGHT_CHANGE_COLUMNS.items():
         num = as_number(change.get(key))
         if num is not None:
@@ -77,7 +77,7 @@ def peft_columns(summary: dict[str, Any]) -> dict[str, Any]:
 
 def weight_rank_rows(summary: dict[str, Any], job: str) -> list[dict[str, Any]]:
     """One row per weight matrix of ``weight_change.effective_rank``."""
-    change = _block(summary, "weight_change")
+    change = _block(summary, WEIGHT_CHANGE)
     max_rank = as_number(change.get("max_rank"))
     rows = []
     for matrix, rank in _block(change, "effective_rank").items():
@@ -92,7 +92,7 @@ def blend_rows(summary: dict[str, Any], job: dict[str, Any]) -> list[dict[str, A
     ``forgetting_pct`` (from the blend's raw-text loss when it did not record it), the job's item
     counts (a blend is scored on the same held-out items), and the blend's own intervals when it
     recorded a ``free_form`` block (``forgetting_lo`` / ``_hi``, ``se_forgetting_pct``, ``paired_<m>``)."""
-    blends = summary.get("blends") if isinstance(summary, dict) else None
+    blends = summary.get(BLENDS) if isinstance(summary, dict) else None
     if not isinstance(blends, list):
         return []
     base = _block(summary, "base")

@@ -78,6 +78,13 @@ LOST_TASKS = "lost_tasks.jsonl"
 #: ``summary.json`` field of a completed job: the files it read (data files, the base model), each
 #: ``{"path", "sha256"}`` of its bytes. A completed job whose file has other bytes now runs again.
 INPUTS = "inputs"
+# What trained and how it kept the base (completed jobs): ``peft`` {method, trainable_params,
+# total_params, and LoRA's rank / alpha / scale / targets or freezing's trainable_layers};
+# ``weight_change`` {energy, effective_rank {matrix: rank}, median_effective_rank, max_rank}
+# for full and LoRA jobs; ``blends`` [{t, final, forgetting_pct, free_form}] when eval.blend is set.
+PEFT = "peft"
+WEIGHT_CHANGE = "weight_change"
+BLENDS = "blends"
 #: ``summary.json`` field with one-line notes about a job (a list of strings; may be absent).
 WARNINGS = "warnings"
 #: ``summary.json`` ``reason`` of a failed job whose loss blew up (see ``train.diverge_factor``).

@@ -27,7 +27,7 @@ from ..data import (PreparedData, ReplayMix, data_counts_line, prepare, pretrain
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
 from ..errors import CheckpointError, ConfigError, DivergedError, SftSweepError
 from ..jobfiles import (
-    ADAPTER, CHECKPOINT, COMPLETED, DIVERGED, FAILED, INPUTS, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES,
+    ADAPTER, BLENDS, CHECKPOINT, PEFT, WEIGHT_CHANGE, COMPLETED, DIVERGED, FAILED, INPUTS, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES,
     SUMMARY, WARNINGS, file_digest, flatten, forgetting_pct, read_json, write_json, write_jsonl,
 )
 from ..atomicio import atomic_path
@@ -373,12 +373,12 @@ class Job:
         # the final model's per-item scores, taken before any blend is evaluated
         free_form = free_form_summary(self.base_items, self.evaluator.item_scores, base,
                                       self.evaluator.not_measured, self.evaluator.decoding)
-        method = {"peft": self.tuning.describe()}
+        method = {PEFT: self.tuning.describe()}
         change = weight_change(self.base_params, self.model, self.tuning)
         if change is not None:
-            method["weight_change"] = change
+            method[WEIGHT_CHANGE] = change
         if cfg.eval.blend:
-            method["blends"] = self.evaluate_blends()
+            method[BLENDS] = self.evaluate_blends()
         self.timings["total_s"] = time.perf_counter() - t_start
         data_report = {**data.report, "mix": examples.report(cfg.train.epochs), "batches": self.plan.batch_report,
                        "n_train_examples": len(examples(0)), "eval_skipped_too_long": self.evaluator.skipped}
