@@ -40,6 +40,8 @@ MIN_LEARNING = {"final_answer_acc": 0.02, "final_rouge_l": 0.02, "final_response
 MIN_FORGETTING = 1.0
 #: Training-time mitigations that are settings of the job (config key -> short name); each is off
 #: at its schema "off" value (``sft_sweep.config.OFF_IS_ABSENT``). Replay is found by its role.
+#: The config group of ready-made ways to fine-tune (conf/method), swept as ``+method=...``.
+METHOD_GROUP = "method"
 MITIGATION_KEYS = {"optim.l2_to_base": "l2 pull", "train.neftune_alpha": "NEFTune"}
 PEFT_PREFIX = "peft."
 FULL, LORA, FREEZE = "full", "lora", "freeze"
@@ -167,6 +169,8 @@ def _not_context(runs: RunSet) -> set[str]:
     out = {lr_key(runs), replay_key(runs), *MITIGATION_KEYS}
     # the peft group's keys, and the group itself when a command chose it (``peft=lora,full``)
     out |= {c for c in runs.swept if c.startswith(PEFT_PREFIX) or c == PEFT_PREFIX.rstrip(".")}
+    # a ready-made way to fine-tune (``+method=lora_r4``) names the variant the keys it sets describe
+    out.add(METHOD_GROUP)
     return {c for c in out if c}
 
 

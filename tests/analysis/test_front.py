@@ -333,3 +333,21 @@ def test_a_sweep_that_chose_the_peft_group_compares_its_methods(tmp_path):
     assert "peft" in runs.swept
     f = _findings(root)["lora_learns_less_forgets_less"]
     assert f.verdict == SUPPORTED, f.evidence
+
+
+def test_a_sweep_of_ready_made_methods_compares_them(tmp_path):
+    """``sft-sweep -m +method=blends,freeze,...``: the method group's choice names each job's variant;
+    the keys it set tell the findings what trained, so jobs of one rate are compared."""
+    import json
+
+    root = make_front_sweep(tmp_path / "s", [_full(3e-4, 0.60, 50.0, se_forgetting=0.2),
+                                             _freeze(3e-4, 0.55, 30.0, se_forgetting=0.2)])
+    for d, name in ((root / "0", "blends"), (root / "1", "freeze")):
+        s = json.loads((d / "summary.json").read_text())
+        s["overrides"] = [f"+method={name}"]
+        (d / "summary.json").write_text(json.dumps(s))
+        (d / ".hydra" / "overrides.yaml").write_text(f"- +method={name}\n")
+    runs = collect_runs(root)
+    assert "method" in runs.swept
+    f = _findings(root)["freezing_cuts_forgetting"]
+    assert f.verdict == SUPPORTED, f.evidence
