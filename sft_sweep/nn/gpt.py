@@ -25,7 +25,9 @@ from ..errors import ConfigError, NonFiniteLossError
 from . import layers as L
 from .config import DTYPES, GPTConfig
 from .inputs import check_ids, check_positions, check_segments, check_vocab
+from .params import LINEARS, buffer_order, param_views, param_table  # noqa: F401 - LINEARS re-exported
 from .shardprocs import ShardProcesses
+from .trainable import BackwardPlan, LoraAdapters, plan_for, backward_plan  # noqa: F401 - re-exported
 from .workers import ShardWorkers
 
 # Rows per chunk (whole sequences). Smaller chunks keep temporaries in L2; larger ones
@@ -34,50 +36,6 @@ from .workers import ShardWorkers
 CHUNK_ROWS = 512
 # Query-block height for causal attention.
 QUERY_BLOCK = 64
-
-
-def _block_params(C: int, M: int) -> list[tuple[str, tuple[int, ...]]]:
-    """One block's parameters (name after ``h.<i>.``, shape), in reading order."""
-    return [("ln1.w", (C,)), ("ln1.b", (C,)), ("attn.qkv.w", (C, 3 * C)), ("attn.qkv.b", (3 * C,)),
-            ("attn.proj.w", (C, C)), ("attn.proj.b", (C,)), ("ln2.w", (C,)), ("ln2.b", (C,)),
-            ("mlp.fc.w", (C, M)), ("mlp.fc.b", (M,)), ("mlp.proj.w", (M, C)), ("mlp.proj.b", (C,))]
-
-
-def param_table(cfg: GPTConfig) -> list[tuple[str, tuple[int, ...]]]:
-    """Every parameter (name, shape) in reading order: embeddings, blocks, final LayerNorm.
-
-    ``GPT.params`` and checkpoints list parameters in this order; the flat buffer's order is
-    derived from it (``_buffer_order``)."""
-    C = cfg.n_embd
-    table = [("wte", (cfg.vocab_size, C)), ("wpe", (cfg.block_size, C))]
-    for i in range(cfg.n_layer):
-        table += [(f"h.{i}.{name}", shape) for name, shape in _block_params(C, cfg.n_mlp)]
-    return table + [("lnf.w", (C,)), ("lnf.b", (C,))]
-
-
-LINEARS = ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")
-
-
-def _buffer_order(table: list[tuple[str, tuple[int, ...]]]) -> list[tuple[str, tuple[int, ...]]]:
-    """The flat buffer's order: every linear layer's parameters first, then the rest.
-
-    Each linear layer's weight (C_in, C_out) is immediately followed by its bias (the reading
-    order has them so), so together they form one (C_in + 1, C_out) block: the model multiplies
-    inputs that carry a ones column by that block (bias for free) and gets both gradients from
-    one product. Embeddings and LayerNorm parameters follow.
-    """
-    def is_linear(name: str) -> bool:
-        return any(f".{lin}." in name for lin in LINEARS)
-
-    return [e for e in table if is_linear(e[0])] + [e for e in table if not is_linear(e[0])]
-
-
-def _views(flat: np.ndarray, layout) -> dict[str, np.ndarray]:
-    out = {}
-    for name, (off, shape) in layout.items():
-        n = math.prod(shape)
-        out[name] = flat[off:off + n].reshape(shape)
-    return out
 
 
 class _BlockBuffers(NamedTuple):
@@ -99,89 +57,6 @@ class _BlockBuffers(NamedTuple):
     T1: np.ndarray      # tanh term of the GELU (N, M)
 
 
-class BackwardPlan(NamedTuple):
-    """Which gradient products a training step forms, from the set of parameters that train.
-
-    A frozen matrix still passes the input gradient on (the blocks above it need nothing from
-    it, the blocks below it need that gradient), but its weight-gradient product is skipped, and
-    the backward stops below the lowest block that trains."""
-
-    head: bool                          # the tied head's and final LayerNorm's product
-    embed: bool                         # the embeddings' gradient
-    stop: int                           # lowest block the backward reaches (n_layer: none)
-    linears: frozenset                  # (block, linear) whose weight gradient is formed
-    zero: tuple                         # parameters not computed, zeroed in the gradient buffer
-    lora: frozenset = frozenset()       # (block, linear) whose low-rank adapter's gradients are formed
-
-
-class LoraAdapters(NamedTuple):
-    """Low-rank adapters of frozen weights, W = W_base + scale * A @ B (the model holds W): the
-    backward forms dA = scale * X^T (dY B^T) and dB = scale * (X A)^T dY from the layer's input X
-    and output gradient dY, never the weight gradient X^T dY. Their gradients are written into the
-    unused gradient slot of the weight they adapt ([dA | dB] where [dW; db] would be), so they
-    travel with the rest of the gradient buffer; ``fits`` says whether a rank fits there."""
-
-    scale: float
-    ab: dict                            # (block, linear) -> (A (C_in, r), B (r, C_out))
-
-    @staticmethod
-    def fits(cin: int, cout: int, rank: int) -> bool:
-        return rank * (cin + cout) <= (cin + 1) * cout
-
-    @staticmethod
-    def grad_names(i: int, lin: str) -> tuple[str, str]:
-        return f"h.{i}.{lin}.lora_A", f"h.{i}.{lin}.lora_B"
-
-
-def backward_plan(cfg: GPTConfig, trainable: frozenset | None, lora=frozenset()) -> BackwardPlan:
-    """The plan for ``trainable`` parameter names (None: every parameter) and the (block, linear)
-    pairs that carry trained low-rank adapters."""
-    names = [n for n, _ in param_table(cfg)]
-    if trainable is None:
-        return BackwardPlan(True, True, 0, frozenset((i, lin) for i in range(cfg.n_layer) for lin in LINEARS), ())
-    unknown = sorted(set(trainable) - set(names))
-    if unknown:
-        raise ValueError(f"trainable names no parameter of the model: {unknown[:5]}")
-    # a linear's product gives its weight, its bias and (through the fold) the LayerNorm before it
-    before = {"attn.qkv": "ln1", "mlp.fc": "ln2"}
-    linears = set()
-    for i in range(cfg.n_layer):
-        for lin in LINEARS:
-            own = [f"h.{i}.{lin}.w", f"h.{i}.{lin}.b"]
-            if lin in before:
-                own += [f"h.{i}.{before[lin]}.w", f"h.{i}.{before[lin]}.b"]
-            if any(n in trainable for n in own):
-                linears.add((i, lin))
-    embed = "wte" in trainable or "wpe" in trainable
-    blocks = [i for i, _ in linears] + [i for i, _ in lora]
-    stop = 0 if embed else min(blocks, default=cfg.n_layer)
-    head = "wte" in trainable or "lnf.w" in trainable or "lnf.b" in trainable
-    computed = set()
-    for i, lin in linears:
-        computed |= {f"h.{i}.{lin}.w", f"h.{i}.{lin}.b"}
-        if lin in before:
-            computed |= {f"h.{i}.{before[lin]}.w", f"h.{i}.{before[lin]}.b"}
-    if head:
-        computed |= {"wte", "lnf.w", "lnf.b"}
-    if embed:
-        computed.add("wpe")  # wte's rows are added to the head's gradient (zeroed when not formed)
-    return BackwardPlan(head, embed, stop, frozenset(linears), tuple(n for n in names if n not in computed),
-                        frozenset(lora))
-
-
-_PLANS: dict = {}
-
-
-def _plan_for(cfg: GPTConfig, trainable: frozenset | None, lora: LoraAdapters | None = None) -> BackwardPlan:
-    """``backward_plan``, computed once per (shape, trainable set, adapted layers) in each process."""
-    targets = frozenset(lora.ab) if lora is not None else frozenset()
-    key = (tuple(sorted(cfg.to_dict().items())), trainable, targets)
-    plan = _PLANS.get(key)
-    if plan is None:
-        plan = _PLANS[key] = backward_plan(cfg, trainable, targets)
-    return plan
-
-
 class GPT:
     """A GPT whose parameters are views into one flat buffer (``flat_params``).
 
@@ -199,12 +74,12 @@ class GPT:
         table = param_table(config)
         self._layout: dict[str, tuple[int, tuple[int, ...]]] = {}
         off = 0
-        for name, shape in _buffer_order(table):
+        for name, shape in buffer_order(table):
             self._layout[name] = (off, shape)
             off += math.prod(shape)
         self.num_params = off
         self.flat_params = np.zeros(off, dtype=self.dtype)
-        views = _views(self.flat_params, self._layout)
+        views = param_views(self.flat_params, self._layout)
         self.params: dict[str, np.ndarray] = {name: views[name] for name, _ in table}
         self._init_weights(seed)
         self._fw: dict | None = None
@@ -242,7 +117,7 @@ class GPT:
             raise ValueError(f"a parameter buffer of {self.num_params} {self.dtype} values is needed, "
                              f"got {flat.shape} {flat.dtype}")
         self.flat_params = flat
-        views = _views(flat, self._layout)
+        views = param_views(flat, self._layout)
         self.params = {name: views[name] for name in self.params}
         self._fw = None
 
@@ -289,7 +164,7 @@ class GPT:
 
     def grad_views(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """Name -> view into a flat gradient buffer laid out like ``flat_params``."""
-        views = _views(flat, self._layout)
+        views = param_views(flat, self._layout)
         return {name: views[name] for name in self.params}
 
     @property
@@ -676,10 +551,10 @@ class GPT:
         trained adapters (``LoraAdapters``) or None."""
         C, V = self.config.n_embd, self.config.vocab_size
         B, T = sid.shape
-        plan = _plan_for(self.config, trainable, lora)
+        plan = plan_for(self.config, trainable, lora)
         ws = self.workers.workspace(i, sid.shape)
         self._forward_layers(ws, sid, sseg, fw, spos, noise=snoise)
-        g = _views(buf, self._layout)
+        g = param_views(buf, self._layout)
         for name in plan.zero:
             g[name][...] = 0.0
         below = plan.stop < self.config.n_layer or plan.embed  # anything below the head trains
