@@ -444,7 +444,7 @@ class GPT:
 
     def loss_and_grads(self, ids, targets, mask, segment_ids=None, normalizer=None,
                        positions=None, embed_noise=None):
-        """Masked mean cross-entropy and its exact gradient for every parameter.
+        """Masked mean cross-entropy and its exact gradient for every parameter that trains.
 
         ``loss = sum(ce * mask) / normalizer`` with ``normalizer = mask.sum()`` by default;
         for gradient accumulation pass the whole accumulated batch's mask count to every
@@ -570,11 +570,9 @@ class GPT:
             ce = L.softmax_xent_forward(lg, tg, ws.ones(V))
             losses.append(float(np.dot(ce, wr)))
             L.softmax_xent_backward(lg, tg, wr)
-            if not plan.head:
-                pass
-            elif r.start == 0:
+            if plan.head and r.start == 0:
                 np.matmul(xhf[r].T, lg, out=dF_head)
-            else:
+            elif plan.head:
                 t = ws.get("acc", dF_head.shape)
                 np.matmul(xhf[r].T, lg, out=t)
                 np.add(dF_head, t, out=dF_head)
