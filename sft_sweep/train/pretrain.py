@@ -12,17 +12,15 @@ import hashlib
 import logging
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ..config import Config, semantic, stable_hash
+from ..config import Config, base_settings, stable_hash
 from ..errors import CheckpointError
 from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, read_checkpoint_config, save_checkpoint
-from ..nn.config import ModelShape
 from ..tokenizer import ByteTokenizer
 from .cache import BaseCache, file_lock
 from .resources import Threads
@@ -35,11 +33,8 @@ def gpt_config(cfg: Config) -> GPTConfig:
 
 
 def _base_settings(cfg: Config) -> dict:
-    """What determines the base weights besides the text: the model's shape (a name is not part
-    of it: the same shape under another name is the same model) and the pre-training settings
-    that change results (``config.NON_SEMANTIC_KEYS``)."""
-    return {"model": {f.name: getattr(cfg.model, f.name) for f in fields(ModelShape)},
-            "pretrain": semantic(cfg.pretrain.__dict__, "pretrain.")}
+    """What determines the base weights besides the text (``config.base_settings``)."""
+    return base_settings(cfg)
 
 
 def base_key(cfg: Config, source: dict) -> str:
