@@ -17,6 +17,7 @@ import math
 import pandas as pd
 
 from analysis.collect import RunSet
+from analysis.roles import key_of
 from analysis.findings import MIN_EFFECT
 from analysis.noise import Z95, Effect, effect, judge, level_interval, wilson
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
@@ -27,7 +28,7 @@ from analysis.style import setting_label
 MIN_RATE = MIN_EFFECT["rate"]
 #: Second-turn accuracy that counts as answering the second turn.
 ANSWERS = 0.5
-LOSS_NORM = "train.loss_norm"
+LOSS_NORM = key_of("loss_norm")
 LONG, SHORT = "final_answer_acc_long_prompt", "final_answer_acc_short_prompt"
 MULTI = "final_answer_acc_multi_turn"
 
@@ -63,7 +64,7 @@ def _se(rate: float, n: float | None) -> float:
 
 def _split_counts(runs: RunSet, row) -> tuple[float | None, float | None]:
     """(long, short) questions a job scored: the long-prompt share of its scored questions."""
-    n, frac = row.get("items_answer"), _config(runs, row["job"], "data.world.long_prompt_fraction")
+    n, frac = row.get("items_answer"), _config(runs, row["job"], key_of("long_prompts"))
     if n is None or pd.isna(n) or frac is None or not 0 < frac < 1:
         return None, None
     return frac * float(n), (1 - frac) * float(n)
@@ -148,8 +149,8 @@ def long_instructions_dilute(runs: RunSet) -> Finding | None:
 def _second_turns(runs: RunSet, row) -> float | None:
     """Second-turn questions a job scored, at least: the configured ones less every held-out
     question the job did not score (cut as too long or beyond eval.max_items)."""
-    n_mt = _config(runs, row["job"], "data.world.n_eval_multi_turn")
-    n_eval = _config(runs, row["job"], "data.world.n_eval")
+    n_mt = _config(runs, row["job"], key_of("multi_turn_questions"))
+    n_eval = _config(runs, row["job"], key_of("eval_questions"))
     scored = row.get("items_answer")
     if not n_mt or n_eval is None or scored is None or pd.isna(scored):
         return None
@@ -188,7 +189,7 @@ def answers_second_turn(runs: RunSet) -> Finding | None:
         calls.append((mean_ci(vals).mean, label, e))
     counts = sorted({int(n) for _, row in done.iterrows() if (n := _second_turns(runs, row)) is not None})
     noise = (f"item noise from at least {'/'.join(map(str, counts))} second-turn questions per job "
-             "(data.world.n_eval_multi_turn less every question not scored)" if counts
+             f"({key_of('multi_turn_questions')} less every question not scored)" if counts
              else "no count of second-turn questions recorded")
     base_mean = float(done["base_answer_acc_multi_turn"].mean()) if has_base else None
     base_text = f"base model {100 * base_mean:.1f}%; " if base_mean is not None else ""

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import RunSet
+from analysis.roles import role_noun
 from analysis.dataview import absent_reason, is_free_form
 from analysis.freeform_findings import free_form_findings
 from analysis.noise import Effect, effect, items_column, judge, se_column
@@ -214,8 +215,7 @@ def _nothing_to_compare(runs: RunSet, x: str, metric: str) -> str:
 
 
 def col_name_for(role: str) -> str:
-    return {"lr": "learning rate", "epochs": "number of epochs", "replay": "replay ratio",
-            "template": "chat template", "format": "data format"}.get(role, role)
+    return role_noun(role)
 
 
 def _metric_name(metric: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import RunSet
+from analysis.roles import key_of
 from analysis.noise import newcombe, wilson
 from analysis.stats import strata
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
@@ -31,10 +32,10 @@ NO_EFFECT = 0.10
 #: Share of the full set's answer accuracy that counts as "enough data".
 ENOUGH = 0.9
 
-EPOCHS, REPLAY = "train.epochs", "mix.replay_ratio"
-SIZE, NOISE = "data.world.train_subset", "data.world.low_quality_fraction"
-MT_FRACTION, MASK = "data.world.multi_turn_fraction", "template.mask"
-SYS_FRACTION = "data.world.system_fraction"
+EPOCHS, REPLAY = key_of("epochs"), key_of("replay")
+SIZE, NOISE = key_of("data_size"), key_of("noise")
+MT_FRACTION, MASK = key_of("multi_turn"), key_of("mask")
+SYS_FRACTION = key_of("system_prompts")
 
 
 # ---------------------------------------------------------------------------- intervals
@@ -121,7 +122,7 @@ def _n_answer_items(runs: RunSet, row: pd.Series) -> int | None:
         return None
     skipped = ((read_json(Path(str(row.get("path", ""))) / SUMMARY) or {}).get("data") or {}).get(
         "eval_skipped_too_long", {}).get("answer", 0)
-    return min(int(n) - int(skipped), int(_config(runs, row, "eval.max_items", 100)))
+    return min(int(n) - int(skipped), int(_config(runs, row, key_of("eval_items"), 100)))
 
 
 # ---------------------------------------------------------------------------- memorisation
@@ -180,7 +181,7 @@ def memorisation_over_epochs(runs: RunSet) -> Finding | None:
 
 def _size(runs: RunSet, row: pd.Series) -> int:
     n = int(_config(runs, row, SIZE, 0) or 0)
-    return n if n else int(_config(runs, row, "data.world.n_train", 450))
+    return n if n else int(_config(runs, row, key_of("train_conversations"), 450))
 
 
 def _size_table(runs: RunSet, done: pd.DataFrame) -> dict[tuple, dict[int, dict[str, Share]]]:

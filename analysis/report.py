@@ -32,6 +32,7 @@ from analysis.jobdir import Problem
 from analysis.plots import figure_caption, left_out_sentence, plot_all
 from analysis.pruning import saved_sentence
 from analysis.registry import compute_findings
+from analysis.roles import headline_keys
 from analysis.render import Block, md_code, md_escape, render_html, render_markdown
 from analysis.samples import pick_samples, recommended_job
 from analysis.stats import mean_ci, pareto_front, strata
@@ -46,9 +47,7 @@ log = logging.getLogger(__name__)
 FILES_DIR = "report_files"
 CONSTANTS_FILE = "fixed_config.json"
 #: Settings named in the report's "held fixed" line when they did not vary (all are in the JSON).
-MAIN_SETTINGS = ("model.name", "data.name", "data.source", "template.name", "optim.lr", "optim.schedule",
-                 "train.epochs", "train.max_steps", "train.batch_size", "mix.replay_ratio", "train.seed",
-                 "pretrain.steps", "model.n_layer", "model.n_embd", "model.block_size")
+MAIN_SETTINGS = headline_keys()
 SUMMARY_METRICS = ("forgetting_pct", "final_follow_rate", "final_answer_acc", "final_knowledge_mc_acc",
                    "final_response_loss", "final_raw_loss")
 

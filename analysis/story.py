@@ -22,6 +22,7 @@ import math
 import pandas as pd
 
 from analysis.collect import RunSet
+from analysis.roles import key_of
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding, at_bound
 from analysis.noise import Z95, effect, items_column, level_interval, se_column
 from analysis.stats import mean_ci
@@ -205,7 +206,7 @@ def replay_is_what_keeps_it(runs: RunSet) -> Finding:
         return Finding(key, claim, INCONCLUSIVE, "not tested: the sweep does not vary the replay ratio.")
     _, part = best
     # the learning rate is the swept one, or else the same in every job (a sweep over replay)
-    lr = lr or "optim.lr"
+    lr = lr or key_of("lr")
     best_lr, best_rp = part.iloc[0].get(lr), part.iloc[0][rp]
     others = [c for c in runs.params if c not in (lr, rp)]
     same = done[done[rp] == 0]

@@ -163,8 +163,7 @@ class OptimConf:
     grad_clip: float = 1.0  # global-norm clipping; 0 disables
     # A decoupled pull toward the weights SFT started from: after each update
     # theta -= lr * l2_to_base * (theta - theta_start), for every trained parameter. 0: off.
-    l2_to_base: float = setting(0.0, off=0.0, role="pull", label="pull toward the base (L2)", short="l2 to base",
-                                show="sci")
+    l2_to_base: float = setting(0.0, off=0.0, role="pull", label="pull toward the base (L2)", short="l2 to base")
 
 
 @dataclass
