@@ -24,6 +24,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, ValidationError
 
 from .data.examples import LENGTH_POLICIES
+from .data.loss_weights import LOSS_NORMS
 from .data.quality import QualityConfig
 from .data.templates import MASK_MODES, TEMPLATE_NAMES
 from .data.world import WorldConfig
@@ -33,7 +34,6 @@ from .jobfiles import flatten
 from .nn.config import ModelShape
 from .nn.optim import SCHEDULES
 from .setting import Setting, SettingIndex, group, setting
-from .train.loss_weights import LOSS_NORMS
 
 #: Where a job's instruction data comes from (``data.source``).
 DATA_SOURCES = ("world", "files")
@@ -202,7 +202,7 @@ class TrainConf:
     truncation: str = "truncate"  # truncate | drop
     pack: bool = False
     # How the loss weighs trained tokens: tokens (each the same) | sequence (each sequence the
-    # same) | length (each token 1 / its sequence's length); see sft_sweep/train/loss_weights.py
+    # same) | length (each token 1 / its sequence's length); see sft_sweep/data/loss_weights.py
     loss_norm: str = setting("tokens", role="loss_norm")
     eval_interval: int = 50
     log_interval: int = setting(10, hashed=False)

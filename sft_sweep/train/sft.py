@@ -25,7 +25,7 @@ from ..data import Batch, Example, make_batches
 from ..errors import DivergedError, NonFiniteLossError
 from ..nn import GPT, AdamW, lr_at
 from ..tokenizer import ByteTokenizer
-from .loss_weights import group_weights
+from ..data.loss_weights import group_weights
 
 
 @dataclass
@@ -82,7 +82,7 @@ def accumulate(model: GPT, group: list[Batch], loss_norm: str = "tokens"
 
     Each micro-batch shares the whole group's normalizer (for ``tokens``, its trained-token
     count), so the sum equals the big batch's loss: dividing each by its own count would
-    over-weight short responses. ``loss_norm``: see :mod:`.loss_weights`.
+    over-weight short responses. ``loss_norm``: see :mod:`sft_sweep.data.loss_weights`.
     """
     weights, norm = group_weights(group, loss_norm, ByteTokenizer().pad_id)
     total_loss, acc = 0.0, None
