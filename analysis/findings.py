@@ -14,9 +14,10 @@ settings (so a failed job does not tilt a pooled mean), seeds are replicates.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -30,7 +31,7 @@ from analysis.stats import mean_ci, spearman, strata
 from analysis.style import (
     AGGRESSIVE_BAND, col_name, fmt_metric, fmt_num, fmt_param, fmt_value, setting_label, sorted_values,
 )
-from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding, at_bound
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Decision, Finding, at_bound
 
 #: Smallest difference that counts as an effect, per metric (units as stored).
 MIN_EFFECT = {"forgetting_pct": 1.0, "rate": 0.02, "loss": 0.02}
@@ -73,11 +74,20 @@ def part_values(part: pd.DataFrame, metric: str) -> list[float]:
 
 
 def _effect_text(metric: str, e: Effect) -> str:
+    return e.describe(**_effect_units(metric))
+
+
+def _effect_units(metric: str) -> dict[str, Any]:
     if metric == "forgetting_pct":
-        return e.describe(unit=" points of forgetting")
+        return {"unit": " points of forgetting"}
     if metric.endswith("loss"):
-        return e.describe(digits=3)
-    return e.describe(scale=100, unit=" points")
+        return {"digits": 3}
+    return {"scale": 100, "unit": " points"}
+
+
+def _decision(metric: str, e: Effect, where: str, name: str | None = None) -> Decision:
+    """The effect ``e`` in ``metric`` as what decided a verdict, measured ``where``."""
+    return e.decision(f"{name or _metric_name(metric)}, {where}", **_effect_units(metric))
 
 
 def _setting_or_all(setting: Any, params: Sequence[str]) -> str:
@@ -95,6 +105,7 @@ class _Trend:
     text: str
     per_stratum: list[dict[str, Any]]
     pooled: dict[Any, Any]
+    decisions: list[Decision] = field(default_factory=list)  # one per stratum: its end-to-end effect
 
 
 def _fmt_level(metric: str, values: list[float], with_ci: bool) -> str:
@@ -113,7 +124,7 @@ def _trend(runs: RunSet, x: str, metric: str, expect: int) -> _Trend:
     levels = sorted_values(done[x]) if x in done else []
     with_ci = bool(runs.seeds) and runs.n_seeds() >= 2
     pooled = {lv: done.loc[done[x] == lv, metric].tolist() for lv in levels}
-    results, clauses = [], []
+    results, clauses, decisions = [], [], []
     for kd, part in strata(done, strata_cols):
         lv = [v for v in levels if (part[x] == v).any()]
         if len(lv) < 2:
@@ -137,6 +148,8 @@ def _trend(runs: RunSet, x: str, metric: str, expect: int) -> _Trend:
         chain = " → ".join(f"{fmt_param(x, v)} {_fmt_level(metric, vals[v], with_ci)}" for v in lv)
         prefix = f"{setting_label(kd, strata_cols)}: " if strata_cols else ""
         clauses.append(f"{prefix}{chain} ({word}; end to end {_effect_text(metric, c)})")
+        span = f"{fmt_param(x, lv[0])} → {fmt_value(x, lv[-1])}"
+        decisions.append(_decision(metric, c, f"{span} ({setting_label(kd, strata_cols)})" if strata_cols else span))
         results.append({"stratum": kd, "direction": d, "diff": c.diff, "low": c.low, "high": c.high,
                         "noise": c.source,
                         "levels": {fmt_value(x, v): mean_ci(vals[v]).mean for v in lv}})
@@ -157,7 +170,19 @@ def _trend(runs: RunSet, x: str, metric: str, expect: int) -> _Trend:
         overall = "partly"  # beyond noise in some settings, within noise or flat in the others
     else:
         overall = "unclear"
-    return _Trend(overall, "; ".join(clauses), results, pooled)
+    return _Trend(overall, "; ".join(clauses), results, pooled, decisions)
+
+
+#: The strata whose direction decides a trend's verdict: those that bear it out, or contradict it.
+_DECIDING = {"up": ("up",), "partly": ("up",), "down": ("down",), "flat": ("flat",), "mixed": ("down",),
+             "unclear": ("unclear", "flat", "up")}
+
+
+def _deciding_stratum(t: _Trend) -> Decision | None:
+    """The stratum that decided the verdict: of those in the deciding direction, the largest effect."""
+    picks = [(abs(r["diff"]), d) for r, d in zip(t.per_stratum, t.decisions)
+             if r["direction"] in _DECIDING.get(t.direction, ())]
+    return max(picks, key=lambda p: p[0])[1] if picks else None
 
 
 def _trend_finding(runs: RunSet, key: str, claim: str, role: str, metric: str, expect: int,
@@ -193,7 +218,8 @@ def _trend_finding(runs: RunSet, key: str, claim: str, role: str, metric: str, e
         seeds_note = " Values are means over seeds ± 95% CI."
     evidence = f"{lead}{_metric_name(metric)} by {col_name(x)}: {t.text}.{seeds_note}{extra}"
     return Finding(key, claim, verdict, evidence,
-                   {"axis": x, "metric": metric, "direction": t.direction, "strata": t.per_stratum})
+                   {"axis": x, "metric": metric, "direction": t.direction, "strata": t.per_stratum},
+                   _deciding_stratum(t))
 
 
 def _nothing_to_compare(runs: RunSet, x: str, metric: str) -> str:
@@ -306,6 +332,8 @@ def sft_teaches_following(runs: RunSet) -> Finding:
     learnt = [(kd, e) for kd, e, real in calls if real and e.diff >= 0.10]
     absent = all(real is False or (real and e.diff < 0) for _, e, real in calls)
     best = max(e.diff for _, e in gains)
+    top_kd, top = max(gains, key=lambda g: g[1].diff)
+    decided = _decision("final_follow_rate", top, f"tuned vs base, {_setting_or_all(top_kd, runs.params)}")
     if learnt:
         verdict = SUPPORTED
         stuck = [kd for kd, e, real in calls if not (real and e.diff > 0)]
@@ -319,7 +347,7 @@ def sft_teaches_following(runs: RunSet) -> Finding:
         evidence += (f"; the largest gain, {100 * best:+.0f} points, is not beyond noise or under 10 points")
     return Finding(key, claim, verdict, evidence + ".",
                    {"base": float(base.mean()), "tuned_min": float(tuned.min()),
-                    "tuned_max": float(tuned.max()), "best_gain": best})
+                    "tuned_max": float(tuned.max()), "best_gain": best}, decided)
 
 
 def sft_adds_no_knowledge(runs: RunSet) -> Finding:
@@ -345,6 +373,12 @@ def sft_adds_no_knowledge(runs: RunSet) -> Finding:
     gained = [kd for kd, e in known if e.low > 0 and e.diff >= KNOWLEDGE_GAIN]
     lost = [(kd, e) for kd, e in known if e.high < 0 and -e.diff >= MIN_EFFECT["rate"]]
     clear = len(known) == len(per) and all(e.high < KNOWLEDGE_GAIN for _, e in known)
+    # what decides: the largest gain when one counts, else the setting closest to counting as one
+    kd, e = (max(((k, e) for k, e in known if k in gained), key=lambda p: p[1].diff) if gained
+             else max(known or per, key=lambda p: p[1].high if math.isfinite(p[1].high) else -math.inf))
+    decided = dataclasses.replace(
+        _decision("final_knowledge_mc_acc", e, f"tuned vs base, {_setting_or_all(kd, runs.params)}",
+                  "probe multiple-choice accuracy"), target=f"a gain < {100 * KNOWLEDGE_GAIN:.0f} points")
     contrast = []
     for m, what in (("answer_mc_acc", "multiple-choice accuracy on the facts the SFT data asks about"),
                     ("knowledge_acc", "generated answers to the probe")):
@@ -370,7 +404,7 @@ def sft_adds_no_knowledge(runs: RunSet) -> Finding:
                      + (" (no noise estimate for some settings)" if len(known) < len(per) else ""))
     return Finding(key, claim, verdict, evidence + ".",
                    {"per_setting": [{"setting": k, "gain": e.diff, "low": e.low, "high": e.high}
-                                    for k, e in per]})
+                                    for k, e in per]}, decided)
 
 
 def _setting_means(runs: RunSet, metrics: Sequence[str]) -> pd.DataFrame:
@@ -418,7 +452,7 @@ def best_lr(runs: RunSet, metric: str = "final_response_loss", lower_is_better: 
     evidence = f"{what} by {col_name(lr)}{scope}: {listing}"
     # The verdict compares winner and runner-up within each combination of the other settings
     # (seeds as replicates), so epochs or templates are never mistaken for noise.
-    wins, sigs = [], []
+    wins, sigs, decisions = [], [], []
     for kd, part in strata(per, others):
         m = part.groupby(lr)[metric].mean().sort_values(ascending=lower_is_better)
         if len(m) < 2:
@@ -426,7 +460,14 @@ def best_lr(runs: RunSet, metric: str = "final_response_loss", lower_is_better: 
         c = _effect(part[part[lr] == m.index[1]], part[part[lr] == m.index[0]], metric)
         wins.append((kd, m.index[0]))
         sigs.append(judge(c, _min_effect(metric)))
+        span = f"{fmt_param(lr, m.index[1])} → {fmt_value(lr, m.index[0])}"
+        decisions.append((abs(c.diff), _decision(metric, c, f"{span} ({setting_label(kd, others)})" if others else span)))
     winners = {w for _, w in wins}
+    # what decides: the narrowest win when every one is beyond noise, else the first that is not
+    # (or that another learning rate won)
+    deciding = [i for i, ((_, w), s) in enumerate(zip(wins, sigs)) if w != best or not s]
+    decided = decisions[deciding[0]][1] if deciding else (
+        min(decisions, key=lambda p: p[0])[1] if decisions else None)
     if winners == {best} and all(sigs):
         verdict = SUPPORTED
         evidence += ("; it wins in every setting, beyond noise" if len(wins) > 1
@@ -439,7 +480,7 @@ def best_lr(runs: RunSet, metric: str = "final_response_loss", lower_is_better: 
         verdict = INCONCLUSIVE
         evidence += "; the best learning rate depends on the setting: " + "; ".join(
             f"{setting_label(k, others)}: {fmt_value(lr, w)}" for k, w in wins)
-    return Finding(key, claim, verdict, evidence + ".", {"best": best, "means": means.to_dict()})
+    return Finding(key, claim, verdict, evidence + ".", {"best": best, "means": means.to_dict()}, decided)
 
 
 def recommended_setting(runs: RunSet) -> Finding:
@@ -481,9 +522,11 @@ def recommended_setting(runs: RunSet) -> Finding:
                 f"{fmt_metric('forgetting_pct', best['forgetting_pct'])}{seeds(best)}")
     if top["forgetting_pct"] >= FORGETTING_BUDGET:
         evidence += "; " + top_text
+    decided = Decision(f"forgetting, {setting_label(best, runs.params)}", fmt_metric('forgetting_pct', best['forgetting_pct']),
+                       n=_jobs(best["n"]), target=f"< {FORGETTING_BUDGET:g}%")
     return Finding(key, claim, SUPPORTED, evidence + ".",
                    {"best": {c: best[c] for c in runs.params}, "follow_rate": float(best["final_follow_rate"]),
-                    "forgetting_pct": float(best["forgetting_pct"])})
+                    "forgetting_pct": float(best["forgetting_pct"])}, decided)
 
 
 def aggressive_settings(runs: RunSet) -> Finding:
@@ -502,8 +545,15 @@ def aggressive_settings(runs: RunSet) -> Finding:
                        {"settings": []})
     listing = "; ".join(f"{setting_label(r, runs.params)}: {fmt_metric('forgetting_pct', r['forgetting_pct'])}"
                         for _, r in bad.iterrows())
+    worst = bad.iloc[0]
+    decided = Decision(f"forgetting, {setting_label(worst, runs.params)}", fmt_metric('forgetting_pct', worst['forgetting_pct']),
+                       n=_jobs(worst["n"]), target=f"> {FORGETTING_BUDGET:g}%")
     return Finding(key, claim, SUPPORTED, f"{len(bad)} of {len(sm)} settings: {listing}.",
-                   {"settings": [{c: r[c] for c in runs.params} for _, r in bad.iterrows()]})
+                   {"settings": [{c: r[c] for c in runs.params} for _, r in bad.iterrows()]}, decided)
+
+
+def _jobs(n: Any) -> str:
+    return f"{int(n)} job{'s' if int(n) != 1 else ''}"
 
 
 def categorical_effect(runs: RunSet, role: str) -> Finding | None:
@@ -518,7 +568,7 @@ def categorical_effect(runs: RunSet, role: str) -> Finding | None:
     if not _has(done, metric):
         return Finding(f"{role}_effect", claim, NOT_MEASURABLE, f"no job reports {metric}.")
     others = [c for c in runs.params if c != col]
-    clauses, sig_any, flat_all, n_groups = [], False, True, 0
+    clauses, sig_any, flat_all, n_groups, decisions = [], False, True, 0, []
     with_ci = bool(runs.seeds) and runs.n_seeds() >= 2
     for kd, part in strata(done, others):
         vals = {v: part.loc[part[col] == v, metric].dropna().tolist() for v in sorted_values(part[col])}
@@ -531,6 +581,8 @@ def categorical_effect(runs: RunSet, role: str) -> Finding | None:
         real = judge(c, _min_effect(metric))
         sig_any |= bool(real)
         flat_all &= real is False
+        span = f"{fmt_param(col, ordered[0])} → {fmt_value(col, ordered[-1])}"
+        decisions.append((abs(c.diff), _decision(metric, c, f"{span} ({setting_label(kd, others)})" if others else span)))
         prefix = f"{setting_label(kd, others)}: " if others else ""
         clauses.append(prefix + ", ".join(f"{fmt_value(col, k)} {_fmt_level(metric, v, with_ci)}"
                                           for k, v in vals.items()))
@@ -540,7 +592,8 @@ def categorical_effect(runs: RunSet, role: str) -> Finding | None:
     lead = {SUPPORTED: "", NOT_SUPPORTED: "no difference beyond noise: ",
             INCONCLUSIVE: "differences within noise: "}[verdict]
     return Finding(f"{role}_effect", claim, verdict,
-                   f"{lead}{_metric_name(metric)} by {name}: " + "; ".join(clauses) + ".", {"axis": col})
+                   f"{lead}{_metric_name(metric)} by {name}: " + "; ".join(clauses) + ".", {"axis": col},
+                   max(decisions, key=lambda p: p[0])[1])
 
 
 def core_findings(runs: RunSet) -> list[Finding]:

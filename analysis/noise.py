@@ -28,9 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.stats import MeanCI, mean_ci, t_quantile_975
+from analysis.verdicts import Decision
 
 Z95 = 1.959964
 SEEDS, ITEMS, NONE = "seeds", "items", "none"
+#: How the report names where an interval came from.
+NOISE_NAMES = {SEEDS: "seed noise", ITEMS: "item noise", NONE: "no noise estimate"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,21 @@ class Effect:
     @property
     def n(self) -> tuple[int, int]:
         return self.a.n, self.b.n
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.a.n} vs {self.b.n} job{'s' if self.b.n != 1 else ''}"
+
+    @property
+    def noise(self) -> str:
+        return NOISE_NAMES[self.source]
+
+    def decision(self, what: str, scale: float = 1.0, unit: str = "", digits: int = 1) -> Decision:
+        """This effect as what decided a verdict (printed as ``describe`` prints it)."""
+        f = lambda v: f"{scale * v:+.{digits}f}"  # noqa: E731
+        bounded = self.source != NONE and math.isfinite(self.low) and math.isfinite(self.high)
+        return Decision(what, f"{f(self.diff)}{unit}", f(self.low) if bounded else "",
+                        f(self.high) if bounded else "", self.jobs, self.noise)
 
     def describe(self, scale: float = 1.0, unit: str = "", digits: int = 1) -> str:
         """``+12.0 points (95% CI +4.1 to +19.9; n = 1 vs 1 jobs; item noise)``."""
