@@ -255,6 +255,10 @@ class PretrainConf:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0
+    # The learning-rate schedule and the global-norm clipping of pre-training (0 disables it); at
+    # these values a base model keeps the key it had before they were settings.
+    schedule: str = setting("cosine", off="cosine")  # constant | linear | cosine
+    grad_clip: float = setting(1.0, off=1.0)
     seed: int = setting(0, **SEED)
     cache_dir: str = setting("runs/cache", hashed=False, machine=True)  # relative paths are taken from the directory sft-sweep started in
     threads: int = setting(0, hashed=False, machine=True)  # compute threads while pre-training; 0: every core (the sweep's other jobs wait)
@@ -422,6 +426,8 @@ def validate(cfg: Config) -> None:
     _check(pt.steps >= 0, "pretrain.steps", pt.steps, "must be >= 0", p)
     _check(pt.batch_size >= 1, "pretrain.batch_size", pt.batch_size, "must be >= 1", p)
     _check(pt.lr > 0, "pretrain.lr", pt.lr, "must be > 0", p)
+    _check_choice("pretrain.schedule", pt.schedule, SCHEDULES, p)
+    _check(pt.grad_clip >= 0, "pretrain.grad_clip", pt.grad_clip, "must be >= 0 (0 disables clipping)", p)
     _check(0 <= pt.seed < 2**32, "pretrain.seed", pt.seed, "must be in [0, 2**32)", p)
     _check(pt.threads >= 0, "pretrain.threads", pt.threads, "must be >= 0 (0: all cores)", p)
     if p:

@@ -55,7 +55,7 @@ def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | No
     p = cfg.pretrain
     T = cfg.model.block_size
     rng = np.random.default_rng(p.seed)
-    opt = AdamW(model.params, weight_decay=p.weight_decay, grad_clip=1.0)
+    opt = AdamW(model.params, weight_decay=p.weight_decay, grad_clip=p.grad_clip)
     mask = np.ones((p.batch_size, T), dtype=np.float32)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -66,7 +66,7 @@ def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | No
     for step in bar:
         w = random_windows(tokens, p.batch_size, T + 1, rng)
         loss, grads = model.loss_and_grads(w[:, :-1], w[:, 1:], mask)
-        lr = lr_at(step, total_steps=p.steps, peak_lr=p.lr, schedule="cosine",
+        lr = lr_at(step, total_steps=p.steps, peak_lr=p.lr, schedule=p.schedule,
                    warmup_steps=p.warmup_steps, min_lr=p.lr * p.min_lr_ratio)
         gnorm = opt.step(grads, lr)
         running = loss if running is None else 0.95 * running + 0.05 * loss

@@ -20,7 +20,9 @@ def test_the_derived_rules_are_those_written_out_before():
         "eval.repetition_penalty": 1.0, "eval.no_repeat_ngram": 0, "data.world.train_subset": 0,
         "data.world.n_eval_multi_turn": 0, "data.world.system_contrast": False,
         "data.world.n_eval_system": 0, "data.world.caps_doc_fraction": 0.0, "eval.periodic_items": 20,
-        "optim.l2_to_base": 0.0, "train.neftune_alpha": 0.0, "eval.blend": [], "peft.method": "full"}
+        "optim.l2_to_base": 0.0, "train.neftune_alpha": 0.0, "eval.blend": [], "peft.method": "full",
+        # described the new way since
+        "pretrain.schedule": "cosine", "pretrain.grad_clip": 1.0}
     assert config.ONLY_WHEN == {
         **{f"peft.{k}": ("peft.method", "lora") for k in ("rank", "alpha", "rslora", "targets")},
         **{f"peft.{k}": ("peft.method", "freeze") for k in ("trainable_layers", "train_embeddings")}}
@@ -72,3 +74,17 @@ def test_each_setting_with_a_role_names_the_same_part_with_one_description_kind(
     assert SETTINGS.with_role("lr") == ["optim.lr", "pretrain.lr"]
     with pytest.raises(ValueError):
         Setting(show="bold")
+
+
+def test_pretraining_reads_its_schedule_and_clipping_and_keeps_earlier_base_keys():
+    from sft_sweep.config import validate
+    from sft_sweep.errors import ConfigError
+
+    cfg = Config()
+    plain = base_settings(cfg)
+    assert "schedule" not in plain["pretrain"] and "grad_clip" not in plain["pretrain"]
+    cfg.pretrain.schedule, cfg.pretrain.grad_clip = "linear", 0.5
+    assert base_settings(cfg)["pretrain"] == {**plain["pretrain"], "schedule": "linear", "grad_clip": 0.5}
+    cfg.pretrain.schedule = "step"
+    with pytest.raises(ConfigError, match=r"pretrain\.schedule"):
+        validate(cfg)
