@@ -143,7 +143,11 @@ def long_instructions_dilute(runs: RunSet) -> Finding | None:
                                        f"({_describe(tokens)})")
     else:
         verdict, lead = INCONCLUSIVE, f"{text}: within noise (or no noise estimate)"
-    return Finding(key, claim, verdict, f"{lead}. {evidence}.", numbers)
+    # what decides: the change of the gap, unless long prompts trail under token normalisation too
+    decided = tokens.decision("long-prompt gap under tokens", scale=100, unit=" points") \
+        if real and extra.diff > 0 and tok_real and tokens.diff > 0 else \
+        extra.decision("long-prompt gap, length vs tokens", scale=100, unit=" points")
+    return Finding(key, claim, verdict, f"{lead}. {evidence}.", numbers, decided)
 
 
 def _second_turns(runs: RunSet, row) -> float | None:
@@ -208,7 +212,12 @@ def answers_second_turn(runs: RunSet) -> Finding | None:
     evidence = (f"best {best[1]} {100 * best[0]:.1f}% (counts as answering: a gain over the base beyond "
                 f"noise and at least {100 * ANSWERS:g}%; as not answering: under {100 * ANSWERS:g}% beyond "
                 f"noise); {base_text}" + "; ".join(parts) + f"; {noise}.")
-    return Finding(key, claim, verdict, evidence, {"best": best[0], "base": base_mean})
+    # what decides: the gain of the best setting that answers, else of the best setting
+    answering = [c for c, v in zip(calls, verdicts) if v[3] and v[2].diff > 0 and v[0] >= ANSWERS]
+    top = max(answering or calls, key=lambda c: c[0])
+    decided = top[2].decision(f"second turn, gain over the base, {top[1]}", scale=100, unit=" points") \
+        if top[2] is not None else None
+    return Finding(key, claim, verdict, evidence, {"best": best[0], "base": base_mean}, decided)
 
 
 def experiment_findings(runs: RunSet) -> list[Finding]:

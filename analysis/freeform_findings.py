@@ -11,7 +11,7 @@ import pandas as pd
 from analysis.collect import RunSet
 from analysis.dataview import absent_reason
 from analysis.style import setting_label
-from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Decision, Finding
 
 
 def _has(df: pd.DataFrame, col: str) -> bool:
@@ -32,7 +32,7 @@ def _paired_finding(runs: RunSet, key: str, claim: str, metric: str, better: int
         return Finding(key, claim, NOT_MEASURABLE,
                        f"{what} is not measured: {why}." if why else
                        f"the jobs record no paired base -> tuned change of {what} (an older base evaluation).")
-    clauses, gains, losses = [], 0, 0
+    clauses, gains, losses, best = [], 0, 0, None
     rows = done.dropna(subset=[col, lo, hi])
     for _, r in rows.iterrows():
         label = setting_label(r, runs.params) if runs.params else f"job {r['job']}"
@@ -40,6 +40,8 @@ def _paired_finding(runs: RunSet, key: str, claim: str, metric: str, better: int
                        f"{r[col]:+.3f} [{r[lo]:+.3f}, {r[hi]:+.3f}]"
                        if _has(rows, f"final_{metric}") and _has(rows, f"base_{metric}") else
                        f"{label}: paired change {r[col]:+.3f} [{r[lo]:+.3f}, {r[hi]:+.3f}]")
+        if best is None or better * r[col] > better * best[1][col]:
+            best = (label, r)
         if better * r[lo] > 0 and better * r[hi] > 0:
             gains += 1
         elif -better * r[lo] > 0 and -better * r[hi] > 0:
@@ -55,9 +57,12 @@ def _paired_finding(runs: RunSet, key: str, claim: str, metric: str, better: int
         verdict = INCONCLUSIVE
         if not gains:
             tail += " (every change is within its interval)"
+    # what decides: the setting that improves most (each job's interval over its own items)
+    decided = Decision(f"{what}, tuned minus base, {best[0]}", f"{best[1][col]:+.3f}", f"{best[1][lo]:+.3f}",
+                       f"{best[1][hi]:+.3f}", "1 job, paired items", "item noise") if best is not None else None
     return Finding(key, claim, verdict,
                    f"{what} per held-out item, tuned minus base (95% interval): " + "; ".join(clauses) + tail + ".",
-                   {"gains": gains, "losses": losses, "n": n})
+                   {"gains": gains, "losses": losses, "n": n}, decided)
 
 
 def free_form_findings(runs: RunSet) -> list[Finding]:
