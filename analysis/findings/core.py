@@ -25,7 +25,7 @@ import pandas as pd
 from analysis.collect import RunSet
 from analysis.roles import role_noun
 from analysis.dataview import absent_reason, is_free_form
-from analysis.freeform_findings import free_form_findings
+from analysis.findings.free_form import free_form_findings
 from analysis.noise import Effect, effect, items_column, judge, se_column
 from analysis.stats import mean_ci, spearman, strata
 from analysis.style import (

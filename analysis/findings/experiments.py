@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis.collect import RunSet
 from analysis.roles import key_of
-from analysis.findings import MIN_EFFECT
+from analysis.findings.core import MIN_EFFECT
 from analysis.noise import Z95, Effect, effect, judge, level_interval, wilson
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
 from analysis.stats import mean_ci, strata
