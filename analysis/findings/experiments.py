@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis.collect import RunSet
 from analysis.roles import key_of
-from analysis.findings.core import MIN_EFFECT
+from analysis.findings.common import MIN_EFFECT, config_value, has_values
 from analysis.noise import Z95, Effect, effect, judge, level_interval, wilson
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
 from analysis.stats import mean_ci, strata
@@ -39,12 +39,9 @@ def _pct(values: list[float]) -> str:
     return text + (f" ± {100 * m.half:.1f}" if m.n >= 2 else "")
 
 
-def _has(df: pd.DataFrame, col: str) -> bool:
-    return col in df and df[col].notna().any()
-
-
 def _config(runs: RunSet, job: str, key: str) -> float | None:
-    value = runs.configs.get(job, {}).get(key, runs.constants.get(key))
+    """A job's config value as a finite number (None when missing or not a number)."""
+    value = config_value(runs, job, key)
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -102,7 +99,7 @@ def long_instructions_dilute(runs: RunSet) -> Finding | None:
     if LOSS_NORM not in runs.params:
         return None
     done = runs.done_jobs()
-    if not (_has(done, LONG) and _has(done, SHORT)):
+    if not (has_values(done, LONG) and has_values(done, SHORT)):
         return Finding(key, claim, NOT_MEASURABLE, "no completed job reports answer accuracy "
                        "split by prompt length (world long_prompt_fraction > 0).")
     done = done[done[LONG].notna() & done[SHORT].notna()]
@@ -111,7 +108,7 @@ def long_instructions_dilute(runs: RunSet) -> Finding | None:
     gaps, parts = {}, []
     for norm, part in by_norm.items():
         gaps[norm] = mean_ci((part[SHORT] - part[LONG]).astype(float).tolist()).mean
-        acc = f"; answer acc. {_pct(part['final_answer_acc'].tolist())}" if _has(part, "final_answer_acc") else ""
+        acc = f"; answer acc. {_pct(part['final_answer_acc'].tolist())}" if has_values(part, "final_answer_acc") else ""
         parts.append(f"{norm}: short prompts {_pct(part[SHORT].tolist())}, long "
                      f"{_pct(part[LONG].tolist())} (gap {100 * gaps[norm]:+.1f} points{acc})")
     counts = [_split_counts(runs, row) for _, row in done.iterrows()]
@@ -167,17 +164,17 @@ def answers_second_turn(runs: RunSet) -> Finding | None:
     key = "answers_second_turn"
     claim = "The tuned model answers the second turn of a conversation"
     done = runs.done_jobs()
-    if not _has(done, MULTI):
+    if not has_values(done, MULTI):
         return None
     done = done[done[MULTI].notna()]
     others = [c for c in runs.params if c != runs.axis("seed")]
-    has_base = _has(done, "base_answer_acc_multi_turn")
+    has_base = has_values(done, "base_answer_acc_multi_turn")
     parts, calls, highs = [], [], []
     for kd, part in strata(done, others):
         vals = part[MULTI].astype(float).tolist()
         label = setting_label(kd, others) if others else "all jobs"
         single = (f", all questions {_pct(part['final_answer_acc'].tolist())}"
-                  if _has(part, "final_answer_acc") else "")
+                  if has_values(part, "final_answer_acc") else "")
         items = [_second_turns(runs, row) for _, row in part.iterrows()]
         _low, high, _src = level_interval(vals, items)
         highs.append(high)  # NaN without a noise estimate: never "below" anything

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import RunSet
+from analysis.findings.common import config_value, has_values
 from analysis.roles import key_of
 from analysis.noise import newcombe, wilson
 from analysis.stats import strata
@@ -91,10 +92,6 @@ def _share_decision(what: str, s: Share, target: str = "") -> Decision:
                     "item noise", target)
 
 
-def _has(df: pd.DataFrame, col: str) -> bool:
-    return col in df and df[col].notna().any()
-
-
 def _others(runs: RunSet, *axes: str) -> list[str]:
     return [c for c in runs.params if c not in axes]
 
@@ -121,9 +118,7 @@ def _world_stats(row: pd.Series) -> dict:
 
 
 def _config(runs: RunSet, row: pd.Series, key: str, default: Any = None) -> Any:
-    if key in row and not pd.isna(row[key]):
-        return row[key]
-    return (runs.configs.get(row.get("job")) or {}).get(key, runs.constants.get(key, default))
+    return config_value(runs, row.get("job"), key, default)
 
 
 def _n_answer_items(runs: RunSet, row: pd.Series) -> int | None:
@@ -149,7 +144,7 @@ def memorisation_over_epochs(runs: RunSet) -> Finding | None:
     if EPOCHS not in runs.params:
         return None
     done = runs.done_jobs()
-    if not (_has(done, tr) and _has(done, ho)):
+    if not (has_values(done, tr) and has_values(done, ho)):
         return Finding(key, claim, NOT_MEASURABLE, "no completed job reports the memorisation "
                        "metrics (memorised_exact_train / memorised_exact_heldout).")
     others = _others(runs, EPOCHS)
@@ -162,7 +157,7 @@ def memorisation_over_epochs(runs: RunSet) -> Finding | None:
             if a is None or b is None:
                 continue
             d = difference(a, b)
-            gap = part["final_memorised_loss_gap"].mean() if _has(part, "final_memorised_loss_gap") else math.nan
+            gap = part["final_memorised_loss_gap"].mean() if has_values(part, "final_memorised_loss_gap") else math.nan
             rows.append((int(epochs), d))
             measured.append((label, int(epochs), _diff_decision(
                 f"reproduced minus answered, {label}, {int(epochs)} epochs" if others else
@@ -230,7 +225,7 @@ def answers_vs_data_size(runs: RunSet) -> list[Finding]:
     if SIZE not in runs.params:
         return []
     done = runs.done_jobs()
-    if not _has(done, "final_answer_acc"):
+    if not has_values(done, "final_answer_acc"):
         return []
     table = _size_table(runs, done)
     curve_parts, enough_parts, enough_verdicts, numbers, decisions = [], [], [], {}, []
@@ -323,7 +318,7 @@ def second_turn_by_training(runs: RunSet) -> Finding | None:
     claim = "Training on two-exchange conversations teaches answering a second turn that single-turn training does not"
     col = "final_answer_acc_multi_turn"
     done = runs.done_jobs()
-    if MT_FRACTION not in runs.params or not _has(done, col):
+    if MT_FRACTION not in runs.params or not has_values(done, col):
         return None
     n_of = lambda r: _world_stats(r).get("n_multi_turn_eval")  # noqa: E731
     others = _others(runs, MT_FRACTION, MASK)
@@ -414,7 +409,7 @@ def obeys_system_prompts(runs: RunSet) -> Finding | None:
              "and of each format where the job saved every answer)")
     col = "final_system_format_acc"
     done = runs.done_jobs()
-    if not _has(done, col):
+    if not has_values(done, col):
         return None
     n_of = lambda r: _world_stats(r).get("n_system_format_eval")  # noqa: E731
     parts, best, best_styles = [], None, None
