@@ -11,7 +11,6 @@ zero; no effect counts when the interval lies within :data:`NO_EFFECT` of zero.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pandas as pd
 from analysis.collect import RunSet
 from analysis.findings.common import config_value, has_values
 from analysis.roles import key_of
-from analysis.noise import newcombe, wilson
+from analysis.noise import Share, difference, share
 from analysis.stats import strata
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Decision, Finding
 from analysis.style import setting_label
@@ -37,43 +36,6 @@ EPOCHS, REPLAY = key_of("epochs"), key_of("replay")
 SIZE, NOISE = key_of("data_size"), key_of("noise")
 MT_FRACTION, MASK = key_of("multi_turn"), key_of("mask")
 SYS_FRACTION = key_of("system_prompts")
-
-
-# ---------------------------------------------------------------------------- intervals
-
-@dataclass(frozen=True)
-class Share:
-    """``k`` of ``n`` items, with its Wilson 95% interval."""
-
-    k: int
-    n: int
-
-    @property
-    def p(self) -> float:
-        return self.k / self.n if self.n else math.nan
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson(self.k, self.n)
-
-    def __add__(self, other: "Share") -> "Share":
-        return Share(self.k + other.k, self.n + other.n)
-
-    def text(self) -> str:
-        lo, hi = self.interval
-        return f"{100 * self.p:.0f}% ({self.k}/{self.n}, {100 * lo:.0f}-{100 * hi:.0f})"
-
-
-def share(rate: Any, n: Any) -> Share | None:
-    """The share a job's rate stands for over its ``n`` items (None when either is missing)."""
-    if rate is None or n is None or pd.isna(rate) or pd.isna(n) or int(n) <= 0:
-        return None
-    return Share(int(round(float(rate) * int(n))), int(n))
-
-
-def difference(a: Share, b: Share) -> tuple[float, float, float]:
-    """``a.p - b.p`` with Newcombe's 95% interval (independent items)."""
-    return newcombe(b.k, b.n, a.k, a.n)
 
 
 def _diff_text(d: tuple[float, float, float]) -> str:

@@ -27,7 +27,10 @@ import pandas as pd
 from analysis.collect import RunSet
 from analysis.roles import key_of
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Decision, Finding, at_bound
-from analysis.noise import ITEMS, NOISE_NAMES, NONE, SEEDS, Z95, effect, items_column, level_interval, se_column
+from analysis.noise import (
+    ITEMS, MET, MISSED, NOISE_NAMES, NONE, SEEDS, WITHIN, Z95, against_target, effect, items_column, level_interval,
+    se_column,
+)
 from analysis.stats import mean_ci
 from analysis.style import fmt_value, setting_label
 
@@ -71,9 +74,6 @@ def _fmt(col: str, values: list[float]) -> str:
     return text
 
 
-MET, MISSED, WITHIN = "met", "missed", "within noise"
-
-
 @dataclass(frozen=True)
 class _Result:
     """One target checked: its state, its evidence text, and how close it came (in points)."""
@@ -114,16 +114,6 @@ def _margin(state: str, judged: bool, op: str, limit: float, value: float, low: 
 def _jobs(n: int) -> str:
     return f"{n} job{'s' if n != 1 else ''}"
 
-def _call(op: str, limit: float, value: float, low: float, high: float) -> tuple[str, bool]:
-    """(state, judged by noise): met or missed beyond noise, within noise, or on the value alone."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return (MET if (value <= limit if op == "<=" else value >= limit) else MISSED), False
-    if (high <= limit) if op == "<=" else (low >= limit):
-        return MET, True
-    if (low > limit) if op == "<=" else (high < limit):
-        return MISSED, True
-    return WITHIN, True
-
 
 def _target_text(state: str, judged: bool, target: str, low: float, high: float, fmt) -> str:
     if not judged:
@@ -135,7 +125,7 @@ def _check(col: str, op: str, limit: float, part: pd.DataFrame) -> _Result:
     values = _values(part, col)
     mean = float(pd.Series(values, dtype=float).mean())
     low, high, source = _interval(col, part)
-    state, judged = _call(op, limit, mean, low, high)
+    state, judged = against_target(op, limit, mean, low, high)
     pct = col == "forgetting_pct"
     lim = f"{limit:+g}%" if pct else f"{100 * limit:g}%"
     fmt = (lambda v: f"{v:+.1f}%") if pct else (lambda v: f"{100 * v:.1f}%")  # noqa: E731
@@ -223,7 +213,7 @@ def best_setting_answers_and_keeps(runs: RunSet) -> Finding:
         if b in part and f in part and part[f].notna().any():
             pair = part.dropna(subset=[b, f])
             e = effect(pair[f].astype(float).tolist(), pair[b].astype(float).tolist())  # the drop, base - tuned
-            state, judged = _call("<=", KNOWLEDGE_KEPT, e.diff, e.low, e.high)
+            state, judged = against_target("<=", KNOWLEDGE_KEPT, e.diff, e.low, e.high)
             target = f"a drop <= {100 * KNOWLEDGE_KEPT:g} points"
             name = f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities)"
             decision = e.decision(f"{name} drop", scale=100, unit=" points") if judged else \
@@ -268,7 +258,7 @@ def replay_is_what_keeps_it(runs: RunSet) -> Finding:
     n = (lambda d: d.loc[d[col].notna(), items].tolist() if items in d else None)  # noqa: E731
     e = effect(_values(same, col), _values(part, col), items_a=n(same), items_b=n(part))  # with replay minus without
     drop = e.diff
-    state_p, judged = _call(">=", NO_REPLAY_PROBE_DROP, drop, e.low, e.high)
+    state_p, judged = against_target(">=", NO_REPLAY_PROBE_DROP, drop, e.low, e.high)
     target = f">= {100 * NO_REPLAY_PROBE_DROP:g} points"
     f_decision = dataclasses.replace(forgets.decision, what="forgetting without replay")
     p_decision = e.decision("probe acc. drop without replay", scale=100, unit=" points") if judged else \
