@@ -36,10 +36,8 @@ from analysis.errors import ReportError
 from analysis.jobdir import (
     CURVE_COLUMNS, SAMPLE_COLUMNS, JobFiles, Problem, find_job_dirs, parse_overrides, read_job, read_yaml,
 )
-from analysis.roles import find_axis, has_role, machine_keys
+from analysis.roles import find_axis, has_role, machine_keys  # noqa: F401 - find_axis: read from collect too
 from sft_sweep.jobfiles import EVAL_METRICS, atomic_path
-
-__all__ = ["RunSet", "collect_runs", "detect_swept", "find_axis", "has_role"]
 
 # Config keys that differ between jobs without being an experimental choice (paths, stamps).
 _INCIDENTAL = re.compile(

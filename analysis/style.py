@@ -9,9 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.roles import describe, role_of
-
-__all__ = ["role_of"]  # re-exported: where columns get their roles
+from analysis.roles import describe, role_of  # noqa: F401 - role_of: a column's role, asked of style too
 
 #: metric -> (label with unit, kind): kind "rate" is a 0-1 fraction shown as %, "pct" already in %.
 METRICS = {

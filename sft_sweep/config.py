@@ -168,8 +168,9 @@ class OptimConf:
 
 @dataclass
 class MixConf:
+    # The fraction of training sequences that are raw pre-training windows.
     replay_ratio: float = setting(0.0, role="replay", label="replay ratio", short="replay", show="percent",
-                                  colors=("Greens", 0.45, 0.95), headline=10)  # fraction of training sequences that are raw pre-training windows
+                                  colors=("Greens", 0.45, 0.95), headline=10)
     weights: dict[str, float] = field(default_factory=dict)  # per dataset name (source=files)
 
 
@@ -260,8 +261,10 @@ class PretrainConf:
     schedule: str = setting("cosine", off="cosine")  # constant | linear | cosine
     grad_clip: float = setting(1.0, off=1.0)
     seed: int = setting(0, **SEED)
-    cache_dir: str = setting("runs/cache", hashed=False, machine=True)  # relative paths are taken from the directory sft-sweep started in
-    threads: int = setting(0, hashed=False, machine=True)  # compute threads while pre-training; 0: every core (the sweep's other jobs wait)
+    # Relative paths are taken from the directory sft-sweep started in.
+    cache_dir: str = setting("runs/cache", hashed=False, machine=True)
+    # Compute threads while pre-training; 0: every core (the sweep's other jobs wait).
+    threads: int = setting(0, hashed=False, machine=True)
     # A base model checkpoint (model.npz of this package) to fine-tune instead of pre-training one;
     # relative paths are taken from the directory sft-sweep started in. Its shape must match model.*.
     init_from: Optional[str] = setting(None, off=None)

@@ -213,7 +213,8 @@ def best_lr(runs: RunSet, metric: str = "final_response_loss", lower_is_better: 
         wins.append((kd, m.index[0]))
         sigs.append(judge(c, min_effect(metric)))
         span = f"{fmt_param(lr, m.index[1])} → {fmt_value(lr, m.index[0])}"
-        decisions.append((abs(c.diff), decision_of(metric, c, f"{span} ({setting_label(kd, others)})" if others else span)))
+        where = f"{span} ({setting_label(kd, others)})" if others else span
+        decisions.append((abs(c.diff), decision_of(metric, c, where)))
     winners = {w for _, w in wins}
     # what decides: the narrowest win when every one is beyond noise, else the first that is not
     # (or that another learning rate won)
@@ -274,8 +275,9 @@ def recommended_setting(runs: RunSet) -> Finding:
                 f"{fmt_metric('forgetting_pct', best['forgetting_pct'])}{seeds(best)}")
     if top["forgetting_pct"] >= FORGETTING_BUDGET:
         evidence += "; " + top_text
-    decided = Decision(f"forgetting, {setting_label(best, runs.params)}", fmt_metric('forgetting_pct', best['forgetting_pct']),
-                       n=_jobs(best["n"]), target=f"< {FORGETTING_BUDGET:g}%")
+    decided = Decision(f"forgetting, {setting_label(best, runs.params)}",
+                       fmt_metric("forgetting_pct", best["forgetting_pct"]), n=_jobs(best["n"]),
+                       target=f"< {FORGETTING_BUDGET:g}%")
     return Finding(key, claim, SUPPORTED, evidence + ".",
                    {"best": {c: best[c] for c in runs.params}, "follow_rate": float(best["final_follow_rate"]),
                     "forgetting_pct": float(best["forgetting_pct"])}, decided)
@@ -298,8 +300,9 @@ def aggressive_settings(runs: RunSet) -> Finding:
     listing = "; ".join(f"{setting_label(r, runs.params)}: {fmt_metric('forgetting_pct', r['forgetting_pct'])}"
                         for _, r in bad.iterrows())
     worst = bad.iloc[0]
-    decided = Decision(f"forgetting, {setting_label(worst, runs.params)}", fmt_metric('forgetting_pct', worst['forgetting_pct']),
-                       n=_jobs(worst["n"]), target=f"> {FORGETTING_BUDGET:g}%")
+    decided = Decision(f"forgetting, {setting_label(worst, runs.params)}",
+                       fmt_metric("forgetting_pct", worst["forgetting_pct"]), n=_jobs(worst["n"]),
+                       target=f"> {FORGETTING_BUDGET:g}%")
     return Finding(key, claim, SUPPORTED, f"{len(bad)} of {len(sm)} settings: {listing}.",
                    {"settings": [{c: r[c] for c in runs.params} for _, r in bad.iterrows()]}, decided)
 
@@ -334,7 +337,8 @@ def categorical_effect(runs: RunSet, role: str) -> Finding | None:
         sig_any |= bool(real)
         flat_all &= real is False
         span = f"{fmt_param(col, ordered[0])} → {fmt_value(col, ordered[-1])}"
-        decisions.append((abs(c.diff), decision_of(metric, c, f"{span} ({setting_label(kd, others)})" if others else span)))
+        where = f"{span} ({setting_label(kd, others)})" if others else span
+        decisions.append((abs(c.diff), decision_of(metric, c, where)))
         prefix = f"{setting_label(kd, others)}: " if others else ""
         clauses.append(prefix + ", ".join(f"{fmt_value(col, k)} {fmt_level(metric, v, with_ci)}"
                                           for k, v in vals.items()))

@@ -218,9 +218,10 @@ def best_setting_answers_and_keeps(runs: RunSet) -> Finding:
             name = f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities)"
             decision = e.decision(f"{name} drop", scale=100, unit=" points") if judged else \
                 Decision(f"{name} drop", f"{100 * e.diff:+.1f} points", n=e.jobs)
+            points = lambda v: f"{100 * v:+.1f} points"  # noqa: E731
             results.append(_Result(state, f"{name} "
                                    f"{_fmt(f, _values(part, f))} vs base {_fmt(b, _values(part, b))} "
-                                   f"({_target_text(state, judged, target, e.low, e.high, lambda v: f'{100 * v:+.1f} points')})",
+                                   f"({_target_text(state, judged, target, e.low, e.high, points)})",
                                    dataclasses.replace(decision, target=target),
                                    100 * _margin(state, judged, "<=", KNOWLEDGE_KEPT, e.diff, e.low, e.high)))
     label = setting_label(part.iloc[0], runs.params) if runs.params else "all jobs"
