@@ -155,7 +155,9 @@ class ReplayMix:
         self.stream = data.pretrain_tokens
         self.ratio, self.window, self.seed = float(ratio), int(window), int(seed)
         self._reports: dict[int, dict] = {}
-        self._drawn: tuple[int, list[Example]] | None = None  # the last epoch's examples
+        # drawn examples: epoch 0's (a job plans its steps and counts its examples with them) and
+        # the latest epoch's
+        self._drawn: dict[int, list[Example]] = {}
 
     def __call__(self, epoch: int) -> list[Example]:
         """The examples of ``epoch``; the windows of an epoch are drawn once, however often asked."""
@@ -163,11 +165,12 @@ class ReplayMix:
             self._reports[epoch] = {"epoch": epoch, "n_sft": len(self.sft), "n_replay": 0,
                                     "target_ratio": 0.0, "achieved_ratio": 0.0}
             return list(self.sft)
-        if self._drawn is None or self._drawn[0] != epoch:
+        if epoch not in self._drawn:
             out, rep = mix_replay(self.sft, self.stream, self.ratio, self.window, self.seed, epoch)
             self._reports[epoch] = rep
-            self._drawn = (epoch, out)
-        return list(self._drawn[1])
+            self._drawn = {e: v for e, v in self._drawn.items() if e == 0}
+            self._drawn[epoch] = out
+        return list(self._drawn[epoch])
 
     def report(self, epochs: int) -> dict:
         """Target and achieved ratio (overall and per epoch) for ``epochs`` epochs."""

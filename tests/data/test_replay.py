@@ -82,3 +82,7 @@ def test_an_epoch_s_windows_are_drawn_once_however_often_asked(monkeypatch):
     assert calls == [0]
     mix(0).clear()  # a caller's list is its own
     assert _windows(mix(0)) == first
+    # a job plans with epoch 0, trains every epoch, then counts epoch 0's examples: each drawn once
+    for e in (1, 2, 0):
+        mix(e)
+    assert calls == [0, 1, 2]
