@@ -40,6 +40,7 @@ from analysis.jobdir import (
     CURVE_COLUMNS, SAMPLE_COLUMNS, JobFiles, Problem, find_job_dirs, parse_overrides, read_job, read_yaml,
 )
 from analysis.peftdata import BLEND_KEY_COLUMNS, WEIGHT_RANK_COLUMNS, blend_rows, peft_columns, weight_rank_rows
+from analysis.roles import find_axis, has_role, machine_keys  # noqa: F401 - find_axis: read from collect too
 from sft_sweep.jobfiles import EVAL_METRICS, atomic_path
 
 # Config keys that differ between jobs without being an experimental choice (paths, stamps).
@@ -48,19 +49,11 @@ _INCIDENTAL = re.compile(
     r"uuid|run_id|job_id)$"
 )
 # Keys a command may set that are no setting of the experiment: where the base-model cache lives,
-# how many cores a job uses, and the experiment config's own name (what it sets shows in the
-# keys it sets). Two sweep commands that differ in them still ran the same kind of job.
-_NOT_SETTINGS = frozenset({"experiment", "pretrain.cache_dir", "train.threads", "pretrain.threads"})
+# how many cores a job uses (the settings so described), and the experiment config's own name
+# (what it sets shows in the keys it sets). Two sweep commands that differ in them still ran the
+# same kind of job.
+_NOT_SETTINGS = frozenset({"experiment"}) | machine_keys()
 _SWEEP_SYNTAX = re.compile(r"^\s*(range|choice|interval|glob|tag|shuffle|sort)\s*\(")
-
-# Roles the plots and findings look for, matched on the last component of a dotted key.
-_ROLE_LAST = {
-    "lr": ("lr", "learning_rate", "peak_lr", "max_lr", "base_lr"),
-    "epochs": ("epochs", "num_epochs", "n_epochs", "max_epochs"),
-    "template": ("template",),
-    "format": ("format", "data_format"),
-}
-
 
 @dataclass
 class RunSet:
@@ -84,7 +77,7 @@ class RunSet:
     @property
     def seeds(self) -> list[str]:
         """Swept columns that are seeds (replicates, averaged over in plots and findings)."""
-        return [c for c in self.swept if _last(c).endswith("seed")]
+        return [c for c in self.swept if has_role(c, "seed")]
 
     @property
     def params(self) -> list[str]:
@@ -92,7 +85,7 @@ class RunSet:
         return [c for c in self.swept if c not in self.seeds]
 
     def axis(self, role: str) -> str | None:
-        """The swept column playing ``role``: lr, epochs, replay, template, format, model, seed."""
+        """The swept column playing ``role`` (``analysis.roles``): lr, epochs, replay, method, seed, ..."""
         return find_axis(self.swept, role)
 
     def n_seeds(self) -> int:
@@ -147,31 +140,6 @@ class RunSet:
             except Exception as exc:  # noqa: BLE001 - optional format, never fail the report for it
                 self.problems.append(Problem(str(path), f"could not write Parquet: {exc}"))
         return written
-
-
-def find_axis(columns: Sequence[str], role: str) -> str | None:
-    """The first column in ``columns`` that plays ``role`` (see ``RunSet.axis``)."""
-    matches = [c for c in columns if has_role(c, role)]
-    if not matches:
-        return None
-    # Prefer the shortest key (``optim.lr`` over ``optim.sched.peak_lr``).
-    return min(matches, key=lambda c: (c.count("."), columns.index(c)))
-
-
-def has_role(col: str, role: str) -> bool:
-    last = _last(col)
-    first = col.split(".")[0]
-    if role == "seed":
-        return last.endswith("seed")
-    if role == "replay":
-        return "replay" in col or (first in ("mix", "mixing") and "ratio" in last)
-    if role == "template":
-        return last in _ROLE_LAST["template"] or (first == "template" and last == "name")
-    if role == "model":
-        return col in ("model", "model.name")
-    if role in _ROLE_LAST:
-        return last in _ROLE_LAST[role]
-    raise ValueError(f"unknown axis role {role!r}")
 
 
 def _last(col: str) -> str:

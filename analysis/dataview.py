@@ -18,6 +18,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from analysis.jobdir import HYDRA_DIR
+from analysis.roles import key_of
 from sft_sweep.config import Config, to_object
 from sft_sweep.data import fit_example, training_conversations
 
@@ -109,7 +110,7 @@ def data_counts(summary: dict[str, Any], config: dict[str, Any] | None = None) -
                 counts.replay_ratio = float(rep["achieved_ratio"])
             if isinstance(rep.get("n_replay"), int):
                 counts.n_replay = rep["n_replay"]
-    asked = (config or {}).get("mix.replay_ratio")
+    asked = (config or {}).get(key_of("replay"))
     if isinstance(asked, (int, float)) and not isinstance(asked, bool):
         counts.replay_ratio_asked = float(asked)
     return counts

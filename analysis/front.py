@@ -9,7 +9,7 @@ NEFTune), as one ``variant`` label; its learning rate; and the other swept setti
 (``context``), so that points are compared only with points that share them.
 
 The front figure (``analysis.plots.front``) and the findings on methods and mitigations
-(``analysis.front_findings``) both read this table, so they agree on every label and number.
+(``analysis.findings.front``) both read this table, so they agree on every label and number.
 Effects between groups of points go through the one noise standard (``analysis.noise``): seeds
 when a group has replicates, else the items each value was measured on (answer accuracy: the
 held-out questions; forgetting: each job's interval over its held-out text windows; ROUGE-L and
@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import RunSet, find_axis
+from analysis.roles import key_of
 from analysis.noise import Z95, Effect, effect, items_column, judge
 from analysis.style import fmt_num, fmt_value, setting_label
 from sft_sweep.config import LORA_TARGETS, OFF_IS_ABSENT
@@ -38,12 +39,17 @@ LEARNING_LABELS = {"final_answer_acc": "answer accuracy (%)", "final_rouge_l": "
 #: Smallest difference that counts, per learning metric (as stored) and for forgetting (points).
 MIN_LEARNING = {"final_answer_acc": 0.02, "final_rouge_l": 0.02, "final_response_nats_per_byte": 0.02}
 MIN_FORGETTING = 1.0
-#: Training-time mitigations that are settings of the job (config key -> short name); each is off
-#: at its schema "off" value (``sft_sweep.config.OFF_IS_ABSENT``). Replay is found by its role.
 #: The config group of ready-made ways to fine-tune (conf/method), swept as ``+method=...``.
 METHOD_GROUP = "method"
-MITIGATION_KEYS = {"optim.l2_to_base": "l2 pull", "train.neftune_alpha": "NEFTune"}
-PEFT_PREFIX = "peft."
+#: Training-time mitigations that are settings of the job, by the role their schema description
+#: gives them (role -> short name); each is off at its described "off" value. Replay is found by
+#: its role too.
+MITIGATION_ROLES = {"pull": "l2 pull", "neftune": "NEFTune"}
+MITIGATION_KEYS = {key_of(role): name for role, name in MITIGATION_ROLES.items()}
+#: The settings of what trains (the peft group), each by its role.
+PEFT_KEYS = {role: key_of(role) for role in ("method", "rank", "lora_targets", "trainable_blocks",
+                                            "train_embeddings")}
+PEFT_GROUP = PEFT_KEYS["method"].rpartition(".")[0]
 FULL, LORA, FREEZE = "full", "lora", "freeze"
 ATTENTION, MLP = {"attn.qkv", "attn.proj"}, {"mlp.fc", "mlp.proj"}
 
@@ -123,13 +129,13 @@ def _method(runs: RunSet, row: pd.Series) -> dict[str, Any]:
     """method, rank, targets, trainable layers and the method's label, from the job's ``peft``
     record, else its config (a job from before the peft group fine-tuned fully)."""
     job = row["job"]
-    method = row["peft_method"] if _present(row, "peft_method") else _cfg(runs, job, "peft.method") or FULL
+    method = row["peft_method"] if _present(row, "peft_method") else _cfg(runs, job, PEFT_KEYS["method"]) or FULL
     out: dict[str, Any] = {"method": str(method), "rank": math.nan, "trainable_layers": math.nan,
                            "trainable_share": float(row["trainable_share"]) if _present(row, "trainable_share")
                            else math.nan}
     if method == LORA:
-        rank = row["lora_rank"] if _present(row, "lora_rank") else _cfg(runs, job, "peft.rank")
-        targets = _targets(row["lora_targets"] if _present(row, "lora_targets") else _cfg(runs, job, "peft.targets"))
+        rank = row["lora_rank"] if _present(row, "lora_rank") else _cfg(runs, job, PEFT_KEYS["rank"])
+        targets = _targets(row["lora_targets"] if _present(row, "lora_targets") else _cfg(runs, job, PEFT_KEYS["lora_targets"]))
         out["rank"] = _num(rank, math.nan)
         label = f"LoRA r={fmt_num(out['rank'])}"
         tset = set(targets)
@@ -138,10 +144,10 @@ def _method(runs: RunSet, row: pd.Series) -> dict[str, Any]:
         out["method_label"] = label
     elif method == FREEZE:
         n = row["freeze_trainable_layers"] if _present(row, "freeze_trainable_layers") \
-            else _cfg(runs, job, "peft.trainable_layers")
+            else _cfg(runs, job, PEFT_KEYS["trainable_blocks"])
         n = int(_num(n, 0))
         emb = row["freeze_train_embeddings"] if _present(row, "freeze_train_embeddings") \
-            else _cfg(runs, job, "peft.train_embeddings")
+            else _cfg(runs, job, PEFT_KEYS["train_embeddings"])
         out["trainable_layers"] = n
         out["method_label"] = (f"freeze: last {n} blocks train" if n > 0 else f"freeze: first {-n} blocks train") \
             + (" + embeddings" if emb is True else "")
@@ -168,7 +174,7 @@ def _not_context(runs: RunSet) -> set[str]:
     """Swept settings that are part of a point's variant or learning rate, not of its context."""
     out = {lr_key(runs), replay_key(runs), *MITIGATION_KEYS}
     # the peft group's keys, and the group itself when a command chose it (``peft=lora,full``)
-    out |= {c for c in runs.swept if c.startswith(PEFT_PREFIX) or c == PEFT_PREFIX.rstrip(".")}
+    out |= {c for c in runs.swept if c in PEFT_KEYS.values() or c == PEFT_GROUP}
     # a ready-made way to fine-tune (``+method=lora_r4``) names the variant the keys it sets describe
     out.add(METHOD_GROUP)
     return {c for c in out if c}
@@ -249,8 +255,9 @@ def front_points(runs: RunSet, learning: Learning | None = None) -> pd.DataFrame
         job = row["job"]
         info = _method(runs, row)
         replay = _num(row[rp] if rp and _present(row, rp) else _cfg(runs, job, rp))
-        l2 = _num(_cfg(runs, job, "optim.l2_to_base"), OFF_IS_ABSENT["optim.l2_to_base"])
-        nef = _num(_cfg(runs, job, "train.neftune_alpha"), OFF_IS_ABSENT["train.neftune_alpha"])
+        pull_key, neftune_key = MITIGATION_KEYS
+        l2 = _num(_cfg(runs, job, pull_key), OFF_IS_ABSENT[pull_key])
+        nef = _num(_cfg(runs, job, neftune_key), OFF_IS_ABSENT[neftune_key])
         lr_value = _num(row[lr] if lr and _present(row, lr) else _cfg(runs, job, lr), math.nan)
         info.update(replay=replay, l2=l2, neftune=nef, lr=lr_value,
                     variant=variant_label(info["method_label"], replay, l2, nef))
@@ -277,7 +284,7 @@ def front_points(runs: RunSet, learning: Learning | None = None) -> pd.DataFrame
 
 def _setting_key(r: pd.Series) -> str:
     """Points that are replicates of one setting (they differ in the seed alone) share this key."""
-    lr = "" if pd.isna(r["lr"]) else f" @ lr {fmt_value('optim.lr', r['lr'])}"
+    lr = "" if pd.isna(r["lr"]) else f" @ lr {fmt_value(key_of('lr'), r['lr'])}"
     blend = f" blend t={fmt_num(r['t'])}" if r["kind"] == "blend" else ""
     ctx = f" [{r['context']}]" if r["context"] else ""
     return f"{r['variant']}{lr}{blend}{ctx}"

@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 
 from analysis.collect import RunSet
+from analysis.roles import apart_keys
 from analysis.stats import strata
 from analysis.style import setting_label
 
 #: Settings whose difference makes two sweeps' numbers incomparable.
-GROUP_KEYS = ("data.name", "data.source", "data.path", "model.name", "template.name")
+GROUP_KEYS = apart_keys(foreign={"data.path": 3})
 
 
 def group_columns(runs: RunSet) -> list[str]:

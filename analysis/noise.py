@@ -17,6 +17,11 @@ Its 95% interval comes from, in this order:
 The call (:func:`judge`): *real* when the interval excludes zero and the difference is at
 least the metric's smallest effect of interest; *absent* when the whole interval lies within
 that smallest effect on either side; otherwise (or without an estimate) *unknown*.
+
+A value held against a fixed target (:func:`against_target`) is *met* or *missed* when its 95%
+interval lies beyond the target, *within noise* when the interval crosses it. Shares of held-out
+items pooled over the jobs of a setting (:class:`Share`, Wilson intervals; :func:`difference`
+of two settings, Newcombe's interval) are the items route for findings that count items.
 """
 
 from __future__ import annotations
@@ -24,13 +29,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from analysis.stats import MeanCI, mean_ci, t_quantile_975
+from analysis.verdicts import Decision
 
 Z95 = 1.959964
 SEEDS, ITEMS, NONE = "seeds", "items", "none"
+#: How the report names where an interval came from.
+NOISE_NAMES = {SEEDS: "seed noise", ITEMS: "item noise", NONE: "no noise estimate"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,21 @@ class Effect:
     @property
     def n(self) -> tuple[int, int]:
         return self.a.n, self.b.n
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.a.n} vs {self.b.n} job{'s' if self.b.n != 1 else ''}"
+
+    @property
+    def noise(self) -> str:
+        return NOISE_NAMES[self.source]
+
+    def decision(self, what: str, scale: float = 1.0, unit: str = "", digits: int = 1) -> Decision:
+        """This effect as what decided a verdict (printed as ``describe`` prints it)."""
+        f = lambda v: f"{scale * v:+.{digits}f}"  # noqa: E731
+        bounded = self.source != NONE and math.isfinite(self.low) and math.isfinite(self.high)
+        return Decision(what, f"{f(self.diff)}{unit}", f(self.low) if bounded else "",
+                        f(self.high) if bounded else "", self.jobs, self.noise)
 
     def describe(self, scale: float = 1.0, unit: str = "", digits: int = 1) -> str:
         """``+12.0 points (95% CI +4.1 to +19.9; n = 1 vs 1 jobs; item noise)``."""
@@ -189,3 +214,57 @@ def level_interval(values: Sequence[float], items: Sequence[float] | None = None
         return lo, hi, ITEMS
     return math.nan, math.nan, NONE
 
+
+# ---- a value against a fixed target -------------------------------------------------------
+
+MET, MISSED, WITHIN = "met", "missed", "within noise"
+
+
+def against_target(op: str, limit: float, value: float, low: float, high: float) -> tuple[str, bool]:
+    """A value held against a target (``op`` ``<=`` or ``>=`` ``limit``), with its 95% interval:
+    (state, judged by noise): met or missed beyond noise, within noise, or, without an interval,
+    met or missed on the value alone."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return (MET if (value <= limit if op == "<=" else value >= limit) else MISSED), False
+    if (high <= limit) if op == "<=" else (low >= limit):
+        return MET, True
+    if (low > limit) if op == "<=" else (high < limit):
+        return MISSED, True
+    return WITHIN, True
+
+
+# ---- shares of items pooled over the jobs of a setting ------------------------------------
+
+@dataclass(frozen=True)
+class Share:
+    """``k`` of ``n`` items, with its Wilson 95% interval."""
+
+    k: int
+    n: int
+
+    @property
+    def p(self) -> float:
+        return self.k / self.n if self.n else math.nan
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.k, self.n)
+
+    def __add__(self, other: "Share") -> "Share":
+        return Share(self.k + other.k, self.n + other.n)
+
+    def text(self) -> str:
+        lo, hi = self.interval
+        return f"{100 * self.p:.0f}% ({self.k}/{self.n}, {100 * lo:.0f}-{100 * hi:.0f})"
+
+
+def share(rate: Any, n: Any) -> Share | None:
+    """The share a job's rate stands for over its ``n`` items (None when either is missing)."""
+    if rate is None or n is None or pd.isna(rate) or pd.isna(n) or int(n) <= 0:
+        return None
+    return Share(int(round(float(rate) * int(n))), int(n))
+
+
+def difference(a: Share, b: Share) -> tuple[float, float, float]:
+    """``a.p - b.p`` with Newcombe's 95% interval (independent items)."""
+    return newcombe(b.k, b.n, a.k, a.n)

@@ -11,12 +11,12 @@ import dataclasses
 from collections.abc import Callable
 
 from analysis.collect import RunSet
-from analysis.experiment_findings import experiment_findings
-from analysis.findings import core_findings
-from analysis.front_findings import front_findings
-from analysis.lesson_findings import lesson_findings
+from analysis.findings.core import core_findings
+from analysis.findings.experiments import experiment_findings
+from analysis.findings.lessons import lesson_findings
+from analysis.findings.story import story_findings
+from analysis.findings.front import front_findings
 from analysis.groups import group_columns, split_runs
-from analysis.story import story_findings
 from analysis.verdicts import Finding
 
 FINDING_SOURCES: tuple[Callable[[RunSet], list[Finding]], ...] = (

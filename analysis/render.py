@@ -76,6 +76,14 @@ def _md_finding(b: Block) -> str:
     return f"- **{md_escape(verdict)}**: {md_escape(b.text)} — {md_escape(b.extra['evidence'])}"
 
 
+def _md_findings(b: Block) -> str:
+    """The findings as one table (verdict, claim, what decided it), then each one's evidence."""
+    rows = [[f["verdict"].upper(), f["claim"], *f["cells"]] for f in b.items]
+    table = _md_table(Block("table", header=b.header, rows=rows))
+    evidence = "\n".join(_md_finding(Block("finding", f["claim"], extra=f)) for f in b.items)
+    return f"{table}\nThe evidence of each finding:\n\n{evidence}\n"
+
+
 def _md_table(b: Block) -> str:
     head = "| " + " | ".join(md_escape(h) for h in b.header) + " |"
     sep = "|" + "|".join("---" for _ in b.header) + "|"
@@ -116,6 +124,7 @@ MARKDOWN: dict[str, Callable[[Block], str]] = {
     "p": lambda b: md_escape(b.text) + "\n",
     "list": _md_items,
     "finding": _md_finding,
+    "findings": _md_findings,
     "table": _md_table,
     "img": _md_img,
     "commands": _md_commands,
@@ -169,6 +178,20 @@ def _html_finding(b: Block) -> str:
             f'<div class="evidence">{_e(b.extra["evidence"])}</div></div>')
 
 
+def _html_findings(b: Block) -> str:
+    """The findings as one table; each one's evidence folded (``<details>``) in a row below its own."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in b.header)
+    rows = []
+    for f in b.items:
+        cls = _VERDICT_CLASS.get(f["verdict"], "v-inconclusive")
+        cells = "".join(f"<td>{_e(c)}</td>" for c in f["cells"])
+        rows.append(f'<tr class="{cls}"><td><span class="verdict">{_e(f["verdict"])}</span></td>'
+                    f'<td class="claim">{_e(f["claim"])}</td>{cells}</tr>'
+                    f'<tr class="evidence-row {cls}"><td colspan="{len(b.header)}"><details><summary>evidence</summary>'
+                    f'<div class="evidence">{_e(f["evidence"])}</div></details></td></tr>')
+    return f'<table class="findings"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
 def _html_table(b: Block) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in b.header)
     rows = "".join(
@@ -212,6 +235,7 @@ HTML: dict[str, Callable[[Block], str]] = {
     "p": lambda b: f"<p>{_e(b.text)}</p>",
     "list": _html_list,
     "finding": _html_finding,
+    "findings": _html_findings,
     "table": _html_table,
     "img": _html_img,
     "commands": _html_commands,

@@ -32,12 +32,13 @@ from analysis.jobdir import Problem
 from analysis.plots import figure_caption, left_out_sentence, plot_all
 from analysis.pruning import saved_sentence
 from analysis.registry import compute_findings
+from analysis.roles import headline_keys
 from analysis.render import Block, md_code, md_escape, render_html, render_markdown
 from analysis.samples import pick_samples, recommended_job
 from analysis.stats import mean_ci, pareto_front, strata
 from analysis.sweepcmds import SweepCommand, sweep_commands
 from analysis.style import col_name, fmt_metric, fmt_num, fmt_value, setting_label, sorted_values
-from analysis.verdicts import Finding
+from analysis.verdicts import Decision, Finding
 from sft_sweep.data.fit import fit_lines
 from sft_sweep.jobfiles import remove_leftover_tmp, write_atomic
 
@@ -46,11 +47,24 @@ log = logging.getLogger(__name__)
 FILES_DIR = "report_files"
 CONSTANTS_FILE = "fixed_config.json"
 #: Settings named in the report's "held fixed" line when they did not vary (all are in the JSON).
-MAIN_SETTINGS = ("model.name", "data.name", "data.source", "template.name", "optim.lr", "optim.schedule",
-                 "train.epochs", "train.max_steps", "train.batch_size", "mix.replay_ratio", "train.seed",
-                 "pretrain.steps", "model.n_layer", "model.n_embd", "model.block_size")
+MAIN_SETTINGS = headline_keys()
 SUMMARY_METRICS = ("forgetting_pct", "final_follow_rate", "final_answer_acc", "final_knowledge_mc_acc",
                    "final_response_loss", "final_raw_loss")
+
+
+#: The findings table's columns after verdict and claim (``decision_cells`` fills them).
+FINDINGS_HEADER = ("verdict", "claim", "deciding effect (95% CI)", "n", "noise")
+
+
+def decision_cells(d: Decision | None) -> list[str]:
+    """What decided a finding's verdict as the findings table's last three cells."""
+    if d is None:
+        return ["—", "—", "—"]
+    text = f"{d.what}: {d.value}"
+    notes = ([d.interval] if d.interval else []) + ([f"target {d.target}"] if d.target else [])
+    if notes:
+        text += f" ({'; '.join(notes)})"
+    return [text, d.n or "—", d.noise]
 
 
 @dataclass
@@ -165,8 +179,11 @@ def _findings_section(ctx: _Context) -> list[Block]:
         out.append(Block("p", "No job has completed yet, so there is nothing to conclude."))
     elif not ctx.findings:
         out.append(Block("p", "Findings could not be computed (see Problems)."))
-    return out + [Block("finding", f.claim, extra={"verdict": f.verdict, "evidence": f.evidence})
-                  for f in ctx.findings]
+    if not ctx.findings:
+        return out
+    return out + [Block("findings", header=list(FINDINGS_HEADER), items=[
+        {"verdict": f.verdict, "claim": f.claim, "evidence": f.evidence, "cells": decision_cells(f.decided_by)}
+        for f in ctx.findings])]
 
 
 def _swept_section(ctx: _Context) -> list[Block]:

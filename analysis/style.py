@@ -9,13 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.collect import has_role
-
-ROLES = ("lr", "epochs", "replay", "template", "format", "model", "seed")
-ROLE_NAMES = {
-    "lr": "learning rate", "epochs": "epochs", "replay": "replay ratio",
-    "template": "chat template", "format": "data format", "model": "model", "seed": "seed",
-}
+from analysis.roles import describe, role_of  # noqa: F401 - role_of: a column's role, asked of style too
 
 #: metric -> (label with unit, kind): kind "rate" is a 0-1 fraction shown as %, "pct" already in %.
 METRICS = {
@@ -35,27 +29,18 @@ METRICS = {
 #: The "too aggressive" forgetting band (%), shaded in the forgetting figures.
 AGGRESSIVE_BAND = (10.0, 15.0)
 
-# Colour maps per role (numeric axes: ordered; categorical axes: qualitative).
-_NUMERIC_CMAPS = {"lr": ("viridis", 0.0, 0.85), "epochs": ("Blues", 0.45, 0.95),
-                  "replay": ("Greens", 0.45, 0.95), "seed": ("Greys", 0.4, 0.9)}
+# Colour maps of settings whose description names none (numeric axes: ordered; text: qualitative).
 _DEFAULT_NUMERIC = ("plasma", 0.0, 0.8)
-_CATEGORICAL = {"template": "tab10", "format": "Set2", "model": "Dark2"}
+_DEFAULT_CATEGORICAL = "tab10"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
 MISSING_COLOR = "#999999"
 
 
-def role_of(col: str) -> str | None:
-    for role in ROLES:
-        if has_role(col, role):
-            return role
-    return None
-
-
 def col_name(col: str) -> str:
     """Readable name of a parameter column (``optim.lr`` -> ``learning rate``)."""
-    role = role_of(col)
-    return ROLE_NAMES[role] if role else col
+    d = describe(col)
+    return d.label if d and d.label else col
 
 
 #: Last key segments that say nothing on their own: ``data.name`` is shown as ``data``.
@@ -63,9 +48,9 @@ _GENERIC_KEYS = {"name", "source", "path", "type", "kind", "file"}
 
 
 def col_short(col: str) -> str:
-    role = role_of(col)
-    if role:
-        return role
+    d = describe(col)
+    if d and d.short:
+        return d.short
     parts = col.split(".")
     if len(parts) >= 2 and parts[-1] in _GENERIC_KEYS:
         return parts[-2] if parts[-1] == "name" else f"{parts[-2]} {parts[-1]}"
@@ -111,15 +96,19 @@ def fmt_num(v: Any, digits: int = 3) -> str:
 
 
 def fmt_value(col: str | None, v: Any) -> str:
-    """A parameter value as shown in legends and tables (lr in sci form, replay ratio in %)."""
+    """A parameter value as its setting's description says it prints (the learning rate in sci
+    form, the replay ratio in %, a list of values with its brackets)."""
     if is_missing(v):
         return "—"
-    role = role_of(col) if col else None
+    d = describe(col)
+    show = d.show if d else "plain"
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        if role == "lr":
+        if show == "sci":
             return fmt_sci(float(v))
-        if role == "replay":
+        if show == "percent":
             return f"{100 * float(v):.3g}%"
+    if show == "list" and isinstance(v, (list, tuple)):
+        return "[" + ", ".join(fmt_num(x) if isinstance(x, (int, float)) else str(x) for x in v) + "]"
     return fmt_num(v) if isinstance(v, (int, float)) else str(v)
 
 
@@ -197,16 +186,16 @@ class Palette:
         for col in columns:
             values = sorted_values(jobs[col]) if col in jobs else []
             self._index[col] = {v: i for i, v in enumerate(values)}
-            role = role_of(col)
+            colors = getattr(describe(col), "colors", None)
             numeric = values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
             if numeric:
-                name, lo, hi = _NUMERIC_CMAPS.get(role, _DEFAULT_NUMERIC)
+                name, lo, hi = colors if isinstance(colors, tuple) else _DEFAULT_NUMERIC
                 cmap = colormaps[name]
                 n = len(values)
                 pos = [lo + (hi - lo) * (i / (n - 1) if n > 1 else 0.5) for i in range(n)]
                 self._colors[col] = {v: cmap(p) for v, p in zip(values, pos)}
             else:
-                cmap = colormaps[_CATEGORICAL.get(role, "tab10")]
+                cmap = colormaps[colors if isinstance(colors, str) else _DEFAULT_CATEGORICAL]
                 self._colors[col] = {v: cmap(i % cmap.N) for i, v in enumerate(values)}
 
     def color(self, col: str | None, value: Any) -> Any:

@@ -28,15 +28,35 @@ def at_bound(values: list[float], lo: float = 0.0, hi: float = 1.0) -> float | N
     return None
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What decided a verdict, as the report's findings table shows it: an effect or a value
+    (against its target), its 95% interval, the jobs it rests on and the noise the interval
+    comes from (``seed noise``, ``item noise``, or none)."""
+
+    what: str  # the quantity and where it was measured: "forgetting, lr 3e-5 → 2e-3 (replay 0%)"
+    value: str  # as the evidence prints it: "+737.7 points"
+    low: str = ""  # the 95% interval's bounds as printed; empty without a noise estimate
+    high: str = ""
+    n: str = ""  # "1 vs 1 job", "3 jobs"
+    noise: str = "no noise estimate"
+    target: str = ""  # the target it was held against: "<= +5%"
+
+    @property
+    def interval(self) -> str:
+        return f"{self.low} to {self.high}" if self.low and self.high else ""
+
+
 @dataclass
 class Finding:
-    """One claim with its evidence and verdict."""
+    """One claim with its evidence and verdict, and what decided the verdict (when one number did)."""
 
     key: str
     claim: str
     verdict: str
     evidence: str
     numbers: dict[str, Any] = field(default_factory=dict)
+    decided_by: Decision | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

@@ -25,6 +25,7 @@ from omegaconf.errors import MissingMandatoryValue, ValidationError
 
 from .bpe import MIN_VOCAB
 from .data.examples import LENGTH_POLICIES
+from .data.loss_weights import LOSS_NORMS
 from .data.quality import QualityConfig
 from .data.templates import MASK_MODES, TEMPLATE_NAMES
 from .data.world import WorldConfig
@@ -33,7 +34,7 @@ from .errors import ConfigError
 from .jobfiles import flatten
 from .nn.config import ModelShape
 from .nn.optim import SCHEDULES
-from .train.loss_weights import LOSS_NORMS
+from .setting import Setting, SettingIndex, group, setting
 
 #: Where a job's instruction data comes from (``data.source``).
 DATA_SOURCES = ("world", "files")
@@ -44,12 +45,34 @@ PEFT_METHODS = ("full", "lora", "freeze")
 #: The linear layers LoRA may adapt (``peft.targets``), named as in the model's parameters.
 LORA_TARGETS = ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")
 
+# Descriptions shared by several settings, and of the fields of groups defined below the schema.
+LEARNING_RATE = dict(role="lr", label="learning rate", short="lr", show="sci", log=True,
+                     colors=("viridis", 0.0, 0.85))
+SEED = dict(role="seed", label="seed", short="seed", colors=("Greys", 0.4, 0.9))
+MODEL_SETTINGS = {"n_layer": Setting(headline=13), "n_embd": Setting(headline=14),
+                  "block_size": Setting(headline=15)}
+WORLD_SETTINGS = {
+    "seed": Setting(**SEED),
+    "train_subset": Setting(off=0, role="data_size"),
+    "low_quality_fraction": Setting(role="noise"),
+    "multi_turn_fraction": Setting(role="multi_turn"),
+    "system_fraction": Setting(role="system_prompts"),
+    "long_prompt_fraction": Setting(role="long_prompts"),
+    "n_train": Setting(role="train_conversations"),
+    "n_eval": Setting(role="eval_questions"),
+    "n_eval_multi_turn": Setting(off=0, role="multi_turn_questions"),
+    "system_contrast": Setting(off=False),
+    "n_eval_system": Setting(off=0),
+    "caps_doc_fraction": Setting(off=0.0),
+}
+
 
 @dataclass
 class ModelConf(ModelShape):
     """The model's shape (declared once, in ``ModelShape``) and a name for reports."""
 
-    name: str = "mini"
+    name: str = setting("mini", role="model", label="model", short="model", colors="Dark2", base=False,
+                        headline=1, apart=4)
 
 
 @dataclass
@@ -57,12 +80,13 @@ class DatasetConf:
     """One instruction-data file (used when ``data.source`` is ``files``)."""
 
     path: str = MISSING
-    format: str = "auto"  # auto | alpaca | sharegpt | messages | chatml
+    format: str = setting("auto", role="format", label="data format", short="format",
+                          colors="Set2")  # auto | alpaca | sharegpt | messages | chatml
     role_map: dict[str, str] = field(default_factory=dict)
     on_bad_record: str = "error"  # error | skip
     # Train on at most this many of the file's training conversations (0: all): a seeded subset,
     # nested across sizes (the 50 are among the 100); the held-out split is taken first, unchanged.
-    max_examples: int = 0
+    max_examples: int = setting(0, off=0)
 
 
 def _text_paths(value: Any) -> Any:
@@ -83,13 +107,13 @@ def _text_paths(value: Any) -> Any:
 
 @dataclass
 class DataConf:
-    name: str = "world"
-    source: str = "world"  # world: the built-in synthetic world | files: datasets below
+    name: str = setting("world", headline=2, apart=1)
+    source: str = setting("world", headline=3, apart=2)  # world: the built-in synthetic world | files: datasets below
     # Settings of the synthetic world (source=world), e.g. data.world.n_countries=60.
-    world: WorldConfig = field(default_factory=WorldConfig)
+    world: WorldConfig = group(WorldConfig, fields=WORLD_SETTINGS)
     # name -> DatasetConf fields. Untyped in the schema so that a new dataset can be added from the
     # command line (+data.datasets.NAME.path=...); __post_init__ checks and converts each entry.
-    datasets: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, Any] = setting(factory=dict, entries=DatasetConf)
     # Raw text (.txt / .jsonl with "text") for pre-training, replay and the forgetting metric when
     # source=files: one file, or a list of files read in order as one text
     # (data.pretrain_text=[c4.jsonl,wiki.txt]); null uses the synthetic world's prose. Typed Any
@@ -98,8 +122,8 @@ class DataConf:
     val_fraction: float = 0.05  # files: share of conversations held out for evaluation
     # The largest data file read (datasets and pretrain_text), in MiB: a bigger one is refused
     # before it is read. Only regular files are read at all (no FIFO, device or socket).
-    max_file_mb: float = 256.0
-    quality: QualityConfig = field(default_factory=QualityConfig)
+    max_file_mb: float = setting(256.0, hashed=False)
+    quality: QualityConfig = group(QualityConfig)
 
     def __post_init__(self) -> None:
         self.pretrain_text = _text_paths(self.pretrain_text)
@@ -131,20 +155,23 @@ class TokenizerConf:
     the job's pre-training text and cached in ``pretrain.cache_dir`` (sft_sweep/bpe.py);
     ``vocab_size`` is read only for ``bpe``. The model's vocabulary follows the tokenizer."""
 
-    name: str = "bytes"
-    vocab_size: int = 1024
+    # the byte tokenizer, which every earlier job used: absent from hashes, and with it the size
+    name: str = setting("bytes", off="bytes", role="tokenizer", label="tokenizer", short="tokenizer",
+                        colors="Set2")
+    vocab_size: int = setting(1024, only_when=("name", "bpe"), label="vocabulary size", short="vocab", log=True)
 
 
 @dataclass
 class TemplateConf:
-    name: str = "chatml"  # chatml | alpaca | plain
-    mask: str = "assistant"  # assistant | last | all
+    name: str = setting("chatml", role="template", label="chat template", short="template", colors="tab10",
+                        headline=4, apart=5)  # chatml | alpaca | plain
+    mask: str = setting("assistant", role="mask")  # assistant | last | all
 
 
 @dataclass
 class OptimConf:
-    lr: float = 3e-4
-    schedule: str = "cosine"  # constant | linear | cosine
+    lr: float = setting(3e-4, **LEARNING_RATE, headline=5)
+    schedule: str = setting("cosine", headline=6)  # constant | linear | cosine
     warmup_steps: int = 10
     min_lr_ratio: float = 0.1  # the schedule decays to lr * min_lr_ratio
     weight_decay: float = 0.0
@@ -154,12 +181,14 @@ class OptimConf:
     grad_clip: float = 1.0  # global-norm clipping; 0 disables
     # A decoupled pull toward the weights SFT started from: after each update
     # theta -= lr * l2_to_base * (theta - theta_start), for every trained parameter. 0: off.
-    l2_to_base: float = 0.0
+    l2_to_base: float = setting(0.0, off=0.0, role="pull", label="pull toward the base (L2)", short="l2 to base")
 
 
 @dataclass
 class MixConf:
-    replay_ratio: float = 0.0  # fraction of training sequences that are raw pre-training windows
+    # The fraction of training sequences that are raw pre-training windows.
+    replay_ratio: float = setting(0.0, role="replay", label="replay ratio", short="replay", show="percent",
+                                  colors=("Greens", 0.45, 0.95), headline=10)
     weights: dict[str, float] = field(default_factory=dict)  # per dataset name (source=files)
 
 
@@ -170,80 +199,94 @@ class PeftConf:
     exactly; scale = alpha / rank, or alpha / sqrt(rank) with rslora). ``freeze``: only the last
     ``trainable_layers`` blocks and the final LayerNorm train (negative: the first n blocks)."""
 
-    method: str = "full"  # full | lora | freeze
-    rank: int = 8
-    alpha: float = 16.0
-    rslora: bool = False
-    targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
-    trainable_layers: int = 2
-    train_embeddings: bool = False
+    method: str = setting("full", off="full", role="method", label="fine-tuning method", short="method",
+                          colors="Set1")  # full | lora | freeze
+    rank: int = setting(8, only_when=("method", "lora"), role="rank", label="LoRA rank", short="rank", log=True)
+    alpha: float = setting(16.0, only_when=("method", "lora"), label="LoRA alpha", short="alpha")
+    rslora: bool = setting(False, only_when=("method", "lora"), label="rank-stabilised LoRA", short="rslora")
+    targets: list[str] = setting(factory=lambda: list(LORA_TARGETS), only_when=("method", "lora"),
+                                 role="lora_targets", label="LoRA targets", short="targets", show="list")
+    trainable_layers: int = setting(2, only_when=("method", "freeze"), role="trainable_blocks",
+                                    label="trainable blocks", short="blocks")
+    train_embeddings: bool = setting(False, only_when=("method", "freeze"), role="train_embeddings",
+                                     label="embeddings trained", short="embeddings")
 
 
 @dataclass
 class TrainConf:
-    epochs: int = 2
-    batch_size: int = 16
+    epochs: int = setting(2, role="epochs", label="epochs", noun="number of epochs", short="epochs",
+                          colors=("Blues", 0.45, 0.95), headline=7)
+    batch_size: int = setting(16, headline=9)
     grad_accum: int = 1
-    max_steps: int = 0  # 0: as many as the epochs give
+    max_steps: int = setting(0, headline=8)  # 0: as many as the epochs give
     truncation: str = "truncate"  # truncate | drop
     pack: bool = False
     # How the loss weighs trained tokens: tokens (each the same) | sequence (each sequence the
-    # same) | length (each token 1 / its sequence's length); see sft_sweep/train/loss_weights.py
-    loss_norm: str = "tokens"
+    # same) | length (each token 1 / its sequence's length); see sft_sweep/data/loss_weights.py
+    loss_norm: str = setting("tokens", role="loss_norm")
     eval_interval: int = 50
-    log_interval: int = 10
-    checkpoint_interval: int = 50
-    seed: int = 0
-    threads: int = 0  # compute threads for this job; 0: all cores
+    log_interval: int = setting(10, hashed=False)
+    checkpoint_interval: int = setting(50, hashed=False)
+    seed: int = setting(0, **SEED, headline=11)
+    threads: int = setting(0, hashed=False, machine=True)  # compute threads for this job; 0: all cores
     # A job diverged (and fails with reason "diverged") when a training loss, or an evaluation
     # loss, exceeds diverge_factor * ln(vocab_size): that many times the loss of a uniform guess.
     # NaN / inf always count. 0 disables the bound.
     diverge_factor: float = 2.0
     # NEFTune: uniform(-1, 1) * neftune_alpha / sqrt(L * d) added to the input embeddings of every
     # training step (L the padded sequence length, d the width); never at evaluation. 0: off.
-    neftune_alpha: float = 0.0
+    neftune_alpha: float = setting(0.0, off=0.0, role="neftune", label="NEFTune alpha", short="neftune")
 
 
 @dataclass
 class EvalConf:
-    max_items: int = 100  # per evaluation set (held-out answers, knowledge probe)
+    max_items: int = setting(100, role="eval_items")  # per evaluation set (held-out answers, knowledge probe)
     max_new_tokens: int = 48
     raw_windows: int = 64  # held-out pre-training windows for the raw-text (forgetting) loss
     n_samples: int = 6  # base vs tuned generations saved to samples.jsonl
     batch_size: int = 32
     # The number a Hydra sweeper optimises; a dotted path into summary.json.
-    objective: str = "final.answer_mc_acc"
+    objective: str = setting("final.answer_mc_acc", hashed=False)
     # Several objectives (multi-objective Optuna search, one direction each): when not empty the job
     # returns this list of values instead of eval.objective's single value.
-    objectives: list[str] = field(default_factory=list)
+    objectives: list[str] = setting(factory=list, hashed=False)
     # Decoding controls of the greedy answers (sft_sweep/nn/generate.py), recorded with the
     # metrics: a logit penalty on tokens the answer already produced (1.0: off) and the length of
     # n-grams an answer may not repeat (0: off).
-    repetition_penalty: float = 1.0
-    no_repeat_ngram: int = 0
+    repetition_penalty: float = setting(1.0, off=1.0)
+    no_repeat_ngram: int = setting(0, off=0)
     # Evaluations during training (every train.eval_interval steps) generate and score only this
     # many items of each set, spread evenly and the same every time (0: all of them); their losses
     # use every item. The base's and the final evaluation always use every item.
-    periodic_items: int = 20
+    # It decides only the evaluations between the base's and the final one: a job that ran before
+    # with every item there keeps its hash at the default.
+    periodic_items: int = setting(20, off=20)
     # Weight blends evaluated after training: each t gives (1 - t) * base + t * tuned, evaluated
     # like the final model and recorded in summary.json's "blends". Empty: none.
-    blend: list[float] = field(default_factory=list)
+    blend: list[float] = setting(factory=list, off=[], base_eval=False, role="blend", label="blend weights",
+                                 short="blend", show="list")
 
 
 @dataclass
 class PretrainConf:
-    steps: int = 1200
+    steps: int = setting(1200, headline=12)
     batch_size: int = 16
-    lr: float = 3e-3
+    lr: float = setting(3e-3, **LEARNING_RATE)
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0
-    seed: int = 0
-    cache_dir: str = "runs/cache"  # relative paths are taken from the directory sft-sweep started in
-    threads: int = 0  # compute threads while pre-training; 0: every core (the sweep's other jobs wait)
+    # The learning-rate schedule and the global-norm clipping of pre-training (0 disables it); at
+    # these values a base model keeps the key it had before they were settings.
+    schedule: str = setting("cosine", off="cosine")  # constant | linear | cosine
+    grad_clip: float = setting(1.0, off=1.0)
+    seed: int = setting(0, **SEED)
+    # Relative paths are taken from the directory sft-sweep started in.
+    cache_dir: str = setting("runs/cache", hashed=False, machine=True)
+    # Compute threads while pre-training; 0: every core (the sweep's other jobs wait).
+    threads: int = setting(0, hashed=False, machine=True)
     # A base model checkpoint (model.npz of this package) to fine-tune instead of pre-training one;
     # relative paths are taken from the directory sft-sweep started in. Its shape must match model.*.
-    init_from: Optional[str] = None
+    init_from: Optional[str] = setting(None, off=None)
 
 
 @dataclass
@@ -271,17 +314,20 @@ class LoggerConf:
 @dataclass
 class Config:
     name: str = "default"  # experiment name: names the sweep directory
-    model: ModelConf = field(default_factory=ModelConf)
-    data: DataConf = field(default_factory=DataConf)
-    tokenizer: TokenizerConf = field(default_factory=TokenizerConf)
-    template: TemplateConf = field(default_factory=TemplateConf)
-    optim: OptimConf = field(default_factory=OptimConf)
-    peft: PeftConf = field(default_factory=PeftConf)
-    mix: MixConf = field(default_factory=MixConf)
-    train: TrainConf = field(default_factory=TrainConf)
-    eval: EvalConf = field(default_factory=EvalConf)
-    pretrain: PretrainConf = field(default_factory=PretrainConf)
-    logger: LoggerConf = field(default_factory=LoggerConf)
+    # The model's shape and the pre-training settings make the base model (with the tokenizer's
+    # merges, part of the text's digest); the data, tokenizer, template, eval and model groups decide what the base model's evaluation measures.
+    model: ModelConf = group(ModelConf, base=True, base_eval=True, fields=MODEL_SETTINGS)
+    data: DataConf = group(DataConf, base_eval=True)
+    tokenizer: TokenizerConf = group(TokenizerConf, base_eval=True)
+    template: TemplateConf = group(TemplateConf, base_eval=True)
+    optim: OptimConf = group(OptimConf)
+    peft: PeftConf = group(PeftConf)
+    mix: MixConf = group(MixConf)
+    train: TrainConf = group(TrainConf)
+    eval: EvalConf = group(EvalConf, base_eval=True)
+    pretrain: PretrainConf = group(PretrainConf, base=True)
+    # Experiment trackers copy what a job computes elsewhere.
+    logger: LoggerConf = group(LoggerConf, hashed=False)
 
 
 # conf/config.yaml names sweep job directories with this resolver; every process that runs a
@@ -407,6 +453,8 @@ def validate(cfg: Config) -> None:
     _check(pt.steps >= 0, "pretrain.steps", pt.steps, "must be >= 0", p)
     _check(pt.batch_size >= 1, "pretrain.batch_size", pt.batch_size, "must be >= 1", p)
     _check(pt.lr > 0, "pretrain.lr", pt.lr, "must be > 0", p)
+    _check_choice("pretrain.schedule", pt.schedule, SCHEDULES, p)
+    _check(pt.grad_clip >= 0, "pretrain.grad_clip", pt.grad_clip, "must be >= 0 (0 disables clipping)", p)
     _check(0 <= pt.seed < 2**32, "pretrain.seed", pt.seed, "must be in [0, 2**32)", p)
     _check(pt.threads >= 0, "pretrain.threads", pt.threads, "must be >= 0 (0: all cores)", p)
     if p:
@@ -446,74 +494,69 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 
 
 # The one rule for every cache key (the job's config hash, the base model's key, the base
-# evaluation's key): settings that change where or how fast a job runs, or what it reports to a
-# sweeper, but not what it computes. Re-running a sweep with more threads still skips its
-# finished jobs and reuses its base model.
-NON_SEMANTIC_KEYS = ("train.threads", "pretrain.threads", "pretrain.cache_dir", "train.log_interval",
-                     "train.checkpoint_interval", "eval.objective", "eval.objectives", "data.max_file_mb")
+# evaluation's key) reads the settings' descriptions (``sft_sweep.setting``):
+# - settings that change where or how fast a job runs, or what it reports to a sweeper, but not
+#   what it computes, are not hashed: re-running a sweep with more threads still skips its
+#   finished jobs and reuses its base model;
+# - options added later count only when they differ from their "off" value (None: when set), so
+#   that earlier jobs keep their hashes and bases their keys;
+# - options that mean something only under another setting's value count only then: a full
+#   fine-tuning job's hash is that of a config with no peft group at all.
+SETTINGS = SettingIndex(Config)
+
+NON_SEMANTIC_GROUPS = tuple(k for k, g in SETTINGS.groups.items() if "." not in k and g.hashed is False)
+NON_SEMANTIC_KEYS = tuple(k for k in SETTINGS.keys(hashed=False) if k.split(".")[0] not in NON_SEMANTIC_GROUPS)
+UNSET_IS_ABSENT = tuple(k for k, s in SETTINGS.settings.items() if s.is_off_value and s.off is None)
+OFF_IS_ABSENT = {k: s.off for k, s in SETTINGS.settings.items()
+                 if s.is_off_value and s.off is not None and SETTINGS.WILDCARD not in k}
+ONLY_WHEN = {k: (f"{k.rpartition('.')[0]}.{s.only_when[0]}", s.only_when[1])
+             for k, s in SETTINGS.settings.items() if s.only_when}
 
 
-# Experiment trackers (the logger group) copy what a job computes elsewhere; options that did not
-# exist before count only when set, so that earlier jobs keep their hashes and bases their keys.
-NON_SEMANTIC_GROUPS = ("logger",)
-UNSET_IS_ABSENT = ("pretrain.init_from",)
-# Options that did not exist before and count only when they differ from their "off" value.
-OFF_IS_ABSENT = {"eval.repetition_penalty": 1.0, "eval.no_repeat_ngram": 0, "data.world.train_subset": 0,
-                 "data.world.n_eval_multi_turn": 0, "data.world.system_contrast": False,
-                 "data.world.n_eval_system": 0, "data.world.caps_doc_fraction": 0.0,
-                 # decides only the evaluations between the base's and the final one, so a job
-                 # that ran before with every item there keeps its hash at the default
-                 "eval.periodic_items": 20,
-                 "optim.l2_to_base": 0.0, "train.neftune_alpha": 0.0, "eval.blend": [],
-                 "peft.method": "full",
-                 # the byte tokenizer, which every earlier job used; with it tokenizer.vocab_size
-                 # is unused and absent too (see semantic)
-                 "tokenizer.name": "bytes"}
-# Settings that mean something only under another setting's value, and count only then: a full
-# fine-tuning job's hash is that of a config with no peft group at all.
-ONLY_WHEN = {**{f"peft.{k}": ("peft.method", "lora") for k in ("rank", "alpha", "rslora", "targets")},
-             **{f"peft.{k}": ("peft.method", "freeze") for k in ("trainable_layers", "train_embeddings")}}
+def _counts(key: str, value: Any, values: dict[str, Any], prefix: str) -> bool:
+    rules = SETTINGS.rules(key)
+    if rules.only_when:
+        sibling, needed = rules.only_when
+        if values.get(f"{key.rpartition('.')[0]}.{sibling}".removeprefix(prefix)) != needed:
+            return False
+    if not rules.hashed:
+        return False
+    return not (rules.is_off_value and value == rules.off)
 
 
 def semantic(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``values`` (dotted keys below ``prefix``) without the keys of ``NON_SEMANTIC_KEYS``, the
-    ``NON_SEMANTIC_GROUPS`` and the ``UNSET_IS_ABSENT`` keys left at None."""
-    out = {}
-    byte_tokens = values.get("tokenizer.name", "bytes") == "bytes" if not prefix else False
-    for k, v in values.items():
-        full = f"{prefix}{k}"
-        if full in ONLY_WHEN:
-            key, needed = ONLY_WHEN[full]
-            if values.get(key.removeprefix(prefix)) != needed:
-                continue
-        if byte_tokens and full.startswith("tokenizer."):
-            continue
-        if full in NON_SEMANTIC_KEYS or full.split(".")[0] in NON_SEMANTIC_GROUPS:
-            continue
-        if full in UNSET_IS_ABSENT and v is None:
-            continue
-        if full in OFF_IS_ABSENT and v == OFF_IS_ABSENT[full]:
-            continue
-        if full.startswith("data.datasets.") and full.endswith(".max_examples") and v == 0:
-            continue  # a dataset's cap, new like those above: 0 (no cap) counts as absent
-        out[k] = v
-    return out
+    """``values`` (dotted keys below ``prefix``) without what no hash counts: settings that are not
+    hashed, settings at their "off" value, and settings whose condition (``only_when``) fails."""
+    return {k: v for k, v in values.items() if _counts(f"{prefix}{k}", v, values, prefix)}
 
 
 def config_hash(cfg_dict: dict[str, Any]) -> str:
     return stable_hash(semantic(flatten(cfg_dict)))
 
 
-# The groups that decide what a base model's evaluation measures (less the settings of the group
-# that only concern the tuned model).
-BASE_EVAL_GROUPS = ("data", "tokenizer", "template", "eval", "model")
-NOT_BASE_EVAL_KEYS = ("eval.blend",)
+# The groups that decide what a base model's evaluation measures, and the settings of those
+# groups that concern only the tuned model.
+BASE_EVAL_GROUPS = tuple(k for k, g in SETTINGS.groups.items() if "." not in k and g.base_eval)
+NOT_BASE_EVAL_KEYS = tuple(k for k, s in SETTINGS.settings.items()
+                           if k.split(".")[0] in BASE_EVAL_GROUPS and not s.base_eval)
 
 
 def base_eval_key(cfg_dict: dict[str, Any]) -> str:
     """Key of a base model's cached evaluation (the model's own key names the base)."""
-    return stable_hash({k: v for k, v in semantic(flatten(cfg_dict)).items()
-                        if k.split(".")[0] in BASE_EVAL_GROUPS and k not in NOT_BASE_EVAL_KEYS})
+    return stable_hash({k: v for k, v in semantic(flatten(cfg_dict)).items() if SETTINGS.rules(k).base_eval})
+
+
+def base_settings(cfg: Config) -> dict[str, dict[str, Any]]:
+    """What determines the base weights besides the text, per group: the settings described as
+    keying the base model (the model's shape, not its name: the same shape under another name is
+    the same model; the pre-training settings that change results), as hashed."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in (f.name for f in dataclasses.fields(Config)):
+        values = {k: v for k, v in vars(getattr(cfg, name)).items() if SETTINGS.rules(f"{name}.{k}").base} \
+            if dataclasses.is_dataclass(getattr(cfg, name)) else {}
+        if values:
+            out[name] = semantic(values, f"{name}.")
+    return out
 
 
 def sweep_dir_of(config: Any) -> Path:

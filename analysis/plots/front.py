@@ -10,6 +10,7 @@ from matplotlib import colormaps
 from matplotlib.lines import Line2D
 
 from analysis.collect import RunSet
+from analysis.roles import key_of
 from analysis.front import FREEZE, FULL, LORA, Learning, front_applies, front_points, learning_of
 from analysis.plots.common import (
     BASE_COLOR, add_header, add_legend, band_handles, fit_labels, forgetting_axis, panel_grid, save_png,
@@ -151,6 +152,6 @@ def _point_label(r: pd.Series, runs: RunSet) -> str:
     if r["kind"] == "blend":
         return f"t={fmt_num(r['t'])}"
     parts = [] if r["lr"] is None or (isinstance(r["lr"], float) and math.isnan(r["lr"])) \
-        else [f"lr {fmt_value('optim.lr', r['lr'])}"]
+        else [f"lr {fmt_value(key_of('lr'), r['lr'])}"]
     parts += [f"seed {fmt_num(r[s])}" for s in runs.seeds if s in r and r[s] is not None and not pd.isna(r[s])]
     return ", ".join(parts) or str(r["job"])

@@ -7,7 +7,8 @@
   ``plain`` templates and loss-mask modes
 - :mod:`.world`: the built-in synthetic world (``build_world``)
 - :mod:`.quality`, :mod:`.examples`, :mod:`.mixing`, :mod:`.batching`: filters, length policy,
-  replay / dataset mixing, padded or packed batches
+  replay / dataset mixing (``ReplayMix``: each epoch's examples), padded or packed batches
+- :mod:`.loss_weights`: how the SFT loss weighs its tokens (``train.loss_norm``)
 - :mod:`.prepare`: ``prepare`` (a job's config -> conversations -> filters -> fitted examples),
   the one preparation the job, ``sft-sweep-inspect`` and the report share
 """
@@ -18,9 +19,9 @@ from .evalitem import EvalItem
 from .examples import Example, fit_length, to_examples
 from .formats import FORMATS, load_conversations, load_raw_text
 from .writing import save_conversations
-from .mixing import mix_datasets, mix_replay, replay_stream
-from .prepare import (FittedExample, PreparedData, ReplayMix, data_counts_line, fit_example, prepare,
-                      pretrain_paths, pretrain_source, resolve_path, training_conversations, with_replay, world_config)
+from .mixing import ReplayMix, mix_datasets, mix_replay, replay_stream, with_replay
+from .prepare import (FittedExample, PreparedData, data_counts_line, fit_example, prepare,
+                      pretrain_paths, pretrain_source, resolve_path, training_conversations, world_config)
 from .quality import QualityConfig, dedup_conversations, filter_quality
 from .templates import MASK_MODES, TEMPLATE_NAMES, Template, get_template, render, render_prompt
 from .world import FactCompletion, World, WorldConfig, build_world

@@ -5,6 +5,8 @@ Both report what they achieved; proportions are exact up to rounding to whole ex
 
 from __future__ import annotations
 
+from typing import Protocol, Sequence
+
 import numpy as np
 
 from ..errors import ConfigError
@@ -130,3 +132,62 @@ def mix_datasets(datasets: dict[str, list[Example]], weights: dict[str, float], 
                               "target_fraction": float(wi / w.sum()),
                               "achieved_fraction": (int(c) / total) if total else 0.0}
     return out, rep
+
+
+class ReplaySource(Protocol):
+    """What replay mixes: the SFT examples and the pre-training token stream (``PreparedData``)."""
+
+    train_examples: Sequence[Example]
+    pretrain_tokens: np.ndarray
+
+
+class ReplayMix:
+    """The training examples of each epoch: the SFT examples plus fresh pre-training windows.
+
+    ``mix.replay_ratio`` = r is the fraction of training *sequences* that are raw pre-training
+    windows (rows of ``window`` tokens, every token trained), in every epoch: n_replay =
+    round(r * n_sft / (1 - r)). The windows of epoch e are drawn with the seed (train.seed, e),
+    so each epoch sees different pre-training text, and a resumed job draws the same ones.
+    """
+
+    def __init__(self, data: ReplaySource, ratio: float, window: int, seed: int) -> None:
+        self.sft = list(data.train_examples)
+        self.stream = data.pretrain_tokens
+        self.ratio, self.window, self.seed = float(ratio), int(window), int(seed)
+        self._reports: dict[int, dict] = {}
+        # drawn examples: epoch 0's (a job plans its steps and counts its examples with them) and
+        # the latest epoch's
+        self._drawn: dict[int, list[Example]] = {}
+
+    def __call__(self, epoch: int) -> list[Example]:
+        """The examples of ``epoch``; the windows of an epoch are drawn once, however often asked."""
+        if self.ratio <= 0:
+            self._reports[epoch] = {"epoch": epoch, "n_sft": len(self.sft), "n_replay": 0,
+                                    "target_ratio": 0.0, "achieved_ratio": 0.0}
+            return list(self.sft)
+        if epoch not in self._drawn:
+            out, rep = mix_replay(self.sft, self.stream, self.ratio, self.window, self.seed, epoch)
+            self._reports[epoch] = rep
+            self._drawn = {e: v for e, v in self._drawn.items() if e == 0}
+            self._drawn[epoch] = out
+        return list(self._drawn[epoch])
+
+    def report(self, epochs: int) -> dict:
+        """Target and achieved ratio (overall and per epoch) for ``epochs`` epochs."""
+        for e in range(epochs):
+            if e not in self._reports:
+                self(e)
+        per = [self._reports[e] for e in range(epochs)]
+        n_sft = sum(p["n_sft"] for p in per)
+        n_rep = sum(p["n_replay"] for p in per)
+        out = {"target_ratio": self.ratio, "n_sft": per[0]["n_sft"], "n_replay": per[0]["n_replay"],
+               "achieved_ratio": n_rep / (n_sft + n_rep) if n_sft + n_rep else 0.0,
+               "fresh_per_epoch": True, "per_epoch": per}
+        if "replay_token_fraction" in per[0]:
+            out["replay_token_fraction"] = per[0]["replay_token_fraction"]
+        return out
+
+
+def with_replay(data: ReplaySource, ratio: float, window: int, seed: int) -> ReplayMix:
+    """The per-epoch training examples (see ``ReplayMix``); ``mix(epoch)`` gives an epoch's."""
+    return ReplayMix(data, ratio, window, seed)

@@ -32,7 +32,7 @@ from .evalitem import EvalItem
 from .examples import Example, fit_length
 from .fit import data_fit, fit_warnings, split_last_answer
 from .formats import load_conversations, load_raw_text
-from .mixing import mix_datasets, mix_replay
+from .mixing import mix_datasets
 from .quality import dedup_conversations, filter_quality
 from .subset import nested_subset
 from .templates import get_template, render
@@ -452,48 +452,3 @@ def _without_last_answer(conv: Conversation) -> Conversation:
     if answer is not None:
         prompt.meta["reference"] = answer
     return prompt
-
-
-class ReplayMix:
-    """The training examples of each epoch: the SFT examples plus fresh pre-training windows.
-
-    ``mix.replay_ratio`` = r is the fraction of training *sequences* that are raw pre-training
-    windows (rows of ``window`` tokens, every token trained), in every epoch: n_replay =
-    round(r * n_sft / (1 - r)). The windows of epoch e are drawn with the seed (train.seed, e),
-    so each epoch sees different pre-training text, and a resumed job draws the same ones.
-    """
-
-    def __init__(self, data: PreparedData, ratio: float, window: int, seed: int) -> None:
-        self.sft = list(data.train_examples)
-        self.stream = data.pretrain_tokens
-        self.ratio, self.window, self.seed = float(ratio), int(window), int(seed)
-        self._reports: dict[int, dict] = {}
-
-    def __call__(self, epoch: int) -> list[Example]:
-        if self.ratio <= 0:
-            self._reports[epoch] = {"epoch": epoch, "n_sft": len(self.sft), "n_replay": 0,
-                                    "target_ratio": 0.0, "achieved_ratio": 0.0}
-            return list(self.sft)
-        out, rep = mix_replay(self.sft, self.stream, self.ratio, self.window, self.seed, epoch)
-        self._reports[epoch] = rep
-        return out
-
-    def report(self, epochs: int) -> dict:
-        """Target and achieved ratio (overall and per epoch) for ``epochs`` epochs."""
-        for e in range(epochs):
-            if e not in self._reports:
-                self(e)
-        per = [self._reports[e] for e in range(epochs)]
-        n_sft = sum(p["n_sft"] for p in per)
-        n_rep = sum(p["n_replay"] for p in per)
-        out = {"target_ratio": self.ratio, "n_sft": per[0]["n_sft"], "n_replay": per[0]["n_replay"],
-               "achieved_ratio": n_rep / (n_sft + n_rep) if n_sft + n_rep else 0.0,
-               "fresh_per_epoch": True, "per_epoch": per}
-        if "replay_token_fraction" in per[0]:
-            out["replay_token_fraction"] = per[0]["replay_token_fraction"]
-        return out
-
-
-def with_replay(data: PreparedData, ratio: float, window: int, seed: int) -> ReplayMix:
-    """The per-epoch training examples (see ``ReplayMix``); ``mix(epoch)`` gives an epoch's."""
-    return ReplayMix(data, ratio, window, seed)

@@ -12,17 +12,15 @@ import hashlib
 import logging
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ..config import Config, semantic, stable_hash
+from ..config import Config, base_settings, stable_hash
 from ..errors import CheckpointError
 from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, read_checkpoint_config, save_checkpoint
-from ..nn.config import ModelShape
 from ..tokenizer import model_vocab_size
 from .cache import BaseCache, file_lock
 from .resources import Threads
@@ -35,11 +33,8 @@ def gpt_config(cfg: Config) -> GPTConfig:
 
 
 def _base_settings(cfg: Config) -> dict:
-    """What determines the base weights besides the text: the model's shape (a name is not part
-    of it: the same shape under another name is the same model) and the pre-training settings
-    that change results (``config.NON_SEMANTIC_KEYS``)."""
-    return {"model": {f.name: getattr(cfg.model, f.name) for f in fields(ModelShape)},
-            "pretrain": semantic(cfg.pretrain.__dict__, "pretrain.")}
+    """What determines the base weights besides the text (``config.base_settings``)."""
+    return base_settings(cfg)
 
 
 def base_key(cfg: Config, source: dict) -> str:
@@ -60,7 +55,7 @@ def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | No
     p = cfg.pretrain
     T = cfg.model.block_size
     rng = np.random.default_rng(p.seed)
-    opt = AdamW(model.params, weight_decay=p.weight_decay, grad_clip=1.0)
+    opt = AdamW(model.params, weight_decay=p.weight_decay, grad_clip=p.grad_clip)
     mask = np.ones((p.batch_size, T), dtype=np.float32)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -71,7 +66,7 @@ def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | No
     for step in bar:
         w = random_windows(tokens, p.batch_size, T + 1, rng)
         loss, grads = model.loss_and_grads(w[:, :-1], w[:, 1:], mask)
-        lr = lr_at(step, total_steps=p.steps, peak_lr=p.lr, schedule="cosine",
+        lr = lr_at(step, total_steps=p.steps, peak_lr=p.lr, schedule=p.schedule,
                    warmup_steps=p.warmup_steps, min_lr=p.lr * p.min_lr_ratio)
         gnorm = opt.step(grads, lr)
         running = loss if running is None else 0.95 * running + 0.05 * loss

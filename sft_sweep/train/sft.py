@@ -26,7 +26,7 @@ from ..errors import DivergedError, NonFiniteLossError
 from ..nn import GPT, AdamW, lr_at
 from ..nn.peft import Tuning
 from ..tokenizer import model_vocab_size, special_ids
-from .loss_weights import group_weights
+from ..data.loss_weights import group_weights
 from .tuning import neftune_noise
 
 
@@ -89,7 +89,7 @@ def accumulate(model: GPT, group: list[Batch], loss_norm: str = "tokens", noise=
 
     Each micro-batch shares the whole group's normalizer (for ``tokens``, its trained-token
     count), so the sum equals the big batch's loss: dividing each by its own count would
-    over-weight short responses. ``loss_norm``: see :mod:`.loss_weights`. ``noise(j, shape)``:
+    over-weight short responses. ``loss_norm``: see :mod:`sft_sweep.data.loss_weights`. ``noise(j, shape)``:
     the input-embedding noise of micro-batch j (or None).
     """
     weights, norm = group_weights(group, loss_norm, special_ids(model.config.vocab_size)["<|pad|>"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import findings as F
+from analysis.findings import core as F
 from analysis.collect import collect_runs
 from analysis.registry import compute_findings
 from analysis.verdicts import VERDICTS

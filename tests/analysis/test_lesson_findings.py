@@ -11,7 +11,7 @@ import pytest
 from analysis.collect import collect_runs
 from analysis.registry import compute_findings
 from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
-from analysis.lesson_findings import Share, difference
+from analysis.noise import Share, difference
 from tests.analysis.analysis_helpers import write_job, write_multirun_yaml
 
 

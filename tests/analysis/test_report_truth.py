@@ -59,7 +59,7 @@ def test_finding_truth(tmp_path, jobs, kw, key, verdict, must, must_not):
 
 def test_story_does_not_call_a_bound_a_small_learning_rate(tmp_path):
     """Follow rate 0 everywhere (the smoke sweep): "too small to learn the format" is not measurable."""
-    from analysis.story import smallest_lr_does_not_learn
+    from analysis.findings.story import smallest_lr_does_not_learn
 
     jobs = [_job(lr, 0.0, 1.0, follow_rate=0.0, base_knowledge_sft=0.0) for lr in (3e-4, 3e-3)]
     runs = collect_runs(make_results_sweep(tmp_path / "s", jobs, base={**BASE_EVAL, "follow_rate": 0.0}))
@@ -184,7 +184,7 @@ def test_single_seed_forgetting_is_judged_on_the_jobs_own_intervals(tmp_path, ha
 
 def test_a_story_claim_whose_metrics_no_job_reports_is_not_measurable(tmp_path):
     """Own data has no base-knowledge completion and no answer key: those claims cannot be measured."""
-    from analysis.story import base_knows_but_does_not_answer, best_setting_answers_and_keeps
+    from analysis.findings.story import base_knows_but_does_not_answer, best_setting_answers_and_keeps
 
     base = {k: v for k, v in BASE_EVAL.items() if not k.startswith(("base_knowledge", "answer", "knowledge"))}
     jobs = [_job(lr, 0.0, 1.0) for lr in (3e-4, 3e-3)]

@@ -9,7 +9,7 @@ import pytest
 from analysis.collect import collect_runs
 from analysis.registry import compute_findings
 from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
-from analysis.story import story_findings
+from analysis.findings.story import story_findings
 from tests.analysis.analysis_helpers import write_job, write_multirun_yaml
 
 BASE = {"raw_loss": 0.23, "follow_rate": 0.0, "answer_acc": 0.06, "knowledge_acc": 0.0,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sft_sweep.data import Example, mix_replay
-from sft_sweep.data.prepare import PreparedData, ReplayMix
+from sft_sweep.data.mixing import ReplayMix
+from sft_sweep.data.prepare import PreparedData
 
 
 def _sft(n: int) -> list[Example]:
@@ -67,3 +68,21 @@ def test_token_share_is_reported():
     # 10 SFT examples x 4 trained tokens; 10 windows x 16 trained tokens
     assert rep["sft_trained_tokens"] == 40 and rep["replay_tokens"] == 160
     assert rep["replay_token_fraction"] == pytest.approx(160 / 200)
+
+
+def test_an_epoch_s_windows_are_drawn_once_however_often_asked(monkeypatch):
+    from sft_sweep.data import mixing
+
+    calls = []
+    real = mixing.mix_replay
+    monkeypatch.setattr(mixing, "mix_replay", lambda *a: calls.append(a[-1]) or real(*a))
+    mix = ReplayMix(_data(30), 0.5, 17, seed=3)
+    first = _windows(mix(0))
+    assert _windows(mix(0)) == first and mix.report(1)["n_replay"] == 30
+    assert calls == [0]
+    mix(0).clear()  # a caller's list is its own
+    assert _windows(mix(0)) == first
+    # a job plans with epoch 0, trains every epoch, then counts epoch 0's examples: each drawn once
+    for e in (1, 2, 0):
+        mix(e)
+    assert calls == [0, 1, 2]

@@ -9,7 +9,7 @@ from sft_sweep.data import Example, make_batches
 from sft_sweep.errors import ConfigError
 from sft_sweep.nn import GPT
 from sft_sweep.tokenizer import ByteTokenizer
-from sft_sweep.train.loss_weights import group_weights
+from sft_sweep.data.loss_weights import group_weights
 from sft_sweep.train.sft import accumulate
 
 from nn_helpers import numeric_grad, small_config

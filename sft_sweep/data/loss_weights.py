@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data import Batch
+from .batching import Batch
 
 LOSS_NORMS = ("tokens", "sequence", "length")
 

@@ -247,7 +247,7 @@ def _partners(jobs: pd.DataFrame, p: pd.DataFrame, **change) -> pd.DataFrame:
     mask = pd.Series(True, index=jobs.index)
     for c, v in want.items():
         mask &= jobs[c] == v
-    if "method" in change:
+    if change.get("method") is not None:
         mask &= jobs["method"] == change["method"]
     else:
         mask &= jobs["method_label"] == first["method_label"]

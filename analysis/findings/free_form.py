@@ -6,16 +6,11 @@ difficulty cancels. A metric the jobs could not measure is "not measurable" with
 
 from __future__ import annotations
 
-import pandas as pd
-
 from analysis.collect import RunSet
 from analysis.dataview import absent_reason
+from analysis.findings.common import has_values
 from analysis.style import setting_label
-from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
-
-
-def _has(df: pd.DataFrame, col: str) -> bool:
-    return col in df and df[col].notna().any()
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Decision, Finding
 
 
 def _paired_finding(runs: RunSet, key: str, claim: str, metric: str, better: int, what: str) -> Finding | None:
@@ -26,20 +21,22 @@ def _paired_finding(runs: RunSet, key: str, claim: str, metric: str, better: int
     done = runs.done_jobs()
     col, lo, hi = f"paired_{metric}", f"paired_{metric}_lo", f"paired_{metric}_hi"
     why = absent_reason(done, metric)
-    if not _has(done, col):
-        if why is None and not _has(done, f"final_{metric}"):
+    if not has_values(done, col):
+        if why is None and not has_values(done, f"final_{metric}"):
             return None
         return Finding(key, claim, NOT_MEASURABLE,
                        f"{what} is not measured: {why}." if why else
                        f"the jobs record no paired base -> tuned change of {what} (an older base evaluation).")
-    clauses, gains, losses = [], 0, 0
+    clauses, gains, losses, best = [], 0, 0, None
     rows = done.dropna(subset=[col, lo, hi])
     for _, r in rows.iterrows():
         label = setting_label(r, runs.params) if runs.params else f"job {r['job']}"
         clauses.append(f"{label}: {r[f'final_{metric}']:.3f} vs base {r[f'base_{metric}']:.3f}, paired change "
                        f"{r[col]:+.3f} [{r[lo]:+.3f}, {r[hi]:+.3f}]"
-                       if _has(rows, f"final_{metric}") and _has(rows, f"base_{metric}") else
+                       if has_values(rows, f"final_{metric}") and has_values(rows, f"base_{metric}") else
                        f"{label}: paired change {r[col]:+.3f} [{r[lo]:+.3f}, {r[hi]:+.3f}]")
+        if best is None or better * r[col] > better * best[1][col]:
+            best = (label, r)
         if better * r[lo] > 0 and better * r[hi] > 0:
             gains += 1
         elif -better * r[lo] > 0 and -better * r[hi] > 0:
@@ -55,9 +52,12 @@ def _paired_finding(runs: RunSet, key: str, claim: str, metric: str, better: int
         verdict = INCONCLUSIVE
         if not gains:
             tail += " (every change is within its interval)"
+    # what decides: the setting that improves most (each job's interval over its own items)
+    decided = Decision(f"{what}, tuned minus base, {best[0]}", f"{best[1][col]:+.3f}", f"{best[1][lo]:+.3f}",
+                       f"{best[1][hi]:+.3f}", "1 job, paired items", "item noise") if best is not None else None
     return Finding(key, claim, verdict,
                    f"{what} per held-out item, tuned minus base (95% interval): " + "; ".join(clauses) + tail + ".",
-                   {"gains": gains, "losses": losses, "n": n})
+                   {"gains": gains, "losses": losses, "n": n}, decided)
 
 
 def free_form_findings(runs: RunSet) -> list[Finding]:

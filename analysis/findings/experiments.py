@@ -17,7 +17,8 @@ import math
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.findings import MIN_EFFECT
+from analysis.roles import key_of
+from analysis.findings.common import MIN_EFFECT, config_value, has_values
 from analysis.noise import Z95, Effect, effect, judge, level_interval, wilson
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
 from analysis.stats import mean_ci, strata
@@ -27,7 +28,7 @@ from analysis.style import setting_label
 MIN_RATE = MIN_EFFECT["rate"]
 #: Second-turn accuracy that counts as answering the second turn.
 ANSWERS = 0.5
-LOSS_NORM = "train.loss_norm"
+LOSS_NORM = key_of("loss_norm")
 LONG, SHORT = "final_answer_acc_long_prompt", "final_answer_acc_short_prompt"
 MULTI = "final_answer_acc_multi_turn"
 
@@ -38,12 +39,9 @@ def _pct(values: list[float]) -> str:
     return text + (f" ± {100 * m.half:.1f}" if m.n >= 2 else "")
 
 
-def _has(df: pd.DataFrame, col: str) -> bool:
-    return col in df and df[col].notna().any()
-
-
 def _config(runs: RunSet, job: str, key: str) -> float | None:
-    value = runs.configs.get(job, {}).get(key, runs.constants.get(key))
+    """A job's config value as a finite number (None when missing or not a number)."""
+    value = config_value(runs, job, key)
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -63,7 +61,7 @@ def _se(rate: float, n: float | None) -> float:
 
 def _split_counts(runs: RunSet, row) -> tuple[float | None, float | None]:
     """(long, short) questions a job scored: the long-prompt share of its scored questions."""
-    n, frac = row.get("items_answer"), _config(runs, row["job"], "data.world.long_prompt_fraction")
+    n, frac = row.get("items_answer"), _config(runs, row["job"], key_of("long_prompts"))
     if n is None or pd.isna(n) or frac is None or not 0 < frac < 1:
         return None, None
     return frac * float(n), (1 - frac) * float(n)
@@ -101,7 +99,7 @@ def long_instructions_dilute(runs: RunSet) -> Finding | None:
     if LOSS_NORM not in runs.params:
         return None
     done = runs.done_jobs()
-    if not (_has(done, LONG) and _has(done, SHORT)):
+    if not (has_values(done, LONG) and has_values(done, SHORT)):
         return Finding(key, claim, NOT_MEASURABLE, "no completed job reports answer accuracy "
                        "split by prompt length (world long_prompt_fraction > 0).")
     done = done[done[LONG].notna() & done[SHORT].notna()]
@@ -110,7 +108,7 @@ def long_instructions_dilute(runs: RunSet) -> Finding | None:
     gaps, parts = {}, []
     for norm, part in by_norm.items():
         gaps[norm] = mean_ci((part[SHORT] - part[LONG]).astype(float).tolist()).mean
-        acc = f"; answer acc. {_pct(part['final_answer_acc'].tolist())}" if _has(part, "final_answer_acc") else ""
+        acc = f"; answer acc. {_pct(part['final_answer_acc'].tolist())}" if has_values(part, "final_answer_acc") else ""
         parts.append(f"{norm}: short prompts {_pct(part[SHORT].tolist())}, long "
                      f"{_pct(part[LONG].tolist())} (gap {100 * gaps[norm]:+.1f} points{acc})")
     counts = [_split_counts(runs, row) for _, row in done.iterrows()]
@@ -142,14 +140,18 @@ def long_instructions_dilute(runs: RunSet) -> Finding | None:
                                        f"({_describe(tokens)})")
     else:
         verdict, lead = INCONCLUSIVE, f"{text}: within noise (or no noise estimate)"
-    return Finding(key, claim, verdict, f"{lead}. {evidence}.", numbers)
+    # what decides: the change of the gap, unless long prompts trail under token normalisation too
+    decided = tokens.decision("long-prompt gap under tokens", scale=100, unit=" points") \
+        if real and extra.diff > 0 and tok_real and tokens.diff > 0 else \
+        extra.decision("long-prompt gap, length vs tokens", scale=100, unit=" points")
+    return Finding(key, claim, verdict, f"{lead}. {evidence}.", numbers, decided)
 
 
 def _second_turns(runs: RunSet, row) -> float | None:
     """Second-turn questions a job scored, at least: the configured ones less every held-out
     question the job did not score (cut as too long or beyond eval.max_items)."""
-    n_mt = _config(runs, row["job"], "data.world.n_eval_multi_turn")
-    n_eval = _config(runs, row["job"], "data.world.n_eval")
+    n_mt = _config(runs, row["job"], key_of("multi_turn_questions"))
+    n_eval = _config(runs, row["job"], key_of("eval_questions"))
     scored = row.get("items_answer")
     if not n_mt or n_eval is None or scored is None or pd.isna(scored):
         return None
@@ -162,17 +164,17 @@ def answers_second_turn(runs: RunSet) -> Finding | None:
     key = "answers_second_turn"
     claim = "The tuned model answers the second turn of a conversation"
     done = runs.done_jobs()
-    if not _has(done, MULTI):
+    if not has_values(done, MULTI):
         return None
     done = done[done[MULTI].notna()]
     others = [c for c in runs.params if c != runs.axis("seed")]
-    has_base = _has(done, "base_answer_acc_multi_turn")
+    has_base = has_values(done, "base_answer_acc_multi_turn")
     parts, calls, highs = [], [], []
     for kd, part in strata(done, others):
         vals = part[MULTI].astype(float).tolist()
         label = setting_label(kd, others) if others else "all jobs"
         single = (f", all questions {_pct(part['final_answer_acc'].tolist())}"
-                  if _has(part, "final_answer_acc") else "")
+                  if has_values(part, "final_answer_acc") else "")
         items = [_second_turns(runs, row) for _, row in part.iterrows()]
         _low, high, _src = level_interval(vals, items)
         highs.append(high)  # NaN without a noise estimate: never "below" anything
@@ -188,7 +190,7 @@ def answers_second_turn(runs: RunSet) -> Finding | None:
         calls.append((mean_ci(vals).mean, label, e))
     counts = sorted({int(n) for _, row in done.iterrows() if (n := _second_turns(runs, row)) is not None})
     noise = (f"item noise from at least {'/'.join(map(str, counts))} second-turn questions per job "
-             "(data.world.n_eval_multi_turn less every question not scored)" if counts
+             f"({key_of('multi_turn_questions')} less every question not scored)" if counts
              else "no count of second-turn questions recorded")
     base_mean = float(done["base_answer_acc_multi_turn"].mean()) if has_base else None
     base_text = f"base model {100 * base_mean:.1f}%; " if base_mean is not None else ""
@@ -207,7 +209,12 @@ def answers_second_turn(runs: RunSet) -> Finding | None:
     evidence = (f"best {best[1]} {100 * best[0]:.1f}% (counts as answering: a gain over the base beyond "
                 f"noise and at least {100 * ANSWERS:g}%; as not answering: under {100 * ANSWERS:g}% beyond "
                 f"noise); {base_text}" + "; ".join(parts) + f"; {noise}.")
-    return Finding(key, claim, verdict, evidence, {"best": best[0], "base": base_mean})
+    # what decides: the gain of the best setting that answers, else of the best setting
+    answering = [c for c, v in zip(calls, verdicts) if v[3] and v[2].diff > 0 and v[0] >= ANSWERS]
+    top = max(answering or calls, key=lambda c: c[0])
+    decided = top[2].decision(f"second turn, gain over the base, {top[1]}", scale=100, unit=" points") \
+        if top[2] is not None else None
+    return Finding(key, claim, verdict, evidence, {"best": best[0], "base": base_mean}, decided)
 
 
 def experiment_findings(runs: RunSet) -> list[Finding]:

@@ -18,12 +18,19 @@ with 95% confidence intervals.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
+
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding, at_bound
-from analysis.noise import Z95, effect, items_column, level_interval, se_column
+from analysis.roles import key_of
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Decision, Finding, at_bound
+from analysis.noise import (
+    ITEMS, MET, MISSED, NOISE_NAMES, NONE, SEEDS, WITHIN, Z95, against_target, effect, items_column, level_interval,
+    se_column,
+)
 from analysis.stats import mean_ci
 from analysis.style import fmt_value, setting_label
 
@@ -67,37 +74,45 @@ def _fmt(col: str, values: list[float]) -> str:
     return text
 
 
-MET, MISSED, WITHIN = "met", "missed", "within noise"
+@dataclass(frozen=True)
+class _Result:
+    """One target checked: its state, its evidence text, and how close it came (in points)."""
+
+    state: str
+    text: str
+    decision: Decision | None = None
+    margin: float = math.inf
 
 
-def _interval(col: str, part: pd.DataFrame) -> tuple[float, float]:
-    """95% interval of the mean of ``col`` over ``part`` by the noise standard (NaN: none)."""
+def _interval(col: str, part: pd.DataFrame) -> tuple[float, float, str]:
+    """95% interval of the mean of ``col`` over ``part`` by the noise standard (NaN: none),
+    and where it came from."""
     values = _values(part, col)
     if not values:
-        return math.nan, math.nan
+        return math.nan, math.nan, NONE
     if len(values) >= 2:
         m = mean_ci(values)
-        return m.low, m.high
+        return m.low, m.high, SEEDS
     items = items_column(col)
     if items is not None and items in part:
-        low, high, _src = level_interval(values, part.loc[part[col].notna(), items].tolist())
-        return low, high
+        return level_interval(values, part.loc[part[col].notna(), items].tolist())
     se = se_column(col)
     if se in part and part[se].notna().all():
         half = Z95 * float(part[se].iloc[0])
-        return values[0] - half, values[0] + half
-    return math.nan, math.nan
+        return values[0] - half, values[0] + half, ITEMS
+    return math.nan, math.nan, NONE
 
 
-def _call(op: str, limit: float, value: float, low: float, high: float) -> tuple[str, bool]:
-    """(state, judged by noise): met or missed beyond noise, within noise, or on the value alone."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return (MET if (value <= limit if op == "<=" else value >= limit) else MISSED), False
-    if (high <= limit) if op == "<=" else (low >= limit):
-        return MET, True
-    if (low > limit) if op == "<=" else (high < limit):
-        return MISSED, True
-    return WITHIN, True
+def _margin(state: str, judged: bool, op: str, limit: float, value: float, low: float, high: float) -> float:
+    """How far a check is from going the other way: the interval's near end (or the value) from
+    the limit."""
+    near = value if not judged else (high if op == "<=" else low) if state == MET else \
+        (low if op == "<=" else high) if state == MISSED else value
+    return abs(near - limit)
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job{'s' if n != 1 else ''}"
 
 
 def _target_text(state: str, judged: bool, target: str, low: float, high: float, fmt) -> str:
@@ -106,16 +121,20 @@ def _target_text(state: str, judged: bool, target: str, low: float, high: float,
     return f"95% CI {fmt(low)} to {fmt(high)}; target {target}, {state}{' beyond noise' if state != WITHIN else ''}"
 
 
-def _check(col: str, op: str, limit: float, part: pd.DataFrame) -> tuple[str, str]:
+def _check(col: str, op: str, limit: float, part: pd.DataFrame) -> _Result:
     values = _values(part, col)
     mean = float(pd.Series(values, dtype=float).mean())
-    low, high = _interval(col, part)
-    state, judged = _call(op, limit, mean, low, high)
+    low, high, source = _interval(col, part)
+    state, judged = against_target(op, limit, mean, low, high)
     pct = col == "forgetting_pct"
     lim = f"{limit:+g}%" if pct else f"{100 * limit:g}%"
     fmt = (lambda v: f"{v:+.1f}%") if pct else (lambda v: f"{100 * v:.1f}%")  # noqa: E731
-    return state, (f"{_NAMES.get(col, col)} {_fmt(col, values)} "
-                   f"({_target_text(state, judged, f'{op} {lim}', low, high, fmt)})")
+    decision = Decision(_NAMES.get(col, col), _fmt(col, values), fmt(low) if judged else "",
+                        fmt(high) if judged else "", _jobs(len(values)), NOISE_NAMES[source if judged else NONE],
+                        f"{op} {lim}")
+    return _Result(state, f"{_NAMES.get(col, col)} {_fmt(col, values)} "
+                          f"({_target_text(state, judged, f'{op} {lim}', low, high, fmt)})",
+                   decision, (1.0 if pct else 100.0) * _margin(state, judged, op, limit, mean, low, high))
 
 
 def _settings(runs: RunSet) -> pd.DataFrame:
@@ -130,9 +149,21 @@ def _values(part: pd.DataFrame, col: str) -> list[float]:
     return part[col].dropna().astype(float).tolist() if col in part else []
 
 
-def _verdict(results: list[tuple[str, str]]) -> str:
-    states = {state for state, _ in results}
+def _verdict(results: list[_Result]) -> str:
+    states = {r.state for r in results}
     return NOT_SUPPORTED if MISSED in states else INCONCLUSIVE if WITHIN in states else SUPPORTED
+
+
+def _deciding(results: list[_Result]) -> Decision | None:
+    """The check that decided: among those in the verdict's state (missed, else within noise,
+    else met), the one that came closest to going the other way."""
+    state = {NOT_SUPPORTED: MISSED, INCONCLUSIVE: WITHIN, SUPPORTED: MET}[_verdict(results)]
+    picks = [r for r in results if r.state == state and r.decision is not None]
+    return min(picks, key=lambda r: r.margin).decision if picks else None
+
+
+def _finding(key: str, claim: str, results: list[_Result], evidence: str, numbers: dict) -> Finding:
+    return Finding(key, claim, _verdict(results), evidence, numbers, _deciding(results))
 
 
 def base_knows_but_does_not_answer(runs: RunSet) -> Finding:
@@ -147,8 +178,8 @@ def base_knows_but_does_not_answer(runs: RunSet) -> Finding:
     seed = runs.axis("seed")
     base = done.groupby(seed, dropna=False).head(1) if seed else done.head(1)
     results = [_check(c, op, lim, base) for c, op, lim in TARGETS["base"] if c in base]
-    return Finding(key, claim, _verdict(results), "; ".join(t for _, t in results) + ".",
-                   {"base": {c: float(base[c].mean()) for c in cols if c in base}})
+    return _finding(key, claim, results, "; ".join(r.text for r in results) + ".",
+                    {"base": {c: float(base[c].mean()) for c in cols if c in base}})
 
 
 def _best_setting(done: pd.DataFrame) -> tuple[str, pd.DataFrame] | None:
@@ -182,17 +213,23 @@ def best_setting_answers_and_keeps(runs: RunSet) -> Finding:
         if b in part and f in part and part[f].notna().any():
             pair = part.dropna(subset=[b, f])
             e = effect(pair[f].astype(float).tolist(), pair[b].astype(float).tolist())  # the drop, base - tuned
-            state, judged = _call("<=", KNOWLEDGE_KEPT, e.diff, e.low, e.high)
+            state, judged = against_target("<=", KNOWLEDGE_KEPT, e.diff, e.low, e.high)
             target = f"a drop <= {100 * KNOWLEDGE_KEPT:g} points"
-            results.append((state, f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities) "
-                            f"{_fmt(f, _values(part, f))} vs base {_fmt(b, _values(part, b))} "
-                            f"({_target_text(state, judged, target, e.low, e.high, lambda v: f'{100 * v:+.1f} points')})"))
+            name = f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities)"
+            decision = e.decision(f"{name} drop", scale=100, unit=" points") if judged else \
+                Decision(f"{name} drop", f"{100 * e.diff:+.1f} points", n=e.jobs)
+            points = lambda v: f"{100 * v:+.1f} points"  # noqa: E731
+            results.append(_Result(state, f"{name} "
+                                   f"{_fmt(f, _values(part, f))} vs base {_fmt(b, _values(part, b))} "
+                                   f"({_target_text(state, judged, target, e.low, e.high, points)})",
+                                   dataclasses.replace(decision, target=target),
+                                   100 * _margin(state, judged, "<=", KNOWLEDGE_KEPT, e.diff, e.low, e.high)))
     label = setting_label(part.iloc[0], runs.params) if runs.params else "all jobs"
     seeds = f" over {n_seeds} seeds (mean ± 95% CI)" if n_seeds >= 2 else ""
     criterion = (f"best (criterion: the highest answer + probe accuracy among the settings forgetting "
                  f"<= {TARGETS['best'][3][2]:g}%): ")
-    return Finding(key, claim, _verdict(results), f"{criterion}{label}{seeds}: " + "; ".join(t for _, t in results) + ".",
-                   {"setting": {c: part.iloc[0][c] for c in runs.params}, "n_seeds": int(n_seeds)})
+    return _finding(key, claim, results, f"{criterion}{label}{seeds}: " + "; ".join(r.text for r in results) + ".",
+                    {"setting": {c: part.iloc[0][c] for c in runs.params}, "n_seeds": int(n_seeds)})
 
 
 def replay_is_what_keeps_it(runs: RunSet) -> Finding:
@@ -205,7 +242,7 @@ def replay_is_what_keeps_it(runs: RunSet) -> Finding:
         return Finding(key, claim, INCONCLUSIVE, "not tested: the sweep does not vary the replay ratio.")
     _, part = best
     # the learning rate is the swept one, or else the same in every job (a sweep over replay)
-    lr = lr or "optim.lr"
+    lr = lr or key_of("lr")
     best_lr, best_rp = part.iloc[0].get(lr), part.iloc[0][rp]
     others = [c for c in runs.params if c not in (lr, rp)]
     same = done[done[rp] == 0]
@@ -216,27 +253,33 @@ def replay_is_what_keeps_it(runs: RunSet) -> Finding:
     if same.empty or best_rp == 0:
         return Finding(key, claim, INCONCLUSIVE, f"not tested: no completed job at {fmt_value(lr, best_lr)} "
                        "without replay, or the best setting has no replay.")
-    state_f, text_f = _check("forgetting_pct", ">=", NO_REPLAY_FORGETTING, same)
+    forgets = _check("forgetting_pct", ">=", NO_REPLAY_FORGETTING, same)
     col = "final_knowledge_acc"
     items = items_column(col)
     n = (lambda d: d.loc[d[col].notna(), items].tolist() if items in d else None)  # noqa: E731
     e = effect(_values(same, col), _values(part, col), items_a=n(same), items_b=n(part))  # with replay minus without
     drop = e.diff
-    state_p, judged = _call(">=", NO_REPLAY_PROBE_DROP, drop, e.low, e.high)
+    state_p, judged = against_target(">=", NO_REPLAY_PROBE_DROP, drop, e.low, e.high)
     target = f">= {100 * NO_REPLAY_PROBE_DROP:g} points"
-    results = [(state_f, f"without replay {text_f}; with {fmt_value(rp, best_rp)} "
-                         f"{_fmt('forgetting_pct', _values(part, 'forgetting_pct'))}"),
-               (state_p, f"probe acc. {_fmt(col, _values(same, col))} vs {_fmt(col, _values(part, col))}: "
-                         f"{100 * drop:.0f} points lower "
-                         f"({_target_text(state_p, judged, target, e.low, e.high, lambda v: f'{100 * v:.1f}')})")]
+    f_decision = dataclasses.replace(forgets.decision, what="forgetting without replay")
+    p_decision = e.decision("probe acc. drop without replay", scale=100, unit=" points") if judged else \
+        Decision("probe acc. drop without replay", f"{100 * drop:+.1f} points", n=e.jobs)
+    results = [_Result(forgets.state, f"without replay {forgets.text}; with {fmt_value(rp, best_rp)} "
+                                      f"{_fmt('forgetting_pct', _values(part, 'forgetting_pct'))}",
+                       f_decision, forgets.margin),
+               _Result(state_p, f"probe acc. {_fmt(col, _values(same, col))} vs {_fmt(col, _values(part, col))}: "
+                                f"{100 * drop:.0f} points lower "
+                                f"({_target_text(state_p, judged, target, e.low, e.high, lambda v: f'{100 * v:.1f}')})",
+                       dataclasses.replace(p_decision, target=target),
+                       100 * _margin(state_p, judged, ">=", NO_REPLAY_PROBE_DROP, drop, e.low, e.high))]
     for group in ("sft", "probe"):
         f = f"final_base_knowledge_{group}"
         if f in same and same[f].notna().any():
-            results.append((MET, f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities) "
-                            f"without replay {_fmt(f, _values(same, f))}"))
+            results.append(_Result(MET, f"base knowledge ({'SFT' if group == 'sft' else 'probe'} entities) "
+                                        f"without replay {_fmt(f, _values(same, f))}"))
     where = f"at {fmt_value(lr, best_lr)}" if lr in done else "at the sweep's one learning rate"
-    return Finding(key, claim, _verdict(results), f"{where}: "
-                   + "; ".join(t for _, t in results) + ".", {"lr": best_lr, "probe_drop": drop})
+    return _finding(key, claim, results, f"{where}: "
+                    + "; ".join(r.text for r in results) + ".", {"lr": best_lr, "probe_drop": drop})
 
 
 def smallest_lr_does_not_learn(runs: RunSet) -> Finding:
@@ -258,11 +301,12 @@ def smallest_lr_does_not_learn(runs: RunSet) -> Finding:
     part = done[done[lr] == low]
     per = [g for _, g in part.groupby("_setting")]
     worst = max(per, key=lambda g: float(g["final_follow_rate"].mean()))
-    state, text = _check("final_follow_rate", "<=", SMALL_LR_FOLLOW, worst)
-    verdict = {MET: SUPPORTED, MISSED: NOT_SUPPORTED, WITHIN: INCONCLUSIVE}[state]
+    check = _check("final_follow_rate", "<=", SMALL_LR_FOLLOW, worst)
+    verdict = {MET: SUPPORTED, MISSED: NOT_SUPPORTED, WITHIN: INCONCLUSIVE}[check.state]
+    where = setting_label(worst.iloc[0], runs.params)
     return Finding(key, claim, verdict,
-                   f"at {fmt_value(lr, low)} the highest follow rate over the other settings: {text}.",
-                   {"lr": low})
+                   f"at {fmt_value(lr, low)} the highest follow rate over the other settings: {check.text}.",
+                   {"lr": low}, dataclasses.replace(check.decision, what=f"follow, {where}"))
 
 
 def story_findings(runs: RunSet) -> list[Finding]:

@@ -11,16 +11,17 @@ zero; no effect counts when the interval lies within :data:`NO_EFFECT` of zero.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.noise import newcombe, wilson
+from analysis.findings.common import config_value, has_values
+from analysis.roles import key_of
+from analysis.noise import Share, difference, share
 from analysis.stats import strata
-from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Decision, Finding
 from analysis.style import setting_label
 from sft_sweep.data.world.items import FORMAT_STYLES, format_obeyed
 from sft_sweep.data.world.vocab import SYSTEMS
@@ -31,55 +32,26 @@ NO_EFFECT = 0.10
 #: Share of the full set's answer accuracy that counts as "enough data".
 ENOUGH = 0.9
 
-EPOCHS, REPLAY = "train.epochs", "mix.replay_ratio"
-SIZE, NOISE = "data.world.train_subset", "data.world.low_quality_fraction"
-MT_FRACTION, MASK = "data.world.multi_turn_fraction", "template.mask"
-SYS_FRACTION = "data.world.system_fraction"
-
-
-# ---------------------------------------------------------------------------- intervals
-
-@dataclass(frozen=True)
-class Share:
-    """``k`` of ``n`` items, with its Wilson 95% interval."""
-
-    k: int
-    n: int
-
-    @property
-    def p(self) -> float:
-        return self.k / self.n if self.n else math.nan
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson(self.k, self.n)
-
-    def __add__(self, other: "Share") -> "Share":
-        return Share(self.k + other.k, self.n + other.n)
-
-    def text(self) -> str:
-        lo, hi = self.interval
-        return f"{100 * self.p:.0f}% ({self.k}/{self.n}, {100 * lo:.0f}-{100 * hi:.0f})"
-
-
-def share(rate: Any, n: Any) -> Share | None:
-    """The share a job's rate stands for over its ``n`` items (None when either is missing)."""
-    if rate is None or n is None or pd.isna(rate) or pd.isna(n) or int(n) <= 0:
-        return None
-    return Share(int(round(float(rate) * int(n))), int(n))
-
-
-def difference(a: Share, b: Share) -> tuple[float, float, float]:
-    """``a.p - b.p`` with Newcombe's 95% interval (independent items)."""
-    return newcombe(b.k, b.n, a.k, a.n)
+EPOCHS, REPLAY = key_of("epochs"), key_of("replay")
+SIZE, NOISE = key_of("data_size"), key_of("noise")
+MT_FRACTION, MASK = key_of("multi_turn"), key_of("mask")
+SYS_FRACTION = key_of("system_prompts")
 
 
 def _diff_text(d: tuple[float, float, float]) -> str:
     return f"{100 * d[0]:+.0f} points (95% CI {100 * d[1]:+.0f} to {100 * d[2]:+.0f})"
 
 
-def _has(df: pd.DataFrame, col: str) -> bool:
-    return col in df and df[col].notna().any()
+def _diff_decision(what: str, d: tuple[float, float, float], a: Share, b: Share) -> Decision:
+    """A difference of pooled shares as what decided a verdict (printed as ``_diff_text``)."""
+    return Decision(what, f"{100 * d[0]:+.0f} points", f"{100 * d[1]:+.0f}", f"{100 * d[2]:+.0f}",
+                    f"{a.n} vs {b.n} items", "item noise")
+
+
+def _share_decision(what: str, s: Share, target: str = "") -> Decision:
+    lo, hi = s.interval
+    return Decision(what, f"{100 * s.p:.0f}%", f"{100 * lo:.0f}%", f"{100 * hi:.0f}%", f"{s.n} items",
+                    "item noise", target)
 
 
 def _others(runs: RunSet, *axes: str) -> list[str]:
@@ -108,9 +80,7 @@ def _world_stats(row: pd.Series) -> dict:
 
 
 def _config(runs: RunSet, row: pd.Series, key: str, default: Any = None) -> Any:
-    if key in row and not pd.isna(row[key]):
-        return row[key]
-    return (runs.configs.get(row.get("job")) or {}).get(key, runs.constants.get(key, default))
+    return config_value(runs, row.get("job"), key, default)
 
 
 def _n_answer_items(runs: RunSet, row: pd.Series) -> int | None:
@@ -121,7 +91,7 @@ def _n_answer_items(runs: RunSet, row: pd.Series) -> int | None:
         return None
     skipped = ((read_json(Path(str(row.get("path", ""))) / SUMMARY) or {}).get("data") or {}).get(
         "eval_skipped_too_long", {}).get("answer", 0)
-    return min(int(n) - int(skipped), int(_config(runs, row, "eval.max_items", 100)))
+    return min(int(n) - int(skipped), int(_config(runs, row, key_of("eval_items"), 100)))
 
 
 # ---------------------------------------------------------------------------- memorisation
@@ -136,11 +106,11 @@ def memorisation_over_epochs(runs: RunSet) -> Finding | None:
     if EPOCHS not in runs.params:
         return None
     done = runs.done_jobs()
-    if not (_has(done, tr) and _has(done, ho)):
+    if not (has_values(done, tr) and has_values(done, ho)):
         return Finding(key, claim, NOT_MEASURABLE, "no completed job reports the memorisation "
                        "metrics (memorised_exact_train / memorised_exact_heldout).")
     others = _others(runs, EPOCHS)
-    parts, onsets, small_everywhere, any_effect = [], {}, True, False
+    parts, onsets, small_everywhere, any_effect, measured = [], {}, True, False, []
     for label, group in _groups(done, others):
         rows, onset = [], None
         for epochs, part in sorted(group.groupby(EPOCHS), key=lambda t: float(t[0])):
@@ -149,8 +119,11 @@ def memorisation_over_epochs(runs: RunSet) -> Finding | None:
             if a is None or b is None:
                 continue
             d = difference(a, b)
-            gap = part["final_memorised_loss_gap"].mean() if _has(part, "final_memorised_loss_gap") else math.nan
+            gap = part["final_memorised_loss_gap"].mean() if has_values(part, "final_memorised_loss_gap") else math.nan
             rows.append((int(epochs), d))
+            measured.append((label, int(epochs), _diff_decision(
+                f"reproduced minus answered, {label}, {int(epochs)} epochs" if others else
+                f"reproduced minus answered, {int(epochs)} epochs", d, a, b), d))
             loss = f", loss gap {gap:+.3f}" if not math.isnan(gap) else ""
             parts.append(f"{label}, {int(epochs)} epochs: training answers reproduced {a.text()}, held-out "
                          f"{b.text()}, gap {_diff_text(d)}{loss}")
@@ -165,22 +138,26 @@ def memorisation_over_epochs(runs: RunSet) -> Finding | None:
             any_effect = True
     evidence = "; ".join(parts) + "."
     numbers = {"onset_epoch": onsets}
+    # what decides: the gap at the first onset, else the gap whose interval reaches highest
+    onset = next(((lab, e) for lab, e in onsets.items()), None)
+    decided = next((dec for lab, e, dec, _ in measured if (lab, e) == onset), None) if onset else \
+        max(measured, key=lambda m: m[3][2])[2] if measured else None
     if any_effect:
         where = ", ".join(f"{lab}: from {e} epochs" for lab, e in onsets.items())
         return Finding(key, claim, SUPPORTED, f"the training answers are reproduced more than held-out "
-                       f"ones are answered, beyond the 95% interval, {where}. {evidence}", numbers)
+                       f"ones are answered, beyond the 95% interval, {where}. {evidence}", numbers, decided)
     if small_everywhere:
         return Finding(key, claim, NOT_SUPPORTED, f"at no epoch count does the gap exceed "
-                       f"{100 * NO_EFFECT:g} points (every interval within it). {evidence}", numbers)
+                       f"{100 * NO_EFFECT:g} points (every interval within it). {evidence}", numbers, decided)
     return Finding(key, claim, INCONCLUSIVE, f"no epoch count from which the gap's interval stays above "
-                   f"zero, nor one that bounds it under {100 * NO_EFFECT:g} points. {evidence}", numbers)
+                   f"zero, nor one that bounds it under {100 * NO_EFFECT:g} points. {evidence}", numbers, decided)
 
 
 # ---------------------------------------------------------------------------- data size
 
 def _size(runs: RunSet, row: pd.Series) -> int:
     n = int(_config(runs, row, SIZE, 0) or 0)
-    return n if n else int(_config(runs, row, "data.world.n_train", 450))
+    return n if n else int(_config(runs, row, key_of("train_conversations"), 450))
 
 
 def _size_table(runs: RunSet, done: pd.DataFrame) -> dict[tuple, dict[int, dict[str, Share]]]:
@@ -210,10 +187,10 @@ def answers_vs_data_size(runs: RunSet) -> list[Finding]:
     if SIZE not in runs.params:
         return []
     done = runs.done_jobs()
-    if not _has(done, "final_answer_acc"):
+    if not has_values(done, "final_answer_acc"):
         return []
     table = _size_table(runs, done)
-    curve_parts, enough_parts, enough_verdicts, numbers = [], [], [], {}
+    curve_parts, enough_parts, enough_verdicts, numbers, decisions = [], [], [], {}, []
     for key, by_size in table.items():
         sizes = sorted(by_size)
         curve_parts.append(f"{_key_label(key)}: " + ", ".join(
@@ -233,6 +210,10 @@ def answers_vs_data_size(runs: RunSet) -> list[Finding]:
             f"reached at the point estimate from {point[0] if point else '-'} conversations, with its "
             f"whole interval from {surely[0] if surely else 'no smaller size'}")
         enough_verdicts.append(SUPPORTED if surely else (INCONCLUSIVE if maybe else NOT_SUPPORTED))
+        # what decides: the smallest size surely there, else the smallest that may be
+        size = (surely or maybe or sizes[-2:-1])[0]
+        decisions.append(_share_decision(f"answer acc., {size} conversations ({_key_label(key)})",
+                                         by_size[size]["answer"], f">= {100 * target:.0f}%"))
     # the curve is a measurement: SUPPORTED once it has two sizes to compare in some setting
     curve = Finding("answers_vs_data_size", "Answer accuracy and instruction following against the number "
                     "of training conversations",
@@ -243,7 +224,8 @@ def answers_vs_data_size(runs: RunSet) -> list[Finding]:
                else NOT_SUPPORTED if enough_verdicts and all(v == NOT_SUPPORTED for v in enough_verdicts)
                else INCONCLUSIVE)
     enough = Finding("few_examples_suffice", "A fraction of the training set reaches 90% of the full "
-                     "set's answer accuracy", verdict, "; ".join(enough_parts) + ".", numbers)
+                     "set's answer accuracy", verdict, "; ".join(enough_parts) + ".", numbers,
+                     decisions[0] if len(decisions) == 1 else None)
     return [curve, enough] + [f for f in (_clean_beats_noisy(table),) if f is not None]
 
 
@@ -252,7 +234,7 @@ def _clean_beats_noisy(table: dict[tuple, dict[int, dict[str, Share]]]) -> Findi
     key, claim = "clean_beats_noisy", ("N clean training conversations answer better than 3N of which "
                                        "30% have planted low-quality responses")
     clean = {k: v for k, v in table.items() if dict(k).get(NOISE, 0) in (0, 0.0)}
-    pairs, parts = [], []
+    pairs, parts, decisions = [], [], []
     for ck, by_size in clean.items():
         rest = tuple((c, v) for c, v in ck if c != NOISE)
         for nk, noisy in table.items():
@@ -262,6 +244,8 @@ def _clean_beats_noisy(table: dict[tuple, dict[int, dict[str, Share]]]) -> Findi
                 if 3 * n in noisy:
                     d = difference(by_size[n]["answer"], noisy[3 * n]["answer"])
                     pairs.append(d)
+                    decisions.append(_diff_decision(f"answer acc., {n} clean minus {3 * n} noisy", d,
+                                                    by_size[n]["answer"], noisy[3 * n]["answer"]))
                     parts.append(f"{n} clean {by_size[n]['answer'].text()} vs {3 * n} with "
                                  f"{_key_label(((NOISE, dict(nk)[NOISE]),))} "
                                  f"{noisy[3 * n]['answer'].text()}: {_diff_text(d)}")
@@ -280,8 +264,11 @@ def _clean_beats_noisy(table: dict[tuple, dict[int, dict[str, Share]]]) -> Findi
             NOT_SUPPORTED: "no pair where the clean set is ahead beyond the interval",
             INCONCLUSIVE: f"clean ahead in {len(above)}, noisy ahead in {len(below)} of {len(pairs)} pairs "
                           "beyond the interval"}[verdict]
+    # what decides: the pair furthest in the verdict's direction
+    sign = -1 if verdict == NOT_SUPPORTED and below else 1
+    decided = max(zip(pairs, decisions), key=lambda p: sign * p[0][0])[1]
     return Finding(key, claim, verdict, f"{lead}: " + "; ".join(parts) + ".",
-                   {"pairs": len(pairs), "clean_ahead": len(above), "noisy_ahead": len(below)})
+                   {"pairs": len(pairs), "clean_ahead": len(above), "noisy_ahead": len(below)}, decided)
 
 
 # ---------------------------------------------------------------------------- second turns
@@ -293,11 +280,11 @@ def second_turn_by_training(runs: RunSet) -> Finding | None:
     claim = "Training on two-exchange conversations teaches answering a second turn that single-turn training does not"
     col = "final_answer_acc_multi_turn"
     done = runs.done_jobs()
-    if MT_FRACTION not in runs.params or not _has(done, col):
+    if MT_FRACTION not in runs.params or not has_values(done, col):
         return None
     n_of = lambda r: _world_stats(r).get("n_multi_turn_eval")  # noqa: E731
     others = _others(runs, MT_FRACTION, MASK)
-    parts, verdicts = [], []
+    parts, verdicts, decisions = [], [], []
     for label, group in _groups(done, others):
         single = group[group[MT_FRACTION].astype(float) == 0]
         if MASK in single and (single[MASK] == "assistant").any():
@@ -321,6 +308,8 @@ def second_turn_by_training(runs: RunSet) -> Finding | None:
             d = difference(m, s)
             parts.append(f"multi-turn training, {mask} mask: {m.text()}, vs single-turn {_diff_text(d)}")
             verdicts.append(SUPPORTED if d[1] > 0 else NOT_SUPPORTED if d[2] < NO_EFFECT else INCONCLUSIVE)
+            decisions.append((verdicts[-1], d[0], _diff_decision(f"second turn, {mask} mask minus single-turn"
+                                                                 + (f" ({label})" if others else ""), d, m, s)))
         if {"assistant", "last"} <= set(by_mask):
             d = difference(by_mask["last"], by_mask["assistant"])
             which = ("the last-turn mask answers more" if d[1] > 0 else "the assistant mask answers more"
@@ -332,7 +321,10 @@ def second_turn_by_training(runs: RunSet) -> Finding | None:
                        + "; ".join(parts) + ".")
     verdict = (SUPPORTED if SUPPORTED in verdicts and NOT_SUPPORTED not in verdicts
                else NOT_SUPPORTED if all(v == NOT_SUPPORTED for v in verdicts) else INCONCLUSIVE)
-    return Finding(key, claim, verdict, "; ".join(parts) + ".", {})
+    # what decides: the largest difference among the comparisons in the verdict's state
+    deciding = [p for p in decisions if p[0] == verdict] or decisions
+    decided = max(deciding, key=lambda p: p[1])[2]
+    return Finding(key, claim, verdict, "; ".join(parts) + ".", {}, decided)
 
 
 # ---------------------------------------------------------------------------- system prompts
@@ -379,7 +371,7 @@ def obeys_system_prompts(runs: RunSet) -> Finding | None:
              "and of each format where the job saved every answer)")
     col = "final_system_format_acc"
     done = runs.done_jobs()
-    if not _has(done, col):
+    if not has_values(done, col):
         return None
     n_of = lambda r: _world_stats(r).get("n_system_format_eval")  # noqa: E731
     parts, best, best_styles = [], None, None
@@ -409,7 +401,11 @@ def obeys_system_prompts(runs: RunSet) -> Finding | None:
             verdict = NOT_SUPPORTED
         elif verdict == SUPPORTED and any(v.p < 0.8 for v in best_styles.values()):
             verdict = INCONCLUSIVE
-    return Finding(key, claim, verdict, "; ".join(parts) + ".", {"best": best.p})
+    worst_style = min(best_styles.items(), key=lambda kv: kv[1].p) if best_styles else None
+    decided = _share_decision(f"format obeyed, {worst_style[0]} (best setting)", worst_style[1], ">= 80%") \
+        if worst_style and verdict != SUPPORTED and any(v.p < 0.8 for v in best_styles.values()) else \
+        _share_decision("format obeyed, best setting", best, ">= 80%")
+    return Finding(key, claim, verdict, "; ".join(parts) + ".", {"best": best.p}, decided)
 
 
 def lesson_findings(runs: RunSet) -> list[Finding]:
