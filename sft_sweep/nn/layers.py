@@ -48,8 +48,11 @@ class Workspace:
     """Named buffers reused across calls, so a training step allocates (and page-faults)
     almost nothing. One per worker thread; not shared between threads.
 
-    Buffers are keyed by name and shape; when the total exceeds ``limit_bytes`` (many
-    different sequence lengths) everything is dropped and reallocated on demand.
+    Buffers are keyed by name and shape and live until ``release_if_over_limit``, which the
+    owner calls between calls: a call's forward fills buffers its backward reads, so nothing
+    is dropped in the middle of one, however large it grows. Between calls, a workspace
+    that holds more than ``limit_bytes`` (many different shapes) drops everything and
+    reallocates on demand.
     """
 
     def __init__(self, dtype, limit_bytes: int = 1 << 30) -> None:
@@ -63,13 +66,15 @@ class Workspace:
         key = (name, shape)
         a = self._bufs.get(key)
         if a is None:
-            a = np.empty(shape, dtype=self.dtype)
+            a = self._bufs[key] = np.empty(shape, dtype=self.dtype)
             self.nbytes += a.nbytes
-            if self.nbytes > self.limit:
-                self._bufs.clear()
-                self.nbytes = a.nbytes
-            self._bufs[key] = a
         return a
+
+    def release_if_over_limit(self) -> None:
+        """Drops every buffer when they hold more than the limit. Only between calls."""
+        if self.nbytes > self.limit:
+            self._bufs.clear()
+            self.nbytes = 0
 
     def aug(self, name, rows: int, cols: int) -> np.ndarray:
         """A (rows, cols + 1) buffer whose last column is ones (the bias input)."""
