@@ -418,6 +418,17 @@ def test_machine_state_and_bad_configs_end_in_one_line(tmp_path, request, case):
     assert not (tmp_path / "cache").exists()
 
 
+def test_deeply_nested_data_is_a_user_error_naming_the_file(tmp_path):
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    r = _sft_sweep([*SMOKE, f"pretrain.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run",
+                    "data=files", f"data.datasets.main.path={nested}"], cwd=REPO, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert f"DataError: file {nested}: arrays and objects nested too deeply" in r.stderr.splitlines()[0], r.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["user_error"] is True
+
+
 # --------------------------------------------------------------------------- eval, chat and inspect on odd input
 
 def _fake_job(root, shape):
@@ -460,6 +471,11 @@ def _tool_cases(tmp_path, request):
     data = _jsonl(eq_dir / "d=1.jsonl", [{**_conv(f"q{i}", f"answer {i}"), "id": i} for i in range(20)])
     fifo = tmp_path / "pipe.jsonl"
     os.mkfifo(fifo)
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text(json.dumps(_conv("q", "a")) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text('{"messages": [{"role": "user", "content": "q", "content": "r"}, '
+                   '{"role": "assistant", "content": "a"}]}\n' + json.dumps(_conv("x", "b")) + "\n")
     refused = ["Traceback"]
     ev, chat, insp = "sft_sweep.eval_cli", "sft_sweep.chat", "sft_sweep.inspect_data"
     return {
@@ -483,6 +499,11 @@ def _tool_cases(tmp_path, request):
                                       refused + ["no such data file"]),
         "inspect_fifo": lambda: (insp, [str(fifo)], 2, [f"file {fifo}: is a FIFO (named pipe)"],
                                  refused + ["no such data file"]),
+        "inspect_nested_json": lambda: (insp, [str(nested)], 2, [
+            f"file {nested}, record 1: arrays and objects nested more than 100 levels deep on line 2"], refused),
+        "inspect_duplicate_keys": lambda: (insp, [str(dup), "-n", "0"], 0, [
+            f"main: warning: file {dup}: duplicate keys in 1 record(s), the last value of each kept: "
+            "record 0 (line 1): 'content'"], refused),
         "inspect_html_read_only": lambda: (insp, ["--html", f"{mounts()['ro']}/page.html"], 2,
                                            [f"cannot write {mounts()['ro']}/page.html: the file system is read-only"],
                                            refused),
@@ -491,7 +512,8 @@ def _tool_cases(tmp_path, request):
 
 TOOL_CASES = ["eval_other_architecture", "eval_smaller_block", "eval_out_is_a_directory", "eval_out_read_only",
               "eval_read_only_job", "chat_other_architecture", "inspect_path_with_equals", "inspect_directory",
-              "inspect_fifo", "inspect_html_read_only"]
+              "inspect_fifo", "inspect_html_read_only", "inspect_nested_json",
+              "inspect_duplicate_keys"]
 
 
 @pytest.mark.parametrize("case", TOOL_CASES)
