@@ -212,13 +212,13 @@ class Job:
         self.data = prepare(cfg, self.base_dir, report=self.data_report)
         self.timings["data_s"] = time.perf_counter() - tic
         self.report_data()
+        examples = with_replay(self.data, cfg.mix.replay_ratio, cfg.model.block_size + 1, cfg.train.seed)
+        self.plan = sft.plan(examples(0), cfg)
         self.load_base()
         self.inputs = self.read_inputs()
         self.evaluator = evaluator_for(cfg, self.data)
         self.warn_unmeasured()
         self.evaluate_base()
-        examples = with_replay(self.data, cfg.mix.replay_ratio, cfg.model.block_size + 1, cfg.train.seed)
-        self.plan = sft.plan(examples(0), cfg)
         start_step = self.resume()
         step = self.train(examples, start_step)
         return self.finish(step, examples, t_start)
@@ -353,7 +353,7 @@ class Job:
         if self.ckpt_path.exists():
             self.ckpt_path.unlink()
         self.timings["total_s"] = time.perf_counter() - t_start
-        data_report = {**data.report, "mix": examples.report(cfg.train.epochs), "batches": self.plan.batch_report,
+        data_report = {**data.report, "mix": examples.report(sft.planned_epochs(self.plan, cfg)), "batches": self.plan.batch_report,
                        "n_train_examples": len(examples(0)), "eval_skipped_too_long": self.evaluator.skipped}
         return self._summary(
             COMPLETED, base=base, final=final, forgetting_pct=forgetting, steps=step,

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import Config, semantic, stable_hash
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, read_checkpoint_config, save_checkpoint
 from ..nn.config import ModelShape
 from ..tokenizer import ByteTokenizer
@@ -53,6 +53,16 @@ def random_windows(tokens: np.ndarray, batch: int, length: int, rng: np.random.G
         raise ValueError(f"pre-training text has {len(tokens)} tokens; need more than {length}")
     starts = rng.integers(0, len(tokens) - length + 1, size=batch)
     return tokens[starts[:, None] + np.arange(length)[None, :]]
+
+
+def check_pretraining_text(tokens: np.ndarray, cfg: Config) -> None:
+    """Pre-training reads windows of ``model.block_size + 1`` tokens at random offsets: the text
+    must be longer than one window."""
+    need = cfg.model.block_size + 1
+    if len(tokens) < need + 1:
+        raise ConfigError(f"model.block_size={cfg.model.block_size} needs pre-training text of more than "
+                          f"{need} tokens; the pre-training text has {len(tokens)} tokens: lower "
+                          "model.block_size or give more pre-training text")
 
 
 def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | None = None) -> list[dict]:
@@ -121,6 +131,7 @@ def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root
     """
     if cfg.pretrain.init_from:
         return load_given_base(cfg, cfg.pretrain.init_from, cache_root, threads)
+    check_pretraining_text(tokens, cfg)
     cache = BaseCache(cache_root, base_key(cfg, source))
     model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=threads.sft)
     info: dict[str, Any] = {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0, "warnings": []}

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import subprocess
+import time
 import sys
 
 import numpy as np
@@ -547,3 +548,107 @@ def test_records_refused_for_their_fields_are_skipped_and_counted_in_a_job(tmp_p
     prepared = prepare(_files_cfg(data, "+data.datasets.main.on_bad_record=skip"))
     assert prepared.report["load.main"]["skipped_reasons"] == {"reward or score": 1}
     assert any("skipped 1 of 21 records" in w for w in prepared.warnings), prepared.warnings
+
+
+# --------------------------------------------------------------------------- names, plans and the base's lock
+
+@pytest.mark.parametrize("flags", [[], ["-m"]], ids=["run", "sweep"])
+def test_name_is_a_name_not_a_path(tmp_path, flags):
+    work = tmp_path / "work"
+    work.mkdir()
+    r = _sft_sweep([*flags, *SMOKE, "name=../../../escaped", f"pretrain.cache_dir={tmp_path}/cache"], cwd=work,
+                   timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert lines[-1].strip().startswith("name='../../../escaped': must be a name, not a path (no '/'; "
+                                        "not '.' or '..')"), r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["work"] and os.listdir(work) == []
+
+
+def _base_entries(cache):
+    return sorted(p for p in os.listdir(cache) if p.startswith("base-")) if os.path.isdir(cache) else []
+
+
+def test_pretraining_text_shorter_than_a_window_is_a_config_error_and_leaves_no_lock(tmp_path):
+    cache = tmp_path / "cache"
+    _, s = run_job(tmp_path, str(cache), ["model.block_size=100000"])
+    assert s["status"] == "failed" and s["user_error"] is True, s.get("error")
+    assert s["error"].startswith("ConfigError: model.block_size=100000 needs pre-training text of more than "
+                                 "100001 tokens; the pre-training text has "), s["error"]
+    assert _base_entries(cache) == []
+
+
+def test_failed_pretraining_leaves_no_lock(tmp_path, monkeypatch):
+    import sft_sweep.train.pretrain as pretrain
+
+    def fails(*args, **kw):
+        raise MemoryError("no room for the pre-training batch")
+
+    monkeypatch.setattr(pretrain, "pretrain", fails)
+    cache = tmp_path / "cache"
+    _, s = run_job(tmp_path, str(cache), ["pretrain.seed=12"])
+    assert s["status"] == "failed" and "no room" in s["error"]
+    assert _base_entries(cache) == []
+
+
+# (overrides, exit code, words in stderr); a plan of a billion epochs is refused before pre-training
+PLANS = [
+    (["train.epochs=1000000000", "train.max_steps=0"], 1,
+     ["train.epochs=1000000000 plans", "steps", "more than 1000000", "train.max_steps"]),
+    (["train.epochs=1000000000", "train.max_steps=4"], 0, []),
+]
+
+
+@pytest.mark.parametrize("overrides,code,words", PLANS, ids=["no_cap", "max_steps"])
+def test_an_implausibly_long_plan_is_refused_up_front(tmp_path, overrides, code, words):
+    r = _sft_sweep([*SMOKE, f"pretrain.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run",
+                    "pretrain.seed=13", *overrides], cwd=REPO, timeout=120)
+    assert r.returncode == code and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert all(w in r.stderr for w in words), r.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    if code:
+        assert summary["user_error"] is True and _base_entries(tmp_path / "cache") == []
+    else:
+        assert summary["status"] == "completed" and summary["steps"] == 4
+
+
+def _hold_lock(path, fail_after_s, events):
+    from pathlib import Path
+
+    from sft_sweep.train.cache import file_lock
+
+    try:
+        with file_lock(Path(path)):
+            events.put("in")
+            time.sleep(fail_after_s)
+            if fail_after_s < 1:
+                raise RuntimeError("the build failed")
+            events.put("others locked out" if _locked_elsewhere(path) else "others could lock")
+    except RuntimeError:
+        pass
+
+
+def _locked_elsewhere(path):
+    r = subprocess.run([sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a+'); "
+                        "fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)", str(path)], capture_output=True)
+    return r.returncode != 0
+
+
+def test_a_lock_removed_by_a_failed_holder_still_excludes(tmp_path):
+    """The holder fails and removes the lock file while another process waits on it: the waiter then
+    holds a lock on the file now at the path, so a third process is kept out."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    path = tmp_path / "base-x.lock"
+    a = ctx.Process(target=_hold_lock, args=(str(path), 0.5, events))
+    a.start()
+    assert events.get(timeout=30) == "in"
+    b = ctx.Process(target=_hold_lock, args=(str(path), 1.5, events))
+    b.start()
+    assert events.get(timeout=30) == "in"
+    assert events.get(timeout=30) == "others locked out"
+    a.join(30)
+    b.join(30)
+    assert path.exists()  # the waiter's build succeeded: its lock file stays beside the base
