@@ -24,7 +24,7 @@ from .. import __version__
 from ..data import (PreparedData, ReplayMix, data_counts_line, prepare, pretrain_paths, pretrain_source,
                     resolve_path, with_replay)
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
-from ..errors import CheckpointError, ConfigError, DivergedError, SftSweepError
+from ..errors import CheckpointError, ConfigError, DivergedError, SftSweepError, file_system_problem
 from ..jobfiles import (
     CHECKPOINT, COMPLETED, DIVERGED, FAILED, INPUTS, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES,
     SUMMARY, WARNINGS, file_digest, flatten, forgetting_pct, read_json, write_json, write_jsonl,
@@ -270,7 +270,14 @@ class Job:
             metrics, gens = self.evaluator.evaluate(self.model)
             cached = {"metrics": metrics, "generations": _gen_dicts(gens), "items": self.evaluator.item_scores,
                       "not_measured": self.evaluator.not_measured}
-            self.cache.write_eval(key, cached)
+            try:
+                self.cache.write_eval(key, cached)
+            except OSError as e:  # a shared cache the job may read but not write
+                problem = file_system_problem(e)
+                if problem is None:
+                    raise
+                self.warn(f"the base model's evaluation was computed here and not cached in "
+                          f"{self.cache.dir} ({problem}); a job with these eval settings computes it again")
         self.base_metrics, self.base_gens = cached["metrics"], cached["generations"]
         self.base_items = cached.get("items")  # per-item scores for paired base -> tuned changes
         self.timings["base_eval_s"] = time.perf_counter() - tic

@@ -652,3 +652,20 @@ def test_a_lock_removed_by_a_failed_holder_still_excludes(tmp_path):
     a.join(30)
     b.join(30)
     assert path.exists()  # the waiter's build succeeded: its lock file stays beside the base
+
+
+def test_a_read_only_shared_cache_is_used_read_only(tmp_path, mounts):
+    """A colleague's cache, read-only, holds the base but not its evaluation for these eval settings:
+    the job evaluates the base itself, says once that it could not cache it, and completes."""
+    cache = tmp_path / "shared"
+    quick = ["pretrain.seed=14", "pretrain.steps=20", "train.max_steps=2"]
+    _, first = run_job(tmp_path, str(cache), quick, name="colleague")
+    assert first["status"] == "completed", first.get("error")
+    view = mounts["read_only_view"](cache)
+    before = sorted(str(p.relative_to(cache)) for p in cache.rglob("*"))
+    _, s = run_job(tmp_path, str(view), [*quick, "eval.max_items=4"], name="mine")
+    assert s["status"] == "completed", s.get("error")
+    (warning,) = [w for w in s["warnings"] if "not cached" in w]
+    assert str(view) in warning and "read-only" in warning, warning
+    assert s["base_model"]["built_here"] is False
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == before
