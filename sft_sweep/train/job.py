@@ -30,7 +30,8 @@ from ..jobfiles import (
     SUMMARY, WARNINGS, file_digest, flatten, forgetting_pct, read_json, write_json, write_jsonl,
 )
 from ..joblock import job_dir_lock
-from ..nn import GPT, load_checkpoint, read_checkpoint_config, save_checkpoint
+from ..nn import GPT, load_checkpoint, save_checkpoint
+from ..nn.checkpoint import check_checkpoint
 from . import sft
 from .cache import BaseCache
 from .evaluate import Evaluator, sample_rows
@@ -128,7 +129,7 @@ class Job:
     def completed_run_stale(self, summary: dict) -> str | None:
         """Why a completed run with this config no longer stands, or None."""
         try:
-            read_checkpoint_config(self.dir / MODEL)
+            check_checkpoint(self.dir / MODEL)
         except CheckpointError as e:
             return f"its model file cannot be used ({e})"
         for what, seen in (summary.get(INPUTS) or {}).items():

@@ -3,11 +3,13 @@ caches and checkpoints, and the exit code of a multirun with failed jobs."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import subprocess
 import time
+import zipfile
 import sys
 
 import numpy as np
@@ -220,6 +222,77 @@ def _nan_weights(path):
     np.savez(path, **arrays)
 
 
+def _rewrite_member(path, member, data):
+    """``path`` (an .npz) with ``member`` replaced by (or added as) ``data``, deflated."""
+    with zipfile.ZipFile(path) as z:
+        items = {i.filename: z.read(i) for i in z.infolist()}
+    items[member] = data
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, content in items.items():
+            z.writestr(name, content)
+
+
+def _npy_header(shape):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _huge_header(path):
+    """A member whose header claims 10^12 elements (3.6 TiB) and holds 64 bytes."""
+    _rewrite_member(path, "param/wte.npy", _npy_header((10**6, 10**6)) + bytes(64))
+
+
+def _zip_bomb(path):
+    """A member that unpacks to 64 MiB of zeros from a few dozen KiB: more than the model can need."""
+    n = 16 << 20
+    _rewrite_member(path, "param/wte.npy", _npy_header((n,)) + bytes(4 * n))
+
+
+def _bomb_beside(path):
+    """The weights intact, and one more member of 64 MiB zeros."""
+    n = 16 << 20
+    _rewrite_member(path, "opt/junk.npy", _npy_header((n,)) + bytes(4 * n))
+
+
+# (damage, words in the refusal)
+CRAFTED = [(_huge_header, ["param/wte", "claims", "1000000000000 elements"]),
+           (_zip_bomb, ["unpacks to", "more than"]),
+           (_bomb_beside, ["unpacks to", "more than"])]
+
+
+@pytest.mark.parametrize("damage,words", CRAFTED, ids=[c[0].__name__.strip("_") for c in CRAFTED])
+def test_crafted_checkpoints_are_refused_before_they_are_read(tmp_path, damage, words):
+    import tracemalloc
+
+    from sft_sweep.nn import GPT, GPTConfig, load_checkpoint, read_checkpoint_config, save_checkpoint
+
+    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, n_mlp=16, block_size=8, vocab_size=20), seed=0)
+    p = tmp_path / "m.npz"
+    save_checkpoint(p, model)
+    damage(p)
+    tracemalloc.start()
+    try:
+        for load in (lambda: load_checkpoint(p, model), lambda: read_checkpoint_config(p)):
+            with pytest.raises(CheckpointError) as err:
+                load()
+            assert str(err.value).startswith(f"checkpoint {p}") and all(w in str(err.value) for w in words), err.value
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes allocated to refuse it"
+
+
+@pytest.mark.parametrize("damage", [_huge_header, _zip_bomb, _nan_weights], ids=["huge_header", "zip_bomb", "nan"])
+def test_a_completed_job_whose_model_cannot_be_loaded_runs_again(tmp_path, cache_dir, damage):
+    job, first = run_job(tmp_path, cache_dir, ["optim.lr=2e-3"])
+    assert first["status"] == "completed", first.get("error")
+    damage(job.dir / "model.npz")
+    _, again = run_job(tmp_path, cache_dir, ["optim.lr=2e-3"])
+    assert again.get("skipped") is None and again["status"] == "completed", again.get("error")
+    assert again["final"] == first["final"]
+
+
 def test_checkpoint_messages_for_corrupt_and_non_finite_files(tmp_path):
     from sft_sweep.nn import GPT, GPTConfig, load_checkpoint, save_checkpoint
 
@@ -238,7 +311,7 @@ def test_checkpoint_messages_for_corrupt_and_non_finite_files(tmp_path):
 
 
 @pytest.mark.slow  # pre-trains a base twice per case (~5 s each)
-@pytest.mark.parametrize("damage", [_corrupt_random_bytes, _nan_weights])
+@pytest.mark.parametrize("damage", [_corrupt_random_bytes, _nan_weights, _huge_header, _zip_bomb])
 def test_corrupt_cached_base_is_moved_aside_and_rebuilt(tmp_path, damage):
     cache = tmp_path / "cache"
     quick = ["optim.lr=1e-3", "pretrain.seed=11", "pretrain.steps=20", "train.max_steps=2"]
