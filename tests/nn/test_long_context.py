@@ -66,8 +66,12 @@ def test_workspace_is_released_between_calls(small_workspace):
     a = ws.get("a", (8192,))                        # the limit, 64 KiB
     b = ws.get("b", (16,))                          # past it within a call: both kept
     assert ws.get("a", (8192,)) is a and ws.get("b", (16,)) is b
-    ws.release_if_over_limit()                      # between calls
-    assert ws.nbytes == 0 and ws.get("a", (8192,)) is not a
+    ws.release_if_over_limit()                      # between calls: the last call used both
+    assert ws.get("a", (8192,)) is a and ws.get("b", (16,)) is b
+    ws.release_if_over_limit()
+    c = ws.get("c", (16,))                          # a call that uses c alone
+    ws.release_if_over_limit()                      # drops what it did not use
+    assert ws.nbytes == c.nbytes and ws.get("c", (16,)) is c and ws.get("a", (8192,)) is not a
 
 
 # Today's shapes just past the lengths where 1 GiB of workspace used to run out (float32).
