@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import Config, semantic, stable_hash
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, file_system_problem
 from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, read_checkpoint_config, save_checkpoint
 from ..nn.config import ModelShape
 from ..tokenizer import ByteTokenizer
@@ -136,36 +136,51 @@ def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root
     model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=threads.sft)
     info: dict[str, Any] = {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0, "warnings": []}
     if not cache.exists() or cache.load_into(model) is not None:
-        def waiting() -> None:
-            log.info("waiting for another job to finish pre-training base %s", cache.key)
-
-        with file_lock(cache.lock_path, on_wait=waiting) as waited:
-            info["wait_s"] = waited
-            if cache.exists():  # built meanwhile, or there from the start but unusable
-                problem = cache.load_into(model)
-                if problem is None:
-                    return model, cache, info
-                try:
-                    aside = cache.move_aside()
-                except OSError as e:
-                    raise CheckpointError(f"the cached base model {cache.dir} is corrupt ({problem}) and could "
-                                          f"not be moved aside ({e.strerror or e}); delete that folder and run "
-                                          "again") from None
-                info["warnings"].append(f"the cached base model {cache.dir} was corrupt ({problem}); "
-                                        f"moved it aside to {aside} and pre-trained it again")
-            if not cache.exists():
-                log.info("pre-training base model %s (%d steps)", cache.key, cfg.pretrain.steps)
-                t0 = time.perf_counter()
-                model.set_threads(threads.pretrain)
-                curve = pretrain(model, tokens, cfg, progress=progress)
-                model.set_threads(threads.sft)
-                info["pretrain_s"] = time.perf_counter() - t0
-                info["pretrain_threads"] = threads.pretrain
-                save_checkpoint(cache.model_path, model, step=cfg.pretrain.steps,
-                                extra={"kind": "base", "key": cache.key})
-                settings = _base_settings(cfg)
-                cache.write_meta({"key": cache.key, "model": cfg.model.__dict__, "pretrain": settings["pretrain"],
-                                  "source": source, "pretrain_s": info["pretrain_s"], "curve": curve,
-                                  "n_tokens": int(len(tokens))})
-                info["built"] = True
+        try:
+            _build_base(cfg, tokens, source, cache, model, info, threads, progress)
+        except OSError as e:  # a cache others share, read-only to this user
+            problem = file_system_problem(e)
+            if problem is None:
+                raise
+            raise ConfigError(f"the base model {cache.key} is not in pretrain.cache_dir={cache_root} and cannot "
+                              f"be built there: {problem}; point pretrain.cache_dir at a writable directory, "
+                              "or build the base there first") from None
     return model, cache, info
+
+
+def _build_base(cfg: Config, tokens: np.ndarray, source: dict, cache: BaseCache, model: GPT, info: dict,
+                threads: Threads, progress: bool | None) -> None:
+    """Under the entry's lock: loads the base another job built meanwhile, or moves a corrupt entry
+    aside and pre-trains ``model`` into the cache (``info`` updated)."""
+    def waiting() -> None:
+        log.info("waiting for another job to finish pre-training base %s", cache.key)
+
+    with file_lock(cache.lock_path, on_wait=waiting) as waited:
+        info["wait_s"] = waited
+        if cache.exists():  # built meanwhile, or there from the start but unusable
+            problem = cache.load_into(model)
+            if problem is None:
+                return
+            try:
+                aside = cache.move_aside()
+            except OSError as e:
+                raise CheckpointError(f"the cached base model {cache.dir} is corrupt ({problem}) and could "
+                                      f"not be moved aside ({e.strerror or e}); delete that folder and run "
+                                      "again") from None
+            info["warnings"].append(f"the cached base model {cache.dir} was corrupt ({problem}); "
+                                    f"moved it aside to {aside} and pre-trained it again")
+        if not cache.exists():
+            log.info("pre-training base model %s (%d steps)", cache.key, cfg.pretrain.steps)
+            t0 = time.perf_counter()
+            model.set_threads(threads.pretrain)
+            curve = pretrain(model, tokens, cfg, progress=progress)
+            model.set_threads(threads.sft)
+            info["pretrain_s"] = time.perf_counter() - t0
+            info["pretrain_threads"] = threads.pretrain
+            save_checkpoint(cache.model_path, model, step=cfg.pretrain.steps,
+                            extra={"kind": "base", "key": cache.key})
+            settings = _base_settings(cfg)
+            cache.write_meta({"key": cache.key, "model": cfg.model.__dict__, "pretrain": settings["pretrain"],
+                              "source": source, "pretrain_s": info["pretrain_s"], "curve": curve,
+                              "n_tokens": int(len(tokens))})
+            info["built"] = True

@@ -742,3 +742,12 @@ def test_a_read_only_shared_cache_is_used_read_only(tmp_path, mounts):
     assert str(view) in warning and "read-only" in warning, warning
     assert s["base_model"]["built_here"] is False
     assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == before
+
+
+def test_a_read_only_cache_without_the_base_is_one_clear_error(tmp_path, mounts):
+    _, s = run_job(tmp_path, str(mounts["ro"]), ["pretrain.seed=15", "pretrain.steps=20"])
+    assert s["status"] == "failed" and s["user_error"] is True, s.get("error")
+    assert s["error"].startswith(f"ConfigError: the base model {s['error'].split()[4]} is not in "
+                                 f"pretrain.cache_dir={mounts['ro']} and cannot be built there: cannot write "
+                                 f"{mounts['ro']}/base-"), s["error"]
+    assert "read-only" in s["error"] and "writable" in s["error"]
