@@ -236,8 +236,9 @@ class Job:
     def report_data(self) -> None:
         """What the data preparation kept and dropped, printed once; its warnings recorded."""
         counts = data_counts_line(self.data.report)
-        if counts:
-            log.info("[%s] data: %s", self.name, counts)
+        kept = (f"kept {len(self.data.train_examples)} training examples, "
+                f"{len(self.data.val_examples)} held out")
+        log.info("[%s] data: %s", self.name, f"{counts}; {kept}" if counts else kept)
         for w in self.data.warnings:
             self.warn(w)
 

@@ -103,6 +103,17 @@ def test_skips_and_drops_become_warnings(tmp_path):
     assert any("response_loss" in w for w in prepared.warnings), prepared.warnings
 
 
+def test_the_terminal_states_loaded_skipped_and_kept(tmp_path, cache_dir, caplog):
+    recs = [_conv(f"q{i}", f"answer {i}") for i in range(20)] + [{"messages": "bad"}]
+    data = _jsonl(tmp_path / "d.jsonl", recs)
+    caplog.set_level("INFO", logger="sft_sweep")
+    _, s = run_job(tmp_path, cache_dir, ["data=files", f"data.datasets.main.path={data}",
+                                         "+data.datasets.main.on_bad_record=skip", "train.max_steps=1"])
+    assert s["status"] == "completed", s.get("error")
+    (line,) = [r.getMessage() for r in caplog.records if "] data: " in r.getMessage()]
+    assert "main: 20 loaded, 1 skipped" in line and line.endswith("kept 19 training examples, 1 held out"), line
+
+
 def test_job_summary_lists_warnings_and_failed_data_counts(tmp_path, cache_dir):
     recs = [_conv(f"q{i}", f"answer {i}") for i in range(20)] + [{"messages": "bad"}]
     data = _jsonl(tmp_path / "d.jsonl", recs)
