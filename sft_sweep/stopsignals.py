@@ -7,14 +7,18 @@ raise ``Stopped`` (a ``KeyboardInterrupt``) in the main thread, which the job al
 
 A launcher's worker processes (joblib) do not see a signal sent to the command alone, so the
 command passes it on to its child processes, then waits a little for them to record their jobs and
-exit before it stops itself; a worker, once its job is recorded, exits.
+exit before it stops itself; a worker, once its job is recorded, exits. A command killed outright
+(``kill -9``) passes nothing on: each worker watches the command's process and, once it is gone,
+stops itself the same way (an idle worker simply exits), so no worker outlives its sweep.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -91,6 +95,55 @@ def in_launcher_worker() -> bool:
     """Whether this process runs jobs for a command in another process (a joblib worker)."""
     main = os.environ.get(MAIN_PID_ENV)
     return bool(main) and main != str(os.getpid())
+
+
+#: How often a launcher's worker looks whether the command that started the sweep is still there.
+MAIN_WATCH_S = 0.5
+_watching = False
+_job_running = threading.Event()
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie, ended but not yet reaped, has)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return os.path.isdir("/proc") and not _alive(pid)
+
+
+@contextlib.contextmanager
+def running_job():
+    """Marks the block as this process's job (for ``end_with_main_process``)."""
+    _job_running.set()
+    try:
+        yield
+    finally:
+        _job_running.clear()
+
+
+def end_with_main_process() -> None:
+    """In a launcher's worker: once the command that started the sweep is gone, stop as if it had
+    passed SIGTERM on (the running job records ``interrupted``, then the worker exits), or exit at
+    once when no job runs. Started once per worker; a no-op in the command's own process."""
+    global _watching
+    if _watching or not in_launcher_worker():
+        return
+    _watching = True
+    main = int(os.environ[MAIN_PID_ENV])
+
+    def watch() -> None:
+        while not _gone(main):
+            time.sleep(MAIN_WATCH_S)
+        if _job_running.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(WORKER_GRACE_S)  # the job records itself and the worker exits meanwhile
+        logging.shutdown()
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="sft-sweep-main-watch", daemon=True).start()
 
 
 def exit_worker(stop: Stopped) -> None:
