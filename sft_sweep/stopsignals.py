@@ -103,17 +103,6 @@ _watching = False
 _job_running = threading.Event()
 
 
-def _gone(pid: int) -> bool:
-    """Whether process ``pid`` has ended (a zombie, ended but not yet reaped, has)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return os.path.isdir("/proc") and not _alive(pid)
-
-
 @contextlib.contextmanager
 def running_job():
     """Marks the block as this process's job (for ``end_with_main_process``)."""
@@ -125,17 +114,19 @@ def running_job():
 
 
 def end_with_main_process() -> None:
-    """In a launcher's worker: once the command that started the sweep is gone, stop as if it had
-    passed SIGTERM on (the running job records ``interrupted``, then the worker exits), or exit at
-    once when no job runs. Started once per worker; a no-op in the command's own process."""
+    """In a launcher's worker started by the command itself (joblib's): once the command is gone
+    (this process handed to another parent), stop as if it had passed SIGTERM on (the running job
+    records ``interrupted``, then the worker exits), or exit at once when no job runs. Started
+    once per worker; a no-op in the command's own process and in workers it did not start (a
+    cluster's or Ray's, which their own systems end)."""
     global _watching
-    if _watching or not in_launcher_worker():
+    if _watching or not in_launcher_worker() or str(os.getppid()) != os.environ[MAIN_PID_ENV]:
         return
     _watching = True
-    main = int(os.environ[MAIN_PID_ENV])
+    main = os.getppid()
 
     def watch() -> None:
-        while not _gone(main):
+        while os.getppid() == main:
             time.sleep(MAIN_WATCH_S)
         if _job_running.is_set():
             os.kill(os.getpid(), signal.SIGTERM)
