@@ -5,6 +5,10 @@ default for both ends the process on the spot, leaving ``summary.json`` at ``run
 raise ``Stopped`` (a ``KeyboardInterrupt``) in the main thread, which the job already turns into
 ``interrupted`` while keeping its last checkpoint.
 
+Ctrl-C takes the same path: every stop signal is handled once per process, the later ones (a
+terminal's Ctrl-C reaches the command and its workers alike, ``timeout`` passes on a copy of its
+own, an impatient second Ctrl-C) are ignored while the jobs record themselves.
+
 A launcher's worker processes (joblib) do not see a signal sent to the command alone, so the
 command passes it on to its child processes, then waits a little for them to record their jobs and
 exit before it stops itself; a worker, once its job is recorded, exits. A command killed outright
@@ -23,7 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# Ctrl-C (SIGINT) too: handled alike, a second one (a terminal's Ctrl-C reaches every process of
+# the group, and ``timeout`` passes its own copy on) cannot cut a job's last write.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 #: How long the command waits for its workers to record their interrupted jobs.
 WORKER_GRACE_S = 60.0
 #: Set by the command for its launcher's workers: the pid of the process that started the sweep.
