@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from analysis.jobdir import HYDRA_DIR
+from analysis.jobdir import HYDRA_DIR, JSON_MAX_BYTES, read_bounded
 from analysis.roles import key_of
 from sft_sweep.config import Config, to_object
 from sft_sweep.data import fit_example, training_conversations
@@ -186,9 +186,11 @@ def absent_reasons(done: pd.DataFrame) -> dict[str, str]:
 
 
 def read_summary(job_dir: str | Path) -> dict[str, Any]:
+    """The job's summary, or {} (the collection of the jobs has listed why it is unusable)."""
+    text = read_bounded(Path(job_dir) / "summary.json", JSON_MAX_BYTES, [])
     try:
-        raw = json.loads((Path(job_dir) / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = json.loads(text) if text else {}
+    except ValueError:
         return {}
     return raw if isinstance(raw, dict) else {}
 

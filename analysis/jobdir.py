@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ def read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) ->
     # Status: a job without (readable) summary is still running, or died without writing one.
     if summary_ok:
         status = str(summary.get("status") or "unknown").strip().lower() or "unknown"
-    elif (job_dir / "summary.json").exists():
+    elif os.path.lexists(job_dir / "summary.json"):
         status = "unreadable"
     else:
         status = RUNNING
@@ -159,7 +160,7 @@ def read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) ->
     mpath = job_dir / "metrics.jsonl"
     last_train: dict[str, Any] = {}
     last_eval: dict[str, Any] = {}
-    if mpath.exists():
+    if os.path.lexists(mpath):
         for row in read_jsonl_rows(mpath, problems, tolerate_partial_tail=(status == RUNNING)):
             kind = str(row.get("kind", "")).strip() or "unknown"
             step = as_number(row.get("step"))
@@ -193,7 +194,7 @@ def read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) ->
 
     samples = []
     spath = job_dir / "samples.jsonl"
-    if spath.exists():
+    if os.path.lexists(spath):
         for row in read_jsonl_rows(spath, problems, tolerate_partial_tail=(status == RUNNING)):
             samples.append({"job": job_id, **{k: as_text(row.get(k)) for k in SAMPLE_COLUMNS[1:]}})
 
@@ -286,13 +287,42 @@ def parse_scalar(text: str) -> Any:
     return f if low not in ("nan", "inf", "-inf", "+inf", "infinity") else s
 
 
-def read_json_file(path: Path, problems: list[Problem]) -> Any:
-    if not path.exists():
+# The largest job files read: a job writes a summary of kilobytes and rows of a few megabytes;
+# a bigger file is damaged or not a job's, and reading it whole would cost the report its memory.
+JSON_MAX_BYTES = 64 << 20
+JSONL_MAX_BYTES = 512 << 20
+
+
+def read_bounded(path: Path, limit: int, problems: list[Problem]) -> str | None:
+    """The text of ``path`` when it is a readable regular file of at most ``limit`` bytes; else
+    None, with a problem saying why it was skipped (nothing for a file that is not there)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if os.path.islink(path):
+            problems.append(Problem(str(path), "a link to nothing; ignored"))
+        return None
+    except OSError as exc:
+        problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}; ignored"))
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        problems.append(Problem(str(path), "not a regular file; ignored"))
+        return None
+    if st.st_size > limit:
+        problems.append(Problem(str(path), f"{st.st_size} bytes, more than the {limit} a job file may have; "
+                                           "not read"))
         return None
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(limit + 1)[:limit]
     except OSError as exc:
-        problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}"))
+        problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}; ignored"))
+        return None
+
+
+def read_json_file(path: Path, problems: list[Problem]) -> Any:
+    text = read_bounded(path, JSON_MAX_BYTES, problems)
+    if text is None:
         return None
     if not text.strip():
         problems.append(Problem(str(path), "empty file; ignored"))
@@ -310,10 +340,8 @@ def read_jsonl_rows(path: Path, problems: list[Problem], *, tolerate_partial_tai
     The last line of a file still being written may be cut off; for a running job that is
     expected and silently ignored.
     """
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}"))
+    text = read_bounded(path, JSONL_MAX_BYTES, problems)
+    if text is None:
         return []
     lines = text.split("\n")
     partial_tail = not text.endswith("\n")

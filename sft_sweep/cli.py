@@ -39,7 +39,8 @@ from .config_check import check_keys, refuse, resolution_error
 from .errors import ConfigError, SftSweepError, file_system_problem
 from .jobfiles import COMPLETED, SWEEP_OUTCOME_ENV, objective, read_sweep_outcome, record_refused_job
 from .joblock import JobDirInUse
-from .stopsignals import Stopped, exit_worker, handle_stop_signals, in_launcher_worker, mark_main_process
+from .stopsignals import (Stopped, end_with_main_process, exit_worker, handle_stop_signals, in_launcher_worker,
+                          mark_main_process, running_job)
 from .train.job import Job
 from .train.resources import threads_per_job
 
@@ -122,8 +123,10 @@ def task(cfg: DictConfig) -> float | list[float] | None:
     job = Job(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task), base_dir=hc.runtime.cwd,
               job_name=label, progress=show_bars)
     handle_stop_signals()  # in a launcher's worker too
+    end_with_main_process()
     try:
-        summary = run_job(job, show_bars)
+        with running_job():
+            summary = run_job(job, show_bars)
     except Stopped as stop:
         if in_launcher_worker():
             exit_worker(stop)

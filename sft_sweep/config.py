@@ -371,6 +371,9 @@ def validate(cfg: Config) -> None:
     """Raise ConfigError listing every value that breaks a rule."""
     p: list[str] = []
     _non_finite(cfg, "", p)
+    # the name is a directory's name below runs/ (hydra.run.dir, hydra.sweep.dir), never a path
+    _check(cfg.name not in ("", ".", "..") and "/" not in cfg.name and "\0" not in cfg.name, "name", cfg.name,
+           "must be a name, not a path (no '/'; not '.' or '..')", p)
     m = cfg.model
     for k in ("n_layer", "n_head", "n_embd", "n_mlp", "block_size"):
         _check(getattr(m, k) >= 1, f"model.{k}", getattr(m, k), "must be >= 1", p)

@@ -42,6 +42,7 @@ import numpy as np
 from .data.conversation import Conversation, Turn
 from .data.templates import TEMPLATE_NAMES, Template, get_template
 from .errors import SftSweepError, user_errors_exit
+from .atomicio import TMP_PREFIX, TMP_SUFFIX
 from .export_peft import export_adapter
 from .jobfiles import ADAPTER, atomic_path, write_json
 from .jobmodels import resolve, load_model
@@ -255,6 +256,50 @@ def export_lora(adapter: Path, base: Path | None, out_dir: Path, template: Templ
           f"and its base model to {out_dir / 'base'}")
 
 
+EXPORT_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
+                "tokenizer_config.json", "special_tokens_map.json")
+# what a LoRA job's export adds beside them (export_lora)
+LORA_EXPORT_DIRS = ("base", "adapter")
+
+
+def _safetensors_metadata(path: Path) -> dict:
+    """The ``__metadata__`` of a safetensors file's header, or {} when it has none or is no
+    safetensors file (the header: 8 bytes little-endian length, then that much JSON)."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 2 <= n <= 100 << 20:
+                return {}
+            header = json.loads(f.read(n))
+    except (OSError, ValueError):
+        return {}
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def is_earlier_export(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds only what ``export_model`` writes, its weights carrying our
+    ``source`` metadata: a directory an export may overwrite without asking."""
+    names = {p.name for p in out_dir.iterdir()
+             if not (p.name.startswith(TMP_PREFIX) and p.name.endswith(TMP_SUFFIX))}
+    return (names <= set(EXPORT_FILES) | set(LORA_EXPORT_DIRS) and "model.safetensors" in names
+            and "source" in _safetensors_metadata(out_dir / "model.safetensors"))
+
+
+def check_out_dir(out_dir: Path, force: bool) -> None:
+    """Refuses an OUT_DIR that is a file, or a non-empty directory that is not an earlier export
+    (unless ``force``): an export never replaces a user's own files unasked."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir} is a file, not a directory: give a directory to write the "
+                          f"checkpoint into")
+    if not out_dir.is_dir() or force:
+        return
+    if any(out_dir.iterdir()) and not is_earlier_export(out_dir):
+        raise ExportError(f"{out_dir} already holds files that an export did not write; choose an "
+                          f"empty or new directory, or pass --force to replace "
+                          f"{', '.join(EXPORT_FILES)} in it")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="sft-sweep-export", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -264,12 +309,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--job", help="in a sweep directory: the job's name, or some of its key=value parts")
     p.add_argument("--template", choices=TEMPLATE_NAMES,
                    help="chat template for tokenizer_config.json (default: the job's own, else chatml)")
+    p.add_argument("--force", action="store_true",
+                   help="write into OUT_DIR even when it holds files an export did not write "
+                        "(the export's own file names are replaced, other files kept)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with user_errors_exit("sft-sweep-export"):
+        check_out_dir(Path(args.out_dir), args.force)
         found = resolve(args.target, args.job)
         if found.tuned is None:
             raise ExportError(f"{args.target} holds no model to export ({'; '.join(found.notes)})")

@@ -181,6 +181,8 @@ def counts_lines(counts: dict[str, Any]) -> list[str]:
             if rep.get("ignored_fields"):
                 fields = ", ".join(f"{k} ({v} records)" for k, v in sorted(rep["ignored_fields"].items()))
                 lines.append(f"{key[5:]}: fields not trained on, ignored: {fields}")
+            lines += [f"{key[5:]}: warning: {w}" for w in rep.get("warnings", [])
+                      if "fields not trained on" not in w]
         elif key.startswith("quality.") and isinstance(rep, dict):
             removed = rep.get("removed", {})
             dup = removed.get("duplicate", 0)

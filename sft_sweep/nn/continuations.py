@@ -40,6 +40,7 @@ def _extend(model: GPT, tokens: np.ndarray, pos: np.ndarray, owner: np.ndarray,
     R, A = tokens.shape
     H, hd, C, M = cfg.n_head, cfg.head_dim, cfg.n_embd, cfg.n_mlp
     N, P = R * A, int(prefix_len.max())
+    ws.release_if_over_limit()
     inv_c = _inv_c(ws, C)
     x = (p["wte"][tokens] + p["wpe"][pos]).reshape(N, C)
     tmp = ws.get("ext_tmp", (N, C))

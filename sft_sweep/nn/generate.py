@@ -65,6 +65,7 @@ def _inv_c(ws: L.Workspace, C: int) -> np.ndarray:
 def _decode(model: GPT, tokens: np.ndarray, pos: np.ndarray, cache: _Cache, fw) -> np.ndarray:
     """One token per row at that row's position ``pos[b]``; returns next-token logits (B, V)."""
     cfg, p, ws = model.config, model.params, cache.ws
+    ws.release_if_over_limit()
     B = tokens.shape[0]
     H, hd, C, M = cfg.n_head, cfg.head_dim, cfg.n_embd, cfg.n_mlp
     rows = np.arange(B)

@@ -48,14 +48,18 @@ class Workspace:
     """Named buffers reused across calls, so a training step allocates (and page-faults)
     almost nothing. One per worker thread; not shared between threads.
 
-    Buffers are keyed by name and shape; when the total exceeds ``limit_bytes`` (many
-    different sequence lengths) everything is dropped and reallocated on demand.
+    Buffers are keyed by name and shape and live until ``release_if_over_limit``, which the
+    owner calls between calls: a call's forward fills buffers its backward reads, so nothing
+    is dropped in the middle of one, however large it grows. Between calls, a workspace
+    that holds more than ``limit_bytes`` (many different shapes) drops the buffers the last
+    call did not use; those it used stay for the next call, which most likely has its shape.
     """
 
     def __init__(self, dtype, limit_bytes: int = 1 << 30) -> None:
         self.dtype = np.dtype(dtype)
         self.limit = limit_bytes
         self._bufs: dict = {}
+        self._used: set = set()
         self.nbytes = 0
         self._consts: dict = {}
 
@@ -63,20 +67,27 @@ class Workspace:
         key = (name, shape)
         a = self._bufs.get(key)
         if a is None:
-            a = np.empty(shape, dtype=self.dtype)
+            a = self._bufs[key] = np.empty(shape, dtype=self.dtype)
             self.nbytes += a.nbytes
-            if self.nbytes > self.limit:
-                self._bufs.clear()
-                self.nbytes = a.nbytes
-            self._bufs[key] = a
+        self._used.add(key)
         return a
+
+    def release_if_over_limit(self) -> None:
+        """Between calls: when the buffers hold more than the limit, drops those the last call
+        did not use. Starts the next call's count of what it uses."""
+        if self.nbytes > self.limit:
+            for key in [k for k in self._bufs if k not in self._used]:
+                self.nbytes -= self._bufs.pop(key).nbytes
+        self._used.clear()
 
     def aug(self, name, rows: int, cols: int) -> np.ndarray:
         """A (rows, cols + 1) buffer whose last column is ones (the bias input)."""
-        a = self._bufs.get((name, (rows, cols + 1)))
+        key = (name, (rows, cols + 1))
+        a = self._bufs.get(key)
         if a is None:
             a = self.get(name, (rows, cols + 1))
             a[:, cols] = 1.0
+        self._used.add(key)
         return a
 
     def ones(self, n: int) -> np.ndarray:

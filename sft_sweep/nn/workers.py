@@ -100,13 +100,16 @@ class ShardWorkers:
 
     def workspace(self, i: int, shape: tuple[int, int]) -> L.Workspace:
         """Shard ``i``'s workspace for a (rows, seq_len) shape. A few shapes are kept
-        (training and evaluation batches alternate); older ones are dropped."""
+        (training and evaluation batches alternate); older ones are dropped. Handing one out
+        starts a call with it, so an oversized one is released first."""
         per = self._ws.setdefault(i, {})
         ws = per.pop(shape, None)
         if ws is None:
             ws = L.Workspace(self.dtype)
             while len(per) >= WORKSPACES_KEPT:
                 per.pop(next(iter(per)))
+        else:
+            ws.release_if_over_limit()
         per[shape] = ws                                 # most recent last
         return ws
 

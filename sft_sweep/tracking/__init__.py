@@ -74,6 +74,11 @@ class Tracking:
         return _Tee()
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
 def open_tracking(cfg_dict: dict[str, Any], job_dir: Path, label: str, base_dir: str) -> Tracking:
     """The trackers of ``cfg_dict['logger']`` for one job (a missing library is a warning)."""
     logger_cfg = cfg_dict.get("logger") or {}
@@ -88,6 +93,8 @@ def open_tracking(cfg_dict: dict[str, Any], job_dir: Path, label: str, base_dir:
             trackers.append(TensorBoardTracker(job_dir, **logger_cfg["tensorboard"]))
         except ImportError as e:
             tracking.warnings.append(f"tensorboard logger: {e} (pip install 'sft-sweep[tensorboard]')")
+        except Exception as e:  # noqa: BLE001 - a tracker that cannot start never stops the job
+            tracking.warnings.append(f"tensorboard logger could not start: {_first_line(e)}")
     if logger_cfg.get("mlflow"):
         try:
             from .mlflow_run import MlflowTracker
@@ -98,6 +105,8 @@ def open_tracking(cfg_dict: dict[str, Any], job_dir: Path, label: str, base_dir:
                                           log_model=bool(logger_cfg["mlflow"].get("log_model", True))))
         except ImportError as e:
             tracking.warnings.append(f"mlflow logger: {e} (pip install 'sft-sweep[mlflow]')")
+        except Exception as e:  # noqa: BLE001 - a tracker that cannot start never stops the job
+            tracking.warnings.append(f"mlflow logger could not start: {_first_line(e)}")
     for w in tracking.warnings:
         log.warning("[%s] %s", label, w)
     tracking.trackers = trackers

@@ -14,6 +14,7 @@ the user set it), with a one-line hint to move it into a database (``mlflow migr
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -58,6 +59,26 @@ def store_uri(uri: str, base_dir: str) -> str:
         return "sqlite:///" + str(path)
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return path.as_uri()
+
+
+SQL_STORE_PACKAGES = ("sqlalchemy", "alembic")
+
+
+def check_store_support(uri: str) -> None:
+    """``ImportError`` naming the missing packages when ``uri`` is a database store and MLflow's SQL
+    store cannot be used (mlflow-skinny installed without them: MLflow itself would fail with an
+    'unsupported URI' error that names neither)."""
+    if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+        return
+    missing = []
+    for name in SQL_STORE_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ImportError(f"the MLflow store {uri} is a database, which needs {' and '.join(missing)} "
+                          "(not installed)")
 
 
 def file_store_hint(uri: str, base_dir: str) -> str | None:
@@ -127,6 +148,7 @@ class MlflowTracker:
         self.uri = store_uri(tracking_uri, base_dir)
         self.experiment_name = experiment_name
         self.log_model = log_model
+        check_store_support(self.uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         self.run_id: str | None = None
         hint = None if sweep_dir_of(self.job_dir) else file_store_hint(self.uri, base_dir)
@@ -198,6 +220,7 @@ class SweepRun:
                 print(f"sft-sweep: note: {hint}", file=sys.stderr)
             self.sweep_dir = configured_sweep_dir(config)
             self.sweep_dir.mkdir(parents=True, exist_ok=True)
+            check_store_support(uri)
             self.client = MlflowClient(tracking_uri=uri)
             state = read_json(self.sweep_dir / PARENT_FILE) or {}
             self.run_id = _reopen(self.client, state.get("run_id"), uri, state.get("tracking_uri"))
@@ -210,9 +233,10 @@ class SweepRun:
             command = " ".join(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
             self.client.set_tag(self.run_id, "sft_sweep.command", command[:5000])
         except Exception as e:  # noqa: BLE001 - the sweep runs without its parent run
-            self.run_id = None
+            self.run_id, self.client = None, None
+            extra = " (pip install 'sft-sweep[mlflow]')" if isinstance(e, ImportError) else ""
             print(f"sft-sweep: warning: MLflow parent run for the sweep not opened: {type(e).__name__}: "
-                  f"{str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+                  f"{str(e).splitlines()[0] if str(e) else ''}{extra}", file=sys.stderr)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         if self.client is None or self.run_id is None or self.sweep_dir is None:

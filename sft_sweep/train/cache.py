@@ -30,18 +30,37 @@ from ..nn import GPT, load_checkpoint
 
 @contextlib.contextmanager
 def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[float]:
-    """Hold an exclusive lock on ``path``; yields the seconds spent waiting for it."""
+    """Hold an exclusive lock on ``path``; yields the seconds spent waiting for it.
+
+    When the block fails, the lock file is removed (still locked), so a failed build leaves no
+    ``base-<key>.lock`` without its base. A process that waited on the removed file then finds
+    another file (or none) at ``path`` and locks that one instead.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(path, "a+") as f:
+    while True:
+        f = open(path, "a+")
         try:
             fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             if on_wait is not None:
                 on_wait()
+                on_wait = None
             fcntl.lockf(f, fcntl.LOCK_EX)
         try:
+            same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()  # its holder removed it meanwhile: lock the file now at ``path``
+    with f:
+        try:
             yield time.perf_counter() - t0
+        except BaseException:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
         finally:
             fcntl.lockf(f, fcntl.LOCK_UN)
 

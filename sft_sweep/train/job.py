@@ -25,14 +25,15 @@ from .. import __version__
 from ..data import (PreparedData, ReplayMix, data_counts_line, prepare, pretrain_paths, pretrain_source,
                     resolve_path, with_replay)
 from ..config import Config, base_eval_key, config_dict, config_hash, to_object, validate
-from ..errors import CheckpointError, ConfigError, DivergedError, SftSweepError
+from ..errors import CheckpointError, ConfigError, DivergedError, SftSweepError, file_system_problem
 from ..jobfiles import (
     ADAPTER, BLENDS, CHECKPOINT, PEFT, WEIGHT_CHANGE, COMPLETED, DIVERGED, FAILED, INPUTS, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES,
     SUMMARY, WARNINGS, file_digest, flatten, forgetting_pct, read_json, write_json, write_jsonl,
 )
 from ..atomicio import atomic_path
 from ..joblock import job_dir_lock
-from ..nn import GPT, load_checkpoint, read_checkpoint_config, save_checkpoint
+from ..nn import GPT, load_checkpoint, save_checkpoint
+from ..nn.checkpoint import check_checkpoint
 from . import sft
 from .cache import BaseCache
 from .evaluate import Evaluator, sample_rows
@@ -131,7 +132,7 @@ class Job:
     def completed_run_stale(self, summary: dict) -> str | None:
         """Why a completed run with this config no longer stands, or None."""
         try:
-            read_checkpoint_config(self.dir / MODEL)
+            check_checkpoint(self.dir / MODEL)
         except CheckpointError as e:
             return f"its model file cannot be used ({e})"
         for what, seen in (summary.get(INPUTS) or {}).items():
@@ -215,13 +216,13 @@ class Job:
         self.data = prepare(cfg, self.base_dir, report=self.data_report)
         self.timings["data_s"] = time.perf_counter() - tic
         self.report_data()
+        examples = with_replay(self.data, cfg.mix.replay_ratio, cfg.model.block_size + 1, cfg.train.seed)
+        self.plan = sft.plan(examples(0), cfg)
         self.load_base()
         self.inputs = self.read_inputs()
         self.evaluator = evaluator_for(cfg, self.data)
         self.warn_unmeasured()
         self.evaluate_base()
-        examples = with_replay(self.data, cfg.mix.replay_ratio, cfg.model.block_size + 1, cfg.train.seed)
-        self.plan = sft.plan(examples(0), cfg)
         start_step = self.resume()
         step = self.train(examples, start_step)
         return self.finish(step, examples, t_start)
@@ -238,8 +239,9 @@ class Job:
     def report_data(self) -> None:
         """What the data preparation kept and dropped, printed once; its warnings recorded."""
         counts = data_counts_line(self.data.report)
-        if counts:
-            log.info("[%s] data: %s", self.name, counts)
+        kept = (f"kept {len(self.data.train_examples)} training examples, "
+                f"{len(self.data.val_examples)} held out")
+        log.info("[%s] data: %s", self.name, f"{counts}; {kept}" if counts else kept)
         for w in self.data.warnings:
             self.warn(w)
 
@@ -275,7 +277,14 @@ class Job:
             metrics, gens = self.evaluator.evaluate(self.model)
             cached = {"metrics": metrics, "generations": _gen_dicts(gens), "items": self.evaluator.item_scores,
                       "not_measured": self.evaluator.not_measured}
-            self.cache.write_eval(key, cached)
+            try:
+                self.cache.write_eval(key, cached)
+            except OSError as e:  # a shared cache the job may read but not write
+                problem = file_system_problem(e)
+                if problem is None:
+                    raise
+                self.warn(f"the base model's evaluation was computed here and not cached in "
+                          f"{self.cache.dir} ({problem}); a job with these eval settings computes it again")
         self.base_metrics, self.base_gens = cached["metrics"], cached["generations"]
         self.base_items = cached.get("items")  # per-item scores for paired base -> tuned changes
         self.timings["base_eval_s"] = time.perf_counter() - tic
@@ -380,7 +389,7 @@ class Job:
         if cfg.eval.blend:
             method[BLENDS] = self.evaluate_blends()
         self.timings["total_s"] = time.perf_counter() - t_start
-        data_report = {**data.report, "mix": examples.report(cfg.train.epochs), "batches": self.plan.batch_report,
+        data_report = {**data.report, "mix": examples.report(sft.planned_epochs(self.plan, cfg)), "batches": self.plan.batch_report,
                        "n_train_examples": len(examples(0)), "eval_skipped_too_long": self.evaluator.skipped}
         return self._summary(
             COMPLETED, base=base, final=final, forgetting_pct=forgetting, steps=step,

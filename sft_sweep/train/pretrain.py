@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import Config, base_settings, stable_hash
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError, file_system_problem
 from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, read_checkpoint_config, save_checkpoint
 from ..tokenizer import model_vocab_size
 from .cache import BaseCache, file_lock
@@ -48,6 +48,16 @@ def random_windows(tokens: np.ndarray, batch: int, length: int, rng: np.random.G
         raise ValueError(f"pre-training text has {len(tokens)} tokens; need more than {length}")
     starts = rng.integers(0, len(tokens) - length + 1, size=batch)
     return tokens[starts[:, None] + np.arange(length)[None, :]]
+
+
+def check_pretraining_text(tokens: np.ndarray, cfg: Config) -> None:
+    """Pre-training reads windows of ``model.block_size + 1`` tokens at random offsets: the text
+    must be longer than one window."""
+    need = cfg.model.block_size + 1
+    if len(tokens) < need + 1:
+        raise ConfigError(f"model.block_size={cfg.model.block_size} needs pre-training text of more than "
+                          f"{need} tokens; the pre-training text has {len(tokens)} tokens: lower "
+                          "model.block_size or give more pre-training text")
 
 
 def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | None = None) -> list[dict]:
@@ -116,40 +126,56 @@ def load_or_build_base(cfg: Config, tokens: np.ndarray, source: dict, cache_root
     """
     if cfg.pretrain.init_from:
         return load_given_base(cfg, cfg.pretrain.init_from, cache_root, threads)
+    check_pretraining_text(tokens, cfg)
     cache = BaseCache(cache_root, base_key(cfg, source))
     model = GPT(gpt_config(cfg), seed=cfg.pretrain.seed, threads=threads.sft)
     info: dict[str, Any] = {"key": cache.key, "built": False, "wait_s": 0.0, "pretrain_s": 0.0, "warnings": []}
     if not cache.exists() or cache.load_into(model) is not None:
-        def waiting() -> None:
-            log.info("waiting for another job to finish pre-training base %s", cache.key)
-
-        with file_lock(cache.lock_path, on_wait=waiting) as waited:
-            info["wait_s"] = waited
-            if cache.exists():  # built meanwhile, or there from the start but unusable
-                problem = cache.load_into(model)
-                if problem is None:
-                    return model, cache, info
-                try:
-                    aside = cache.move_aside()
-                except OSError as e:
-                    raise CheckpointError(f"the cached base model {cache.dir} is corrupt ({problem}) and could "
-                                          f"not be moved aside ({e.strerror or e}); delete that folder and run "
-                                          "again") from None
-                info["warnings"].append(f"the cached base model {cache.dir} was corrupt ({problem}); "
-                                        f"moved it aside to {aside} and pre-trained it again")
-            if not cache.exists():
-                log.info("pre-training base model %s (%d steps)", cache.key, cfg.pretrain.steps)
-                t0 = time.perf_counter()
-                model.set_threads(threads.pretrain)
-                curve = pretrain(model, tokens, cfg, progress=progress)
-                model.set_threads(threads.sft)
-                info["pretrain_s"] = time.perf_counter() - t0
-                info["pretrain_threads"] = threads.pretrain
-                save_checkpoint(cache.model_path, model, step=cfg.pretrain.steps,
-                                extra={"kind": "base", "key": cache.key})
-                settings = _base_settings(cfg)
-                cache.write_meta({"key": cache.key, "model": cfg.model.__dict__, "pretrain": settings["pretrain"],
-                                  "source": source, "pretrain_s": info["pretrain_s"], "curve": curve,
-                                  "n_tokens": int(len(tokens))})
-                info["built"] = True
+        try:
+            _build_base(cfg, tokens, source, cache, model, info, threads, progress)
+        except OSError as e:  # a cache others share, read-only to this user
+            problem = file_system_problem(e)
+            if problem is None:
+                raise
+            raise ConfigError(f"the base model {cache.key} is not in pretrain.cache_dir={cache_root} and cannot "
+                              f"be built there: {problem}; point pretrain.cache_dir at a writable directory, "
+                              "or build the base there first") from None
     return model, cache, info
+
+
+def _build_base(cfg: Config, tokens: np.ndarray, source: dict, cache: BaseCache, model: GPT, info: dict,
+                threads: Threads, progress: bool | None) -> None:
+    """Under the entry's lock: loads the base another job built meanwhile, or moves a corrupt entry
+    aside and pre-trains ``model`` into the cache (``info`` updated)."""
+    def waiting() -> None:
+        log.info("waiting for another job to finish pre-training base %s", cache.key)
+
+    with file_lock(cache.lock_path, on_wait=waiting) as waited:
+        info["wait_s"] = waited
+        if cache.exists():  # built meanwhile, or there from the start but unusable
+            problem = cache.load_into(model)
+            if problem is None:
+                return
+            try:
+                aside = cache.move_aside()
+            except OSError as e:
+                raise CheckpointError(f"the cached base model {cache.dir} is corrupt ({problem}) and could "
+                                      f"not be moved aside ({e.strerror or e}); delete that folder and run "
+                                      "again") from None
+            info["warnings"].append(f"the cached base model {cache.dir} was corrupt ({problem}); "
+                                    f"moved it aside to {aside} and pre-trained it again")
+        if not cache.exists():
+            log.info("pre-training base model %s (%d steps)", cache.key, cfg.pretrain.steps)
+            t0 = time.perf_counter()
+            model.set_threads(threads.pretrain)
+            curve = pretrain(model, tokens, cfg, progress=progress)
+            model.set_threads(threads.sft)
+            info["pretrain_s"] = time.perf_counter() - t0
+            info["pretrain_threads"] = threads.pretrain
+            save_checkpoint(cache.model_path, model, step=cfg.pretrain.steps,
+                            extra={"kind": "base", "key": cache.key})
+            settings = _base_settings(cfg)
+            cache.write_meta({"key": cache.key, "model": cfg.model.__dict__, "pretrain": settings["pretrain"],
+                              "source": source, "pretrain_s": info["pretrain_s"], "curve": curve,
+                              "n_tokens": int(len(tokens))})
+            info["built"] = True

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..data import Batch, Example, make_batches
-from ..errors import DivergedError, NonFiniteLossError
+from ..errors import ConfigError, DivergedError, NonFiniteLossError
 from ..nn import GPT, AdamW, lr_at
 from ..nn.peft import Tuning
 from ..tokenizer import model_vocab_size, special_ids
@@ -46,13 +46,29 @@ def epoch_batches(examples: list[Example], cfg: Config, epoch: int) -> tuple[lis
                         seed=cfg.train.seed, epoch=epoch, pad_id=_pad_id(cfg))
 
 
+# More optimiser steps than a job plans: a numpy model takes days for a million steps, so a plan
+# beyond is a slip (train.epochs=1e9), refused before any work.
+MAX_PLAN_STEPS = 1_000_000
+
+
 def plan(examples: list[Example], cfg: Config) -> Plan:
     batches, report = epoch_batches(examples, cfg, 0)
     per_epoch = math.ceil(len(batches) / cfg.train.grad_accum)
     total = per_epoch * cfg.train.epochs
     if cfg.train.max_steps:
         total = min(total, cfg.train.max_steps)
+    if total > MAX_PLAN_STEPS:
+        t = cfg.train
+        setting = f"train.max_steps={t.max_steps}" if t.max_steps else f"train.epochs={t.epochs}"
+        raise ConfigError(f"{setting} plans {total} optimiser steps ({per_epoch} per epoch), more than "
+                          f"{MAX_PLAN_STEPS} (the most a job plans): lower train.epochs, or cap the steps "
+                          "with train.max_steps")
     return Plan(steps_per_epoch=per_epoch, total_steps=total, batch_report=report)
+
+
+def planned_epochs(pl: Plan, cfg: Config) -> int:
+    """The epochs a plan reaches (fewer than ``train.epochs`` when ``train.max_steps`` cuts it)."""
+    return min(cfg.train.epochs, max(1, math.ceil(pl.total_steps / max(pl.steps_per_epoch, 1))))
 
 
 def make_optimizer(model: GPT, cfg: Config, tuning: Tuning | None = None) -> AdamW:

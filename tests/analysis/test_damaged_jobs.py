@@ -3,6 +3,8 @@ jobs are shown (escaped), and a diverged job counts as failed and stays out of e
 
 from __future__ import annotations
 
+import pytest
+
 from analysis.collect import collect_runs
 from analysis.report import write_report
 from analysis_helpers import BASE_CONFIG, BASE_EVAL, summary_for, write_job
@@ -54,3 +56,36 @@ def test_report_shows_warnings_and_counts_diverged_as_failed(tmp_path):
     assert "<script>x</script>" not in html and "skipped 3 of 40 records" in html
     assert "2 of 3 jobs completed" in md and "DivergedError" in md
     assert "68382665" not in md and "6838266" not in md  # the blown-up loss is in no table or finding
+
+
+def _self_link(path):
+    path.unlink()
+    path.symlink_to(path.name)
+
+
+def _huge(path):
+    with open(path, "ab") as f:
+        f.truncate(64 << 20)  # sparse: 64 MiB that cost nothing to make
+
+
+# (file damaged in job "1", damage, status of job "1", words in the problem)
+BOUNDED = [
+    ("summary.json", _self_link, "unreadable", ["1/summary.json", "cannot read", "symbolic links"]),
+    ("summary.json", _huge, "unreadable", ["1/summary.json", "67108864 bytes", "more than", "not read"]),
+    ("metrics.jsonl", _huge, "completed", ["1/metrics.jsonl", "67108864 bytes", "more than", "not read"]),
+]
+
+
+@pytest.mark.parametrize("name,damage,status,words", BOUNDED, ids=["summary_loop", "summary_huge", "metrics_huge"])
+def test_job_files_are_read_with_a_size_bound_and_skips_are_listed(tmp_path, monkeypatch, name, damage, status, words):
+    import analysis.jobdir as jobdir
+
+    monkeypatch.setattr(jobdir, "JSON_MAX_BYTES", 1 << 20, raising=False)
+    monkeypatch.setattr(jobdir, "JSONL_MAX_BYTES", 1 << 20, raising=False)
+    d = _sweep(tmp_path)
+    damage(d / "1" / name)
+    runs = collect_runs(d)
+    jobs = runs.jobs.set_index("job")
+    assert jobs.loc["1", "status"] == status and jobs.loc["0", "status"] == "completed"
+    (problem,) = [str(p) for p in runs.problems if "1/" in str(p)]
+    assert all(w in problem for w in words), problem

@@ -3,10 +3,13 @@ caches and checkpoints, and the exit code of a multirun with failed jobs."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import subprocess
+import time
+import zipfile
 import sys
 
 import numpy as np
@@ -98,6 +101,17 @@ def test_skips_and_drops_become_warnings(tmp_path):
     prepared = prepare(_files_cfg(data, "data.val_fraction=0.3", "template.mask=all"))
     assert not prepared.val_examples
     assert any("response_loss" in w for w in prepared.warnings), prepared.warnings
+
+
+def test_the_terminal_states_loaded_skipped_and_kept(tmp_path, cache_dir, caplog):
+    recs = [_conv(f"q{i}", f"answer {i}") for i in range(20)] + [{"messages": "bad"}]
+    data = _jsonl(tmp_path / "d.jsonl", recs)
+    caplog.set_level("INFO", logger="sft_sweep")
+    _, s = run_job(tmp_path, cache_dir, ["data=files", f"data.datasets.main.path={data}",
+                                         "+data.datasets.main.on_bad_record=skip", "train.max_steps=1"])
+    assert s["status"] == "completed", s.get("error")
+    (line,) = [r.getMessage() for r in caplog.records if "] data: " in r.getMessage()]
+    assert "main: 20 loaded, 1 skipped" in line and line.endswith("kept 19 training examples, 1 held out"), line
 
 
 def test_job_summary_lists_warnings_and_failed_data_counts(tmp_path, cache_dir):
@@ -219,6 +233,77 @@ def _nan_weights(path):
     np.savez(path, **arrays)
 
 
+def _rewrite_member(path, member, data):
+    """``path`` (an .npz) with ``member`` replaced by (or added as) ``data``, deflated."""
+    with zipfile.ZipFile(path) as z:
+        items = {i.filename: z.read(i) for i in z.infolist()}
+    items[member] = data
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, content in items.items():
+            z.writestr(name, content)
+
+
+def _npy_header(shape):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _huge_header(path):
+    """A member whose header claims 10^12 elements (3.6 TiB) and holds 64 bytes."""
+    _rewrite_member(path, "param/wte.npy", _npy_header((10**6, 10**6)) + bytes(64))
+
+
+def _zip_bomb(path):
+    """A member that unpacks to 64 MiB of zeros from a few dozen KiB: more than the model can need."""
+    n = 16 << 20
+    _rewrite_member(path, "param/wte.npy", _npy_header((n,)) + bytes(4 * n))
+
+
+def _bomb_beside(path):
+    """The weights intact, and one more member of 64 MiB zeros."""
+    n = 16 << 20
+    _rewrite_member(path, "opt/junk.npy", _npy_header((n,)) + bytes(4 * n))
+
+
+# (damage, words in the refusal)
+CRAFTED = [(_huge_header, ["param/wte", "claims", "1000000000000 elements"]),
+           (_zip_bomb, ["unpacks to", "more than"]),
+           (_bomb_beside, ["unpacks to", "more than"])]
+
+
+@pytest.mark.parametrize("damage,words", CRAFTED, ids=[c[0].__name__.strip("_") for c in CRAFTED])
+def test_crafted_checkpoints_are_refused_before_they_are_read(tmp_path, damage, words):
+    import tracemalloc
+
+    from sft_sweep.nn import GPT, GPTConfig, load_checkpoint, read_checkpoint_config, save_checkpoint
+
+    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, n_mlp=16, block_size=8, vocab_size=20), seed=0)
+    p = tmp_path / "m.npz"
+    save_checkpoint(p, model)
+    damage(p)
+    tracemalloc.start()
+    try:
+        for load in (lambda: load_checkpoint(p, model), lambda: read_checkpoint_config(p)):
+            with pytest.raises(CheckpointError) as err:
+                load()
+            assert str(err.value).startswith(f"checkpoint {p}") and all(w in str(err.value) for w in words), err.value
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes allocated to refuse it"
+
+
+@pytest.mark.parametrize("damage", [_huge_header, _zip_bomb, _nan_weights], ids=["huge_header", "zip_bomb", "nan"])
+def test_a_completed_job_whose_model_cannot_be_loaded_runs_again(tmp_path, cache_dir, damage):
+    job, first = run_job(tmp_path, cache_dir, ["optim.lr=2e-3"])
+    assert first["status"] == "completed", first.get("error")
+    damage(job.dir / "model.npz")
+    _, again = run_job(tmp_path, cache_dir, ["optim.lr=2e-3"])
+    assert again.get("skipped") is None and again["status"] == "completed", again.get("error")
+    assert again["final"] == first["final"]
+
+
 def test_checkpoint_messages_for_corrupt_and_non_finite_files(tmp_path):
     from sft_sweep.nn import GPT, GPTConfig, load_checkpoint, save_checkpoint
 
@@ -237,7 +322,7 @@ def test_checkpoint_messages_for_corrupt_and_non_finite_files(tmp_path):
 
 
 @pytest.mark.slow  # pre-trains a base twice per case (~5 s each)
-@pytest.mark.parametrize("damage", [_corrupt_random_bytes, _nan_weights])
+@pytest.mark.parametrize("damage", [_corrupt_random_bytes, _nan_weights, _huge_header, _zip_bomb])
 def test_corrupt_cached_base_is_moved_aside_and_rebuilt(tmp_path, damage):
     cache = tmp_path / "cache"
     quick = ["optim.lr=1e-3", "pretrain.seed=11", "pretrain.steps=20", "train.max_steps=2"]
@@ -418,6 +503,17 @@ def test_machine_state_and_bad_configs_end_in_one_line(tmp_path, request, case):
     assert not (tmp_path / "cache").exists()
 
 
+def test_deeply_nested_data_is_a_user_error_naming_the_file(tmp_path):
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    r = _sft_sweep([*SMOKE, f"pretrain.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run",
+                    "data=files", f"data.datasets.main.path={nested}"], cwd=REPO, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert f"DataError: file {nested}: arrays and objects nested too deeply" in r.stderr.splitlines()[0], r.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["user_error"] is True
+
+
 # --------------------------------------------------------------------------- eval, chat and inspect on odd input
 
 def _fake_job(root, shape):
@@ -460,6 +556,11 @@ def _tool_cases(tmp_path, request):
     data = _jsonl(eq_dir / "d=1.jsonl", [{**_conv(f"q{i}", f"answer {i}"), "id": i} for i in range(20)])
     fifo = tmp_path / "pipe.jsonl"
     os.mkfifo(fifo)
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text(json.dumps(_conv("q", "a")) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text('{"messages": [{"role": "user", "content": "q", "content": "r"}, '
+                   '{"role": "assistant", "content": "a"}]}\n' + json.dumps(_conv("x", "b")) + "\n")
     refused = ["Traceback"]
     ev, chat, insp = "sft_sweep.eval_cli", "sft_sweep.chat", "sft_sweep.inspect_data"
     return {
@@ -483,6 +584,11 @@ def _tool_cases(tmp_path, request):
                                       refused + ["no such data file"]),
         "inspect_fifo": lambda: (insp, [str(fifo)], 2, [f"file {fifo}: is a FIFO (named pipe)"],
                                  refused + ["no such data file"]),
+        "inspect_nested_json": lambda: (insp, [str(nested)], 2, [
+            f"file {nested}, record 1: arrays and objects nested more than 100 levels deep on line 2"], refused),
+        "inspect_duplicate_keys": lambda: (insp, [str(dup), "-n", "0"], 0, [
+            f"main: warning: file {dup}: duplicate keys in 1 record(s), the last value of each kept: "
+            "record 0 (line 1): 'content'"], refused),
         "inspect_html_read_only": lambda: (insp, ["--html", f"{mounts()['ro']}/page.html"], 2,
                                            [f"cannot write {mounts()['ro']}/page.html: the file system is read-only"],
                                            refused),
@@ -491,7 +597,8 @@ def _tool_cases(tmp_path, request):
 
 TOOL_CASES = ["eval_other_architecture", "eval_smaller_block", "eval_out_is_a_directory", "eval_out_read_only",
               "eval_read_only_job", "chat_other_architecture", "inspect_path_with_equals", "inspect_directory",
-              "inspect_fifo", "inspect_html_read_only"]
+              "inspect_fifo", "inspect_html_read_only", "inspect_nested_json",
+              "inspect_duplicate_keys"]
 
 
 @pytest.mark.parametrize("case", TOOL_CASES)
@@ -525,3 +632,133 @@ def test_records_refused_for_their_fields_are_skipped_and_counted_in_a_job(tmp_p
     prepared = prepare(_files_cfg(data, "+data.datasets.main.on_bad_record=skip"))
     assert prepared.report["load.main"]["skipped_reasons"] == {"reward or score": 1}
     assert any("skipped 1 of 21 records" in w for w in prepared.warnings), prepared.warnings
+
+
+# --------------------------------------------------------------------------- names, plans and the base's lock
+
+@pytest.mark.parametrize("flags", [[], ["-m"]], ids=["run", "sweep"])
+def test_name_is_a_name_not_a_path(tmp_path, flags):
+    work = tmp_path / "work"
+    work.mkdir()
+    r = _sft_sweep([*flags, *SMOKE, "name=../../../escaped", f"pretrain.cache_dir={tmp_path}/cache"], cwd=work,
+                   timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert lines[-1].strip().startswith("name='../../../escaped': must be a name, not a path (no '/'; "
+                                        "not '.' or '..')"), r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["work"] and os.listdir(work) == []
+
+
+def _base_entries(cache):
+    return sorted(p for p in os.listdir(cache) if p.startswith("base-")) if os.path.isdir(cache) else []
+
+
+def test_pretraining_text_shorter_than_a_window_is_a_config_error_and_leaves_no_lock(tmp_path):
+    cache = tmp_path / "cache"
+    _, s = run_job(tmp_path, str(cache), ["model.block_size=100000"])
+    assert s["status"] == "failed" and s["user_error"] is True, s.get("error")
+    assert s["error"].startswith("ConfigError: model.block_size=100000 needs pre-training text of more than "
+                                 "100001 tokens; the pre-training text has "), s["error"]
+    assert _base_entries(cache) == []
+
+
+def test_failed_pretraining_leaves_no_lock(tmp_path, monkeypatch):
+    import sft_sweep.train.pretrain as pretrain
+
+    def fails(*args, **kw):
+        raise MemoryError("no room for the pre-training batch")
+
+    monkeypatch.setattr(pretrain, "pretrain", fails)
+    cache = tmp_path / "cache"
+    _, s = run_job(tmp_path, str(cache), ["pretrain.seed=12"])
+    assert s["status"] == "failed" and "no room" in s["error"]
+    assert _base_entries(cache) == []
+
+
+# (overrides, exit code, words in stderr); a plan of a billion epochs is refused before pre-training
+PLANS = [
+    (["train.epochs=1000000000", "train.max_steps=0"], 1,
+     ["train.epochs=1000000000 plans", "steps", "more than 1000000", "train.max_steps"]),
+    (["train.epochs=1000000000", "train.max_steps=4"], 0, []),
+]
+
+
+@pytest.mark.parametrize("overrides,code,words", PLANS, ids=["no_cap", "max_steps"])
+def test_an_implausibly_long_plan_is_refused_up_front(tmp_path, overrides, code, words):
+    r = _sft_sweep([*SMOKE, f"pretrain.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run",
+                    "pretrain.seed=13", *overrides], cwd=REPO, timeout=120)
+    assert r.returncode == code and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert all(w in r.stderr for w in words), r.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    if code:
+        assert summary["user_error"] is True and _base_entries(tmp_path / "cache") == []
+    else:
+        assert summary["status"] == "completed" and summary["steps"] == 4
+
+
+def _hold_lock(path, fail_after_s, events):
+    from pathlib import Path
+
+    from sft_sweep.train.cache import file_lock
+
+    try:
+        with file_lock(Path(path)):
+            events.put("in")
+            time.sleep(fail_after_s)
+            if fail_after_s < 1:
+                raise RuntimeError("the build failed")
+            events.put("others locked out" if _locked_elsewhere(path) else "others could lock")
+    except RuntimeError:
+        pass
+
+
+def _locked_elsewhere(path):
+    r = subprocess.run([sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a+'); "
+                        "fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)", str(path)], capture_output=True)
+    return r.returncode != 0
+
+
+def test_a_lock_removed_by_a_failed_holder_still_excludes(tmp_path):
+    """The holder fails and removes the lock file while another process waits on it: the waiter then
+    holds a lock on the file now at the path, so a third process is kept out."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    path = tmp_path / "base-x.lock"
+    a = ctx.Process(target=_hold_lock, args=(str(path), 0.5, events))
+    a.start()
+    assert events.get(timeout=30) == "in"
+    b = ctx.Process(target=_hold_lock, args=(str(path), 1.5, events))
+    b.start()
+    assert events.get(timeout=30) == "in"
+    assert events.get(timeout=30) == "others locked out"
+    a.join(30)
+    b.join(30)
+    assert path.exists()  # the waiter's build succeeded: its lock file stays beside the base
+
+
+def test_a_read_only_shared_cache_is_used_read_only(tmp_path, mounts):
+    """A colleague's cache, read-only, holds the base but not its evaluation for these eval settings:
+    the job evaluates the base itself, says once that it could not cache it, and completes."""
+    cache = tmp_path / "shared"
+    quick = ["pretrain.seed=14", "pretrain.steps=20", "train.max_steps=2"]
+    _, first = run_job(tmp_path, str(cache), quick, name="colleague")
+    assert first["status"] == "completed", first.get("error")
+    view = mounts["read_only_view"](cache)
+    before = sorted(str(p.relative_to(cache)) for p in cache.rglob("*"))
+    _, s = run_job(tmp_path, str(view), [*quick, "eval.max_items=4"], name="mine")
+    assert s["status"] == "completed", s.get("error")
+    (warning,) = [w for w in s["warnings"] if "not cached" in w]
+    assert str(view) in warning and "read-only" in warning, warning
+    assert s["base_model"]["built_here"] is False
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == before
+
+
+def test_a_read_only_cache_without_the_base_is_one_clear_error(tmp_path, mounts):
+    _, s = run_job(tmp_path, str(mounts["ro"]), ["pretrain.seed=15", "pretrain.steps=20"])
+    assert s["status"] == "failed" and s["user_error"] is True, s.get("error")
+    assert s["error"].startswith(f"ConfigError: the base model {s['error'].split()[4]} is not in "
+                                 f"pretrain.cache_dir={mounts['ro']} and cannot be built there: cannot write "
+                                 f"{mounts['ro']}/base-"), s["error"]
+    assert "read-only" in s["error"] and "writable" in s["error"]

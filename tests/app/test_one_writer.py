@@ -213,6 +213,67 @@ def test_sigterm_to_a_joblib_multirun_stops_its_workers(tmp_path, cache_dir):
     assert [_status(j) for j in jobs()] == ["interrupted", "interrupted"]
 
 
+# (how the sweep is started, who gets SIGINT): Ctrl-C reaches the terminal's whole foreground group;
+# under ``timeout`` the command gets a second copy, passed on by timeout itself.
+CTRL_C = [([], "group"), (["timeout", "300"], "group"), ([], "command")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wrapper,target", CTRL_C, ids=["terminal", "under_timeout", "command_only"])
+def test_ctrl_c_ends_a_joblib_multirun_in_one_go(tmp_path, cache_dir, wrapper, target):
+    sweep = tmp_path / "sweep"
+    cmd = [*wrapper, sys.executable, "-m", "sft_sweep.cli", "-m", *SMOKE, f"pretrain.cache_dir={cache_dir}",
+           *LONG_JOB, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optim.lr=1e-4,2e-4",
+           f"hydra.sweep.dir={sweep}"]
+    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                         start_new_session=True)
+
+    def jobs():
+        return sorted(sweep.glob("optim.lr=*"))
+
+    try:
+        assert _wait_for(lambda: len(jobs()) == 2 and all((j / "checkpoint.npz").exists() for j in jobs())), \
+            "the jobs did not start"
+        spawned = _children(p.pid)
+        if target == "group":
+            os.killpg(p.pid, signal.SIGINT)
+        else:
+            os.kill(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "sft-sweep: interrupted; run the same command again to resume", err[-3000:]
+    assert _wait_for(lambda: not any(_alive(w) for w in spawned), timeout=20)
+    assert [_status(j) for j in jobs()] == ["interrupted", "interrupted"]
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_joblib_multirun_leaves_no_process_and_no_running_job(tmp_path, cache_dir):
+    """The command killed outright passes nothing on: its workers notice it is gone, record their
+    jobs as interrupted and exit, and the resource trackers end with them, within seconds."""
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "sft_sweep.cli", "-m", *SMOKE, f"pretrain.cache_dir={cache_dir}", *LONG_JOB,
+           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optim.lr=1e-4,2e-4", f"hydra.sweep.dir={sweep}"]
+    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+
+    def jobs():
+        return sorted(sweep.glob("optim.lr=*"))
+
+    try:
+        assert _wait_for(lambda: len(jobs()) == 2 and all((j / "checkpoint.npz").exists() for j in jobs())), \
+            "the jobs did not start"
+        spawned = _children(p.pid)
+        assert spawned
+    finally:
+        p.kill()
+        p.wait(timeout=30)
+    assert _wait_for(lambda: not any(_alive(w) for w in spawned), timeout=20), \
+        [(w, Path(f"/proc/{w}/cmdline").read_bytes()[:80]) for w in spawned if _alive(w)]
+    assert [_status(j) for j in jobs()] == ["interrupted", "interrupted"]
+
+
 def test_a_sweep_whose_report_failed_exits_non_zero(tmp_path, cache_dir):
     sweep = tmp_path / "sweep"
     (sweep / "report.html").mkdir(parents=True)  # the report cannot replace a directory

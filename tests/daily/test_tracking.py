@@ -113,3 +113,42 @@ def test_mlflow_sweep_is_a_parent_run_with_child_runs(tmp_path):
 
     arts = {a.path for a in MlflowClient().list_artifacts(parent.iloc[0]["run_id"])}
     assert "report.html" in arts
+
+
+def test_a_tracker_that_cannot_start_is_a_warning_and_the_job_completes(tmp_path, cache_dir, monkeypatch):
+    mlflow_run = pytest.importorskip("sft_sweep.tracking.mlflow_run", reason="the mlflow extra is not installed")
+
+    def refuses(*args, **kw):
+        raise RuntimeError("Model registry functionality is unavailable; got unsupported URI\nmore")
+
+    monkeypatch.setattr(mlflow_run, "MlflowTracker", refuses)
+    _, summary = _run(tmp_path, cache_dir, ["logger=mlflow"])
+    assert ("mlflow logger could not start: RuntimeError: Model registry functionality is unavailable; got "
+            "unsupported URI") in summary["warnings"], summary["warnings"]
+
+
+def _without(tmp_path, *modules):
+    """A directory that, first on PYTHONPATH, hides ``modules`` from every process started with it
+    (its ``sitecustomize`` marks them absent): a partial install, mlflow-skinny without the
+    packages of its SQL store."""
+    hide = tmp_path / "hidden"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(f"import sys\nfor _name in {modules!r}:\n    sys.modules[_name] = None\n")
+    return str(hide)
+
+
+@pytest.mark.slow
+def test_mlflow_without_its_sql_store_is_one_warning_and_the_sweep_completes(tmp_path):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    path = os.pathsep.join([_without(tmp_path, "sqlalchemy", "alembic"), os.environ.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "-m", "sft_sweep.cli", "-m", *SMOKE, "logger=mlflow",
+                        f"pretrain.cache_dir={tmp_path / 'cache'}", "hydra.sweep.dir=sweep"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": path})
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/summary.json")]
+    assert [s["status"] for s in summaries] == ["completed", "completed"]
+    for s in summaries:
+        (warning,) = [w for w in s["warnings"] if "mlflow" in w]
+        assert "sft-sweep[mlflow]" in warning and "sqlalchemy" in warning, warning
+    assert (tmp_path / "sweep" / "report.md").exists()

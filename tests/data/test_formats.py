@@ -207,6 +207,11 @@ BAD = [
      _j({"messages": [{"role": "user", "content": "q"},
                       {"role": "assistant", "content": "a", "loss_weight": 0.5}]}),
      0, "messages[1].loss_weight", "must be 0 or 1"),
+    ("nested_100000_deep_json", "d.json", "[" * 100_000 + "]" * 100_000, None, None, "nested"),
+    ("nested_100000_deep_line", "d.jsonl", _j(_msgs(*UA)) + "\n" + "[" * 100_000 + "]" * 100_000,
+     1, None, "nested more than 100 levels deep on line 2"),
+    ("nested_500_deep_record", "d.json", "[" + _j(_msgs(*UA)) + ', {"x": ' + "[" * 500 + "]" * 500 + "}]",
+     1, None, "nested more than 100 levels deep"),
 ]
 
 
@@ -349,3 +354,37 @@ def test_files_above_the_size_limit_are_refused_before_reading(tmp_path, loader,
     msg = str(err.value)
     assert f"file {path}: is 1." in msg and "above the limit of 1 MB" in msg and "data.max_file_mb" in msg, msg
     assert len(load(path, max_file_mb=2)) == 20000
+
+
+def test_nested_records_are_skipped_and_counted(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text("\n".join([_j(_msgs(*UA)), "[" * 100_000 + "]" * 100_000, _j(_msgs(*UA))]) + "\n")
+    report: dict = {}
+    assert len(load_conversations(p, on_bad_record="skip", report=report)) == 2
+    assert report["skipped_reasons"] == {"nested too deeply": 1}
+    p = tmp_path / "r.jsonl"
+    p.write_text(_j({"text": "ok"}) + "\n" + '{"text": ' + "[" * 5000 + "]" * 5000 + "}\n")
+    with pytest.raises(DataError) as err:
+        load_raw_text(p)
+    assert err.value.record == 1 and "nested more than 100 levels deep on line 2" in str(err.value)
+
+
+# (file name, content, warning)
+DUPLICATES = [
+    ("d.jsonl", _j(_msgs(*UA)) + '\n{"messages": [], "messages": [{"role": "user", "content": "q"}, '
+     '{"role": "assistant", "content": "a"}]}\n', "record 1 (line 2): 'messages'"),
+    ("d.json", "[" + _j(_msgs(*UA)) + ', {"messages": [{"role": "user", "content": "q", "content": "r"}, '
+     '{"role": "assistant", "content": "a"}]}]', "record 1: 'content'"),
+    ("d.json", '[{"instruction": "i", "output": "o", "output": "p"}]', "record 0: 'output'"),
+]
+
+
+@pytest.mark.parametrize("name,content,words", DUPLICATES)
+def test_duplicate_keys_are_a_warning_naming_record_and_key(tmp_path, name, content, words):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    report: dict = {}
+    convs = load_conversations(path, report=report)
+    (warning,) = [w for w in report["warnings"] if "duplicate" in w]
+    assert warning.startswith(f"file {path}: ") and words in warning and "last" in warning, warning
+    assert len(convs) == (content.count('"assistant"') or 1)

@@ -132,3 +132,35 @@ def test_workers_end_with_their_job(sig):
     finally:
         if job.poll() is None:
             job.kill()
+
+
+BUSY_CHILD = """
+import sys, numpy as np
+from sft_sweep.nn import GPT, GPTConfig
+m = GPT(GPTConfig(n_layer=2, n_head=4, n_embd=128, n_mlp=512, block_size=256), seed=0, threads=2)
+rng = np.random.default_rng(0)
+ids = rng.integers(0, 260, (4, 256))
+while True:
+    m.loss_and_grads(ids, ids, np.ones((4, 256)))
+    print("step", flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1])
+def test_a_job_killed_mid_step_leaves_its_workers_silent(delay):
+    # Killed while its worker computes a shard: the worker finds nobody to send the result to and
+    # ends without a word (its stderr is the job's, here a pipe read to its end).
+    job = subprocess.Popen([sys.executable, "-c", BUSY_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        assert job.stdout.readline() == "step\n"
+        time.sleep(delay)
+        job.kill()
+        job.wait(timeout=30)
+        t0 = time.monotonic()
+        err = job.stderr.read()  # at its end once every worker holding it has ended
+        assert time.monotonic() - t0 < 20
+        assert err == "", err[-2000:]
+    finally:
+        if job.poll() is None:
+            job.kill()

@@ -109,3 +109,57 @@ def test_a_checkpoint_that_holds_a_pickle_is_refused_and_runs_nothing(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "evil.npz"), str(tmp_path / "out")])
     assert exit_info.value.code == 2 and not marker.exists()
+
+
+def _user_files(out):
+    out.mkdir()
+    (out / "config.json").write_text('{"mine": true}\n')
+    (out / "model.safetensors").write_bytes(b"the user's own weights")
+
+
+def _earlier_export(out):
+    _, path = saved_model(out.parent)
+    main([str(path), str(out)])
+
+
+def _a_file(out):
+    out.write_text("notes\n")
+
+
+def _other_file(out):
+    out.mkdir()
+    (out / "README.md").write_text("my notes\n")
+
+
+# (how OUT is before, --force, exit code, what stderr starts with)
+OUT_CASES = [
+    ("user's files", _user_files, False, 2, "sft-sweep-export: "),
+    ("user's files, --force", _user_files, True, 0, ""),
+    ("another file", _other_file, False, 2, "sft-sweep-export: "),
+    ("an earlier export", _earlier_export, False, 0, ""),
+    ("an empty directory", lambda out: out.mkdir(), False, 0, ""),
+    ("a file", _a_file, False, 2, "sft-sweep-export: "),
+    ("a file, --force", _a_file, True, 2, "sft-sweep-export: "),
+]
+
+
+@pytest.mark.parametrize("case,make,force,code,err", OUT_CASES, ids=[c[0] for c in OUT_CASES])
+def test_export_never_overwrites_a_users_file(tmp_path, capsys, case, make, force, code, err):
+    pytest.importorskip("safetensors.numpy", reason='needs pip install -e ".[export]"')
+    _, path = saved_model(tmp_path)
+    out = tmp_path / "out"
+    make(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()} if out.is_dir() else out.read_bytes()
+    capsys.readouterr()
+    argv = [str(path), str(out)] + (["--force"] if force else [])
+    if code == 0:
+        main(argv)
+        assert (out / "model.safetensors").stat().st_size > 1000
+        return
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == code and stderr.startswith(err) and stderr.count("\n") == 1, stderr
+    assert str(out) in stderr
+    after = {p.name: p.read_bytes() for p in out.iterdir()} if out.is_dir() else out.read_bytes()
+    assert after == before
