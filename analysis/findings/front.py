@@ -25,7 +25,7 @@ from analysis.front import (
 )
 from analysis.noise import wilson
 from analysis.style import fmt_num
-from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Finding
+from analysis.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Decision, Finding
 
 #: What a point shares with the points it is compared with (besides the learning rate).
 _MITIGATION = ["context", "replay", "l2", "neftune"]
@@ -48,7 +48,7 @@ def _combine(calls: list[tuple[str, str]]) -> str:
     return INCONCLUSIVE
 
 
-def _diffs(learning: Learning, a: pd.DataFrame, b: pd.DataFrame) -> tuple[int | None, int | None, str]:
+def _diffs(learning: Learning, a: pd.DataFrame, b: pd.DataFrame):
     """How ``b`` compares with ``a``: learning (+1 learns more beyond noise), forgetting (+1 forgets
     less beyond noise), and the two effects in words."""
     le = point_effect(a, b, "learning")
@@ -57,7 +57,24 @@ def _diffs(learning: Learning, a: pd.DataFrame, b: pd.DataFrame) -> tuple[int | 
     fc = better_or_worse(fe, MIN_FORGETTING, -1)
     text = (f"{learning.name} {learning.fmt_diff(le)}, forgetting "
             f"{fe.describe(unit=' points')}")
-    return lc, fc, text
+    return lc, fc, text, le, fe
+
+
+def _decided(calls: list[tuple[str, str]], decisions: list[Decision | None], verdict: str) -> Decision | None:
+    """What decided the combined verdict: the first comparison whose own verdict is that one."""
+    for (v, _), d in zip(calls, decisions):
+        if v == verdict and d is not None:
+            return d
+    return None
+
+
+def _forgetting_decision(fe, label: str) -> Decision:
+    return fe.decision(f"forgetting, {label}", unit=" points")
+
+
+def _learning_decision(le, learning: Learning, label: str) -> Decision:
+    units = {"scale": 100, "unit": " points"} if learning.metric == "final_answer_acc" else {"digits": 3}
+    return le.decision(f"{learning.name}, {label}", **units)
 
 
 # ======================================================================================
@@ -84,12 +101,16 @@ def lora_learns_less_forgets_less(runs: RunSet) -> Finding | None:
     groups = list(_method_groups(jobs))
     if not groups:
         return None
-    calls, numbers = [], []
+    calls, numbers, decisions = [], [], []
     for _gkey, full, loras in groups:
         fb = best_setting(full, learning)
         for label, lora in sorted(loras.items(), key=lambda kv: kv[1]["rank"].iloc[0]):
             lb = best_setting(lora, learning)
-            lc, fc, text = _diffs(learning, fb, lb)
+            lc, fc, text, le, fe = _diffs(learning, fb, lb)
+            # the axis that decided: learning when it was what fell short (or went the other way)
+            by_learning = (lc is None or lc in (0, 1)) and fc not in (0, -1)
+            decisions.append(_learning_decision(le, learning, f"{label} vs full") if by_learning
+                             else _forgetting_decision(fe, f"{label} vs full"))
             if lc == -1 and fc == 1:
                 verdict, how = SUPPORTED, "learns less and forgets less, both beyond noise"
             elif lc in (0, 1) or fc in (0, -1):
@@ -112,7 +133,8 @@ def lora_learns_less_forgets_less(runs: RunSet) -> Finding | None:
     verdict = _combine(calls)
     evidence = (f"each method at the learning rate where it learnt most ({learning.name}; the rate is picked on "
                 "the same numbers it is judged on): " + "; ".join(text for _, text in calls) + ".")
-    return Finding(key, claim, verdict, evidence, {"learning": learning.metric, "comparisons": numbers})
+    return Finding(key, claim, verdict, evidence, {"learning": learning.metric, "comparisons": numbers},
+                   decided_by=_decided(calls, decisions, verdict))
 
 
 # ======================================================================================
@@ -162,9 +184,11 @@ def full_rank_above_lora_rank(runs: RunSet) -> Finding | None:
     else:
         verdict = INCONCLUSIVE
         evidence += "; the share is not beyond noise from one half"
+    decided = Decision(f"share of full fine-tuning's matrices above rank {fmt_num(r)}", f"{100 * k / n:.0f}%",
+                       f"{100 * lo:.0f}%", f"{100 * hi:.0f}%", f"{n} matrices", "item noise (Wilson)", "> 50%")
     return Finding(key, claim, verdict, evidence + ".",
                    {"lora_rank": r, "median_effective_rank": median, "exceed": k, "matrices": n,
-                    "share_low": lo, "share_high": hi})
+                    "share_low": lo, "share_high": hi}, decided_by=decided)
 
 
 # ======================================================================================
@@ -205,7 +229,7 @@ def blending_beats_mitigations(runs: RunSet) -> Finding | None:
         ctx_blends = blends[blends["context"] == m["context"].iloc[0]]
         beaten_by, beats = [], []
         for bset, b in ctx_blends.groupby("setting", sort=False):
-            lc, fc, _text = _diffs(learning, m, b)
+            lc, fc, _text, _le, _fe = _diffs(learning, m, b)
             label = f"{group_label(b)} ({fmt_level(b, learning)})"
             # better on one axis beyond noise, not worse beyond noise on the other
             if 1 in (lc, fc) and -1 not in (lc, fc):
@@ -231,7 +255,12 @@ def blending_beats_mitigations(runs: RunSet) -> Finding | None:
                 f"{', '.join(sorted(set(blended['setting'])))} against {len(calls)} mitigation"
                 f"{'s' if len(calls) != 1 else ''}; a point beats another when it learns more or forgets less "
                 f"beyond noise and is not worse beyond noise in the other: " + "; ".join(t for _, t in calls) + ".")
-    return Finding(key, claim, verdict, evidence, {"learning": learning.metric, "mitigations": numbers})
+    beaten = sum(v == SUPPORTED for v in verdicts)
+    decided = Decision("mitigations a blend beats beyond noise", f"{beaten} of {len(calls)}",
+                       n=f"{n_blends} blend{'s' if n_blends != 1 else ''}", noise="item noise",
+                       target=f"all {len(calls)}")
+    return Finding(key, claim, verdict, evidence, {"learning": learning.metric, "mitigations": numbers},
+                   decided_by=decided)
 
 
 # ======================================================================================
@@ -264,15 +293,17 @@ def freezing_cuts_forgetting(runs: RunSet) -> Finding | None:
     frozen = jobs[(jobs["method"] == FREEZE) & (jobs["trainable_layers"] > 0)]
     if frozen.empty:
         return None
-    calls, numbers = [], []
+    calls, numbers, decisions = [], [], []
     for setting, f in frozen.groupby("setting", sort=False):
         full = _partners(jobs, f, method=FULL)
         head = f"{group_label(f)} ({fmt_level(f, learning)})"
         if full.empty:
             calls.append((INCONCLUSIVE, f"{head}: no full fine-tuning job at its learning rate and settings to "
                                         "compare with"))
+            decisions.append(None)
             continue
-        lc, fc, text = _diffs(learning, full, f)
+        lc, fc, text, _le, fe = _diffs(learning, full, f)
+        decisions.append(_forgetting_decision(fe, f"{group_label(f)} vs full"))
         verdict = {1: SUPPORTED, 0: NOT_SUPPORTED, -1: NOT_SUPPORTED}.get(fc, INCONCLUSIVE)
         how = {1: "forgets less beyond noise", 0: "forgets as much", -1: "forgets more"}.get(fc, "within noise")
         calls.append((verdict, f"{head} against {group_label(full)} ({fmt_level(full, learning)}): {how}: {text}"))
@@ -282,7 +313,8 @@ def freezing_cuts_forgetting(runs: RunSet) -> Finding | None:
     verdict = _combine(calls)
     lead = "the opposite or no effect: " if verdict == NOT_SUPPORTED else ""
     return Finding(key, claim, verdict, lead + "at the same learning rate and settings: "
-                   + "; ".join(t for _, t in calls) + ".", {"comparisons": numbers})
+                   + "; ".join(t for _, t in calls) + ".", {"comparisons": numbers},
+                   decided_by=_decided(calls, decisions, verdict))
 
 
 def neftune_changes_nothing(runs: RunSet) -> Finding | None:
@@ -294,15 +326,19 @@ def neftune_changes_nothing(runs: RunSet) -> Finding | None:
     noisy = jobs[jobs["neftune"] > 0]
     if noisy.empty:
         return None
-    calls, numbers = [], []
+    calls, numbers, decisions = [], [], []
     for setting, n in noisy.groupby("setting", sort=False):
         plain = _partners(jobs, n, neftune=0.0)
         alpha = fmt_num(float(n["neftune"].iloc[0]))
         head = f"{group_label(n)} ({fmt_level(n, learning)})"
         if plain.empty:
             calls.append((INCONCLUSIVE, f"{head}: no job without NEFTune at its learning rate and settings"))
+            decisions.append(None)
             continue
-        lc, fc, text = _diffs(learning, plain, n)
+        lc, fc, text, le, fe = _diffs(learning, plain, n)
+        label = f"NEFTune α={alpha} vs without"
+        decisions.append(_learning_decision(le, learning, label) if lc in (1, -1) and fc not in (1, -1)
+                         else _forgetting_decision(fe, label))
         changed = [w for w, c in (("learning", lc), ("forgetting", fc)) if c in (1, -1)]
         if changed:
             verdict, how = NOT_SUPPORTED, "it does change " + " and ".join(changed)
@@ -316,7 +352,8 @@ def neftune_changes_nothing(runs: RunSet) -> Finding | None:
     verdicts = [v for v, _ in calls]
     verdict = NOT_SUPPORTED if NOT_SUPPORTED in verdicts else SUPPORTED if all(v == SUPPORTED for v in verdicts) \
         else INCONCLUSIVE
-    return Finding(key, claim, verdict, "; ".join(t for _, t in calls) + ".", {"comparisons": numbers})
+    return Finding(key, claim, verdict, "; ".join(t for _, t in calls) + ".", {"comparisons": numbers},
+                   decided_by=_decided(calls, decisions, verdict))
 
 
 def front_findings(runs: RunSet) -> list[Finding]:

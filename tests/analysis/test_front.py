@@ -195,6 +195,11 @@ def test_findings_of_a_method_sweep_with_blends(peft_runs):
     assert blend.verdict == INCONCLUSIVE
     beaten = {m["mitigation"]: m["beaten_by"] for m in blend.numbers["mitigations"]}
     assert beaten["full @ lr 1e-4"] and not beaten["LoRA r=4 @ lr 3e-3"]
+    # the findings table's row: what decided each verdict, with its interval where it has one
+    assert lora.decided_by.what == "forgetting, LoRA r=4 vs full" and lora.decided_by.value == "-45.0 points"
+    assert lora.decided_by.low and lora.decided_by.noise == "item noise"
+    assert rank.decided_by.value == "100%" and rank.decided_by.n == "8 matrices"
+    assert blend.decided_by.value.endswith(f"of {len(blend.numbers['mitigations'])}")
 
 
 def test_lora_that_learns_more_is_not_supported(tmp_path):
