@@ -1,5 +1,6 @@
 """Findings for the lesson's claims about how much and how long to train, and what is learnt:
-memorisation over epochs, data size against quality, obeyed system prompts, second turns.
+memorisation over epochs, data size against quality, obeyed system prompts. (Second turns are
+judged once, by ``findings.experiments.answers_second_turn``.)
 
 Each finding is computed only when its sweep swept its axis and its jobs report its metric.
 Verdicts come from intervals over the scored items: a Wilson 95% interval per share of items,
@@ -34,7 +35,6 @@ ENOUGH = 0.9
 
 EPOCHS, REPLAY = key_of("epochs"), key_of("replay")
 SIZE, NOISE = key_of("data_size"), key_of("noise")
-MT_FRACTION, MASK = key_of("multi_turn"), key_of("mask")
 SYS_FRACTION = key_of("system_prompts")
 
 
@@ -271,62 +271,6 @@ def _clean_beats_noisy(table: dict[tuple, dict[int, dict[str, Share]]]) -> Findi
                    {"pairs": len(pairs), "clean_ahead": len(above), "noisy_ahead": len(below)}, decided)
 
 
-# ---------------------------------------------------------------------------- second turns
-
-def second_turn_by_training(runs: RunSet) -> Finding | None:
-    """Which training answers held-out second turns best: every assistant turn trained, the
-    last only, or single-turn conversations; with intervals over the second-turn items."""
-    key = "second_turn_by_training"
-    claim = "Training on two-exchange conversations teaches answering a second turn that single-turn training does not"
-    col = "final_answer_acc_multi_turn"
-    done = runs.done_jobs()
-    if MT_FRACTION not in runs.params or not has_values(done, col):
-        return None
-    n_of = lambda r: _world_stats(r).get("n_multi_turn_eval")  # noqa: E731
-    others = _others(runs, MT_FRACTION, MASK)
-    parts, verdicts, decisions = [], [], []
-    for label, group in _groups(done, others):
-        single = group[group[MT_FRACTION].astype(float) == 0]
-        if MASK in single and (single[MASK] == "assistant").any():
-            # without two-exchange training the masks train the same tokens: one job, not two
-            # counts of the same items
-            single = single[single[MASK] == "assistant"]
-        multi = group[group[MT_FRACTION].astype(float) > 0]
-        s = _pooled(single, col, n_of) if not single.empty else None
-        base = _pooled(group.iloc[:1], "base_answer_acc_multi_turn", n_of)
-        head = f"{label}: " if others else ""
-        ref = f"single-turn training {s.text()}" if s else "no single-turn job"
-        parts.append(head + ref + (f", base {base.text()}" if base else ""))
-        if not s:
-            continue
-        by_mask = {}
-        for mask, part in multi.groupby(MASK, sort=True) if MASK in multi else [("assistant", multi)]:
-            m = _pooled(part, col, n_of)
-            if m is None:
-                continue
-            by_mask[mask] = m
-            d = difference(m, s)
-            parts.append(f"multi-turn training, {mask} mask: {m.text()}, vs single-turn {_diff_text(d)}")
-            verdicts.append(SUPPORTED if d[1] > 0 else NOT_SUPPORTED if d[2] < NO_EFFECT else INCONCLUSIVE)
-            decisions.append((verdicts[-1], d[0], _diff_decision(f"second turn, {mask} mask minus single-turn"
-                                                                 + (f" ({label})" if others else ""), d, m, s)))
-        if {"assistant", "last"} <= set(by_mask):
-            d = difference(by_mask["last"], by_mask["assistant"])
-            which = ("the last-turn mask answers more" if d[1] > 0 else "the assistant mask answers more"
-                     if d[2] < 0 else "the masks do not differ beyond the interval")
-            parts.append(f"last-turn minus assistant mask {_diff_text(d)}: {which}")
-    if not verdicts:
-        return Finding(key, claim, INCONCLUSIVE, "not tested: needs jobs with and without two-exchange "
-                       "training scored on held-out second turns (world n_eval_multi_turn > 0). "
-                       + "; ".join(parts) + ".")
-    verdict = (SUPPORTED if SUPPORTED in verdicts and NOT_SUPPORTED not in verdicts
-               else NOT_SUPPORTED if all(v == NOT_SUPPORTED for v in verdicts) else INCONCLUSIVE)
-    # what decides: the largest difference among the comparisons in the verdict's state
-    deciding = [p for p in decisions if p[0] == verdict] or decisions
-    decided = max(deciding, key=lambda p: p[1])[2]
-    return Finding(key, claim, verdict, "; ".join(parts) + ".", {}, decided)
-
-
 # ---------------------------------------------------------------------------- system prompts
 
 def _style_of(prompt: str) -> str | None:
@@ -409,5 +353,5 @@ def obeys_system_prompts(runs: RunSet) -> Finding | None:
 
 
 def lesson_findings(runs: RunSet) -> list[Finding]:
-    out = [memorisation_over_epochs(runs), second_turn_by_training(runs), obeys_system_prompts(runs)]
+    out = [memorisation_over_epochs(runs), obeys_system_prompts(runs)]
     return [f for f in out if f is not None] + answers_vs_data_size(runs)

@@ -90,7 +90,9 @@ def test_data_size_findings(tmp_path):
     assert clean.numbers == {"pairs": 2, "clean_ahead": 1, "noisy_ahead": 1}
 
 
-def test_second_turns_decided_with_enough_items(tmp_path):
+def test_second_turns_are_judged_once_by_the_noise_standard(tmp_path):
+    """final_answer_acc_multi_turn has one finding (answers_second_turn, the noise standard's
+    rule); the lesson findings no longer judge it a second way."""
     acc = {(0.0, "assistant"): 0.10, (0.0, "last"): 0.10, (0.25, "assistant"): 0.60, (0.25, "last"): 0.62}
     axes = {"data.world.multi_turn_fraction": [0.0, 0.25], "template.mask": ["assistant", "last"]}
 
@@ -99,10 +101,8 @@ def test_second_turns_decided_with_enough_items(tmp_path):
                                                                  s["template.mask"])]}
 
     f = _findings(_sweep(tmp_path, axes, final, world={"n_multi_turn_eval": 150}))
-    st = f["second_turn_by_training"]
-    assert st.verdict == SUPPORTED
-    assert "90/150" in st.evidence and "single-turn training 10% (15/150" in st.evidence
-    assert "the masks do not differ beyond the interval" in st.evidence
+    assert "second_turn_by_training" not in f
+    assert [k for k in f if "second_turn" in k] == ["answers_second_turn"]
 
 
 def test_obeying_system_prompts_needs_the_whole_interval_over_80_percent(tmp_path):
