@@ -2,7 +2,9 @@
 memorisation over epochs, data size against quality, obeyed system prompts. (Second turns are
 judged once, by ``findings.experiments.answers_second_turn``.)
 
-Each finding is computed only when its sweep swept its axis and its jobs report its metric.
+Each finding is computed only when its sweep swept its axis and its jobs report its metric. They
+read only the collected tables (the item counts each job recorded, ``items_*`` and
+``format_obeyed_<style>``), never a job's files.
 Verdicts come from intervals over the scored items: a Wilson 95% interval per share of items,
 and Newcombe's interval (from the two Wilson intervals) for a difference of two shares. With
 seeds, a setting's items are pooled over its seeds. An effect counts when its interval excludes
@@ -12,7 +14,6 @@ zero; no effect counts when the interval lies within :data:`NO_EFFECT` of zero.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,9 +25,7 @@ from analysis.noise import Share, difference, share
 from analysis.stats import strata
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Decision, Finding
 from analysis.style import setting_label
-from sft_sweep.data.world.items import FORMAT_STYLES, format_obeyed
-from sft_sweep.data.world.vocab import SYSTEMS
-from sft_sweep.jobfiles import SAMPLES, SUMMARY, read_json, read_jsonl
+from sft_sweep.data.world.items import FORMAT_STYLES
 
 #: A difference of shares whose interval lies within this of zero counts as no effect.
 NO_EFFECT = 0.10
@@ -74,24 +73,13 @@ def _pooled(part: pd.DataFrame, rate_col: str, n_of) -> Share | None:
     return total if total.n else None
 
 
-def _world_stats(row: pd.Series) -> dict:
-    summary = read_json(Path(str(row.get("path", ""))) / SUMMARY) or {}
-    return ((summary.get("data") or {}).get("world") or {}) if isinstance(summary, dict) else {}
-
-
 def _config(runs: RunSet, row: pd.Series, key: str, default: Any = None) -> Any:
     return config_value(runs, row.get("job"), key, default)
 
 
-def _n_answer_items(runs: RunSet, row: pd.Series) -> int | None:
-    """Held-out questions the answer metrics were scored on: the world's, capped by eval.max_items."""
-    stats = _world_stats(row)
-    n = stats.get("n_eval_items")
-    if n is None:
-        return None
-    skipped = ((read_json(Path(str(row.get("path", ""))) / SUMMARY) or {}).get("data") or {}).get(
-        "eval_skipped_too_long", {}).get("answer", 0)
-    return min(int(n) - int(skipped), int(_config(runs, row, key_of("eval_items"), 100)))
+def _n_answer_items(row: pd.Series) -> Any:
+    """Held-out questions the answer metrics were scored on (the jobs table's ``items_answer``)."""
+    return row.get("items_answer")
 
 
 # ---------------------------------------------------------------------------- memorisation
@@ -167,9 +155,8 @@ def _size_table(runs: RunSet, done: pd.DataFrame) -> dict[tuple, dict[int, dict[
     done = done.assign(_size=[_size(runs, r) for _, r in done.iterrows()])
     for _, part in done.groupby(["_size"] + others, dropna=False, sort=True):
         row = part.iloc[0]
-        n_of = lambda r: _n_answer_items(runs, r)  # noqa: E731
-        ans = _pooled(part, "final_answer_acc", n_of)
-        fol = _pooled(part, "final_follow_rate", n_of)
+        ans = _pooled(part, "final_answer_acc", _n_answer_items)
+        fol = _pooled(part, "final_follow_rate", _n_answer_items)
         if ans is None:
             continue
         key = tuple((c, row[c]) for c in others)
@@ -273,28 +260,16 @@ def _clean_beats_noisy(table: dict[tuple, dict[int, dict[str, Share]]]) -> Findi
 
 # ---------------------------------------------------------------------------- system prompts
 
-def _style_of(prompt: str) -> str | None:
-    """The format a rendered prompt's system prompt sets, if it sets one."""
-    found = [st for text, st in SYSTEMS if st in FORMAT_STYLES and text in str(prompt)]
-    return found[0] if len(found) == 1 else None
-
-
 def format_by_style(row: pd.Series) -> dict[str, Share] | None:
-    """Obeyed system prompts per format, from the job's saved answers (samples.jsonl): None
-    unless the samples hold every format-prompted held-out item (eval.n_samples large enough),
-    since a partial sample is the first items only, not a random one."""
-    n_want = _world_stats(row).get("n_system_format_eval")
-    rows = read_jsonl(Path(str(row.get("path", ""))) / SAMPLES) if n_want else []
-    counts: dict[str, list[int]] = {}
-    for r in rows:
-        st = _style_of(r.get("prompt", "")) if r.get("set") == "answer" else None
-        if st is not None:
-            c = counts.setdefault(st, [0, 0])
-            c[0] += bool(format_obeyed(st, str(r.get("sft") or "")))
-            c[1] += 1
-    if not n_want or sum(n for _, n in counts.values()) != int(n_want):
-        return None
-    return {st: Share(*counts[st]) for st in FORMAT_STYLES if st in counts}
+    """Obeyed system prompts per format, as the job counted them (summary.json's ``scored``, read
+    into ``format_obeyed_<style>`` of ``items_format_<style>``); None for a job that did not
+    record them (one from before ``scored``)."""
+    out = {}
+    for st in FORMAT_STYLES:
+        k, n = row.get(f"format_obeyed_{st}"), row.get(f"items_format_{st}")
+        if k is not None and n is not None and not pd.isna(k) and not pd.isna(n) and int(n) > 0:
+            out[st] = Share(int(k), int(n))
+    return out or None
 
 
 def _pooled_styles(part: pd.DataFrame) -> dict[str, Share] | None:
@@ -308,22 +283,28 @@ def _pooled_styles(part: pd.DataFrame) -> dict[str, Share] | None:
     return total or None
 
 
+#: Why a setting's per-format shares are absent: its jobs did not record them.
+NO_STYLES = ("per format: not measurable, a job did not record its per-format counts "
+             "(summary.json's scored, jobs from before it)")
+
+
 def obeys_system_prompts(runs: RunSet) -> Finding | None:
     """Claim: the tuned model obeys format-setting system prompts (>= 80% of held-out items)."""
     key = "obeys_system_prompts"
     claim = ("The tuned model answers in the format its system prompt sets (>= 80% of held-out items, "
-             "and of each format where the job saved every answer)")
+             "and of each format where the jobs counted each format)")
     col = "final_system_format_acc"
     done = runs.done_jobs()
     if not has_values(done, col):
         return None
-    n_of = lambda r: _world_stats(r).get("n_system_format_eval")  # noqa: E731
-    parts, best, best_styles = [], None, None
+    n_of = lambda r: r.get("items_system_format")  # noqa: E731
+    parts, best, best_styles, lacking = [], None, None, False
     for label, part in _groups(done[done[col].notna()], runs.params):
         s = _pooled(part, col, n_of)
         if s is None:
             continue
         styles = _pooled_styles(part)
+        lacking |= styles is None
         per = (" (" + ", ".join(f"{st} {v.text()}" for st, v in styles.items()) + ")") if styles else ""
         parts.append(f"{label}: {s.text()}{per}")
         if best is None or s.p > best.p:
@@ -349,6 +330,8 @@ def obeys_system_prompts(runs: RunSet) -> Finding | None:
     decided = _share_decision(f"format obeyed, {worst_style[0]} (best setting)", worst_style[1], ">= 80%") \
         if worst_style and verdict != SUPPORTED and any(v.p < 0.8 for v in best_styles.values()) else \
         _share_decision("format obeyed, best setting", best, ">= 80%")
+    if lacking:
+        parts.append(NO_STYLES)
     return Finding(key, claim, verdict, "; ".join(parts) + ".", {"best": best.p}, decided)
 
 
