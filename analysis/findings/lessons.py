@@ -27,7 +27,11 @@ from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPO
 from analysis.style import setting_label
 from sft_sweep.data.world.items import FORMAT_STYLES
 
-#: A difference of shares whose interval lies within this of zero counts as no effect.
+#: A difference of shares whose interval lies within this of zero counts as no effect. Not the
+#: noise standard's 2-point smallest effect of a rate (``MIN_EFFECT["rate"]``): a Newcombe
+#: interval fits within 2 points only with about 3,000 items a side, so at these experiments'
+#: 100-250 items no absence could ever be called, and the verdicts the tests pin would change
+#: (docs/report.md says why in full).
 NO_EFFECT = 0.10
 #: Share of the full set's answer accuracy that counts as "enough data".
 ENOUGH = 0.9
