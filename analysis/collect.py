@@ -10,7 +10,10 @@ sweeps that are still running.
 - ``jobs``: one row per job: ``job`` (id), ``sweep``, ``status``, ``done``, the swept
   parameters as columns (dotted config keys, e.g. ``optim.lr``), ``base_<metric>`` and
   ``final_<metric>``, ``forgetting_pct``, progress (``last_step``, ...), ``time_<phase>``,
-  ``error``, ``config_hash``, ``overrides``, ``path``; on own data also the free-form columns
+  ``error``, ``config_hash``, ``overrides``, ``path``; the item counts the job recorded
+  (``analysis.jobdir.item_counts``: ``items_<set>``, and from summary.json's ``scored``
+  ``items_multi_turn``, ``items_system_format``, ``format_obeyed_<style>`` of
+  ``items_format_<style>``); on own data also the free-form columns
   of ``analysis.dataview.free_form_columns`` (paired base -> tuned intervals, ``not_measured_<m>``);
 - ``curves``: long table ``job, step, kind, metric, value`` from ``metrics.jsonl``;
 - ``samples``: ``job, task, prompt, reference, base, sft, set`` from ``samples.jsonl``;

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sft_sweep.jobfiles import COMPLETED, RUNNING, SAMPLE_FIELDS, WARNINGS, flatten, forgetting_pct
+from sft_sweep.jobfiles import COMPLETED, RUNNING, SAMPLE_FIELDS, SCORED, WARNINGS, flatten, forgetting_pct
 
 JOB_MARKERS = ("summary.json", "metrics.jsonl")
 HYDRA_DIR = ".hydra"
@@ -222,6 +222,38 @@ def item_counts(summary: dict) -> dict[str, float | None]:
     final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
     n_follow = as_number(final.get("follow_rate_n"))
     out["items_follow"] = n_follow if n_follow is not None and n_follow > 0 else out["items_answer"]
+    out.update(scored_counts(summary, world))
+    return out
+
+
+def _count(block: Any, key: str) -> float | None:
+    n = as_number(block.get(key)) if isinstance(block, dict) else None
+    return n if n is not None and n >= 0 else None
+
+
+def scored_counts(summary: dict, world: dict) -> dict[str, float | None]:
+    """What the job's answer metrics counted (summary.json ``scored``), as columns:
+    ``items_multi_turn`` (second turns scored), ``items_system_format`` (format-prompted
+    questions scored) and, per format a system prompt sets, ``format_obeyed_<style>`` of
+    ``items_format_<style>``. ``items_answer`` is the recorded count when the job recorded one.
+    A job from before ``scored`` has no per-format or second-turn count (None); its
+    format-prompted count is the world's (``n_system_format_eval``), as the job reported it."""
+    scored = summary.get(SCORED) if isinstance(summary.get(SCORED), dict) else {}
+    out: dict[str, float | None] = {}
+    answer = _count(scored, "answer")
+    if answer:
+        out["items_answer"] = answer
+    mt = _count(scored.get("multi_turn"), "n")
+    out["items_multi_turn"] = mt if mt else None
+    styles = scored.get("system_format") if isinstance(scored.get("system_format"), dict) else {}
+    total = 0.0
+    for st in styles:  # in the order the job recorded them (sft_sweep's FORMAT_STYLES)
+        n, k = _count(styles.get(st), "n"), _count(styles.get(st), "obeyed")
+        if n and k is not None and k <= n:
+            out[f"items_format_{st}"], out[f"format_obeyed_{st}"] = n, k
+            total += n
+    old = as_number(world.get("n_system_format_eval")) if not scored else None
+    out["items_system_format"] = total or (old if old else None)
     return out
 
 

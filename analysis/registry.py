@@ -13,6 +13,7 @@ from collections.abc import Callable
 from analysis.collect import RunSet
 from analysis.findings.core import core_findings
 from analysis.findings.experiments import experiment_findings
+from analysis.findings.free_form import free_form_findings
 from analysis.findings.lessons import lesson_findings
 from analysis.findings.story import story_findings
 from analysis.findings.front import front_findings
@@ -22,6 +23,7 @@ from analysis.verdicts import Finding
 FINDING_SOURCES: tuple[Callable[[RunSet], list[Finding]], ...] = (
     story_findings,
     core_findings,
+    free_form_findings,
     experiment_findings,
     lesson_findings,
     front_findings,

@@ -85,6 +85,11 @@ INPUTS = "inputs"
 PEFT = "peft"
 WEIGHT_CHANGE = "weight_change"
 BLENDS = "blends"
+#: ``summary.json`` field of a completed job on the built-in world: what the final answer metrics
+#: counted, ``{"answer": n, "multi_turn": {"correct", "n"}, "system_format": {style: {"obeyed",
+#: "n"}}}`` (each part only when its items exist; the base was scored on the same items). Jobs
+#: from before it have none.
+SCORED = "scored"
 #: ``summary.json`` field with one-line notes about a job (a list of strings; may be absent).
 WARNINGS = "warnings"
 #: ``summary.json`` ``reason`` of a failed job whose loss blew up (see ``train.diverge_factor``).

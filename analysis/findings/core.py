@@ -22,12 +22,11 @@ from typing import Any
 import pandas as pd
 
 from analysis.collect import RunSet
-from analysis.dataview import absent_reason, is_free_form
+from analysis.dataview import absent_reason
 from analysis.findings.common import (  # noqa: F401 - MIN_EFFECT and the budgets: read by callers here
     FORGETTING_BUDGET, KNOWLEDGE_GAIN, MIN_EFFECT, col_name_for, decision_of, effect_text, fmt_level, has_values,
     job_effect, metric_name, min_effect, setting_or_all,
 )
-from analysis.findings.free_form import free_form_findings
 from analysis.findings.trends import forgetting_rises_with_lr, more_epochs_forget_more, replay_cuts_forgetting
 from analysis.noise import judge
 from analysis.stats import mean_ci, strata
@@ -365,9 +364,6 @@ def core_findings(runs: RunSet) -> list[Finding]:
     ]
     if runs.axis("epochs"):
         out.insert(1, more_epochs_forget_more(runs))
-    if is_free_form(runs.done_jobs()):  # after the follow rate, the other free-form metrics
-        at = next(i for i, f in enumerate(out) if f.key == "sft_teaches_following") + 1
-        out[at:at] = free_form_findings(runs)
     for role in ("template", "format"):
         f = categorical_effect(runs, role)
         if f is not None:

@@ -4,8 +4,8 @@ accuracy on the second turn). Each is computed only when its sweep's jobs report
 
 Both are judged by the one noise standard (``analysis.noise``): seeds when a setting has
 replicates, else the binomial noise of the held-out items each accuracy was measured on. The
-jobs record how many held-out questions they scored, not how many of them were second turns or
-long-prompt questions, so those counts are derived from the world settings (the configured
+jobs record how many second turns they scored (summary.json's ``scored``); for jobs from before
+it, and for long-prompt questions, the counts are derived from the world settings (the configured
 second turns less every question not scored; the long-prompt share of the scored questions)
 and the evidence says so. Without any count the verdict is INCONCLUSIVE.
 """
@@ -149,7 +149,11 @@ def long_instructions_dilute(runs: RunSet) -> Finding | None:
 
 def _second_turns(runs: RunSet, row) -> float | None:
     """Second-turn questions a job scored, at least: the configured ones less every held-out
-    question the job did not score (cut as too long or beyond eval.max_items)."""
+    question the job did not score (cut as too long or beyond eval.max_items); exactly, when the
+    job recorded it (``items_multi_turn``, summary.json's ``scored``)."""
+    recorded = row.get("items_multi_turn")
+    if recorded is not None and not pd.isna(recorded) and float(recorded) > 0:
+        return float(recorded)
     n_mt = _config(runs, row["job"], key_of("multi_turn_questions"))
     n_eval = _config(runs, row["job"], key_of("eval_questions"))
     scored = row.get("items_answer")
@@ -189,9 +193,12 @@ def answers_second_turn(runs: RunSet) -> Finding | None:
         parts.append(f"{label}: second turn {_pct(vals)}{single}{gain}")
         calls.append((mean_ci(vals).mean, label, e))
     counts = sorted({int(n) for _, row in done.iterrows() if (n := _second_turns(runs, row)) is not None})
-    noise = (f"item noise from at least {'/'.join(map(str, counts))} second-turn questions per job "
-             f"({key_of('multi_turn_questions')} less every question not scored)" if counts
-             else "no count of second-turn questions recorded")
+    recorded = "items_multi_turn" in done and done["items_multi_turn"].notna().all()
+    noise = ("no count of second-turn questions recorded" if not counts else
+             f"item noise from {'/'.join(map(str, counts))} second-turn questions per job (as the jobs "
+             "counted them)" if recorded else
+             f"item noise from at least {'/'.join(map(str, counts))} second-turn questions per job "
+             f"({key_of('multi_turn_questions')} less every question not scored)")
     base_mean = float(done["base_answer_acc_multi_turn"].mean()) if has_base else None
     base_text = f"base model {100 * base_mean:.1f}%; " if base_mean is not None else ""
     best = max(calls, key=lambda c: c[0])

@@ -7,7 +7,7 @@ difficulty cancels. A metric the jobs could not measure is "not measurable" with
 from __future__ import annotations
 
 from analysis.collect import RunSet
-from analysis.dataview import absent_reason
+from analysis.dataview import absent_reason, is_free_form
 from analysis.findings.common import has_values
 from analysis.style import setting_label
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Decision, Finding
@@ -61,7 +61,10 @@ def _paired_finding(runs: RunSet, key: str, claim: str, metric: str, better: int
 
 
 def free_form_findings(runs: RunSet) -> list[Finding]:
-    """On own data: ROUGE-L and response nats per byte, each by its paired interval."""
+    """On own data: ROUGE-L and response nats per byte, each by its paired interval (none on the
+    built-in world)."""
+    if not is_free_form(runs.done_jobs()):
+        return []
     out = [_paired_finding(runs, "sft_closer_to_references", "SFT brings the answers closer to the reference "
                            "answers (ROUGE-L)", "rouge_l", +1, "ROUGE-L of the greedy answer"),
            _paired_finding(runs, "sft_lowers_response_nats_per_byte", "SFT lowers the response loss per byte of "

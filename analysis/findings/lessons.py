@@ -1,7 +1,10 @@
 """Findings for the lesson's claims about how much and how long to train, and what is learnt:
-memorisation over epochs, data size against quality, obeyed system prompts, second turns.
+memorisation over epochs, data size against quality, obeyed system prompts. (Second turns are
+judged once, by ``findings.experiments.answers_second_turn``.)
 
-Each finding is computed only when its sweep swept its axis and its jobs report its metric.
+Each finding is computed only when its sweep swept its axis and its jobs report its metric. They
+read only the collected tables (the item counts each job recorded, ``items_*`` and
+``format_obeyed_<style>``), never a job's files.
 Verdicts come from intervals over the scored items: a Wilson 95% interval per share of items,
 and Newcombe's interval (from the two Wilson intervals) for a difference of two shares. With
 seeds, a setting's items are pooled over its seeds. An effect counts when its interval excludes
@@ -11,7 +14,6 @@ zero; no effect counts when the interval lies within :data:`NO_EFFECT` of zero.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,18 +25,19 @@ from analysis.noise import Share, difference, share
 from analysis.stats import strata
 from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Decision, Finding
 from analysis.style import setting_label
-from sft_sweep.data.world.items import FORMAT_STYLES, format_obeyed
-from sft_sweep.data.world.vocab import SYSTEMS
-from sft_sweep.jobfiles import SAMPLES, SUMMARY, read_json, read_jsonl
+from sft_sweep.data.world.items import FORMAT_STYLES
 
-#: A difference of shares whose interval lies within this of zero counts as no effect.
+#: A difference of shares whose interval lies within this of zero counts as no effect. Not the
+#: noise standard's 2-point smallest effect of a rate (``MIN_EFFECT["rate"]``): a Newcombe
+#: interval fits within 2 points only with about 3,000 items a side, so at these experiments'
+#: 100-250 items no absence could ever be called, and the verdicts the tests pin would change
+#: (docs/report.md says why in full).
 NO_EFFECT = 0.10
 #: Share of the full set's answer accuracy that counts as "enough data".
 ENOUGH = 0.9
 
 EPOCHS, REPLAY = key_of("epochs"), key_of("replay")
 SIZE, NOISE = key_of("data_size"), key_of("noise")
-MT_FRACTION, MASK = key_of("multi_turn"), key_of("mask")
 SYS_FRACTION = key_of("system_prompts")
 
 
@@ -74,24 +77,13 @@ def _pooled(part: pd.DataFrame, rate_col: str, n_of) -> Share | None:
     return total if total.n else None
 
 
-def _world_stats(row: pd.Series) -> dict:
-    summary = read_json(Path(str(row.get("path", ""))) / SUMMARY) or {}
-    return ((summary.get("data") or {}).get("world") or {}) if isinstance(summary, dict) else {}
-
-
 def _config(runs: RunSet, row: pd.Series, key: str, default: Any = None) -> Any:
     return config_value(runs, row.get("job"), key, default)
 
 
-def _n_answer_items(runs: RunSet, row: pd.Series) -> int | None:
-    """Held-out questions the answer metrics were scored on: the world's, capped by eval.max_items."""
-    stats = _world_stats(row)
-    n = stats.get("n_eval_items")
-    if n is None:
-        return None
-    skipped = ((read_json(Path(str(row.get("path", ""))) / SUMMARY) or {}).get("data") or {}).get(
-        "eval_skipped_too_long", {}).get("answer", 0)
-    return min(int(n) - int(skipped), int(_config(runs, row, key_of("eval_items"), 100)))
+def _n_answer_items(row: pd.Series) -> Any:
+    """Held-out questions the answer metrics were scored on (the jobs table's ``items_answer``)."""
+    return row.get("items_answer")
 
 
 # ---------------------------------------------------------------------------- memorisation
@@ -167,9 +159,8 @@ def _size_table(runs: RunSet, done: pd.DataFrame) -> dict[tuple, dict[int, dict[
     done = done.assign(_size=[_size(runs, r) for _, r in done.iterrows()])
     for _, part in done.groupby(["_size"] + others, dropna=False, sort=True):
         row = part.iloc[0]
-        n_of = lambda r: _n_answer_items(runs, r)  # noqa: E731
-        ans = _pooled(part, "final_answer_acc", n_of)
-        fol = _pooled(part, "final_follow_rate", n_of)
+        ans = _pooled(part, "final_answer_acc", _n_answer_items)
+        fol = _pooled(part, "final_follow_rate", _n_answer_items)
         if ans is None:
             continue
         key = tuple((c, row[c]) for c in others)
@@ -271,86 +262,18 @@ def _clean_beats_noisy(table: dict[tuple, dict[int, dict[str, Share]]]) -> Findi
                    {"pairs": len(pairs), "clean_ahead": len(above), "noisy_ahead": len(below)}, decided)
 
 
-# ---------------------------------------------------------------------------- second turns
-
-def second_turn_by_training(runs: RunSet) -> Finding | None:
-    """Which training answers held-out second turns best: every assistant turn trained, the
-    last only, or single-turn conversations; with intervals over the second-turn items."""
-    key = "second_turn_by_training"
-    claim = "Training on two-exchange conversations teaches answering a second turn that single-turn training does not"
-    col = "final_answer_acc_multi_turn"
-    done = runs.done_jobs()
-    if MT_FRACTION not in runs.params or not has_values(done, col):
-        return None
-    n_of = lambda r: _world_stats(r).get("n_multi_turn_eval")  # noqa: E731
-    others = _others(runs, MT_FRACTION, MASK)
-    parts, verdicts, decisions = [], [], []
-    for label, group in _groups(done, others):
-        single = group[group[MT_FRACTION].astype(float) == 0]
-        if MASK in single and (single[MASK] == "assistant").any():
-            # without two-exchange training the masks train the same tokens: one job, not two
-            # counts of the same items
-            single = single[single[MASK] == "assistant"]
-        multi = group[group[MT_FRACTION].astype(float) > 0]
-        s = _pooled(single, col, n_of) if not single.empty else None
-        base = _pooled(group.iloc[:1], "base_answer_acc_multi_turn", n_of)
-        head = f"{label}: " if others else ""
-        ref = f"single-turn training {s.text()}" if s else "no single-turn job"
-        parts.append(head + ref + (f", base {base.text()}" if base else ""))
-        if not s:
-            continue
-        by_mask = {}
-        for mask, part in multi.groupby(MASK, sort=True) if MASK in multi else [("assistant", multi)]:
-            m = _pooled(part, col, n_of)
-            if m is None:
-                continue
-            by_mask[mask] = m
-            d = difference(m, s)
-            parts.append(f"multi-turn training, {mask} mask: {m.text()}, vs single-turn {_diff_text(d)}")
-            verdicts.append(SUPPORTED if d[1] > 0 else NOT_SUPPORTED if d[2] < NO_EFFECT else INCONCLUSIVE)
-            decisions.append((verdicts[-1], d[0], _diff_decision(f"second turn, {mask} mask minus single-turn"
-                                                                 + (f" ({label})" if others else ""), d, m, s)))
-        if {"assistant", "last"} <= set(by_mask):
-            d = difference(by_mask["last"], by_mask["assistant"])
-            which = ("the last-turn mask answers more" if d[1] > 0 else "the assistant mask answers more"
-                     if d[2] < 0 else "the masks do not differ beyond the interval")
-            parts.append(f"last-turn minus assistant mask {_diff_text(d)}: {which}")
-    if not verdicts:
-        return Finding(key, claim, INCONCLUSIVE, "not tested: needs jobs with and without two-exchange "
-                       "training scored on held-out second turns (world n_eval_multi_turn > 0). "
-                       + "; ".join(parts) + ".")
-    verdict = (SUPPORTED if SUPPORTED in verdicts and NOT_SUPPORTED not in verdicts
-               else NOT_SUPPORTED if all(v == NOT_SUPPORTED for v in verdicts) else INCONCLUSIVE)
-    # what decides: the largest difference among the comparisons in the verdict's state
-    deciding = [p for p in decisions if p[0] == verdict] or decisions
-    decided = max(deciding, key=lambda p: p[1])[2]
-    return Finding(key, claim, verdict, "; ".join(parts) + ".", {}, decided)
-
-
 # ---------------------------------------------------------------------------- system prompts
 
-def _style_of(prompt: str) -> str | None:
-    """The format a rendered prompt's system prompt sets, if it sets one."""
-    found = [st for text, st in SYSTEMS if st in FORMAT_STYLES and text in str(prompt)]
-    return found[0] if len(found) == 1 else None
-
-
 def format_by_style(row: pd.Series) -> dict[str, Share] | None:
-    """Obeyed system prompts per format, from the job's saved answers (samples.jsonl): None
-    unless the samples hold every format-prompted held-out item (eval.n_samples large enough),
-    since a partial sample is the first items only, not a random one."""
-    n_want = _world_stats(row).get("n_system_format_eval")
-    rows = read_jsonl(Path(str(row.get("path", ""))) / SAMPLES) if n_want else []
-    counts: dict[str, list[int]] = {}
-    for r in rows:
-        st = _style_of(r.get("prompt", "")) if r.get("set") == "answer" else None
-        if st is not None:
-            c = counts.setdefault(st, [0, 0])
-            c[0] += bool(format_obeyed(st, str(r.get("sft") or "")))
-            c[1] += 1
-    if not n_want or sum(n for _, n in counts.values()) != int(n_want):
-        return None
-    return {st: Share(*counts[st]) for st in FORMAT_STYLES if st in counts}
+    """Obeyed system prompts per format, as the job counted them (summary.json's ``scored``, read
+    into ``format_obeyed_<style>`` of ``items_format_<style>``); None for a job that did not
+    record them (one from before ``scored``)."""
+    out = {}
+    for st in FORMAT_STYLES:
+        k, n = row.get(f"format_obeyed_{st}"), row.get(f"items_format_{st}")
+        if k is not None and n is not None and not pd.isna(k) and not pd.isna(n) and int(n) > 0:
+            out[st] = Share(int(k), int(n))
+    return out or None
 
 
 def _pooled_styles(part: pd.DataFrame) -> dict[str, Share] | None:
@@ -364,22 +287,28 @@ def _pooled_styles(part: pd.DataFrame) -> dict[str, Share] | None:
     return total or None
 
 
+#: Why a setting's per-format shares are absent: its jobs did not record them.
+NO_STYLES = ("per format: not measurable, a job did not record its per-format counts "
+             "(summary.json's scored, jobs from before it)")
+
+
 def obeys_system_prompts(runs: RunSet) -> Finding | None:
     """Claim: the tuned model obeys format-setting system prompts (>= 80% of held-out items)."""
     key = "obeys_system_prompts"
     claim = ("The tuned model answers in the format its system prompt sets (>= 80% of held-out items, "
-             "and of each format where the job saved every answer)")
+             "and of each format where the jobs counted each format)")
     col = "final_system_format_acc"
     done = runs.done_jobs()
     if not has_values(done, col):
         return None
-    n_of = lambda r: _world_stats(r).get("n_system_format_eval")  # noqa: E731
-    parts, best, best_styles = [], None, None
+    n_of = lambda r: r.get("items_system_format")  # noqa: E731
+    parts, best, best_styles, lacking = [], None, None, False
     for label, part in _groups(done[done[col].notna()], runs.params):
         s = _pooled(part, col, n_of)
         if s is None:
             continue
         styles = _pooled_styles(part)
+        lacking |= styles is None
         per = (" (" + ", ".join(f"{st} {v.text()}" for st, v in styles.items()) + ")") if styles else ""
         parts.append(f"{label}: {s.text()}{per}")
         if best is None or s.p > best.p:
@@ -405,9 +334,11 @@ def obeys_system_prompts(runs: RunSet) -> Finding | None:
     decided = _share_decision(f"format obeyed, {worst_style[0]} (best setting)", worst_style[1], ">= 80%") \
         if worst_style and verdict != SUPPORTED and any(v.p < 0.8 for v in best_styles.values()) else \
         _share_decision("format obeyed, best setting", best, ">= 80%")
+    if lacking:
+        parts.append(NO_STYLES)
     return Finding(key, claim, verdict, "; ".join(parts) + ".", {"best": best.p}, decided)
 
 
 def lesson_findings(runs: RunSet) -> list[Finding]:
-    out = [memorisation_over_epochs(runs), second_turn_by_training(runs), obeys_system_prompts(runs)]
+    out = [memorisation_over_epochs(runs), obeys_system_prompts(runs)]
     return [f for f in out if f is not None] + answers_vs_data_size(runs)

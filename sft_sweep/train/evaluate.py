@@ -110,6 +110,7 @@ class Evaluator:
             else self._fitting("follow", follow_prompts)[:max_items]
         self.item_scores: dict[str, list] = {}  # per item, of the last evaluate(): paired comparisons
         self.not_measured: dict[str, str] = {}  # metric -> why it is absent (last evaluate())
+        self.counts: dict[str, Any] = {}  # items scored and counted, of the last evaluate() (``scored_counts``)
         self.stop_ids = tuple(template.stop_ids)
         # Any special token ends generation: a model that emits <|im_start|> is opening a new turn.
         self.halt_ids = tuple(sorted(set(self.stop_ids) | set(self.tok.special_tokens.values())))
@@ -326,7 +327,7 @@ class Evaluator:
             if value is not None:
                 metrics[name] = value
 
-        self.item_scores, self.not_measured = {}, {}
+        self.item_scores, self.not_measured, self.counts = {}, {}, {}
         raw, self.item_scores["raw_loss"] = self.raw_losses(model)
         put("raw_loss", raw)
         put("raw_nats_per_byte", self.raw_nats_per_byte())
@@ -351,6 +352,7 @@ class Evaluator:
                       if it.meta.get("system_style") in FORMAT_STYLES]
             if styled:
                 put("system_format_acc", float(np.mean(styled)))
+            self.counts = scored_counts(eval_items, g)
         elif self.follow_considered is not None:
             gens.update(self._free_form_answers(model, put, follow_prompts))
         elif follow_prompts:
@@ -366,6 +368,28 @@ class Evaluator:
             metrics.update(self.base_knowledge(model))
             metrics.update(self.memorisation.measure(model))
         return metrics, gens
+
+
+def scored_counts(eval_items: list[EvalItem], g: list[Generation]) -> dict[str, Any]:
+    """What the answer metrics counted, for summary.json's ``scored``: the held-out questions
+    scored (``answer``), the second turns among them and how many were answered right
+    (``multi_turn``), and per format a system prompt set, how many answers obeyed it
+    (``system_format``). Rates alone lose these counts (a rate of the format-prompted items
+    pools the formats); each part only when its items exist."""
+    out: dict[str, Any] = {"answer": len(eval_items)}
+    multi = [it.is_correct(x.text) for it, x in zip(eval_items, g) if it.meta.get("multi_turn")]
+    if multi:
+        out["multi_turn"] = {"correct": int(sum(bool(v) for v in multi)), "n": len(multi)}
+    styles: dict[str, dict[str, int]] = {}
+    for it, x in zip(eval_items, g):
+        st = it.meta.get("system_style")
+        if st in FORMAT_STYLES:
+            c = styles.setdefault(st, {"obeyed": 0, "n": 0})
+            c["obeyed"] += int(bool(obeys_format(st, x.text)))
+            c["n"] += 1
+    if styles:
+        out["system_format"] = {st: styles[st] for st in FORMAT_STYLES if st in styles}
+    return out
 
 
 def _spread(items: list, n: int) -> list:

@@ -28,6 +28,7 @@ from ..config import Config, base_eval_key, config_dict, config_hash, to_object,
 from ..errors import CheckpointError, ConfigError, DivergedError, SftSweepError, file_system_problem
 from ..jobfiles import (
     ADAPTER, BLENDS, CHECKPOINT, PEFT, WEIGHT_CHANGE, COMPLETED, DIVERGED, FAILED, INPUTS, INTERRUPTED, METRICS, MODEL, PRUNED, RUNNING, SAMPLES,
+    SCORED,
     SUMMARY, WARNINGS, file_digest, flatten, forgetting_pct, read_json, write_json, write_jsonl,
 )
 from ..atomicio import atomic_path
@@ -357,7 +358,7 @@ class Job:
         periodic = not final
         m, g = self.evaluator.evaluate(self.model, periodic=periodic)
         self.eval_s += time.perf_counter() - t0
-        self.last_eval.update(step=step, metrics=m, gens=g, final=final)
+        self.last_eval.update(step=step, metrics=m, gens=g, final=final, counts=dict(self.evaluator.counts))
         items = self.evaluator.periodic_items if periodic else 0
         self.metrics.write({"kind": "eval", "step": step, **m,
                             **({"items": f"periodic: {items} per set"} if items else {})})
@@ -396,6 +397,7 @@ class Job:
             base_model={"key": self.cache.key, "built_here": self.base_built}, threads=self.threads.sft,
             data=data_report, timings=self.timings, data_fit=data.report.get("fit"),
             not_measured=self.evaluator.not_measured, **method, free_form=free_form,
+            **({SCORED: self.last_eval["counts"]} if self.last_eval.get("counts") else {}),
             **{INPUTS: self.inputs})
 
     def save_adapter(self, step: int) -> None:

@@ -276,3 +276,45 @@ def test_cache_dir_and_experiment_of_two_sweeps_are_not_swept_settings(tmp_path)
     assert runs.swept == ["optim.lr"]
     for key in ("experiment", "pretrain.cache_dir", "train.threads"):
         assert key not in runs.swept + runs.derived, key
+
+
+def _counted_job(root, name, lr, **extra):
+    return write_job(root / name, overrides=[f"optim.lr={lr}"],
+                     summary={"status": "completed", "config": {"optim.lr": lr, "eval.max_items": 12},
+                              "overrides": [f"optim.lr={lr}"], "base": {"answer_acc": 0.1},
+                              "final": {"answer_acc": 0.5, "answer_acc_multi_turn": 0.5, "system_format_acc": 0.6},
+                              "data": {"world": {"n_eval_items": 106, "n_system_format_eval": 15,
+                                                 "n_multi_turn_eval": 6}}, **extra})
+
+
+def test_the_counts_a_job_recorded_are_read_once_into_the_jobs_table(tmp_path):
+    """summary.json's ``scored`` -> items_answer, items_multi_turn, items_system_format and per
+    format format_obeyed_<style> of items_format_<style>; a job from before it has no per-format
+    or second-turn count, and its format-prompted count is the world's, as before."""
+    scored = {"answer": 12, "multi_turn": {"correct": 2, "n": 4},
+              "system_format": {"word": {"obeyed": 1, "n": 2}, "caps": {"obeyed": 0, "n": 1},
+                                "full": {"obeyed": 2, "n": 2}}}
+    _counted_job(tmp_path, "new", 3e-4, scored=scored)
+    _counted_job(tmp_path, "old", 3e-3)
+    jobs = collect_runs(tmp_path).jobs.set_index("job")
+    new, old = jobs.loc["new"], jobs.loc["old"]
+    assert (new["items_answer"], new["items_multi_turn"], new["items_system_format"]) == (12, 4, 5)
+    assert [(new[f"format_obeyed_{s}"], new[f"items_format_{s}"]) for s in ("word", "caps", "full")] == \
+        [(1, 2), (0, 1), (2, 2)]
+    assert old["items_answer"] == 12 and old["items_system_format"] == 15
+    assert pd.isna(old["items_multi_turn"]) and pd.isna(old["format_obeyed_word"]) and pd.isna(old["items_format_caps"])
+
+
+def test_the_collector_reads_a_smoke_jobs_counts(tmp_path):
+    """A real job's summary: the table's counts are those its evaluator counted."""
+    from tests.app.test_job import run_job
+    cache = tmp_path / "cache"
+    job, s = run_job(tmp_path / "sweep", str(cache), ["data.world.system_fraction=0.4", "data.world.n_eval=20",
+                                                       "data.world.n_eval_multi_turn=6", "eval.max_items=40"])
+    assert s["status"] == "completed", s.get("error")
+    row = collect_runs(tmp_path / "sweep").jobs.iloc[0]
+    scored = s["scored"]
+    assert row["items_answer"] == scored["answer"] and row["items_multi_turn"] == scored["multi_turn"]["n"]
+    for st, c in scored["system_format"].items():
+        assert (row[f"format_obeyed_{st}"], row[f"items_format_{st}"]) == (c["obeyed"], c["n"])
+    assert row["items_system_format"] == sum(c["n"] for c in scored["system_format"].values())

@@ -143,3 +143,18 @@ def test_second_turns_not_scored_shrink_the_count(tmp_path):
             s["data"]["world"]["n_eval_items"] = 220
             (job / "summary.json").write_text(json.dumps(s))
     assert "at least 120 second-turn questions" in _finding(root, "answers_second_turn").evidence
+
+
+def test_second_turns_counted_by_the_job_are_the_count(tmp_path):
+    """A job that recorded its second turns (summary.json's scored): that count, not the lower
+    bound derived from the world settings, is the item noise's n; the verdict's rule is the same."""
+    import json
+    root = _sweep(tmp_path / "s", "template.mask", _masks(0.8, 0.6), world=MULTI_TURN_WORLD)
+    for job in root.iterdir():
+        if (job / "summary.json").exists():
+            s = json.loads((job / "summary.json").read_text())
+            s["scored"] = {"answer": 250, "multi_turn": {"correct": 0, "n": 140}}
+            (job / "summary.json").write_text(json.dumps(s))
+    f = _finding(root, "answers_second_turn")
+    assert "item noise from 140 second-turn questions per job (as the jobs counted them)" in f.evidence
+    assert f.verdict == SUPPORTED

@@ -66,11 +66,3 @@ def test_lesson_findings_say_what_decided_them(tmp_path):
     d = m.decided_by
     assert d.what == "reproduced minus answered, 3 epochs" and (d.n, d.noise) == ("50 vs 50 items", "item noise")
     assert f"{d.value} (95% CI {d.low} to {d.high})" in m.evidence
-
-    acc = {(0.0, "assistant"): 0.10, (0.0, "last"): 0.10, (0.25, "assistant"): 0.60, (0.25, "last"): 0.62}
-    axes = {"data.world.multi_turn_fraction": [0.0, 0.25], "template.mask": ["assistant", "last"]}
-    st = _findings(_sweep(tmp_path / "mt", axes, lambda s: {
-        "answer_acc": 0.8, "answer_acc_multi_turn": acc[(s["data.world.multi_turn_fraction"], s["template.mask"])]},
-        world={"n_multi_turn_eval": 150}))["second_turn_by_training"]
-    assert st.decided_by.what == "second turn, last mask minus single-turn"
-    assert f"{st.decided_by.value} (95% CI {st.decided_by.low} to {st.decided_by.high})" in st.evidence

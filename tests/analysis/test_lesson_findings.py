@@ -28,7 +28,9 @@ def test_newcombe_difference_matches_published_values():
     assert (lo, hi) == pytest.approx((0.0524, 0.3339), abs=1e-4)
 
 
-def _sweep(root: Path, axes: dict[str, list], final_of, world: dict | None = None, samples_of=None) -> Path:
+def _sweep(root: Path, axes: dict[str, list], final_of, world: dict | None = None, scored_of=None) -> Path:
+    """One job per setting; ``scored_of(setting)``: its summary.json ``scored`` (None: a job from
+    before it)."""
     write_multirun_yaml(root, [f"{k}=" + ",".join(map(str, v)) for k, v in axes.items()])
     for values in itertools.product(*axes.values()):
         setting = dict(zip(axes, values))
@@ -38,8 +40,8 @@ def _sweep(root: Path, axes: dict[str, list], final_of, world: dict | None = Non
                   summary={"status": "completed", "config": {**setting, "optim.lr": 3e-4, "eval.max_items": 250},
                            "overrides": ov, "base": {"answer_acc": 0.0, "answer_acc_multi_turn": 0.02},
                            "final": final, "forgetting_pct": 0.0,
-                           "data": {"world": {"n_eval_items": 100, **(world or {})}}},
-                  samples=samples_of(setting) if samples_of else None)
+                           "data": {"world": {"n_eval_items": 100, **(world or {})}},
+                           **({"scored": scored_of(setting)} if scored_of else {})})
     return root
 
 
@@ -90,7 +92,9 @@ def test_data_size_findings(tmp_path):
     assert clean.numbers == {"pairs": 2, "clean_ahead": 1, "noisy_ahead": 1}
 
 
-def test_second_turns_decided_with_enough_items(tmp_path):
+def test_second_turns_are_judged_once_by_the_noise_standard(tmp_path):
+    """final_answer_acc_multi_turn has one finding (answers_second_turn, the noise standard's
+    rule); the lesson findings no longer judge it a second way."""
     acc = {(0.0, "assistant"): 0.10, (0.0, "last"): 0.10, (0.25, "assistant"): 0.60, (0.25, "last"): 0.62}
     axes = {"data.world.multi_turn_fraction": [0.0, 0.25], "template.mask": ["assistant", "last"]}
 
@@ -99,10 +103,8 @@ def test_second_turns_decided_with_enough_items(tmp_path):
                                                                  s["template.mask"])]}
 
     f = _findings(_sweep(tmp_path, axes, final, world={"n_multi_turn_eval": 150}))
-    st = f["second_turn_by_training"]
-    assert st.verdict == SUPPORTED
-    assert "90/150" in st.evidence and "single-turn training 10% (15/150" in st.evidence
-    assert "the masks do not differ beyond the interval" in st.evidence
+    assert "second_turn_by_training" not in f
+    assert [k for k in f if "second_turn" in k] == ["answers_second_turn"]
 
 
 def test_obeying_system_prompts_needs_the_whole_interval_over_80_percent(tmp_path):
@@ -120,29 +122,20 @@ def test_obeying_system_prompts_needs_the_whole_interval_over_80_percent(tmp_pat
     assert f["obeys_system_prompts"].verdict == INCONCLUSIVE
 
 
-def _format_samples(obeyed: dict[str, int], n: int = 40) -> list[dict]:
-    """Saved answers to ``n`` held-out questions under each format prompt, ``obeyed[style]`` of
-    them in the asked format, plus an unprompted one that does not count."""
-    systems = {"word": "Answer in one word.", "caps": "Answer in capital letters.",
-               "full": "Answer with a full sentence."}
-    good = {"word": "Pistel", "caps": "THE CAPITAL OF VAIIA IS PISTEL.", "full": "The capital of Vaiia is Pistel."}
-    bad = {"word": "The capital of Vaiia is Pistel.", "caps": "The capital of Vaiia is Pistel.", "full": "Pistel"}
-    rows = [{"set": "answer", "prompt": "<|im_start|>user\nCapital of Vaiia?<|im_end|>\n", "sft": "Pistel"}]
-    for st, text in systems.items():
-        rows += [{"set": "answer", "prompt": f"<|im_start|>system\n{text}<|im_end|>\n<|im_start|>user\n"
-                  f"Name the capital of Vaiia.<|im_end|>\n", "sft": good[st] if i < obeyed[st] else bad[st]}
-                 for i in range(n)]
-    return rows
+def _format_counts(obeyed: dict[str, int], n: int = 40) -> dict:
+    """summary.json's ``scored`` of a job that asked ``n`` held-out questions under each format
+    prompt, ``obeyed[style]`` of them answered in the asked format."""
+    return {"answer": 100, "system_format": {st: {"obeyed": k, "n": n} for st, k in obeyed.items()}}
 
 
-def test_obeying_system_prompts_is_judged_per_format_when_every_answer_is_saved(tmp_path):
+def test_obeying_system_prompts_is_judged_per_format_as_the_jobs_counted_it(tmp_path):
     # 110/120 pooled (SUPPORTED on the pooled share alone), but capital letters only 30/40
     obeyed = {0: {"word": 10, "caps": 0, "full": 40}, 0.4: {"word": 40, "caps": 30, "full": 40}}
     f = _findings(_sweep(tmp_path, {"data.world.system_fraction": [0, 0.4]},
                          lambda s: {"answer_acc": 0.8,
                                     "system_format_acc": sum(obeyed[s["data.world.system_fraction"]].values()) / 120},
                          world={"n_system_format_eval": 120},
-                         samples_of=lambda s: _format_samples(obeyed[s["data.world.system_fraction"]])))
+                         scored_of=lambda s: _format_counts(obeyed[s["data.world.system_fraction"]])))
     ev = f["obeys_system_prompts"]
     assert "word 100% (40/40" in ev.evidence and "caps 75% (30/40" in ev.evidence and "caps 0% (0/40" in ev.evidence
     assert ev.verdict == INCONCLUSIVE  # caps 75%: interval 60-86%
@@ -151,14 +144,34 @@ def test_obeying_system_prompts_is_judged_per_format_when_every_answer_is_saved(
                          lambda s: {"answer_acc": 0.8,
                                     "system_format_acc": sum(obeyed[s["data.world.system_fraction"]].values()) / 120},
                          world={"n_system_format_eval": 120},
-                         samples_of=lambda s: _format_samples(obeyed[s["data.world.system_fraction"]])))
+                         scored_of=lambda s: _format_counts(obeyed[s["data.world.system_fraction"]])))
     assert f["obeys_system_prompts"].verdict == NOT_SUPPORTED
 
 
-def test_per_format_shares_are_left_out_when_the_samples_miss_some_items(tmp_path):
-    obeyed = {"word": 40, "caps": 0, "full": 40}
+def test_per_format_shares_of_a_job_from_before_scored_are_not_measurable(tmp_path):
+    """A job that did not record its per-format counts: the pooled share is judged on the world's
+    count as before, the formats are said to be not measurable, and no file is read again (the
+    saved answers would show caps 0/40)."""
     f = _findings(_sweep(tmp_path, {"data.world.system_fraction": [0.4]},
                          lambda s: {"answer_acc": 0.8, "system_format_acc": 80 / 120},
-                         world={"n_system_format_eval": 120},
-                         samples_of=lambda s: _format_samples(obeyed)[:60]))
-    assert "caps" not in f["obeys_system_prompts"].evidence
+                         world={"n_system_format_eval": 120}))
+    ev = f["obeys_system_prompts"].evidence
+    assert "80/120" in ev and "caps" not in ev
+    assert "per format: not measurable, a job did not record its per-format counts" in ev
+
+
+def test_lesson_findings_read_no_job_file(tmp_path, monkeypatch):
+    """Findings are pure functions of the collected tables: once collected, the job files may go."""
+    import shutil
+
+    from analysis.collect import collect_runs
+    from analysis.findings.lessons import lesson_findings
+    obeyed = {"word": 40, "caps": 30, "full": 40}
+    root = _sweep(tmp_path / "s", {"data.world.system_fraction": [0, 0.4]},
+                  lambda s: {"answer_acc": 0.8, "system_format_acc": 110 / 120},
+                  world={"n_system_format_eval": 120}, scored_of=lambda s: _format_counts(obeyed))
+    runs = collect_runs(root)
+    before = [(f.key, f.verdict, f.evidence) for f in lesson_findings(runs)]
+    shutil.rmtree(root)
+    assert [(f.key, f.verdict, f.evidence) for f in lesson_findings(runs)] == before
+    assert "caps 75% (30/40" in before[0][2]

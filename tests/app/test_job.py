@@ -197,3 +197,22 @@ def test_final_metrics_of_a_tiny_job_are_pinned(tmp_path, cache_dir):
     assert f["memorised_loss_gap"] == pytest.approx(0.0027535, abs=2e-4)
     assert s["forgetting_pct"] == pytest.approx(4.3592692, abs=0.01)
     assert (f["knowledge_mc_acc"], f["answer_mc_acc"], f["follow_rate"]) == (0.25, 0.0, 0.0)
+
+
+def test_job_records_what_its_answer_metrics_counted(tmp_path, cache_dir):
+    """summary.json's ``scored``: the questions scored, the second turns answered right and, per
+    format a system prompt sets, the answers that obeyed it; the rates are these counts' shares."""
+    job, s = run_job(tmp_path, cache_dir, ["data.world.system_fraction=0.4", "data.world.n_eval=20",
+                                          "data.world.n_eval_multi_turn=6", "eval.max_items=40"],
+                     name="counted")
+    assert s["status"] == "completed", s.get("error")
+    summary = json.loads((job.dir / "summary.json").read_text())
+    scored, final = summary["scored"], summary["final"]
+    assert scored["answer"] == len(job.evaluator.eval_items)
+    mt = scored["multi_turn"]
+    assert 0 < mt["n"] <= 6 and final["answer_acc_multi_turn"] == pytest.approx(mt["correct"] / mt["n"])
+    styles = scored["system_format"]
+    assert styles and set(styles) <= {"word", "caps", "full"}
+    obeyed, n = sum(c["obeyed"] for c in styles.values()), sum(c["n"] for c in styles.values())
+    assert final["system_format_acc"] == pytest.approx(obeyed / n)
+    assert n == sum(it.meta.get("system_style") in styles for it in job.evaluator.eval_items)
