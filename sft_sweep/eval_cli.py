@@ -28,7 +28,7 @@ from .data import prepare
 from .decoding import OFF, add_decoding_args, chosen_decoding
 from .errors import SftSweepError, check_writable, user_errors_exit
 from .inspect_data import compose_config
-from .jobfiles import write_json
+from .jobfiles import SCORED, write_json
 from .jobmodels import SHAPE_KEYS, JobModels, check_architecture, load_model, resolve
 from .train.evaluate import Evaluator
 from .train.job import evaluator_for
@@ -112,6 +112,8 @@ def evaluate_model(found: JobModels, overrides: list[str], with_base: bool = Fal
                               "decoding": dict(evaluator.decoding), "decoding_from": ev.decoding_from}
     tic = time.perf_counter()
     result["metrics"], _ = evaluator.evaluate(model)
+    if evaluator.counts:  # what the answer metrics counted, as a job records it (summary.json "scored")
+        result[SCORED] = dict(evaluator.counts)
     if with_base:
         if found.base is None:
             raise SftSweepError("; ".join(found.notes) or "no base model found (give --base PATH)")
