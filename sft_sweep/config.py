@@ -33,6 +33,7 @@ from .errors import ConfigError
 from .jobfiles import flatten
 from .nn.config import ModelShape
 from .nn.optim import SCHEDULES
+from .tokenizer import model_vocab_size
 from .train.loss_weights import LOSS_NORMS
 
 #: Where a job's instruction data comes from (``data.source``).
@@ -244,6 +245,14 @@ class PretrainConf:
     # A base model checkpoint (model.npz of this package) to fine-tune instead of pre-training one;
     # relative paths are taken from the directory sft-sweep started in. Its shape must match model.*.
     init_from: Optional[str] = None
+    # Equal pre-training wall time across tokenizers: the measured cost of one pre-training step of
+    # a model with this many ids (the model's vocabulary: 260 for bytes, tokenizer.vocab_size for
+    # bpe), relative to the step that pretrain.steps counts (1.0). When the job's vocabulary is
+    # listed, its base pre-trains round(pretrain.steps / cost) steps (pretrain_steps), so every
+    # listed tokenizer gets the time of pretrain.steps reference steps. A fixed table, written with
+    # the measurement that chose it (conf/experiment/tokenizers.yaml), keeps each base reproducible:
+    # the base's cache key holds the steps it trained, never the table. Empty: pretrain.steps.
+    step_cost: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -409,8 +418,24 @@ def validate(cfg: Config) -> None:
     _check(pt.lr > 0, "pretrain.lr", pt.lr, "must be > 0", p)
     _check(0 <= pt.seed < 2**32, "pretrain.seed", pt.seed, "must be in [0, 2**32)", p)
     _check(pt.threads >= 0, "pretrain.threads", pt.threads, "must be >= 0 (0: all cores)", p)
+    _check(all(c > 0 for c in pt.step_cost.values()), "pretrain.step_cost", dict(pt.step_cost),
+           "every cost must be > 0 (a step's time relative to the reference step)", p)
+    if pt.step_cost and not p:
+        vocab = model_vocab_size(cfg.tokenizer)
+        _check(vocab in pt.step_cost, "pretrain.step_cost", dict(pt.step_cost),
+               f"lists no cost for this job's vocabulary ({vocab} ids); add {vocab}: <cost>", p)
     if p:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(p))
+
+
+def pretrain_steps(cfg: Config) -> int:
+    """The steps the job's base pre-trains: ``pretrain.steps``, or with ``pretrain.step_cost``
+    that many reference steps' time at this vocabulary's cost (at least 1 when steps > 0)."""
+    steps = cfg.pretrain.steps
+    if not cfg.pretrain.step_cost or steps == 0:
+        return steps
+    cost = cfg.pretrain.step_cost[model_vocab_size(cfg.tokenizer)]
+    return max(1, round(steps / cost))
 
 
 def to_object(cfg: DictConfig) -> Config:
@@ -465,7 +490,7 @@ OFF_IS_ABSENT = {"eval.repetition_penalty": 1.0, "eval.no_repeat_ngram": 0, "dat
                  # that ran before with every item there keeps its hash at the default
                  "eval.periodic_items": 20,
                  "optim.l2_to_base": 0.0, "train.neftune_alpha": 0.0, "eval.blend": [],
-                 "peft.method": "full",
+                 "peft.method": "full", "pretrain.step_cost": {},
                  # the byte tokenizer, which every earlier job used; with it tokenizer.vocab_size
                  # is unused and absent too (see semantic)
                  "tokenizer.name": "bytes"}
