@@ -17,6 +17,7 @@ from analysis.front_findings import front_findings
 from analysis.lesson_findings import lesson_findings
 from analysis.groups import group_columns, split_runs
 from analysis.story import story_findings
+from analysis.tokenizer_findings import tokenizer_findings
 from analysis.verdicts import Finding
 
 FINDING_SOURCES: tuple[Callable[[RunSet], list[Finding]], ...] = (
@@ -25,6 +26,7 @@ FINDING_SOURCES: tuple[Callable[[RunSet], list[Finding]], ...] = (
     experiment_findings,
     lesson_findings,
     front_findings,
+    tokenizer_findings,
 )
 
 
