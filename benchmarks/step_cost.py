@@ -5,7 +5,8 @@
 
 Times full pre-training steps (forward + backward + AdamW on random windows, float32, the mini
 model of conf/model/mini.yaml at ``--block`` positions, ``--threads`` compute threads as
-pre-training uses them, 0: every core, one BLAS thread each) for each vocabulary, in interleaved
+pre-training uses them, 0: every core, one BLAS thread each; CPU time counts the model's shard
+worker processes too) for each vocabulary, in interleaved
 rounds so that a change of the machine's load falls on every vocabulary alike. Prints wall and
 CPU milliseconds per step (median over rounds), the load average, the BLAS kernel, and the
 relative costs (CPU time, the first vocabulary = 1.0) as the YAML of ``pretrain.step_cost``.
@@ -29,6 +30,25 @@ from sft_sweep.config import ModelConf  # noqa: E402
 from sft_sweep.nn import GPT, AdamW, GPTConfig  # noqa: E402
 from sft_sweep.nn.config import ModelShape  # noqa: E402
 from sft_sweep.train.resources import job_threads  # noqa: E402
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its child processes (the model's shard workers run in
+    worker processes, which ``time.process_time`` does not see; Linux /proc)."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:  # ppid
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
 
 
 def blas_kernel() -> str:
@@ -64,13 +84,13 @@ def main() -> None:
         for v in vocabs:
             model, opt = runs[v]
             w = rng.integers(0, v - 4, size=(a.steps, a.batch, a.block + 1))
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             for s in range(a.steps):
                 _, grads = model.loss_and_grads(w[s, :, :-1], w[s, :, 1:], mask)
                 opt.step(grads, 1e-3)
             if r:
                 wall[v].append(1000 * (time.perf_counter() - t0) / a.steps)
-                cpu[v].append(1000 * (time.process_time() - c0) / a.steps)
+                cpu[v].append(1000 * (cpu_seconds() - c0) / a.steps)
     load1 = os.getloadavg()
     print(f"mini model, block {a.block}, batch {a.batch}, {threads} threads; {a.rounds} rounds x {a.steps} steps")
     print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f}; BLAS: {blas_kernel()}")
