@@ -3,7 +3,8 @@ tokenizer (a BPE token holds several bytes), so when a sweep's jobs use more tha
 :func:`per_byte_only` (applied by ``collect_runs``) takes the per-token losses (``raw_loss``,
 ``response_loss`` of the base and the tuned model, and their evaluation curves) out of the tables:
 no table, plot or finding compares them. The per-byte losses (``raw_nats_per_byte``,
-``response_nats_per_byte``) and forgetting (a ratio of two losses of one tokenizer) stay.
+``response_nats_per_byte``) and forgetting (a ratio of two losses of one tokenizer) stay, and a
+byte job's ``tokenizer.vocab_size`` (a setting bytes never reads) shows its model's 260 ids.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def per_byte_only(runs: Any) -> Any:
         return runs
     cols = {f"{side}_{m}" for side in ("base", "final") for m in PER_TOKEN_LOSSES} | {"last_eval_response_loss"}
     jobs = runs.jobs.drop(columns=[c for c in runs.jobs.columns if c in cols])
+    if "tokenizer.vocab_size" in jobs and "tokenizer.name" in jobs:
+        # a byte job never reads tokenizer.vocab_size: its row shows the model's vocabulary
+        jobs = jobs.copy()
+        jobs.loc[jobs["tokenizer.name"] == "bytes", "tokenizer.vocab_size"] = BYTE_VOCAB
     curves = runs.curves
     if not curves.empty:
         curves = curves[~((curves["kind"] == "eval") & curves["metric"].isin(PER_TOKEN_LOSSES))]

@@ -65,6 +65,8 @@ def test_per_token_losses_leave_a_sweep_over_tokenizers(tmp_path):
         assert c not in runs.jobs
     assert "base_raw_nats_per_byte" in runs.jobs and runs.jobs["forgetting_pct"].notna().all()
     assert not runs.curves[(runs.curves["kind"] == "eval")]["metric"].isin(["raw_loss", "response_loss"]).any()
+    vocab = dict(zip(runs.jobs["tokenizer.name"] + " " + runs.jobs["job"], runs.jobs["tokenizer.vocab_size"]))
+    assert vocab["bytes 0"] == 260 and vocab["bpe 1"] == 512 and vocab["bpe 2"] == 1024  # bytes never reads it
     header, rows = summary_table(runs)
     assert not any("raw-text loss" in h or h == "response loss" for h in header)
     again = per_byte_only(runs)  # idempotent
