@@ -101,11 +101,24 @@ def _base_finding(runs: RunSet, done: pd.DataFrame) -> Finding:
             .replace("; item noise", "; held-out window noise"))
     word = {True: "beyond noise", False: "less than the smallest effect of interest "
             f"({_bits(MIN_BASE_NATS):.3f} bits/byte)", None: "within noise"}[call]
+    extra = ""
+    runner = min((t for t in rows if t not in (best, ref)), key=lambda t: rows[t]["v"], default=None)
+    if runner is not None and rows[runner]["v"] < rows[ref]["v"]:  # the best against the next best too
+        r2 = rows[runner]
+        e2 = effect([r2["v"]], [b["v"]], se_a=[r2["se"]] if r2["se"] is not None else None,
+                    se_b=[b["se"]] if b["se"] is not None else None)
+        c2 = judge(e2, MIN_BASE_NATS)
+        extra = (f" {best} minus the next best, {runner}: "
+                 f"{e2.describe(scale=1 / LN2, unit=' bits/byte', digits=3).replace('; item noise', '; held-out window noise')}"
+                 f": {_WORD[c2]}.")
     return Finding(key, claim, verdict,
                    f"{what} (95% interval over the held-out text windows): " + "; ".join(parts) + timing
-                   + f". {diff}: {word}.",
+                   + f". {diff}: {word}.{extra}",
                    {"best": best, "reference": ref, "bits_per_byte": {t: _bits(r["v"]) for t, r in rows.items()},
                     "diff_bits": _bits(e.diff)})
+
+
+_WORD = {True: "beyond noise", False: "less than the smallest effect of interest", None: "within noise"}
 
 
 def _se_of(part: pd.DataFrame, metric: str) -> list[float] | None:
@@ -150,10 +163,16 @@ def _tuned_finding(done: pd.DataFrame, metric: str, better: int, min_effect: flo
     scale, unit, digits = (100, " points", 1) if rate else (1, "", 3)
     word = {True: "beyond noise", False: "less than the smallest effect of interest", None: "within noise"}[call]
     direction = "higher" if better > 0 else "lower"
+    extra = ""
+    if "bytes" in groups and "bytes" not in (best, runner):
+        gy = groups["bytes"]
+        e3 = effect(list(gy[metric]), list(gb[metric]), **kwargs(gy, "a"), **kwargs(gb, "b"))
+        extra = (f" {best} minus bytes: {e3.describe(scale=scale, unit=unit, digits=digits)}: "
+                 f"{_WORD[judge(e3, min_effect)]}.")
     return Finding(key, f"{best} gives the better tuned model by {what} ({direction} is better)", verdict,
                    f"{what} of the tuned model per tokenizer: " + "; ".join(fmt(t) for t in groups)
                    + f". {best} minus the runner-up {runner}: {e.describe(scale=scale, unit=unit, digits=digits)}: "
-                   f"{word}.", {"best": best, "runner_up": runner, "diff": e.diff})
+                   f"{word}.{extra}", {"best": best, "runner_up": runner, "diff": e.diff})
 
 
 def tokenizer_findings(runs: RunSet) -> list[Finding]:

@@ -88,9 +88,12 @@ def test_bpe_base_better_beyond_noise_and_tuned_findings(tmp_path):
     assert f"bytes: {1.6 / math.log(2):.3f}" in base.evidence and "1442 steps" in base.evidence
     assert "1500 steps" in base.evidence and "pre-trained in 300 s here" in base.evidence
     assert base.numbers["diff_bits"] < 0
+    assert "bpe 1024 minus the next best, bpe 512: -0.072 bits/byte" in base.evidence  # within noise
+    assert base.evidence.endswith("within noise.")
     follow = found["tokenizer_better_tuned_follow_rate"]
     assert follow.claim.startswith("bpe 512 gives the better tuned model by follow rate")
     assert follow.verdict == "inconclusive" and "runner-up bpe 1024" in follow.evidence  # 80% vs 78% of 40
+    assert "bpe 512 minus bytes: +50.0 points" in follow.evidence and follow.evidence.endswith("beyond noise.")
     rouge = found["tokenizer_better_tuned_rouge_l"]
     assert rouge.verdict == "inconclusive"  # 0.16 vs 0.15 with intervals of +-0.02
     nats = found["tokenizer_better_tuned_response_nats_per_byte"]
