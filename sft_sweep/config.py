@@ -536,9 +536,15 @@ NOT_BASE_EVAL_KEYS = ("eval.blend",)
 
 
 def base_eval_key(cfg_dict: dict[str, Any]) -> str:
-    """Key of a base model's cached evaluation (the model's own key names the base)."""
-    return stable_hash({k: v for k, v in semantic(flatten(cfg_dict)).items()
-                        if k.split(".")[0] in BASE_EVAL_GROUPS and k not in NOT_BASE_EVAL_KEYS})
+    """Key of a base model's cached evaluation (the model's own key names the base). On files
+    (``data.source=files``) the held-out split is drawn with ``train.seed`` (data.prepare), so the
+    seed decides which conversations the base is evaluated on and is part of the key there; the
+    world's held-out items do not move with it, and its keys stay as they were."""
+    flat = semantic(flatten(cfg_dict))
+    picked = {k: v for k, v in flat.items() if k.split(".")[0] in BASE_EVAL_GROUPS and k not in NOT_BASE_EVAL_KEYS}
+    if flat.get("data.source") == "files":
+        picked["train.seed"] = flat.get("train.seed")
+    return stable_hash(picked)
 
 
 def sweep_dir_of(config: Any) -> Path:

@@ -85,3 +85,4 @@ def test_the_tokenizers_experiment_gives_each_vocabulary_its_steps():
         validate(cfg)
         cost = cfg.pretrain.step_cost[gpt_config(cfg).vocab_size]
         assert pretrain_steps(cfg) == round(cfg.pretrain.steps / cost)
+
