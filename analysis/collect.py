@@ -38,6 +38,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.dataview import free_form_columns, read_summary
+from analysis.per_byte import per_byte_only
 from analysis.errors import ReportError
 from analysis.jobdir import (
     CURVE_COLUMNS, SAMPLE_COLUMNS, JobFiles, Problem, find_job_dirs, parse_overrides, read_job, read_yaml,
@@ -371,11 +372,12 @@ def collect_runs(dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> RunSe
     blends_df = _blends_table(blend_parts, jobs_df, swept + derived)
     ranks_df = pd.DataFrame(rank_parts, columns=WEIGHT_RANK_COLUMNS)
 
-    return RunSet(
+    # jobs of different tokenizers meet per byte only: their per-token losses leave the tables
+    return per_byte_only(RunSet(
         jobs=jobs_df, curves=curves_df, samples=samples_df, swept=swept, derived=derived,
         constants=constants, sweep_specs=sweep_specs, problems=problems, roots=roots,
         configs={j.record["job"]: j.config for j in jobs}, blends=blends_df, weight_ranks=ranks_df,
-    )
+    ))
 
 
 def _blends_table(rows: list[dict], jobs_df: pd.DataFrame, params: list[str]) -> pd.DataFrame:

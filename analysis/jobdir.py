@@ -259,14 +259,24 @@ def scored_counts(summary: dict, world: dict) -> dict[str, float | None]:
 
 def value_errors(summary: dict) -> dict[str, float | None]:
     """Standard errors the job recorded for its values over held-out items (``free_form``: the
-    95% interval of forgetting over the held-out text windows), as ``se_<value>`` columns."""
+    95% interval of forgetting over the held-out text windows, and of each model's ROUGE-L and
+    response nats per byte over the held-out answers), as ``se_<value>`` columns."""
     free = summary.get("free_form") if isinstance(summary.get("free_form"), dict) else {}
     fg = free.get("forgetting_pct") if isinstance(free.get("forgetting_pct"), dict) else {}
     ci = fg.get("ci95")
     se = None
     if isinstance(ci, list) and len(ci) == 2 and all(as_number(v) is not None for v in ci):
         se = (as_number(ci[1]) - as_number(ci[0])) / (2 * 1.959964)
-    return {"se_forgetting_pct": se}
+    out = {"se_forgetting_pct": se}
+    # each model's free-form metrics over the held-out answers (they meet across tokenizers)
+    for side in ("base", "final"):
+        block = free.get(side) if isinstance(free.get(side), dict) else {}
+        for m in ("rouge_l", "response_nats_per_byte"):
+            iv = block.get(m) if isinstance(block.get(m), dict) else {}
+            ci = iv.get("ci95")
+            if isinstance(ci, list) and len(ci) == 2 and all(as_number(v) is not None for v in ci):
+                out[f"se_{side}_{m}"] = (as_number(ci[1]) - as_number(ci[0])) / (2 * 1.959964)
+    return out
 
 
 def _dig_config(config: dict, *keys: str):

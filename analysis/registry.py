@@ -17,6 +17,7 @@ from analysis.findings.free_form import free_form_findings
 from analysis.findings.lessons import lesson_findings
 from analysis.findings.story import story_findings
 from analysis.findings.front import front_findings
+from analysis.findings.tokenizers import tokenizer_findings
 from analysis.groups import group_columns, split_runs
 from analysis.verdicts import Finding
 
@@ -27,6 +28,7 @@ FINDING_SOURCES: tuple[Callable[[RunSet], list[Finding]], ...] = (
     experiment_findings,
     lesson_findings,
     front_findings,
+    tokenizer_findings,
 )
 
 

@@ -35,6 +35,7 @@ from .jobfiles import flatten
 from .nn.config import ModelShape
 from .nn.optim import SCHEDULES
 from .setting import Setting, SettingIndex, group, setting
+from .tokenizer import model_vocab_size
 
 #: Where a job's instruction data comes from (``data.source``).
 DATA_SOURCES = ("world", "files")
@@ -158,7 +159,8 @@ class TokenizerConf:
     # the byte tokenizer, which every earlier job used: absent from hashes, and with it the size
     name: str = setting("bytes", off="bytes", role="tokenizer", label="tokenizer", short="tokenizer",
                         colors="Set2")
-    vocab_size: int = setting(1024, only_when=("name", "bpe"), label="vocabulary size", short="vocab", log=True)
+    vocab_size: int = setting(1024, only_when=("name", "bpe"), role="vocab", label="vocabulary size", short="vocab",
+                              log=True)
 
 
 @dataclass
@@ -269,7 +271,7 @@ class EvalConf:
 
 @dataclass
 class PretrainConf:
-    steps: int = setting(1200, headline=12)
+    steps: int = setting(1200, headline=12, role="pretrain_steps")
     batch_size: int = 16
     lr: float = setting(3e-3, **LEARNING_RATE)
     warmup_steps: int = 50
@@ -287,6 +289,14 @@ class PretrainConf:
     # A base model checkpoint (model.npz of this package) to fine-tune instead of pre-training one;
     # relative paths are taken from the directory sft-sweep started in. Its shape must match model.*.
     init_from: Optional[str] = setting(None, off=None)
+    # Equal pre-training wall time across tokenizers: the measured cost of one pre-training step of
+    # a model with this many ids (the model's vocabulary: 260 for bytes, tokenizer.vocab_size for
+    # bpe), relative to the step that pretrain.steps counts (1.0). When the job's vocabulary is
+    # listed, its base pre-trains round(pretrain.steps / cost) steps (pretrain_steps), so every
+    # listed tokenizer gets the time of pretrain.steps reference steps. A fixed table, written with
+    # the measurement that chose it (conf/experiment/tokenizers.yaml), keeps each base reproducible:
+    # the base's cache key holds the steps it trained, never the table. Empty: pretrain.steps.
+    step_cost: dict[int, float] = setting(factory=dict, off={}, base=False, role="step_cost")
 
 
 @dataclass
@@ -460,8 +470,24 @@ def validate(cfg: Config) -> None:
     _check(pt.grad_clip >= 0, "pretrain.grad_clip", pt.grad_clip, "must be >= 0 (0 disables clipping)", p)
     _check(0 <= pt.seed < 2**32, "pretrain.seed", pt.seed, "must be in [0, 2**32)", p)
     _check(pt.threads >= 0, "pretrain.threads", pt.threads, "must be >= 0 (0: all cores)", p)
+    _check(all(c > 0 for c in pt.step_cost.values()), "pretrain.step_cost", dict(pt.step_cost),
+           "every cost must be > 0 (a step's time relative to the reference step)", p)
+    if pt.step_cost and not p:
+        vocab = model_vocab_size(cfg.tokenizer)
+        _check(vocab in pt.step_cost, "pretrain.step_cost", dict(pt.step_cost),
+               f"lists no cost for this job's vocabulary ({vocab} ids); add {vocab}: <cost>", p)
     if p:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(p))
+
+
+def pretrain_steps(cfg: Config) -> int:
+    """The steps the job's base pre-trains: ``pretrain.steps``, or with ``pretrain.step_cost``
+    that many reference steps' time at this vocabulary's cost (at least 1 when steps > 0)."""
+    steps = cfg.pretrain.steps
+    if not cfg.pretrain.step_cost or steps == 0:
+        return steps
+    cost = cfg.pretrain.step_cost[model_vocab_size(cfg.tokenizer)]
+    return max(1, round(steps / cost))
 
 
 def to_object(cfg: DictConfig) -> Config:
@@ -545,8 +571,15 @@ NOT_BASE_EVAL_KEYS = tuple(k for k, s in SETTINGS.settings.items()
 
 
 def base_eval_key(cfg_dict: dict[str, Any]) -> str:
-    """Key of a base model's cached evaluation (the model's own key names the base)."""
-    return stable_hash({k: v for k, v in semantic(flatten(cfg_dict)).items() if SETTINGS.rules(k).base_eval})
+    """Key of a base model's cached evaluation (the model's own key names the base). On files
+    (``data.source=files``) the held-out split is drawn with ``train.seed`` (data.prepare), so the
+    seed decides which conversations the base is evaluated on and is part of the key there; the
+    world's held-out items do not move with it, and its keys stay as they were."""
+    flat = semantic(flatten(cfg_dict))
+    picked = {k: v for k, v in flat.items() if SETTINGS.rules(k).base_eval}
+    if flat.get("data.source") == "files":
+        picked["train.seed"] = flat.get("train.seed")
+    return stable_hash(picked)
 
 
 def base_settings(cfg: Config) -> dict[str, dict[str, Any]]:

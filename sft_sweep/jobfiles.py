@@ -97,7 +97,7 @@ DIVERGED = "diverged"
 
 #: Evaluation metrics (eval rows of metrics.jsonl, ``base`` / ``final`` of summary.json), in
 #: display order.
-EVAL_METRICS = ("raw_loss", "response_loss", "follow_rate", "answer_acc", "answer_mc_acc",
+EVAL_METRICS = ("raw_loss", "raw_nats_per_byte", "response_loss", "follow_rate", "answer_acc", "answer_mc_acc",
                 "knowledge_acc", "knowledge_mc_acc", "base_knowledge_sft", "base_knowledge_probe",
                 "answer_acc_multi_turn", "system_format_acc", "answer_acc_long_prompt",
                 "answer_acc_short_prompt") + tuple(f"memorised_{m}" for m in (

@@ -3,7 +3,8 @@
 Metrics (each absent when its data is absent, never a fake 0):
 - ``raw_loss``: mean next-token loss on held-out pre-training text. Its rise after SFT is
   catastrophic forgetting.
-- ``raw_nats_per_byte``: the same windows' loss per byte of text, which compares across
+- ``raw_nats_per_byte`` (+ ``_se``, its standard error over the windows): the same windows'
+  loss per byte of text, which compares across
   tokenizers (``raw_loss`` is per token: with BPE a token holds several bytes).
 - ``response_loss``: mean loss on the assistant tokens of held-out conversations.
 - ``follow_rate``: share of held-out prompts where greedy generation produced a non-empty answer
@@ -174,6 +175,21 @@ class Evaluator:
         n_bytes = sum(int(self.tok.byte_lengths[w[1:]].sum()) for w in self.raw)
         return float(sums.sum() / n_bytes) if n_bytes else None
 
+    def raw_nats_per_byte_se(self) -> float | None:
+        """The standard error of ``raw_nats_per_byte`` over its held-out windows (the ratio
+        estimator's: each window's nats against its bytes), so that two models' held-out text
+        losses per byte, on whatever tokens, are compared under the noise standard."""
+        sums = getattr(self, "_raw_sums", None)
+        if sums is None or len(self.raw) < 2:
+            return None
+        s = np.asarray(sums, dtype=np.float64)
+        b = np.asarray([int(self.tok.byte_lengths[w[1:]].sum()) for w in self.raw], dtype=np.float64)
+        if b.sum() <= 0:
+            return None
+        r = s.sum() / b.sum()
+        n = len(s)
+        return float(np.sqrt(((s - r * b) ** 2).sum() / (n * (n - 1))) / b.mean())
+
     def raw_loss(self, model: GPT) -> float | None:
         return self.raw_losses(model)[0]
 
@@ -331,6 +347,7 @@ class Evaluator:
         raw, self.item_scores["raw_loss"] = self.raw_losses(model)
         put("raw_loss", raw)
         put("raw_nats_per_byte", self.raw_nats_per_byte())
+        put("raw_nats_per_byte_se", self.raw_nats_per_byte_se())
         pooled, per_byte = self.response_losses(model)
         put("response_loss", pooled)
         self._put_response_per_byte(per_byte, put)

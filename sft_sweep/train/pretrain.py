@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..config import Config, base_settings, stable_hash
+from ..config import Config, base_settings, pretrain_steps, stable_hash
 from ..errors import CheckpointError, ConfigError, file_system_problem
 from ..nn import GPT, AdamW, GPTConfig, load_checkpoint, lr_at, read_checkpoint_config, save_checkpoint
 from ..tokenizer import model_vocab_size
@@ -33,8 +33,12 @@ def gpt_config(cfg: Config) -> GPTConfig:
 
 
 def _base_settings(cfg: Config) -> dict:
-    """What determines the base weights besides the text (``config.base_settings``)."""
-    return base_settings(cfg)
+    """What determines the base weights besides the text (``config.base_settings``). The steps are
+    those the base trains (``pretrain_steps``): a step-cost table decides them and is not itself a
+    setting of the base, so a base of the same steps is the same base with or without it."""
+    settings = base_settings(cfg)
+    settings["pretrain"]["steps"] = pretrain_steps(cfg)
+    return settings
 
 
 def base_key(cfg: Config, source: dict) -> str:
@@ -63,6 +67,7 @@ def check_pretraining_text(tokens: np.ndarray, cfg: Config) -> None:
 def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | None = None) -> list[dict]:
     """Train ``model`` in place on ``tokens``; returns the loss curve (a row per 50 steps)."""
     p = cfg.pretrain
+    steps = pretrain_steps(cfg)
     T = cfg.model.block_size
     rng = np.random.default_rng(p.seed)
     opt = AdamW(model.params, weight_decay=p.weight_decay, grad_clip=p.grad_clip)
@@ -71,16 +76,16 @@ def pretrain(model: GPT, tokens: np.ndarray, cfg: Config, *, progress: bool | No
         progress = sys.stderr.isatty()
     curve: list[dict] = []
     t0 = time.perf_counter()
-    bar = tqdm(range(p.steps), desc="pre-training base", disable=not progress, leave=False)
+    bar = tqdm(range(steps), desc="pre-training base", disable=not progress, leave=False)
     running = None
     for step in bar:
         w = random_windows(tokens, p.batch_size, T + 1, rng)
         loss, grads = model.loss_and_grads(w[:, :-1], w[:, 1:], mask)
-        lr = lr_at(step, total_steps=p.steps, peak_lr=p.lr, schedule=p.schedule,
+        lr = lr_at(step, total_steps=steps, peak_lr=p.lr, schedule=p.schedule,
                    warmup_steps=p.warmup_steps, min_lr=p.lr * p.min_lr_ratio)
         gnorm = opt.step(grads, lr)
         running = loss if running is None else 0.95 * running + 0.05 * loss
-        if (step + 1) % 50 == 0 or step + 1 == p.steps:
+        if (step + 1) % 50 == 0 or step + 1 == steps:
             curve.append({"step": step + 1, "loss": float(loss), "lr": lr, "grad_norm": float(gnorm),
                           "elapsed_s": time.perf_counter() - t0})
             bar.set_postfix(loss=f"{running:.3f}")
@@ -165,14 +170,14 @@ def _build_base(cfg: Config, tokens: np.ndarray, source: dict, cache: BaseCache,
             info["warnings"].append(f"the cached base model {cache.dir} was corrupt ({problem}); "
                                     f"moved it aside to {aside} and pre-trained it again")
         if not cache.exists():
-            log.info("pre-training base model %s (%d steps)", cache.key, cfg.pretrain.steps)
+            log.info("pre-training base model %s (%d steps)", cache.key, pretrain_steps(cfg))
             t0 = time.perf_counter()
             model.set_threads(threads.pretrain)
             curve = pretrain(model, tokens, cfg, progress=progress)
             model.set_threads(threads.sft)
             info["pretrain_s"] = time.perf_counter() - t0
             info["pretrain_threads"] = threads.pretrain
-            save_checkpoint(cache.model_path, model, step=cfg.pretrain.steps,
+            save_checkpoint(cache.model_path, model, step=pretrain_steps(cfg),
                             extra={"kind": "base", "key": cache.key})
             settings = _base_settings(cfg)
             cache.write_meta({"key": cache.key, "model": cfg.model.__dict__, "pretrain": settings["pretrain"],

@@ -22,7 +22,8 @@ def test_the_derived_rules_are_those_written_out_before():
         "data.world.n_eval_system": 0, "data.world.caps_doc_fraction": 0.0, "eval.periodic_items": 20,
         "optim.l2_to_base": 0.0, "train.neftune_alpha": 0.0, "eval.blend": [], "peft.method": "full",
         # described the new way since
-        "pretrain.schedule": "cosine", "pretrain.grad_clip": 1.0, "tokenizer.name": "bytes"}
+        "pretrain.schedule": "cosine", "pretrain.grad_clip": 1.0, "tokenizer.name": "bytes",
+        "pretrain.step_cost": {}}
     assert config.ONLY_WHEN == {
         **{f"peft.{k}": ("peft.method", "lora") for k in ("rank", "alpha", "rslora", "targets")},
         **{f"peft.{k}": ("peft.method", "freeze") for k in ("trainable_layers", "train_embeddings")},
