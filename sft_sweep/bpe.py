@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomicio import write_atomic
-from .tokenizer import N_BYTES, SPECIAL_TOKENS
+from .tokenizer import N_BYTES, SPECIAL_TOKENS, decode_ids
 
 #: Bump when the layout or the training recipe changes: it is part of the cache key.
 BPE_FORMAT = 1
@@ -132,24 +132,10 @@ class BPETokenizer:
     def decode(self, ids: Iterable[int], skip_special: bool = False) -> str:
         """Text of ``ids``: the tokens' bytes joined and read as UTF-8 (an invalid run, which a
         model can emit, becomes U+FFFD); special ids render as their names unless skipped."""
-        parts: list[str] = []
-        run = bytearray()
-        for raw in ids:
-            i = int(raw)
-            if 0 <= i < self.vocab_size and i not in self._special_names:
-                run += self.token_bytes[i]
-                continue
-            if run:
-                parts.append(run.decode("utf-8", errors="replace"))
-                run = bytearray()
-            if i in self._special_names:
-                if not skip_special:
-                    parts.append(self._special_names[i])
-            else:
-                raise ValueError(f"token id {i} is outside the vocabulary (0..{self.vocab_size - 1})")
-        if run:
-            parts.append(run.decode("utf-8", errors="replace"))
-        return "".join(parts)
+        def bytes_of(i: int) -> bytes | None:
+            return self.token_bytes[i] if 0 <= i < self.vocab_size and i not in self._special_names else None
+
+        return decode_ids(ids, bytes_of, self._special_names, self.vocab_size, skip_special)
 
     def token_text(self, token_id: int) -> str:
         """One token as text for display: its bytes as UTF-8 (a partial character escaped)."""

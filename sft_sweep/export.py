@@ -43,13 +43,14 @@ from .data.conversation import Conversation, Turn
 from .data.templates import TEMPLATE_NAMES, Template, get_template
 from .errors import SftSweepError, user_errors_exit
 from .atomicio import TMP_PREFIX, TMP_SUFFIX
+from .bpe import byte_symbols
 from .export_peft import export_adapter
 from .jobfiles import ADAPTER, atomic_path, write_json
 from .jobmodels import resolve, load_model
 from .jobtokenizer import job_tokenizer
 from .nn import GPT
 from .nn.layers import LN_EPS
-from .tokenizer import N_BYTES, SPECIAL_TOKENS, ByteTokenizer
+from .tokenizer import SPECIAL_TOKENS, ByteTokenizer
 
 TOK = ByteTokenizer()
 
@@ -111,21 +112,9 @@ def gpt2_config(model: GPT, template: Template) -> dict:
 
 
 def byte_alphabet() -> list[str]:
-    """The character that stands for each byte 0..255 in a byte-level BPE vocabulary.
-
-    Bytes that are printable Latin-1 characters stand for themselves; each of the others (control
-    codes, space, a few Latin-1 gaps) takes the next code point from 256 up, in byte order. This is
-    the alphabet of transformers' ``ByteLevel`` pre-tokenizer, so its ids line up with ours."""
-    printable = (set(range(ord("!"), ord("~") + 1)) | set(range(ord("¡"), ord("¬") + 1))
-                 | set(range(ord("®"), ord("ÿ") + 1)))
-    chars, extra = [], 0
-    for b in range(N_BYTES):
-        if b in printable:
-            chars.append(chr(b))
-        else:
-            chars.append(chr(N_BYTES + extra))
-            extra += 1
-    return chars
+    """The character that stands for each byte 0..255 in a byte-level BPE vocabulary (GPT-2's
+    alphabet, which transformers' ``ByteLevel`` pre-tokenizer uses, so its ids line up with ours)."""
+    return byte_symbols()
 
 
 def tokenizer_json(tok=TOK) -> dict:

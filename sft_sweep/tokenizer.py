@@ -42,6 +42,33 @@ def model_vocab_size(tokenizer_conf: Any) -> int:
     raise ValueError(f"unknown tokenizer {name!r}; choose bytes or bpe")
 
 
+def decode_ids(ids: Iterable[int], bytes_of, special_names: dict[int, str], vocab_size: int,
+               skip_special: bool = False) -> str:
+    """Text of ``ids`` for a tokenizer whose token i stands for ``bytes_of(i)`` (None: not a byte
+    token). Byte runs are decoded together so multi-byte characters survive, and an invalid UTF-8
+    run (a model can emit one) becomes U+FFFD rather than an exception; special ids render as their
+    names unless ``skip_special``; any other id is a ValueError."""
+    parts: list[str] = []
+    run = bytearray()
+    for raw in ids:
+        i = int(raw)
+        piece = bytes_of(i)
+        if piece is not None:
+            run += piece
+            continue
+        if run:
+            parts.append(run.decode("utf-8", errors="replace"))
+            run = bytearray()
+        if i in special_names:
+            if not skip_special:
+                parts.append(special_names[i])
+        else:
+            raise ValueError(f"token id {i} is outside the vocabulary (0..{vocab_size - 1})")
+    if run:
+        parts.append(run.decode("utf-8", errors="replace"))
+    return "".join(parts)
+
+
 class ByteTokenizer:
     """Bytes plus a fixed list of special tokens."""
 
@@ -91,21 +118,5 @@ class ByteTokenizer:
         Byte runs are decoded together so multi-byte characters survive; an invalid
         UTF-8 run (a model can emit one) becomes U+FFFD rather than an exception.
         """
-        parts: list[str] = []
-        run = bytearray()
-        for raw in ids:
-            i = int(raw)
-            if 0 <= i < N_BYTES:
-                run.append(i)
-                continue
-            if run:
-                parts.append(run.decode("utf-8", errors="replace"))
-                run = bytearray()
-            if i in self._special_names:
-                if not skip_special:
-                    parts.append(self._special_names[i])
-            else:
-                raise ValueError(f"token id {i} is outside the vocabulary (0..{self.vocab_size - 1})")
-        if run:
-            parts.append(run.decode("utf-8", errors="replace"))
-        return "".join(parts)
+        return decode_ids(ids, lambda i: bytes((i,)) if 0 <= i < N_BYTES else None, self._special_names,
+                          self.vocab_size, skip_special)
