@@ -24,8 +24,8 @@ import numpy as np
 from ..errors import ConfigError, NonFiniteLossError
 from . import layers as L
 from .config import DTYPES, GPTConfig
-from .inputs import check_ids, check_positions, check_segments, check_vocab
-from .params import LINEARS, buffer_order, param_views, param_table  # noqa: F401 - LINEARS re-exported
+from .inputs import checked_inputs
+from .params import LINEARS, buffer_order, init_weights, param_views, param_table  # noqa: F401 - LINEARS re-exported
 from .shardprocs import ShardProcesses
 from .trainable import BackwardPlan, LoraAdapters, plan_for, backward_plan  # noqa: F401 - re-exported
 from .workers import ShardWorkers
@@ -81,7 +81,7 @@ class GPT:
         self.flat_params = np.zeros(off, dtype=self.dtype)
         views = param_views(self.flat_params, self._layout)
         self.params: dict[str, np.ndarray] = {name: views[name] for name, _ in table}
-        self._init_weights(seed)
+        init_weights(self.params, config, seed)
         self._fw: dict | None = None
         C, hd = config.n_embd, config.head_dim
         self._qscale = np.ones(3 * C, dtype=self.dtype)
@@ -93,22 +93,6 @@ class GPT:
                                     if shard_processes else None)
 
     # ------------------------------------------------------------------ setup
-
-    def _init_weights(self, seed: int) -> None:
-        """Normal(0, init_std) for matrices and embeddings, the residual projections
-        scaled by 1/sqrt(2 n_layer) (GPT-2) so the residual stream's variance does not
-        grow with depth; LayerNorm weight 1, biases 0."""
-        cfg = self.config
-        rng = np.random.default_rng(seed)
-        std = cfg.init_std
-        for name, p in self.params.items():
-            if name.endswith("ln1.w") or name.endswith("ln2.w") or name == "lnf.w":
-                p[...] = 1.0
-            elif p.ndim == 1:
-                p[...] = 0.0
-            else:
-                s = std / math.sqrt(2 * cfg.n_layer) if name.endswith("proj.w") else std
-                p[...] = rng.normal(0.0, s, size=p.shape)
 
     def bind_params(self, flat: np.ndarray) -> None:
         """Makes ``flat`` (laid out like ``flat_params``) this model's parameter buffer, in place
@@ -322,10 +306,8 @@ class GPT:
         def lora_acc(first, i, lin, x, dy):
             """dA += s X^T (dY B^T), dB += s (X A)^T dY for one chunk (x, dy: its rows)."""
             a, b = lora.ab[(i, lin)]
-            off, (cin, cout) = self._layout[f"h.{i}.{lin}.w"]
+            ga, gb = lora.grad_slots(gflat, self._layout, i, lin)
             rk = a.shape[1]
-            ga = gflat[off:off + cin * rk].reshape(cin, rk)
-            gb = gflat[off + cin * rk:off + cin * rk + rk * cout].reshape(rk, cout)
             t = ws.get(("lora_t", rk), (x.shape[0], rk))
             np.matmul(dy, b.T, out=t)
             t *= lora.scale
@@ -416,32 +398,6 @@ class GPT:
 
     # ------------------------------------------------------------------ public API
 
-    def _checked_inputs(self, ids, targets, mask, segment_ids, positions):
-        """The caller's arrays, checked and converted (``ValueError`` naming the argument):
-        (ids, targets, mask, segment_ids, positions); ``targets`` / ``mask`` None when not given.
-        Targets are checked against the vocabulary only where the mask (when given) is not 0."""
-        n, V = self.config.block_size, self.config.vocab_size
-        ids = check_ids(ids, n, "ids")
-        shape = ids.shape
-        if targets is not None:
-            targets = np.asarray(targets)
-            if targets.shape != shape:
-                raise ValueError(f"targets shape {targets.shape} does not match ids shape {shape}")
-            targets = check_ids(targets, n, "targets")
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.shape != shape:
-                raise ValueError(f"mask shape {mask.shape} does not match ids shape {shape}")
-            if not (mask.dtype.kind in "biuf"):
-                raise ValueError(f"mask must be numeric (0/1), got dtype {mask.dtype}")
-            mask = mask.astype(self.dtype)
-            if not np.all(np.isfinite(mask)):
-                raise ValueError("mask contains non-finite values")
-        check_vocab(ids, V, "ids")
-        if targets is not None:
-            check_vocab(targets, V, "targets", None if mask is None else mask != 0)
-        return ids, targets, mask, check_segments(segment_ids, shape), check_positions(positions, shape, n)
-
     def loss_and_grads(self, ids, targets, mask, segment_ids=None, normalizer=None,
                        positions=None, embed_noise=None):
         """Masked mean cross-entropy and its exact gradient for every parameter that trains.
@@ -465,7 +421,7 @@ class GPT:
         ``grads[name].base``); the caller owns them and may keep or modify them.
         A GPT is not re-entrant: call it from one thread at a time.
         """
-        ids, targets, mask, seg, pos = self._checked_inputs(ids, targets, mask, segment_ids, positions)
+        ids, targets, mask, seg, pos = checked_inputs(self.config, self.dtype, ids, targets, mask, segment_ids, positions)
         shape = ids.shape
         targets = np.where(mask != 0, targets, 0)
         if normalizer is None:
@@ -534,12 +490,9 @@ class GPT:
     def _lora_grads(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """Views of the adapters' gradients in a gradient buffer (see ``LoraAdapters``)."""
         out = {}
-        for (i, lin), (a, b) in self.lora.ab.items():
-            off, (cin, cout) = self._layout[f"h.{i}.{lin}.w"]
-            r = a.shape[1]
+        for i, lin in self.lora.ab:
             na, nb = LoraAdapters.grad_names(i, lin)
-            out[na] = flat[off:off + cin * r].reshape(cin, r)
-            out[nb] = flat[off + cin * r:off + cin * r + r * cout].reshape(r, cout)
+            out[na], out[nb] = self.lora.grad_slots(flat, self._layout, i, lin)
         return out
 
     def shard_loss_and_grads(self, i: int, sid, tf, w, sseg, spos, snoise, trainable, lora, fw, buf) -> float:
@@ -609,7 +562,7 @@ class GPT:
 
     def logits(self, ids, segment_ids=None, positions=None) -> np.ndarray:
         """Logits (B, T, V) in the model dtype (``positions`` as in ``loss_and_grads``)."""
-        ids, _, _, seg, pos = self._checked_inputs(ids, None, None, segment_ids, positions)
+        ids, _, _, seg, pos = checked_inputs(self.config, self.dtype, ids, None, None, segment_ids, positions)
         B, T = ids.shape
         V = self.config.vocab_size
         out = np.empty((B * T, V), dtype=self.dtype)
@@ -624,7 +577,7 @@ class GPT:
     def token_nll(self, ids, targets, segment_ids=None, positions=None) -> np.ndarray:
         """Per-position cross-entropy (B, T) of ``targets`` given ``ids``; no gradients
         (``positions`` as in ``loss_and_grads``)."""
-        ids, targets, _, seg, pos = self._checked_inputs(ids, targets, None, segment_ids, positions)
+        ids, targets, _, seg, pos = checked_inputs(self.config, self.dtype, ids, targets, None, segment_ids, positions)
         B, T = ids.shape
         out = np.empty(B * T, dtype=self.dtype)
         tflat = targets.reshape(-1)

@@ -59,3 +59,31 @@ def check_positions(positions, shape, block_size: int) -> np.ndarray | None:
             f"positions contains {int(bad)} outside the model's positions 0..{n - 1} "
             f"(block_size {n})")
     return a.astype(np.intp, copy=False)
+
+
+def checked_inputs(config, dtype, ids, targets, mask, segment_ids, positions):
+    """The caller's arrays, checked and converted (``ValueError`` naming the argument)
+    for a model of ``config`` computing in ``dtype``:
+    (ids, targets, mask, segment_ids, positions); ``targets`` / ``mask`` None when not given.
+    Targets are checked against the vocabulary only where the mask (when given) is not 0."""
+    n, V = config.block_size, config.vocab_size
+    ids = check_ids(ids, n, "ids")
+    shape = ids.shape
+    if targets is not None:
+        targets = np.asarray(targets)
+        if targets.shape != shape:
+            raise ValueError(f"targets shape {targets.shape} does not match ids shape {shape}")
+        targets = check_ids(targets, n, "targets")
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != shape:
+            raise ValueError(f"mask shape {mask.shape} does not match ids shape {shape}")
+        if not (mask.dtype.kind in "biuf"):
+            raise ValueError(f"mask must be numeric (0/1), got dtype {mask.dtype}")
+        mask = mask.astype(dtype)
+        if not np.all(np.isfinite(mask)):
+            raise ValueError("mask contains non-finite values")
+    check_vocab(ids, V, "ids")
+    if targets is not None:
+        check_vocab(targets, V, "targets", None if mask is None else mask != 0)
+    return ids, targets, mask, check_segments(segment_ids, shape), check_positions(positions, shape, n)

@@ -1,4 +1,4 @@
-"""The model's parameters: their names and shapes in reading order, and the flat buffer's layout."""
+"""The model's parameters: their names and shapes in reading order, the flat buffer's layout, and their initial values."""
 
 from __future__ import annotations
 
@@ -51,3 +51,19 @@ def param_views(flat: np.ndarray, layout) -> dict[str, np.ndarray]:
         n = math.prod(shape)
         out[name] = flat[off:off + n].reshape(shape)
     return out
+
+
+def init_weights(params: dict[str, np.ndarray], cfg: GPTConfig, seed: int) -> None:
+    """Normal(0, init_std) for matrices and embeddings, the residual projections
+    scaled by 1/sqrt(2 n_layer) (GPT-2) so the residual stream's variance does not
+    grow with depth; LayerNorm weight 1, biases 0."""
+    rng = np.random.default_rng(seed)
+    std = cfg.init_std
+    for name, p in params.items():
+        if name.endswith("ln1.w") or name.endswith("ln2.w") or name == "lnf.w":
+            p[...] = 1.0
+        elif p.ndim == 1:
+            p[...] = 0.0
+        else:
+            s = std / math.sqrt(2 * cfg.n_layer) if name.endswith("proj.w") else std
+            p[...] = rng.normal(0.0, s, size=p.shape)

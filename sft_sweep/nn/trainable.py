@@ -42,6 +42,15 @@ class LoraAdapters(NamedTuple):
     def grad_names(i: int, lin: str) -> tuple[str, str]:
         return f"h.{i}.{lin}.lora_A", f"h.{i}.{lin}.lora_B"
 
+    def grad_slots(self, flat, layout: dict, i: int, lin: str):
+        """(dA, dB): views of block ``i``'s ``lin`` adapter gradients in a gradient buffer ``flat``
+        laid out as ``layout`` (name -> (offset, shape)): [dA | dB] where the weight's would be."""
+        a, _ = self.ab[(i, lin)]
+        off, (cin, cout) = layout[f"h.{i}.{lin}.w"]
+        rk = a.shape[1]
+        return (flat[off:off + cin * rk].reshape(cin, rk),
+                flat[off + cin * rk:off + cin * rk + rk * cout].reshape(rk, cout))
+
 
 def backward_plan(cfg: GPTConfig, trainable: frozenset | None, lora=frozenset()) -> BackwardPlan:
     """The plan for ``trainable`` parameter names (None: every parameter) and the (block, linear)
