@@ -15,9 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
@@ -29,7 +27,7 @@ from .data.loss_weights import LOSS_NORMS
 from .data.quality import QualityConfig
 from .data.templates import MASK_MODES, TEMPLATE_NAMES
 from .data.world import WorldConfig
-from .dirnames import register_resolver
+from .dirnames import register_resolver, sweep_dir_of  # noqa: F401 - sweep_dir_of: read through the schema by analysis
 from .errors import ConfigError
 from .jobfiles import flatten
 from .nn.config import ModelShape
@@ -593,15 +591,3 @@ def base_settings(cfg: Config) -> dict[str, dict[str, Any]]:
         if values:
             out[name] = semantic(values, f"{name}.")
     return out
-
-
-def sweep_dir_of(config: Any) -> Path:
-    """``hydra.sweep.dir`` of a Hydra config, made absolute against the launch directory."""
-    raw = OmegaConf.select(config, "hydra.sweep.dir", default=None)
-    if raw is None:
-        raise ValueError("the config has no hydra.sweep.dir")
-    path = Path(str(raw))
-    if not path.is_absolute():
-        cwd = OmegaConf.select(config, "hydra.runtime.cwd", default=None)
-        path = (Path(str(cwd)) if cwd else Path(os.getcwd())) / path
-    return path

@@ -17,7 +17,10 @@ file names: ``data.pretrain_text=c4.jsonl+wiki.txt~5e20b7``.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -70,3 +73,15 @@ def register_resolver() -> None:
     """``${sft_sweep_dirname:...}`` for conf/config.yaml's ``hydra.sweep.subdir``."""
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, lambda name: short_dirname(str(name)))
+
+
+def sweep_dir_of(config: Any) -> Path:
+    """``hydra.sweep.dir`` of a Hydra config, made absolute against the launch directory."""
+    raw = OmegaConf.select(config, "hydra.sweep.dir", default=None)
+    if raw is None:
+        raise ValueError("the config has no hydra.sweep.dir")
+    path = Path(str(raw))
+    if not path.is_absolute():
+        cwd = OmegaConf.select(config, "hydra.runtime.cwd", default=None)
+        path = (Path(str(cwd)) if cwd else Path(os.getcwd())) / path
+    return path

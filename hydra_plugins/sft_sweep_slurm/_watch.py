@@ -24,7 +24,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf
 
-from sft_sweep.config import sweep_dir_of
+from sft_sweep.dirnames import sweep_dir_of
 from sft_sweep.jobfiles import record_lost_task
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from ..config import sweep_dir_of as configured_sweep_dir  # noqa: E402
+from ..dirnames import sweep_dir_of as configured_sweep_dir  # noqa: E402
 from ..jobfiles import read_json, write_json  # noqa: E402
 from .shared import RUN_STATUS, flat_config  # noqa: E402
 
