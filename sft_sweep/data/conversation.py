@@ -37,14 +37,16 @@ class ConversationError(ValueError):
         self.part = part  # "role" or "content": which attribute of the turn is wrong
 
 
-@dataclass(frozen=True)
+# Slots: a data file becomes one Turn per message and one Conversation per record, held for the
+# whole job, so their per-object overhead is a multiple of the file's size without them.
+@dataclass(frozen=True, slots=True)
 class Turn:
     role: str
     content: str
     trained: bool | None = None  # None: the mask mode decides; True / False: this turn's choice
 
 
-@dataclass
+@dataclass(slots=True)
 class Conversation:
     turns: list[Turn]
     meta: dict = field(default_factory=dict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ from .templates import Template, render
 LENGTH_POLICIES: tuple[str, ...] = ("truncate", "drop")
 
 
-@dataclass
+@dataclass(slots=True)
 class Example:
     """One training sequence. ``mask[i] == 1`` iff ``ids[i]`` is a trained target (predicted
     from ``ids[:i]``); ``mask[0]`` is never used. ``source``: "sft", "replay" or a dataset name."""
@@ -50,7 +51,7 @@ def to_examples(conversations: list[Conversation], template: str | Template,
     return out
 
 
-def fit_length(examples: list[Example], max_tokens: int,
+def fit_length(examples: Iterable[Example], max_tokens: int,
                policy: str = "truncate") -> tuple[list[Example], dict]:
     """Make every example at most ``max_tokens`` ids long.
 
@@ -66,9 +67,10 @@ def fit_length(examples: list[Example], max_tokens: int,
     if max_tokens < 2:
         raise ConfigError(f"max_tokens must be >= 2 (one input and one target), got {max_tokens}")
     kept: list[Example] = []
-    report = {"n_in": len(examples), "n_kept": 0, "truncated": 0, "dropped_too_long": 0,
+    report = {"n_in": 0, "n_kept": 0, "truncated": 0, "dropped_too_long": 0,
               "dropped_no_trained_tokens": 0}
     for ex in examples:
+        report["n_in"] += 1
         if len(ex) > max_tokens:
             if policy == "drop":
                 report["dropped_too_long"] += 1

@@ -51,14 +51,16 @@ records instead and counts them in ``report`` (file-level problems are always er
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from .conversation import ROLES, Conversation, ConversationError, Turn
 from .record_fields import ignored_fields, ignored_fields_warning, not_an_sft_target
-from .json_records import _BadRecord, _read_text, _records, _shape, duplicate_keys_warning  # noqa: F401
+from .json_records import _BadRecord, _read_text, _shape, duplicate_keys_warning, iter_records  # noqa: F401
 
 FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "messages", "chatml")
 
@@ -152,19 +154,6 @@ def _preference_keys(rec: object) -> tuple[str, ...] | None:
             if all(k in rec for k in keys):
                 return keys
     return None
-
-
-def _refuse_preference_data(records: list, path: str, where) -> None:
-    for i, (rec, _line) in enumerate(records):
-        keys = _preference_keys(rec)
-        if keys is not None:
-            n = sum(_preference_keys(r) is not None for r, _ in records)
-            raise DataError(
-                f"has {' and '.join(repr(k) for k in keys)}{where(i)}: this is preference "
-                f"(DPO / KTO) data, not SFT data ({n} of {len(records)} records are preference "
-                "records); an SFT job would train on the prompts' history and ignore the ranked "
-                "answers. Use an SFT file (a conversation that ends with the answer to learn)",
-                path=path, record=i)
 
 
 def _build(turns: list[Turn], fields: list[str], meta: dict) -> Conversation:
@@ -310,7 +299,8 @@ _PARSERS = {"alpaca": _parse_alpaca, "sharegpt": _parse_sharegpt,
 
 def load_conversations(path: str | os.PathLike, format: str = "auto", *,
                        role_map: dict[str, str] | None = None, on_bad_record: str = "error",
-                       report: dict | None = None, max_file_mb: float | None = None) -> list[Conversation]:
+                       report: dict | None = None, max_file_mb: float | None = None,
+                       progress: Callable[[float, int], None] | None = None) -> list[Conversation]:
     """Parse a data file into conversations (see the module docstring for the formats).
 
     ``role_map``: extra role names -> role (``system``/``user``/``assistant``/``tool``).
@@ -319,6 +309,7 @@ def load_conversations(path: str | os.PathLike, format: str = "auto", *,
     {reason: count}, "skipped_examples": [first 5 messages], "ignored_fields": {field: records},
     "warnings": [one line per problem the user should see]}``.
     ``max_file_mb``: the largest file read (default ``safe_read.DEFAULT_MAX_FILE_MB``).
+    ``progress(fraction read, records)``: called every few seconds while a large file is read.
     """
     path = Path(path)
     sp = str(path)
@@ -332,22 +323,48 @@ def load_conversations(path: str | os.PathLike, format: str = "auto", *,
             raise ConfigError(f"role_map[{name!r}] = {role!r} is not a role ({', '.join(ROLES)})")
 
     duplicates: list = []
-    records = _records(path, max_file_mb, duplicates)
-    if not records:
+    # Records are read one at a time and each is turned into its conversation at once, so the
+    # parsed file is never held whole; only the first records are kept a while, to detect the
+    # format from them.
+    records = iter_records(path, max_file_mb, duplicates, progress)
+    head = list(itertools.islice(records, _DETECT_RECORDS))
+    if not head:
         raise DataError("no records (empty array)", path=sp)
 
-    def where(i: int) -> str:
-        line = records[i][1]
+    def where(line: int | None) -> str:
         return f" (line {line})" if line is not None else ""
 
-    _refuse_preference_data(records, sp, where)
-    fmt = format if format != "auto" else _detect(records, sp, where)
+    def refuse_preference(i: int, line: int | None, keys: tuple[str, ...]) -> None:
+        # the whole file is counted again for the message: this is the error's path only
+        n = total = 0
+        for r, _ in iter_records(path, max_file_mb):
+            total += 1
+            n += _preference_keys(r) is not None
+        raise DataError(
+            f"has {' and '.join(repr(k) for k in keys)}{where(line)}: this is preference "
+            f"(DPO / KTO) data, not SFT data ({n} of {total} records are preference "
+            "records); an SFT job would train on the prompts' history and ignore the ranked "
+            "answers. Use an SFT file (a conversation that ends with the answer to learn)",
+            path=sp, record=i)
+
+    for i, (rec, line) in enumerate(head):
+        keys = _preference_keys(rec)
+        if keys is not None:
+            refuse_preference(i, line, keys)
+    fmt = format if format != "auto" else _detect(head, sp, where)
     parse = _PARSERS[fmt]
     out: list[Conversation] = []
     rep = {"format": fmt, "loaded": 0, "skipped": 0, "skipped_reasons": {}, "skipped_examples": [],
            "ignored_fields": {}, "warnings": []}
     ignored = rep["ignored_fields"]
-    for i, (rec, _line) in enumerate(records):
+    n_records = 0
+    for i, (rec, line) in enumerate(itertools.chain(head, records)):
+        n_records += 1
+        if i == len(head):
+            head.clear()  # read past the head: its records are converted, let them go
+        keys = _preference_keys(rec)
+        if keys is not None:
+            refuse_preference(i, line, keys)
         try:
             if isinstance(rec, _BadRecord):
                 raise rec
@@ -361,7 +378,7 @@ def load_conversations(path: str | os.PathLike, format: str = "auto", *,
                 ignored[key] = ignored.get(key, 0) + 1
             out.append(parse(rec, role_map))
         except _BadRecord as e:
-            msg = e.message + where(i)
+            msg = e.message + where(line)
             shape = _shape(rec) if isinstance(rec, dict) else None
             if e.reason == "missing field" and shape is not None and shape != fmt:
                 msg += f" (this record looks like {shape}, the file was read as {fmt})"
@@ -373,9 +390,9 @@ def load_conversations(path: str | os.PathLike, format: str = "auto", *,
                 rep["skipped_examples"].append(str(DataError(msg, path=sp, record=i, field=e.field)))
     rep["loaded"] = len(out)
     if duplicates:
-        rep["warnings"].append(duplicate_keys_warning(sp, duplicates, [line for _, line in records]))
+        rep["warnings"].append(duplicate_keys_warning(sp, duplicates))
     if ignored:
-        rep["warnings"].append(ignored_fields_warning(sp, ignored, len(records)))
+        rep["warnings"].append(ignored_fields_warning(sp, ignored, n_records))
     if report is not None:
         report.clear()
         report.update(rep)
@@ -387,7 +404,7 @@ def load_conversations(path: str | os.PathLike, format: str = "auto", *,
 
 def _detect(records: list, path: str, where) -> str:
     seen: dict[str, list[int]] = {}
-    for i, (rec, _line) in enumerate(records[:_DETECT_RECORDS]):
+    for i, (rec, line) in enumerate(records[:_DETECT_RECORDS]):
         if isinstance(rec, _BadRecord):
             continue
         shape = _shape(rec)
@@ -395,7 +412,7 @@ def _detect(records: list, path: str, where) -> str:
             desc = (f"keys {sorted(rec)[:8]}" if isinstance(rec, dict) else f"a JSON {_type_name(rec)}")
             if not seen:
                 raise DataError(
-                    f"unknown record shape: {desc}{where(i)}; expected a key among "
+                    f"unknown record shape: {desc}{where(line)}; expected a key among "
                     "conversations (ShareGPT), messages, instruction (Alpaca) or text (ChatML)",
                     path=path, record=i)
             continue
@@ -441,7 +458,7 @@ def load_raw_text(path: str | os.PathLike, report: dict | None = None,
     else:
         split = "one document per record"
         docs = []
-        for i, (rec, line) in enumerate(_records(path, max_file_mb)):
+        for i, (rec, line) in enumerate(iter_records(path, max_file_mb)):
             w = f" (line {line})" if line is not None else ""
             if isinstance(rec, _BadRecord):
                 raise DataError(rec.message, path=sp, record=i)

@@ -8,10 +8,13 @@ about getting from bytes to records and naming what is wrong with them.
 from __future__ import annotations
 
 import json
+import re
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import DataError
-from .safe_read import read_bytes_bounded
+from .safe_read import lines_bounded, read_bytes_bounded
 
 # The key whose presence says which format a record is in.
 _SHAPE_KEYS = (("conversations", "sharegpt"), ("messages", "messages"),
@@ -105,94 +108,165 @@ def _too_deep(text: str, value: object, levels: int = 0) -> bool:
     return _nested_deeper(value, MAX_NESTING + levels)
 
 
-def _contains(value: object, target: object) -> bool:
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if v is target:
-            return True
-        if isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-    return False
-
-
 def _nested_error(where: str) -> _BadRecord:
     return _BadRecord("nested too deeply", None,
                       f"arrays and objects nested more than {MAX_NESTING} levels deep{where}")
 
 
-def _records(path: Path, max_file_mb: float | None = None,
-             duplicates: list | None = None) -> list[tuple[object, int | None]]:
-    """(record, line) pairs. JSON syntax errors and records nested too deeply in a .jsonl line are
-    returned as ``(_BadRecord, line)`` so that ``on_bad_record="skip"`` can skip them (in a .json
-    array, a record nested too deeply likewise). ``duplicates`` (a list, filled in): (record
-    index, key) for each record with an object that repeats a key."""
-    text = _read_text(path, max_file_mb)
-    suffix = path.suffix.lower()
+class ReadProgress:
+    """Calls ``report(fraction read, records so far)`` while a file is read, first after
+    ``first_s`` seconds and then every ``every_s``: a large file says it is being read, a small
+    one says nothing."""
+
+    def __init__(self, report: Callable[[float, int], None] | None, first_s: float = 3.0,
+                 every_s: float = 10.0) -> None:
+        self.report, self.every_s = report, every_s
+        self.next = time.monotonic() + first_s
+
+    def __call__(self, fraction: float, records: int) -> None:
+        if self.report is not None and time.monotonic() >= self.next:
+            self.report(min(max(fraction, 0.0), 1.0), records)
+            self.next = time.monotonic() + self.every_s
+
+
+def _decode_line(raw: bytes, offset: int, lineno: int, record: int, path: Path) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not valid UTF-8: byte 0x{raw[e.start]:02x} at offset {offset + e.start} "
+                        f"(line {lineno})", path=str(path), record=record) from None
+
+
+def _jsonl_records(path: Path, max_file_mb: float | None, duplicates: list | None,
+                   progress: ReadProgress) -> Iterator[tuple[object, int | None]]:
+    """The records of a JSON Lines file, a line at a time (see ``iter_records``)."""
     repeated = _KeysSeenTwice()
     decode = json.JSONDecoder(object_pairs_hook=repeated).decode
-    if suffix == ".jsonl":
-        out: list[tuple[object, int | None]] = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = decode(line)
-            except json.JSONDecodeError as e:
-                rec = _BadRecord("invalid JSON", None,
-                                 f"invalid JSON on line {lineno}: {e.msg} (column {e.colno})")
-            except RecursionError:
-                rec = _nested_error(f" on line {lineno}")
-            else:
-                if _too_deep(line, rec):
-                    rec = _nested_error(f" on line {lineno}")
-            if repeated.found and duplicates is not None:
-                duplicates.append((len(out), repeated.found[0][1]))
-            repeated.found.clear()
-            out.append((rec, lineno))
-        return out
-    if suffix == ".json":
+    n = 0
+    for lineno, (offset, size, raw) in enumerate(lines_bounded(path, max_file_mb), 1):
+        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw, offset = raw[3:], offset + 3
+        line = _decode_line(raw, offset, lineno, n, path).rstrip("\r\n")
+        if not line.strip():
+            continue
         try:
-            data = decode(text)
+            rec = decode(line)
         except json.JSONDecodeError as e:
-            hint = ""
-            if e.msg == "Extra data":
-                hint = " (one JSON value per line? name the file .jsonl)"
-            raise DataError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}{hint}",
-                            path=str(path)) from None
+            rec = _BadRecord("invalid JSON", None,
+                             f"invalid JSON on line {lineno}: {e.msg} (column {e.colno})")
         except RecursionError:
-            raise DataError("arrays and objects nested too deeply to read (more than "
-                            f"{MAX_NESTING} levels are refused)", path=str(path)) from None
-        if isinstance(data, dict):
-            if _shape(data) is not None:  # one conversation record on its own
-                data = [data]
-            else:
-                keys = ", ".join(sorted(map(str, data))[:8])
-                raise DataError(f"top-level JSON object (keys: {keys}) where an array of records "
-                                "was expected; wrap the records in a list [...]", path=str(path))
-        if not isinstance(data, list):
-            raise DataError(f"top-level JSON {type(data).__name__} where an array of records "
-                            "was expected", path=str(path))
-        out = [(rec, None) for rec in data]
-        if _too_deep(text, data, 1):
-            out = [(_nested_error("") if _nested_deeper(rec, MAX_NESTING) else rec, None)
-                   for rec in data]
+            rec = _nested_error(f" on line {lineno}")
+        else:
+            if _too_deep(line, rec):
+                rec = _nested_error(f" on line {lineno}")
         if repeated.found and duplicates is not None:
-            for i, rec in enumerate(data):
-                key = next((k for obj, k in repeated.found if _contains(rec, obj)), None)
-                if key is not None:
-                    duplicates.append((i, key))
-        return out
+            duplicates.append((n, repeated.found[0][1], lineno))
+        repeated.found.clear()
+        yield rec, lineno
+        n += 1
+        progress((offset + len(raw)) / max(size, 1), n)
+    if n == 0:
+        raise DataError("file is empty", path=str(path))
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_error(e: json.JSONDecodeError, path: Path) -> DataError:
+    hint = " (one JSON value per line? name the file .jsonl)" if e.msg == "Extra data" else ""
+    return DataError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}{hint}", path=str(path))
+
+
+def _json_records(path: Path, max_file_mb: float | None, duplicates: list | None,
+                  progress: ReadProgress) -> Iterator[tuple[object, int | None]]:
+    """The records of a JSON file, an array element at a time (see ``iter_records``): only the
+    text and the record being read are held, never the whole parsed array."""
+    text = _read_text(path, max_file_mb)
+    repeated = _KeysSeenTwice()
+    decoder = json.JSONDecoder(object_pairs_hook=repeated)
+    at = _SPACE.match(text).end()
+    if text[at] != "[":  # one record, or not records at all: read whole (it is a single value)
+        try:
+            data = decoder.decode(text)
+        except json.JSONDecodeError as e:
+            raise _json_error(e, path) from None
+        except RecursionError:
+            raise _too_deep_file(path) from None
+        if isinstance(data, dict) and _shape(data) is not None:  # one conversation record on its own
+            if repeated.found and duplicates is not None:
+                duplicates.append((0, repeated.found[0][1], None))
+            yield (_nested_error("") if _too_deep(text, data) else data), None
+            return
+        if isinstance(data, dict):
+            keys = ", ".join(sorted(map(str, data))[:8])
+            raise DataError(f"top-level JSON object (keys: {keys}) where an array of records "
+                            "was expected; wrap the records in a list [...]", path=str(path))
+        raise DataError(f"top-level JSON {type(data).__name__} where an array of records "
+                        "was expected", path=str(path))
+    at = _SPACE.match(text, at + 1).end()
+    n = 0
+    try:
+        if text.startswith("]", at):
+            at = _SPACE.match(text, at + 1).end()
+        else:
+            while True:
+                start = at
+                try:
+                    rec, at = decoder.raw_decode(text, start)
+                except RecursionError:
+                    raise _too_deep_file(path) from None
+                if _too_deep(text[start:at], rec):
+                    rec = _nested_error("")
+                if repeated.found and duplicates is not None:
+                    duplicates.append((n, repeated.found[0][1], None))
+                repeated.found.clear()
+                yield rec, None
+                n += 1
+                progress(at / len(text), n)
+                at = _SPACE.match(text, at).end()
+                if text.startswith(",", at):
+                    at = _SPACE.match(text, at + 1).end()
+                elif text.startswith("]", at):
+                    at = _SPACE.match(text, at + 1).end()
+                    break
+                else:
+                    raise json.JSONDecodeError("Expecting ',' delimiter", text, at)
+        if at != len(text):
+            raise json.JSONDecodeError("Extra data", text, at)
+    except json.JSONDecodeError as e:
+        raise _json_error(e, path) from None
+
+
+def _too_deep_file(path: Path) -> DataError:
+    return DataError("arrays and objects nested too deeply to read (more than "
+                     f"{MAX_NESTING} levels are refused)", path=str(path))
+
+
+def iter_records(path: Path, max_file_mb: float | None = None, duplicates: list | None = None,
+                 progress: Callable[[float, int], None] | None = None
+                 ) -> Iterator[tuple[object, int | None]]:
+    """(record, line) pairs, one at a time: a caller that turns each into what it keeps holds
+    no more than that. JSON syntax errors and records nested too deeply in a .jsonl line come
+    as ``(_BadRecord, line)`` so that ``on_bad_record="skip"`` can skip them (in a .json array,
+    a record nested too deeply likewise); a .json array with a syntax error is a DataError when
+    the reading reaches it. ``duplicates`` (a list, filled in): (record index, key, line) for
+    each record with an object that repeats a key. ``progress(fraction read, records)`` is
+    called now and then while a large file is read."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _jsonl_records(path, max_file_mb, duplicates, ReadProgress(progress))
+    if suffix == ".json":
+        return _json_records(path, max_file_mb, duplicates, ReadProgress(progress))
+    _read_text(path, max_file_mb)  # what the path is, and its bytes, are named first
     raise DataError(f"unsupported file extension {path.suffix!r}; use .json or .jsonl",
                     path=str(path))
 
 
-def duplicate_keys_warning(path: str, duplicates: list, lines: list) -> str:
-    """One line naming the records (and keys) with a repeated key: JSON keeps the last value."""
-    shown = "; ".join(f"record {i}{'' if lines[i] is None else f' (line {lines[i]})'}: {k!r}"
-                      for i, k in duplicates[:5])
+def duplicate_keys_warning(path: str, duplicates: list) -> str:
+    """One line naming the records (and keys) with a repeated key: JSON keeps the last value.
+    ``duplicates``: (record index, key, line or None) as ``iter_records`` finds them."""
+    shown = "; ".join(f"record {i}{'' if line is None else f' (line {line})'}: {k!r}"
+                      for i, k, line in duplicates[:5])
     more = f"; and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
     return (f"file {path}: duplicate keys in {len(duplicates)} record(s), the last value of each "
             f"kept: {shown}{more}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,16 +182,22 @@ def raw_text(cfg: Config, base_dir: str | None = None,
     return world.pretrain_docs, world.heldout_docs
 
 
-def render_examples(convs: list[Conversation], template: Any, mask: str, source: str) -> list[Example]:
-    out = []
+def iter_rendered(convs: Iterable[Conversation], template: Any, mask: str, source: str) -> Iterator[Example]:
+    """Each conversation rendered, one at a time: length fitting keeps (a cut of) each as it
+    comes, so the untruncated renderings of a whole file are never held at once."""
     for c in convs:
         ids, m = render(c, template, mask=mask)
-        out.append(Example(ids=np.asarray(ids, dtype=np.int32), mask=np.asarray(m, dtype=np.uint8), source=source))
-    return out
+        yield Example(ids=np.asarray(ids, dtype=np.int32), mask=np.asarray(m, dtype=np.uint8), source=source)
 
 
-def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None) -> PreparedData:
+def render_examples(convs: list[Conversation], template: Any, mask: str, source: str) -> list[Example]:
+    return list(iter_rendered(convs, template, mask, source))
+
+
+def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None,
+            progress: Callable[[str], None] | None = None) -> PreparedData:
     """Load, filter, render and length-fit the job's data. ``base_dir`` resolves relative paths.
+    ``progress(line)``: told every few seconds how far the reading of a large file is.
 
     ``report`` (a dict, filled in as the work goes): the counts, kept even when preparation
     fails, so a failed job can still say what its data looked like.
@@ -220,7 +227,7 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
         sets, val_convs, loaded = {}, [], {}
         for name, ds in cfg.data.datasets.items():
             path = paths[name] = resolve_path(ds.path, base_dir)
-            loaded[name], train, val = _load_and_split(cfg, name, ds, path, report, warnings)
+            loaded[name], train, val = _load_and_split(cfg, name, ds, path, report, warnings, progress)
             sets[name] = train
             val_convs += val
         # held out from the same distribution the filters leave for training
@@ -246,7 +253,7 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
     report["fit"] = data_fit({**fitting, "heldout": val_convs}, template, cfg.template.mask,
                              cfg.model.block_size, cfg.eval.max_new_tokens)
     warnings += fit_warnings(report["fit"])
-    val_examples, vrep = fit_length(render_examples(val_convs, template, "assistant", "val"), max_tokens, "truncate")
+    val_examples, vrep = fit_length(iter_rendered(val_convs, template, "assistant", "val"), max_tokens, "truncate")
     report["length.val"] = vrep
     if val_convs and not val_examples:
         warnings.append(f"none of the {len(val_convs)} validation conversations keeps an answer token within "
@@ -276,7 +283,7 @@ def _fit_training_set(cfg: Config, name: str, convs: list[Conversation], templat
     Returns (the conversations the filters kept, their fitted examples)."""
     kept, qrep = filter_quality(convs, cfg.data.quality)
     report[f"quality.{name}"] = qrep
-    exs, lrep = fit_length(render_examples(kept, template, cfg.template.mask, name), cfg.model.block_size + 1,
+    exs, lrep = fit_length(iter_rendered(kept, template, cfg.template.mask, name), cfg.model.block_size + 1,
                            cfg.train.truncation)
     report[f"length.{name}"] = lrep
     if not exs:
@@ -356,17 +363,24 @@ def training_conversations(cfg: Config, base_dir: str | None = None) -> dict[str
     return {name: filter_quality(convs, cfg.data.quality)[0] for name, convs in sets.items()}
 
 
-def _load(ds: Any, path: str, report: dict, max_file_mb: float) -> list[Conversation]:
+def _load(ds: Any, path: str, report: dict, max_file_mb: float,
+          progress: Callable[[float, int], None] | None = None) -> list[Conversation]:
     return load_conversations(path, ds.format, role_map=dict(ds.role_map) or None,
-                              on_bad_record=ds.on_bad_record, report=report, max_file_mb=max_file_mb)
+                              on_bad_record=ds.on_bad_record, report=report, max_file_mb=max_file_mb,
+                              progress=progress)
 
 
-def _load_and_split(cfg: Config, name: str, ds: Any, path: str, report: dict, warnings: list[str]
+def _load_and_split(cfg: Config, name: str, ds: Any, path: str, report: dict, warnings: list[str],
+                    progress: Callable[[str], None] | None = None
                     ) -> tuple[list[Conversation], list[Conversation], list[Conversation]]:
     """One dataset file: load, remove exact duplicates, then hold out ``data.val_fraction``.
     Returns (as loaded, training, held-out) conversations."""
     load_report: dict = {}
-    convs = loaded = _load(ds, path, load_report, cfg.data.max_file_mb)
+    reading = None
+    if progress is not None:
+        def reading(fraction: float, records: int) -> None:
+            progress(f"data: reading {name} ({path}): {fraction:.0%} read, {records} records so far")
+    convs = loaded = _load(ds, path, load_report, cfg.data.max_file_mb, reading)
     report[f"load.{name}"] = load_report
     warnings.extend(f"dataset {name!r}: {w}" for w in load_report["warnings"])
     if load_report["skipped"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DataError
@@ -60,22 +61,53 @@ def _too_big(path: str, size: int | None, max_mb: float) -> DataError:
                      "data.max_file_mb to read it (or split the file)", path=path)
 
 
-def read_bytes_bounded(path: str | os.PathLike, max_mb: float | None = None) -> bytes:
-    """The bytes of a regular file of at most ``max_mb`` MiB (default ``DEFAULT_MAX_FILE_MB``)."""
+def _open_checked(path: str | os.PathLike, max_mb: float):
+    """The open binary file (a regular file, checked again once opened) and its size."""
     sp = str(path)
-    max_mb = DEFAULT_MAX_FILE_MB if max_mb is None else float(max_mb)
-    limit = int(max_mb * 2**20)
-    check_regular_file(path, max_mb=max_mb)
+    st = check_regular_file(path, max_mb=max_mb)
     try:
         # Non-blocking, so that a FIFO swapped in after the check cannot hang the open.
         fd = os.open(Path(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise DataError(f"cannot be read: {e.strerror or e}", path=sp) from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise DataError(f"is {file_kind(os.fstat(f.fileno()).st_mode)}, not a data file: only "
-                            "regular files are read as data", path=sp)
-        raw = f.read(limit + 1)
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        kind = file_kind(os.fstat(f.fileno()).st_mode)
+        f.close()
+        raise DataError(f"is {kind}, not a data file: only regular files are read as data", path=sp)
+    return f, st.st_size
+
+
+def read_bytes_bounded(path: str | os.PathLike, max_mb: float | None = None) -> bytes:
+    """The bytes of a regular file of at most ``max_mb`` MiB (default ``DEFAULT_MAX_FILE_MB``)."""
+    max_mb = DEFAULT_MAX_FILE_MB if max_mb is None else float(max_mb)
+    limit = int(max_mb * 2**20)
+    f, size = _open_checked(path, max_mb)
+    with f:
+        # as much as the file holds (asking for the limit would allocate the limit), then the
+        # rest if it grew since
+        want = min(size, limit) + 1
+        raw = f.read(want)
+        if len(raw) == want and want <= limit:
+            raw += f.read(limit + 1 - want)
     if len(raw) > limit:
-        raise _too_big(sp, None, max_mb)
+        raise _too_big(str(path), None, max_mb)
     return raw
+
+
+def lines_bounded(path: str | os.PathLike, max_mb: float | None = None
+                  ) -> Iterator[tuple[int, int, bytes]]:
+    """The lines of a regular file of at most ``max_mb`` MiB, one at a time, as (offset of the
+    line in the file, the file's size, the line's bytes with its newline): a file is never held
+    whole, so reading it costs a line's memory, and a file that grows past the limit while it is
+    read stops there."""
+    max_mb = DEFAULT_MAX_FILE_MB if max_mb is None else float(max_mb)
+    limit = int(max_mb * 2**20)
+    f, size = _open_checked(path, max_mb)
+    offset = 0
+    with f:
+        for line in f:
+            if offset + len(line) > limit:
+                raise _too_big(str(path), None, max_mb)
+            yield offset, size, line
+            offset += len(line)

@@ -214,7 +214,8 @@ class Job:
             cfg.pretrain.init_from = os.path.join(self.base_dir, os.path.expanduser(cfg.pretrain.init_from))
         self.threads = job_threads(cfg.train.threads, cfg.pretrain.threads)
         tic = time.perf_counter()
-        self.data = prepare(cfg, self.base_dir, report=self.data_report)
+        self.data = prepare(cfg, self.base_dir, report=self.data_report,
+                            progress=lambda line: log.info("[%s] %s", self.name, line))
         self.timings["data_s"] = time.perf_counter() - tic
         self.report_data()
         examples = with_replay(self.data, cfg.mix.replay_ratio, cfg.model.block_size + 1, cfg.train.seed)
