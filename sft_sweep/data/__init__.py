@@ -13,7 +13,7 @@
   the one preparation the job, ``sft-sweep-inspect`` and the report share
 """
 
-from .batching import Batch, make_batches
+from .batching import Batch, Batches, make_batches
 from .conversation import ROLES, Conversation, ConversationError, Turn
 from .evalitem import EvalItem
 from .examples import Example, fit_length, to_examples
@@ -34,7 +34,7 @@ __all__ = [
     "EvalItem", "WorldConfig", "World", "build_world", "FactCompletion",
     "QualityConfig", "filter_quality", "dedup_conversations",
     "mix_replay", "mix_datasets", "replay_stream",
-    "make_batches", "Batch",
+    "make_batches", "Batch", "Batches",
     "prepare", "PreparedData", "fit_example", "FittedExample", "resolve_path", "world_config",
     "training_conversations",
     "pretrain_paths", "pretrain_source", "data_counts_line", "ReplayMix", "with_replay",

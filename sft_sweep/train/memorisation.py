@@ -55,16 +55,24 @@ class PromptResponse:
     mask: np.ndarray      # 1 on the response only
 
 
-def last_response(example: Example) -> PromptResponse | None:
-    """The example's last contiguous run of trained tokens as the response, everything before
-    it as the prompt; None when nothing is trained or nothing precedes it."""
-    on = np.flatnonzero(np.asarray(example.mask[1:]) > 0) + 1  # mask[0] is never a target
+def response_span(example: Example) -> tuple[int, int] | None:
+    """``(start, end)`` of the example's last contiguous run of trained tokens (mask[0] is never a
+    target, so start >= 1: a prompt precedes it), or None when nothing is trained."""
+    on = np.flatnonzero(np.asarray(example.mask[1:]) > 0) + 1
     if on.size == 0:
         return None
     end = int(on[-1]) + 1
-    start = end - 1
-    while start - 1 >= 1 and example.mask[start - 1]:
-        start -= 1
+    off = np.flatnonzero(np.asarray(example.mask[1:end]) == 0)  # untrained positions 1.. before end
+    return (int(off[-1]) + 2 if off.size else 1), end
+
+
+def last_response(example: Example) -> PromptResponse | None:
+    """The example's last contiguous run of trained tokens as the response, everything before
+    it as the prompt; None when nothing is trained or nothing precedes it."""
+    span = response_span(example)
+    if span is None:
+        return None
+    start, end = span
     ids = np.asarray(example.ids[:end], dtype=np.int32)
     mask = np.zeros(end, dtype=np.int32)
     mask[start:end] = 1
@@ -83,17 +91,27 @@ def matched_sample(pool: Sequence[PromptResponse], targets: Sequence[PromptRespo
                    seed: int = 0) -> list[PromptResponse]:
     """One member of ``pool`` per target (while the pool lasts), each the unused one whose prompt
     length is nearest the target's; ties go by a seeded order, so the choice is fixed."""
-    order = list(range(len(pool)))
+    picks = matched_picks([len(c.prompt) for c in pool], [len(t.prompt) for t in targets], seed)
+    return [pool[i] for i in picks]
+
+
+def matched_picks(pool_lengths: Sequence[int], target_lengths: Sequence[int], seed: int = 0) -> list[int]:
+    """``matched_sample`` on prompt lengths alone: the indices into the pool it picks."""
+    n = len(pool_lengths)
+    order = list(range(n))
     random.Random(f"memorisation-match:{seed}").shuffle(order)
-    rank = {i: r for r, i in enumerate(order)}
-    free = set(order)
-    out = []
-    for t in targets:
-        if not free:
-            break
-        best = min(free, key=lambda i: (abs(len(pool[i].prompt) - len(t.prompt)), rank[i]))
-        free.discard(best)
-        out.append(pool[best])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    lengths = np.asarray(pool_lengths, dtype=np.int64)
+    taken = np.zeros(n, dtype=bool)
+    out: list[int] = []
+    for t in target_lengths[:n]:
+        # nearest length first, then the seeded rank (unique): one key, gap * n + rank
+        key = np.abs(lengths - int(t)) * n + rank
+        key[taken] = np.iinfo(np.int64).max
+        best = int(np.argmin(key))
+        taken[best] = True
+        out.append(best)
     return out
 
 
@@ -120,18 +138,27 @@ class MemorisationCheck:
                  sample_size: int = SAMPLE_SIZE) -> None:
         self.block_size, self.halt_ids, self.batch_size = block_size, tuple(halt_ids), batch_size
         self.nll_sums, self.decode = nll_sums, decode
-        held = self._cut(list(heldout_examples)[:sample_size])
-        pool = self._cut(list(train_examples))
+        held = [c for c in map(last_response, list(heldout_examples)[:sample_size])
+                if c is not None and self._fits(len(c.prompt), len(c.response))]
+        # The pool is every training conversation whose last answer fits, known by its index and
+        # prompt length; only the sampled ones are cut (the training set may be huge).
+        starts = np.zeros(len(train_examples), dtype=np.int64)
+        fits = np.zeros(len(train_examples), dtype=bool)
+        for i, e in enumerate(train_examples):
+            span = response_span(e)
+            if span is not None and self._fits(span[0], span[1] - span[0]):
+                starts[i], fits[i] = span[0], True
+        pool = np.flatnonzero(fits)
         # The training sample mirrors the held-out one prompt length for prompt length, so the
         # two compare the same kinds of questions (held-out sets need not mix tasks as training
         # does); without held-out prompts it is a plain fixed sample.
-        self.samples = {"train": matched_sample(pool, held) if held else fixed_sample(pool, sample_size),
-                        "heldout": held}
+        picks = (matched_picks(starts[pool], [len(c.prompt) for c in held]) if held
+                 else fixed_sample(range(len(pool)), sample_size))
+        self.samples = {"train": [last_response(train_examples[int(pool[k])]) for k in picks], "heldout": held}
 
-    def _cut(self, examples: list[Example]) -> list[PromptResponse]:
-        cut = (last_response(e) for e in examples)
+    def _fits(self, n_prompt: int, n_response: int) -> bool:
         # room to generate the whole response and one more token (an answer that runs on)
-        return [c for c in cut if c is not None and len(c.prompt) + len(c.response) + 1 <= self.block_size + 1]
+        return n_prompt + n_response + 1 <= self.block_size + 1
 
     def _answers(self, model: GPT, items: list[PromptResponse]) -> list[list[int]]:
         out: list[list[int]] = [[] for _ in items]

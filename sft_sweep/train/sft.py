@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import Config
-from ..data import Batch, Example, make_batches
+from ..data import Batch, Batches, Example, make_batches
 from ..errors import ConfigError, DivergedError, NonFiniteLossError
 from ..nn import GPT, AdamW, lr_at
 from ..nn.peft import Tuning
@@ -41,7 +41,8 @@ def _pad_id(cfg: Config) -> int:
     return special_ids(model_vocab_size(cfg.tokenizer))["<|pad|>"]
 
 
-def epoch_batches(examples: list[Example], cfg: Config, epoch: int) -> tuple[list[Batch], dict]:
+def epoch_batches(examples: list[Example], cfg: Config, epoch: int) -> tuple[Batches, dict]:
+    """The epoch's batches, each built when the loop reaches it (see ``Batches``)."""
     return make_batches(examples, cfg.train.batch_size, cfg.model.block_size, pack=cfg.train.pack,
                         seed=cfg.train.seed, epoch=epoch, pad_id=_pad_id(cfg))
 

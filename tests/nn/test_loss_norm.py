@@ -30,7 +30,7 @@ def _examples(rng):
 
 def _group(pack, rng):
     batches, _ = make_batches(_examples(rng), 2, 16, pack=pack, seed=0, pad_id=PAD)
-    return batches
+    return list(batches)
 
 
 def _sequences(group):
@@ -84,7 +84,7 @@ def test_sequence_without_trained_tokens_does_not_count():
     exs = [Example(ids=list(rng.integers(0, 256, 6)), mask=[0] * 6),
            Example(ids=list(rng.integers(0, 256, 6)), mask=[0] * 3 + [1] * 3)]
     batches, _ = make_batches(exs, 2, 16, pad_id=PAD)
-    weights, normalizer = group_weights(batches, "length", PAD)
+    weights, normalizer = group_weights(list(batches), "length", PAD)
     assert normalizer == 1.0
     assert weights[0].sum() == pytest.approx(3 / 5)
 
