@@ -89,3 +89,34 @@ def test_gradient_exact_at_long_context(size, shape, T):
     rng = np.random.default_rng(2)
     ids, targets, mask = random_batch(rng, 2, T, 260)
     assert_batch_is_weighted_sum(model, ids, targets, mask, rtol=2e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size,shape,T", LONG_CONTEXTS, ids=[c[0] for c in LONG_CONTEXTS])
+def test_finite_differences_at_long_context(size, shape, T):
+    """In float64 at each size's long context, the gradient's derivative along random directions
+    of all parameters at once equals central differences of the loss (two forwards each)."""
+    model = GPT(GPTConfig(block_size=T, vocab_size=260, dtype="float64", **shape), seed=0)
+    rng = np.random.default_rng(3)
+    ids, targets, mask = random_batch(rng, 2, T, 260)
+    loss, grads = model.loss_and_grads(ids, targets, mask)
+    flat_grad = np.concatenate([grads[name].reshape(-1) for name in model.params])
+    flat = np.concatenate([model.params[name].reshape(-1) for name in model.params])
+
+    def loss_at(theta):
+        off = 0
+        for name, p in model.params.items():
+            p[...] = theta[off:off + p.size].reshape(p.shape)
+            off += p.size
+        nll = model.token_nll(ids, targets)
+        return float((nll * mask).sum() / mask.sum())
+
+    assert loss_at(flat) == pytest.approx(loss, rel=1e-12)
+    eps = 1e-5
+    for _ in range(2):
+        v = rng.standard_normal(flat.size)
+        v /= np.linalg.norm(v)
+        numeric = (loss_at(flat + eps * v) - loss_at(flat - eps * v)) / (2 * eps)
+        analytic = float(flat_grad @ v)
+        assert numeric == pytest.approx(analytic, rel=1e-5, abs=1e-9), (numeric, analytic)
+    loss_at(flat)
