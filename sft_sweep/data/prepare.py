@@ -33,6 +33,7 @@ from .evalitem import EvalItem
 from .examples import Example, fit_length
 from .fit import data_fit, fit_warnings, split_last_answer
 from .formats import load_conversations, load_raw_text
+from .json_records import ReadProgress
 from .mixing import mix_datasets
 from .quality import dedup_conversations, filter_quality
 from .subset import nested_subset
@@ -197,7 +198,8 @@ def render_examples(convs: list[Conversation], template: Any, mask: str, source:
 def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None,
             progress: Callable[[str], None] | None = None) -> PreparedData:
     """Load, filter, render and length-fit the job's data. ``base_dir`` resolves relative paths.
-    ``progress(line)``: told every few seconds how far the reading of a large file is.
+    ``progress(line)``: told every few seconds how far the reading and rendering of a large file
+    are, and which step follows once one has taken long.
 
     ``report`` (a dict, filled in as the work goes): the counts, kept even when preparation
     fails, so a failed job can still say what its data looked like.
@@ -208,6 +210,12 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
     examples; a check of the prepared data as a whole goes on the returned ``PreparedData``.
     """
     get_template(cfg.template.name)  # an unknown name fails before any data is read
+    said: list[str] = []  # what progress was told: once a step took long, the next ones are named
+
+    def say(line: str) -> None:
+        said.append(line)
+        if progress is not None:
+            progress(line)
     max_tokens = cfg.model.block_size + 1  # an example of L tokens fills L-1 positions
     report = report if report is not None else {}
     warnings: list[str] = []
@@ -227,7 +235,7 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
         sets, val_convs, loaded = {}, [], {}
         for name, ds in cfg.data.datasets.items():
             path = paths[name] = resolve_path(ds.path, base_dir)
-            loaded[name], train, val = _load_and_split(cfg, name, ds, path, report, warnings, progress)
+            loaded[name], train, val = _load_and_split(cfg, name, ds, path, report, warnings, say)
             sets[name] = train
             val_convs += val
         # held out from the same distribution the filters leave for training
@@ -243,13 +251,16 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
     fitting: dict[str, list[Conversation]] = {}  # what the quality filters kept, for the fit check
     for name, convs in sets.items():
         fitting[name], rendered[name] = _fit_training_set(cfg, name, convs, template, report, warnings,
-                                                          paths.get(name))
+                                                          paths.get(name), say)
     if len(rendered) > 1 or cfg.mix.weights:
         weights = {n: float(cfg.mix.weights.get(n, 1.0)) for n in rendered}
         train_examples, mrep = mix_datasets(rendered, weights, seed=cfg.train.seed)
         report["datasets"] = mrep
     else:
         train_examples = next(iter(rendered.values()))
+    if said:
+        say(f"data: checking how the {sum(map(len, fitting.values())) + len(val_convs)} conversations fit "
+            f"model.block_size={cfg.model.block_size}")
     report["fit"] = data_fit({**fitting, "heldout": val_convs}, template, cfg.template.mask,
                              cfg.model.block_size, cfg.eval.max_new_tokens)
     warnings += fit_warnings(report["fit"])
@@ -277,13 +288,17 @@ def prepare(cfg: Config, base_dir: str | None = None, report: dict | None = None
 
 
 def _fit_training_set(cfg: Config, name: str, convs: list[Conversation], template: Any, report: dict,
-                      warnings: list[str], path: str | None
+                      warnings: list[str], path: str | None, say: Callable[[str], None] | None = None
                       ) -> tuple[list[Conversation], list[Example]]:
     """One training set: quality filter, render with the template's loss mask, fit to the block.
     Returns (the conversations the filters kept, their fitted examples)."""
     kept, qrep = filter_quality(convs, cfg.data.quality)
     report[f"quality.{name}"] = qrep
-    exs, lrep = fit_length(iter_rendered(kept, template, cfg.template.mask, name), cfg.model.block_size + 1,
+    rendering = kept
+    if say is not None:
+        tell = ReadProgress(lambda f, n: say(f"data: rendering {name}: {n} of {len(kept)} conversations"))
+        rendering = (tell(i / len(kept), i) or c for i, c in enumerate(kept, 1))
+    exs, lrep = fit_length(iter_rendered(rendering, template, cfg.template.mask, name), cfg.model.block_size + 1,
                            cfg.train.truncation)
     report[f"length.{name}"] = lrep
     if not exs:
