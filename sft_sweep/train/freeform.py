@@ -17,6 +17,8 @@ sample standard deviation (ddof=1); a mean of fewer than two items has none.
 
 from __future__ import annotations
 
+import logging
+
 import math
 from statistics import NormalDist
 from typing import Any, Sequence
@@ -67,6 +69,9 @@ def rouge_l_scores(answers: Sequence[str], references: Sequence[str]) -> list[fl
         from rouge_score import rouge_scorer
     except ImportError:
         return None
+    # rouge-score logs "Using default tokenizer." at INFO through absl on every scorer made: a
+    # stray line in each job's terminal output that says nothing about the job
+    logging.getLogger("absl").setLevel(logging.WARNING)
     scorer = rouge_scorer.RougeScorer(["rougeL"])
     return [float(scorer.score(ref, ans)["rougeL"].fmeasure) for ans, ref in zip(answers, references)]
 
