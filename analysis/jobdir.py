@@ -148,6 +148,9 @@ def read_job(job_dir: Path, job_id: str, sweep: str, problems: list[Problem]) ->
     # a job a search pruned: where it stopped, and what it would have run
     record["stopped_at_step"] = as_number(summary.get("stopped_at_step")) if summary_ok else None
     record["steps_planned"] = as_number(summary.get("steps_planned")) if summary_ok else None
+    base_model = summary.get("base_model") if summary_ok else None
+    # which cached base the job tuned: a sweep over base-model settings has one base each
+    record["base_model"] = str(base_model["key"]) if isinstance(base_model, dict) and base_model.get("key") else None
     timings = summary.get("timings") if summary_ok else None
     if isinstance(timings, dict):
         for k, v in timings.items():

@@ -436,6 +436,33 @@ def _command_blocks(commands: dict[str, list[SweepCommand]]) -> list[Block]:
             Block("commands", items=[(name, c.text(), c.notes()) for name, cmds in commands.items() for c in cmds])]
 
 
+def base_rows(done: pd.DataFrame, params: list[str], groups: list, n_labels: int, show_n: bool
+              ) -> list[tuple[list[str], pd.DataFrame]]:
+    """The base model's rows of a summary table, as (label cells, the jobs tuned from it): one row
+    when the jobs share a base (or do not say which), else one per base model (a sweep over the
+    tokenizer, the model or the pre-training has several), labelled by the settings that tell
+    the bases apart and in the order of the tuned rows, so no base's numbers are averaged with
+    another's."""
+    keys = done["base_model"].dropna().unique() if "base_model" in done else []
+    if len(keys) <= 1:
+        parts = [(None, done)]
+    else:
+        first_row = {k: min(i for i, (_, part) in enumerate(groups) if (part["base_model"] == k).any())
+                     for k in keys}
+        parts = [(k, done[done["base_model"] == k]) for k in sorted(keys, key=first_row.get)]
+    rows = []
+    for key, jobs in parts:
+        values = []
+        for c in params:
+            same = key is not None and jobs[c].nunique(dropna=False) == 1 and done[c].nunique(dropna=False) > 1
+            values.append(fmt_value(c, jobs[c].iloc[0]) if same else "")
+        if not params:
+            values = [""] * n_labels
+        first = "base model" + (f": {values[0]}" if values and values[0] else "")
+        rows.append(([first] + values[1:] + (["—"] if show_n else []), jobs))
+    return rows
+
+
 def summary_table(runs: RunSet) -> tuple[list[str], list[list[str]]]:
     """Per setting (seed-averaged): parameters, n, and the final metrics; the base model first.
     On own data (free-form answers) the free-form metrics follow their own rules
@@ -450,12 +477,13 @@ def summary_table(runs: RunSet) -> tuple[list[str], list[list[str]]]:
     label_cols = [col_name(c) for c in params] or ["setting"]
     header = label_cols + (["n"] if show_n else []) + [_metric_header(m) for m in metrics]
 
-    base = ["base model"] + [""] * (len(label_cols) - 1) + (["—"] if show_n else [])
-    for m in metrics:
-        b = m.replace("final_", "base_", 1)
-        ok = m.startswith("final_") and b in done and done[b].notna().any()
-        base.append(fmt_metric(b, done[b].mean()) if ok else "—")
-    rows = [base]
+    rows = []
+    for cells, jobs in base_rows(done, params, groups, len(label_cols), show_n):
+        for m in metrics:
+            b = m.replace("final_", "base_", 1)
+            ok = m.startswith("final_") and b in jobs and jobs[b].notna().any()
+            cells.append(fmt_metric(b, jobs[b].mean()) if ok else "—")
+        rows.append(cells)
     for key, part in groups:
         row = [fmt_value(c, key[c]) for c in params] or [f"all {len(part)} jobs"]
         if show_n:
@@ -470,11 +498,12 @@ def summary_table(runs: RunSet) -> tuple[list[str], list[list[str]]]:
 #: The own-data table's metrics, in order: follow rate (of the prompts whose reference fits),
 #: ROUGE-L and response nats/byte (with the paired change against the base), forgetting.
 FREE_FORM_COLUMNS = ("final_follow_rate", "final_rouge_l", "final_response_nats_per_byte", "forgetting_pct",
-                     "final_raw_loss")
+                     "final_raw_nats_per_byte", "final_raw_loss")
 _FREE_FORM_HEADERS = {"final_follow_rate": "follow rate (of fitting prompts)",
                       "final_rouge_l": "ROUGE-L (paired change vs base [95%])",
                       "final_response_nats_per_byte": "response nats/byte (paired change vs base [95%])",
-                      "forgetting_pct": "forgetting [95%]", "final_raw_loss": "raw-text loss"}
+                      "forgetting_pct": "forgetting [95%]",
+                      "final_raw_nats_per_byte": "held-out text nats/byte", "final_raw_loss": "raw-text loss"}
 NOT_MEASURED = "not measured"
 
 
@@ -487,7 +516,7 @@ def _free_form_value(m: str, v: Any, n: Any = None) -> str:
         return "—"
     if m.endswith("follow_rate"):
         return fmt_metric(m, v) + (f" of {fmt_num(n)}" if n is not None and not pd.isna(n) else "")
-    if m.endswith(("rouge_l", "response_nats_per_byte")):
+    if m.endswith(("rouge_l", "nats_per_byte")):
         return f"{float(v):.3f}"
     return fmt_metric(m, v)
 
@@ -527,17 +556,18 @@ def _free_form_table(runs: RunSet, done: pd.DataFrame) -> tuple[list[str], list[
     show_n = any(len(part) > 1 for _, part in groups)
     label_cols = [col_name(c) for c in params] or ["setting"]
     header = label_cols + (["n"] if show_n else []) + [_FREE_FORM_HEADERS[m] for m in metrics]
-    base = ["base model"] + [""] * (len(label_cols) - 1) + (["—"] if show_n else [])
-    for m in metrics:
-        b = m.replace("final_", "base_", 1)
-        if m.replace("final_", "", 1) in absent:
-            base.append(NOT_MEASURED)
-        elif m.startswith("final_") and b in done and done[b].notna().any():
-            n = done[b + "_n"].mean() if b + "_n" in done else None
-            base.append(_free_form_value(b, done[b].mean(), n if m.endswith("follow_rate") else None))
-        else:
-            base.append("—")
-    rows = [base]
+    rows = []
+    for base, jobs in base_rows(done, params, groups, len(label_cols), show_n):
+        for m in metrics:
+            b = m.replace("final_", "base_", 1)
+            if m.replace("final_", "", 1) in absent:
+                base.append(NOT_MEASURED)
+            elif m.startswith("final_") and b in jobs and jobs[b].notna().any():
+                n = jobs[b + "_n"].mean() if b + "_n" in jobs else None
+                base.append(_free_form_value(b, jobs[b].mean(), n if m.endswith("follow_rate") else None))
+            else:
+                base.append("—")
+        rows.append(base)
     for key, part in groups:
         row = [fmt_value(c, key[c]) for c in params] or [f"all {len(part)} jobs"]
         if show_n:

@@ -123,3 +123,21 @@ def test_no_findings_when_more_than_the_tokenizer_varies(tmp_path):
     d = make_results_sweep(tmp_path / "lr", [{"params": {"optim.lr": 1e-3}, "final": {"raw_loss": 1.3}},
                                             {"params": {"optim.lr": 3e-3}, "final": {"raw_loss": 1.4}}])
     assert tokenizer_findings(collect_runs(d)) == []
+
+
+def test_each_base_model_has_its_own_row(tmp_path):
+    """A sweep over tokenizers tunes three bases: the summary table shows each base's held-out bits
+    per byte on a row of its own, never their mean."""
+    d = _sweep(tmp_path, {"bytes": 1.6, "bpe 512": 1.3, "bpe 1024": 1.25}, 0.02, json.loads(json.dumps(FINALS)))
+    for num in range(3):
+        p = d / str(num) / "summary.json"
+        s = json.loads(p.read_text())
+        s["base_model"] = {"key": f"base{num}", "built_here": True}
+        p.write_text(json.dumps(s))
+    header, rows = summary_table(collect_runs(d))
+    bases = [r for r in rows if r[0].startswith("base model")]
+    assert len(bases) == 3, rows
+    col = header.index("held-out text nats/byte")
+    by_base = {" ".join(b[:2]): b[col] for b in bases}
+    assert by_base == {"base model: bpe 512": "1.300", "base model: bpe 1024": "1.250",
+                       "base model: bytes 260": "1.600"}
