@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -18,7 +19,7 @@ import pandas as pd
 from analysis.collect import RunSet
 from analysis.noise import Z95, effect, judge
 from analysis.per_byte import NAME, VOCAB, _num, pretrain_steps, tokenizer_labels
-from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Finding
+from analysis.verdicts import INCONCLUSIVE, NOT_MEASURABLE, NOT_SUPPORTED, SUPPORTED, Decision, Finding
 
 LN2 = math.log(2)
 #: Smallest effects of interest: held-out text (nats per byte), follow rate, ROUGE-L, response nats per byte.
@@ -117,7 +118,14 @@ def _base_finding(runs: RunSet, done: pd.DataFrame) -> Finding:
                    f"{what} (95% interval over the held-out text windows): " + "; ".join(parts) + timing
                    + f". {diff}: {word}.{extra}",
                    {"best": best, "reference": ref, "bits_per_byte": {t: _bits(r["v"]) for t, r in rows.items()},
-                    "diff_bits": _bits(e.diff)})
+                    "diff_bits": _bits(e.diff)},
+                   decided_by=_window_noise(e.decision(f"held-out bits per byte of the base, {best} minus {ref}",
+                                                       scale=1 / LN2, unit=" bits/byte", digits=3)))
+
+
+def _window_noise(d: Decision) -> Decision:
+    """A base's interval comes from its held-out text windows (the effect calls them items)."""
+    return dataclasses.replace(d, noise="held-out window noise") if d.noise == "item noise" else d
 
 
 _WORD = {True: "beyond noise", False: "less than the smallest effect of interest", None: "within noise"}
@@ -174,7 +182,9 @@ def _tuned_finding(done: pd.DataFrame, metric: str, better: int, min_effect: flo
     return Finding(key, f"{best} gives the better tuned model by {what} ({direction} is better)", verdict,
                    f"{what} of the tuned model per tokenizer: " + "; ".join(fmt(t) for t in groups)
                    + f". {best} minus the runner-up {runner}: {e.describe(scale=scale, unit=unit, digits=digits)}: "
-                   f"{word}.{extra}", {"best": best, "runner_up": runner, "diff": e.diff})
+                   f"{word}.{extra}", {"best": best, "runner_up": runner, "diff": e.diff},
+                   decided_by=e.decision(f"{what}, {best} minus the runner-up {runner}", scale=scale, unit=unit,
+                                         digits=digits))
 
 
 def tokenizer_findings(runs: RunSet) -> list[Finding]:

@@ -88,6 +88,11 @@ def test_bpe_base_better_beyond_noise_and_tuned_findings(tmp_path):
     assert f"bytes: {1.6 / math.log(2):.3f}" in base.evidence and "1442 steps" in base.evidence
     assert "1500 steps" in base.evidence and "pre-trained in 300 s here" in base.evidence
     assert base.numbers["diff_bits"] < 0
+    d = base.decided_by  # the findings table shows what decided it
+    assert d is not None and d.what.startswith("held-out bits per byte of the base, bpe 1024 minus bytes")
+    assert d.value.endswith(" bits/byte") and d.low and d.high and d.noise == "held-out window noise"
+    for key in ("tokenizer_better_tuned_follow_rate", "tokenizer_better_tuned_rouge_l"):
+        assert found[key].decided_by is not None and "minus the runner-up" in found[key].decided_by.what
     assert "bpe 1024 minus the next best, bpe 512: -0.072 bits/byte" in base.evidence  # within noise
     assert base.evidence.endswith("within noise.")
     follow = found["tokenizer_better_tuned_follow_rate"]
